@@ -1,0 +1,491 @@
+"""Tests for the local Slack Web API stand-in, driven through the real slack_sdk WebClient."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    ButtonElement,
+    ContextBlock,
+    EmailInputElement,
+    HeaderBlock,
+    InputBlock,
+    MarkdownTextObject,
+    NumberInputElement,
+    Option,
+    PlainTextInputElement,
+    SectionBlock,
+    StaticSelectElement,
+)
+from slack_sdk.models.views import View
+
+from bot.slack.standin import SlackStandIn, validate_blocks
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackStandIn]:
+    with SlackStandIn(usergroups={"S123": ["U1", "U2"]}) as standin:
+        yield standin
+
+
+@pytest.fixture
+def client(slack: SlackStandIn) -> WebClient:
+    return WebClient(token="xoxb-test", base_url=slack.base_url, timeout=5)
+
+
+def _error(exc: pytest.ExceptionInfo[SlackApiError]) -> str:
+    return exc.value.response["error"]
+
+
+def card_blocks(status: str = "Awaiting approval") -> list:
+    return [
+        HeaderBlock(text="Payment link request"),
+        SectionBlock(
+            block_id="summary",
+            text=MarkdownTextObject(text="*PKR 5,000* for Ali"),
+            fields=[MarkdownTextObject(text="*Order*\nORD-1"), MarkdownTextObject(text="*By*")],
+        ),
+        ContextBlock(block_id="status", elements=[MarkdownTextObject(text=f"Status: {status}")]),
+        ActionsBlock(
+            block_id="decide",
+            elements=[
+                ButtonElement(text="Approve", action_id="approve", value="L1", style="primary"),
+                ButtonElement(text="Reject", action_id="reject", value="L1", style="danger"),
+            ],
+        ),
+    ]
+
+
+def valid_modal() -> View:
+    return View(
+        type="modal",
+        callback_id="paylink_create",
+        title="New payment link",
+        submit="Create",
+        close="Cancel",
+        private_metadata=json.dumps({"channel": "C1"}),
+        blocks=[
+            InputBlock(
+                block_id="amount",
+                label="Amount",
+                element=NumberInputElement(action_id="value", is_decimal_allowed=True),
+            ),
+            InputBlock(
+                block_id="currency",
+                label="Currency",
+                element=StaticSelectElement(
+                    action_id="value",
+                    placeholder="Pick one",
+                    options=[Option(text="PKR", value="PKR"), Option(text="USD", value="USD")],
+                ),
+            ),
+            InputBlock(
+                block_id="email",
+                label="Customer e-mail",
+                optional=True,
+                hint="Either e-mail or phone",
+                element=EmailInputElement(action_id="value"),
+            ),
+            InputBlock(
+                block_id="name",
+                label="Customer name",
+                element=PlainTextInputElement(action_id="value", max_length=200),
+            ),
+        ],
+    )
+
+
+# ------------------------------------------------------------------ messages
+
+
+def test_post_update_thread_permalink(slack: SlackStandIn, client: WebClient) -> None:
+    posted = client.chat_postMessage(channel="C1", text="Payment request", blocks=card_blocks())
+    ts = posted["ts"]
+    assert posted["channel"] == "C1"
+    assert posted["message"]["text"] == "Payment request"
+    assert ts.startswith("1700000000.") and len(ts.split(".")[1]) == 6
+
+    reply = client.chat_postMessage(channel="C1", text="Link: https://pay", thread_ts=ts)
+    assert float(reply["ts"]) > float(ts)
+    assert reply["message"]["thread_ts"] == ts
+
+    updated = client.chat_update(
+        channel="C1", ts=ts, text="Approved", blocks=card_blocks("Awaiting payment")
+    )
+    assert updated["ts"] == ts
+
+    thread = slack.thread("C1", ts)
+    assert [m.ts for m in thread] == [ts, reply["ts"]]
+    assert thread[0].text == "Approved" and thread[0].updated == 1
+    assert thread[0].blocks[2]["elements"][0]["text"] == "Status: Awaiting payment"
+    assert thread[1].thread_ts == ts
+    assert len(slack.messages("C1")) == 2 and slack.messages("C2") == []
+
+    link = client.chat_getPermalink(channel="C1", message_ts=ts)["permalink"]
+    assert link == f"https://slack.example/archives/C1/p{ts.replace('.', '')}"
+    reply_link = client.chat_getPermalink(channel="C1", message_ts=reply["ts"])["permalink"]
+    assert f"thread_ts={ts}" in reply_link
+
+    text = slack.render_thread_text("C1", ts)
+    assert "Status: Awaiting payment" in text and "[Approve] [Reject]" in text
+    assert "*PKR 5,000* for Ali" in text and "Link: https://pay" in text
+    assert slack.missing_text_warnings == []
+
+
+def test_update_unknown_message_and_ephemeral(slack: SlackStandIn, client: WebClient) -> None:
+    with pytest.raises(SlackApiError) as exc:
+        client.chat_update(channel="C1", ts="1700000000.999999", text="x")
+    assert _error(exc) == "message_not_found"
+
+    eph = client.chat_postEphemeral(channel="C1", user="U9", text="Only approvers may approve")
+    assert eph["message_ts"]
+    assert slack.ephemerals[0].user == "U9"
+    # An ephemeral is not a message the bot can update.
+    with pytest.raises(SlackApiError) as exc:
+        client.chat_update(channel="C1", ts=eph["message_ts"], text="x")
+    assert _error(exc) == "message_not_found"
+    assert slack.messages() == []
+
+
+def test_form_encoded_body_with_json_blocks(slack: SlackStandIn, client: WebClient) -> None:
+    blocks = [b.to_dict() for b in card_blocks()]
+    resp = client.api_call(
+        "chat.postMessage",
+        params={"channel": "C1", "text": "hi", "blocks": json.dumps(blocks)},
+    )
+    assert resp["ok"]
+    assert slack.messages()[0].blocks == blocks
+    assert slack.calls_of("chat.postMessage")[0].params["blocks"] == blocks
+
+
+def test_missing_text_is_only_a_warning(slack: SlackStandIn, client: WebClient) -> None:
+    with pytest.warns(UserWarning):
+        resp = client.chat_postMessage(channel="C1", blocks=card_blocks())
+    assert resp["ok"]
+    assert [c.method for c in slack.missing_text_warnings] == ["chat.postMessage"]
+
+
+def test_invalid_auth_and_unknown_method(slack: SlackStandIn) -> None:
+    bad = WebClient(token="xoxb-wrong", base_url=slack.base_url)
+    with pytest.raises(SlackApiError) as exc:
+        bad.chat_postMessage(channel="C1", text="hi")
+    assert _error(exc) == "invalid_auth"
+    assert exc.value.response.status_code == 200
+    assert slack.messages() == []
+    assert slack.calls_of("chat.postMessage")[0].response["error"] == "invalid_auth"
+
+    good = WebClient(token="xoxb-test", base_url=slack.base_url)
+    with pytest.raises(SlackApiError) as exc:
+        good.api_call("payments.teleport")
+    assert _error(exc) == "unknown_method"
+    assert good.auth_test()["user_id"] == slack.bot_user_id
+
+
+# ------------------------------------------------------------------ limits
+
+
+def _section(text: str = "x", **extra: Any) -> dict:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}, **extra}
+
+
+def _button(text: str = "Go", value: str = "v", action_id: str = "go") -> dict:
+    return {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text},
+        "value": value,
+        "action_id": action_id,
+    }
+
+
+def _select(options: list[dict], placeholder: str = "Pick") -> dict:
+    return {
+        "type": "static_select",
+        "action_id": "sel",
+        "placeholder": {"type": "plain_text", "text": placeholder},
+        "options": options,
+    }
+
+
+def _opt(text: str = "A", value: str = "a") -> dict:
+    return {"text": {"type": "plain_text", "text": text}, "value": value}
+
+
+def _input(element: dict, label: str = "Label", **extra: Any) -> dict:
+    return {
+        "type": "input",
+        "block_id": "in",
+        "label": {"type": "plain_text", "text": label},
+        "element": element,
+        **extra,
+    }
+
+
+def _text_input(**extra: Any) -> dict:
+    return {"type": "plain_text_input", "action_id": "v", **extra}
+
+
+def _modal(blocks: list[dict], **extra: Any) -> dict:
+    view = {
+        "type": "modal",
+        "title": {"type": "plain_text", "text": "Title"},
+        "submit": {"type": "plain_text", "text": "Submit"},
+        "blocks": blocks,
+    }
+    view.update(extra)
+    return {k: v for k, v in view.items() if v is not None}
+
+
+def _pt(text: str) -> dict:
+    return {"type": "plain_text", "text": text}
+
+
+LIMIT_CASES = [
+    # id, surface, blocks (message) or view (modal), expected json-pointer
+    ("message-51-blocks", "message", [_section()] * 51, "/blocks]"),
+    ("modal-101-blocks", "modal", _modal([_section()] * 101), "/view/blocks]"),
+    ("modal-title-25", "modal", _modal([], title=_pt("t" * 25)), "/view/title/text"),
+    ("modal-submit-25", "modal", _modal([], submit=_pt("s" * 25)), "/view/submit/text"),
+    ("modal-close-25", "modal", _modal([], close=_pt("c" * 25)), "/view/close/text"),
+    ("modal-input-no-submit", "modal", _modal([_input(_text_input())], submit=None), "submit"),
+    ("private-metadata", "modal", _modal([], private_metadata="m" * 3001), "private_metadata"),
+    ("callback-id", "modal", _modal([], callback_id="c" * 256), "/view/callback_id"),
+    ("block-id", "message", [_section(block_id="b" * 256)], "/blocks/0/block_id"),
+    (
+        "action-id",
+        "message",
+        [{"type": "actions", "elements": [_button(action_id="a" * 256)]}],
+        "/elements/0/action_id",
+    ),
+    ("section-text", "message", [_section("x" * 3001)], "/blocks/0/text/text"),
+    (
+        "section-11-fields",
+        "message",
+        [{"type": "section", "fields": [{"type": "mrkdwn", "text": "f"}] * 11}],
+        "/blocks/0/fields]",
+    ),
+    ("header-151", "message", [{"type": "header", "text": _pt("h" * 151)}], "/text/text"),
+    ("button-text-76", "message", [_section(accessory=_button("b" * 76))], "accessory/text/text"),
+    ("button-value", "message", [_section(accessory=_button(value="v" * 2001))], "/value"),
+    (
+        "select-101-options",
+        "message",
+        [_section(accessory=_select([_opt(value=f"v{i}") for i in range(101)]))],
+        "/accessory/options]",
+    ),
+    (
+        "option-text-76",
+        "message",
+        [_section(accessory=_select([_opt(text="o" * 76)]))],
+        "/options/0/text/text",
+    ),
+    (
+        "option-value-151",
+        "message",
+        [_section(accessory=_select([_opt(value="o" * 151)]))],
+        "/options/0/value",
+    ),
+    (
+        "placeholder-151",
+        "message",
+        [_section(accessory=_select([_opt()], placeholder="p" * 151))],
+        "/placeholder/text",
+    ),
+    ("input-label", "modal", _modal([_input(_text_input(), label="l" * 2001)]), "/label/text"),
+    (
+        "input-hint",
+        "modal",
+        _modal([_input(_text_input(), hint=_pt("h" * 2001))]),
+        "/hint/text",
+    ),
+    (
+        "max-length-3001",
+        "modal",
+        _modal([_input(_text_input(max_length=3001))]),
+        "/element/max_length",
+    ),
+    (
+        "number-input-no-decimal-flag",
+        "modal",
+        _modal([_input({"type": "number_input", "action_id": "n"})]),
+        "is_decimal_allowed",
+    ),
+    (
+        "duplicate-block-ids",
+        "message",
+        [_section(block_id="same"), _section(block_id="same")],
+        "/blocks/1/block_id",
+    ),
+    (
+        "duplicate-action-ids",
+        "message",
+        [{"type": "actions", "elements": [_button(action_id="x"), _button(action_id="x")]}],
+        "/elements/1/action_id",
+    ),
+    (
+        "email-input-outside-input",
+        "message",
+        [{"type": "actions", "elements": [{"type": "email_text_input", "action_id": "e"}]}],
+        "/elements/0/type",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("surface", "payload", "pointer"),
+    [case[1:] for case in LIMIT_CASES],
+    ids=[case[0] for case in LIMIT_CASES],
+)
+def test_limit_violation_is_invalid_blocks(
+    slack: SlackStandIn, client: WebClient, surface: str, payload: Any, pointer: str
+) -> None:
+    with pytest.raises(SlackApiError) as exc:
+        if surface == "message":
+            client.chat_postMessage(channel="C1", text="fallback", blocks=payload)
+        else:
+            client.views_open(trigger_id="123.456.abc", view=payload)
+    resp = exc.value.response
+    assert resp.status_code == 200
+    assert resp["error"] == "invalid_blocks"
+    assert any(pointer in e for e in resp["errors"]), resp["errors"]
+    assert slack.messages() == [] and slack.views_opened == []
+    # The pure validator agrees.
+    view = payload if surface == "modal" else None
+    blocks = payload["blocks"] if view else payload
+    assert validate_blocks(blocks, surface=surface, view=view) == resp["errors"]
+
+
+def test_valid_modal_with_inputs_opens_and_updates(slack: SlackStandIn, client: WebClient) -> None:
+    view = valid_modal()
+    assert validate_blocks(view.to_dict()["blocks"], surface="modal", view=view.to_dict()) == []
+    opened = client.views_open(trigger_id="123.456.abc", view=view)["view"]
+    assert opened["id"].startswith("V")
+    assert opened["callback_id"] == "paylink_create"
+    assert opened["state"] == {"values": {}}
+    assert slack.views_opened[0]["id"] == opened["id"]
+
+    with pytest.raises(SlackApiError) as exc:
+        client.views_open(trigger_id="123.456.abc", view=view)
+    assert _error(exc) == "exchanged_trigger_id"
+    with pytest.raises(SlackApiError) as exc:
+        client.views_open(trigger_id="expired.1", view=view)
+    assert _error(exc) == "expired_trigger_id"
+
+    loading = View(type="modal", title="Done", blocks=[SectionBlock(text="Created")])
+    updated = client.views_update(view_id=opened["id"], view=loading, hash=opened["hash"])
+    assert updated["view"]["id"] == opened["id"]
+    assert slack.view(opened["id"])["title"]["text"] == "Done"
+    with pytest.raises(SlackApiError) as exc:
+        client.views_update(view_id=opened["id"], view=loading, hash=opened["hash"])
+    assert _error(exc) == "hash_conflict"
+    with pytest.raises(SlackApiError) as exc:
+        client.views_update(external_id="nope", view=loading)
+    assert _error(exc) == "not_found"
+
+    pushed = client.views_push(trigger_id="789", view=dict(loading.to_dict(), external_id="ext"))
+    again = client.views_update(external_id="ext", view=loading)
+    assert again["view"]["id"] == pushed["view"]["id"]
+
+
+def test_views_publish_recorded(slack: SlackStandIn, client: WebClient) -> None:
+    home = View(type="home", blocks=[SectionBlock(text="Your links")])
+    first = client.views_publish(user_id="U1", view=home)["view"]
+    second = client.views_publish(
+        user_id="U1", view=View(type="home", blocks=[SectionBlock(text="No links")])
+    )["view"]
+    assert first["id"] == second["id"]
+    assert slack.home_views["U1"]["blocks"][0]["text"]["text"] == "No links"
+    assert [c.method for c in slack.calls] == ["views.publish", "views.publish"]
+    with pytest.raises(SlackApiError) as exc:
+        client.views_publish(user_id="U1", view={"type": "modal", "blocks": []})
+    assert _error(exc) == "invalid_blocks"
+
+
+# ------------------------------------------------------------------ faults
+
+
+def test_rate_limit_surfaced_then_retried(
+    slack: SlackStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The handler sleeps Retry-After + random() seconds; drop the jitter to keep this fast.
+    monkeypatch.setattr("slack_sdk.http_retry.builtin_handlers.random.random", lambda: 0.0)
+    plain = WebClient(token="xoxb-test", base_url=slack.base_url)
+    slack.fail_next("chat.postMessage", retry_after=0)
+    with pytest.raises(SlackApiError) as exc:
+        plain.chat_postMessage(channel="C1", text="hi")
+    assert exc.value.response.status_code == 429
+    assert exc.value.response.headers["Retry-After"] == "0"
+    assert slack.messages() == []
+
+    retrying = WebClient(
+        token="xoxb-test",
+        base_url=slack.base_url,
+        retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=1)],
+    )
+    slack.fail_next("chat.postMessage", retry_after=0)
+    resp = retrying.chat_postMessage(channel="C1", text="hi")
+    assert resp["ok"]
+    statuses = [c.status for c in slack.calls_of("chat.postMessage")]
+    assert statuses == [429, 429, 200]
+    assert len(slack.messages()) == 1
+
+
+def test_fail_next_500_error_and_delay(slack: SlackStandIn, client: WebClient) -> None:
+    slack.fail_next("chat.update", status=500, times=2)
+    ts = client.chat_postMessage(channel="C1", text="v1")["ts"]
+    for _ in range(2):
+        with pytest.raises(SlackApiError) as exc:
+            client.chat_update(channel="C1", ts=ts, text="v2")
+        assert exc.value.response.status_code == 500
+    assert slack.messages()[0].text == "v1"
+    client.chat_update(channel="C1", ts=ts, text="v2")
+    assert slack.messages()[0].text == "v2"
+
+    slack.fail_next("chat.postMessage", error="channel_not_found", delay=0.2)
+    started = time.monotonic()
+    with pytest.raises(SlackApiError) as exc:
+        client.chat_postMessage(channel="C1", text="x")
+    assert time.monotonic() - started >= 0.2
+    assert exc.value.response.status_code == 200 and _error(exc) == "channel_not_found"
+    assert len(slack.messages()) == 1
+    assert not slack.calls_of("chat.postMessage")[-1].ok
+
+
+def test_usergroups_and_users(slack: SlackStandIn, client: WebClient) -> None:
+    assert client.usergroups_users_list(usergroup="S123")["users"] == ["U1", "U2"]
+    with pytest.raises(SlackApiError) as exc:
+        client.usergroups_users_list(usergroup="S999")
+    assert _error(exc) == "no_such_subteam"
+    user = client.users_info(user="U1")["user"]
+    assert user["id"] == "U1" and not user["is_bot"]
+
+
+# ------------------------------------------------------------------ concurrency / waiting
+
+
+def test_wait_for_and_concurrent_posts(slack: SlackStandIn, client: WebClient) -> None:
+    slack.set_delay("chat.postMessage", 0.05)
+    threads = [
+        threading.Thread(target=client.chat_postMessage, kwargs={"channel": "C1", "text": str(i)})
+        for i in range(10)
+    ]
+    for t in threads:
+        t.start()
+    msgs = slack.wait_for(lambda s: len(s.messages("C1")) == 10 and s.messages("C1"))
+    for t in threads:
+        t.join()
+    assert len({m.ts for m in msgs}) == 10
+    assert [m.ts for m in msgs] == sorted(m.ts for m in msgs)
+
+    with pytest.raises(AssertionError, match="chat.postMessage"):
+        slack.wait_for(lambda s: s.calls_of("views.open"), timeout=0.1)
+    slack.clear()
+    assert slack.calls == [] and slack.messages() == []
