@@ -1,0 +1,219 @@
+"""Configuration from environment variables (and a ``.env`` file), validated at start-up."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import cached_property
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+XPAY_BASE_URLS = {
+    "staging": "https://xstak-pay-stg.xstak.com",
+    "live": "https://xstak-pay.xstak.com",
+}
+ALL_PAYMENT_METHODS = ("card", "easypaisa", "jazzcash", "googlepay", "dqr")
+SANDBOX_SECRET = "sandbox-not-a-secret"  # noqa: S105  (the embedded gateway's keys; never used with real XPay)
+
+CsvList = Annotated[list[str], NoDecode]
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class ConfigError(Exception):
+    """Configuration is missing or malformed; ``lines`` has one message per problem."""
+
+    def __init__(self, lines: list[str]):
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+class Settings(BaseSettings):
+    """Every setting in SPEC.md's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+
+    xpay_env: Literal["sandbox", "staging", "live"] = "sandbox"
+    xpay_base_url: str | None = None
+    xpay_api_key: SecretStr | None = None
+    xpay_account_id: str | None = None
+    xpay_hmac_secret: SecretStr | None = None
+    xpay_webhook_secret: SecretStr | None = None
+
+    database_url: str = "sqlite:///paylink.db"
+
+    paylink_approvers: CsvList = Field(default_factory=list)
+    paylink_approval_channel: str | None = None
+    paylink_allow_self_approval: bool = False
+    paylink_currencies: CsvList = Field(default_factory=lambda: ["PKR"])
+    paylink_payment_methods: CsvList = Field(default_factory=lambda: list(ALL_PAYMENT_METHODS))
+    paylink_success_url: str | None = None
+    paylink_failure_url: str | None = None
+    paylink_max_amount: Decimal | None = None
+    paylink_public_url: str | None = None
+    paylink_reconcile_after: int = Field(default=900, ge=10)
+    port: int = Field(default=3000, ge=1, le=65535)
+
+    _csv = field_validator(
+        "paylink_approvers", "paylink_currencies", "paylink_payment_methods", mode="before"
+    )(_split_csv)
+
+    @field_validator("slack_api_url", "xpay_base_url", "paylink_public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+    @field_validator("paylink_success_url", "paylink_failure_url")
+    @classmethod
+    def _redirect_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        return cls._http_url(value)
+
+    @field_validator("paylink_approvers")
+    @classmethod
+    def _approver_ids(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not (v[:1] in ("U", "W", "S") and v[1:].isalnum())]
+        if bad:
+            raise ValueError(f"expected Slack user IDs (U…) or user-group IDs (S…), got {bad}")
+        return value
+
+    @field_validator("paylink_currencies")
+    @classmethod
+    def _currencies(cls, value: list[str]) -> list[str]:
+        codes = [v.upper() for v in value]
+        bad = [c for c in codes if not (len(c) == 3 and c.isalpha())]
+        if bad or not codes:
+            raise ValueError(f"expected ISO 4217 codes like PKR,USD, got {bad or 'nothing'}")
+        return codes
+
+    @field_validator("paylink_payment_methods")
+    @classmethod
+    def _methods(cls, value: list[str]) -> list[str]:
+        methods = [v.lower() for v in value]
+        bad = [m for m in methods if m not in ALL_PAYMENT_METHODS]
+        if bad or not methods:
+            raise ValueError(f"expected some of {','.join(ALL_PAYMENT_METHODS)}, got {bad}")
+        return methods
+
+    @field_validator("paylink_max_amount")
+    @classmethod
+    def _max_amount(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None and value <= 0:
+            raise ValueError("expected a positive amount")
+        return value
+
+    @model_validator(mode="after")
+    def _xpay_credentials(self) -> Settings:
+        if self.xpay_env != "sandbox":
+            missing = [
+                name
+                for name in (
+                    "xpay_api_key",
+                    "xpay_account_id",
+                    "xpay_hmac_secret",
+                    "xpay_webhook_secret",
+                )
+                if not _present(getattr(self, name))
+            ]
+            if missing:
+                raise ValueError(
+                    "XPAY_ENV="
+                    + self.xpay_env
+                    + " needs "
+                    + ", ".join(m.upper() for m in missing)
+                    + " (from the XPay portal: Settings → Store Info → Key Details)"
+                )
+        return self
+
+    # Derived values -------------------------------------------------------------------
+
+    @property
+    def public_url(self) -> str:
+        """This server's public base URL, without a trailing slash."""
+        return (self.paylink_public_url or f"http://localhost:{self.port}").rstrip("/")
+
+    @property
+    def xpay_url(self) -> str:
+        """The XPay base URL the client talks to."""
+        if self.xpay_base_url:
+            return self.xpay_base_url.rstrip("/")
+        if self.xpay_env == "sandbox":
+            return f"{self.public_url}/sandbox"
+        return XPAY_BASE_URLS[self.xpay_env]
+
+    @property
+    def sandbox(self) -> bool:
+        """True when the embedded sandbox gateway is mounted."""
+        return self.xpay_env == "sandbox"
+
+    def xpay_credentials(self) -> tuple[str, str, str]:
+        """(api key, account id, API HMAC secret); the sandbox's own when in sandbox mode."""
+        if self.sandbox and not _present(self.xpay_hmac_secret):
+            return SANDBOX_SECRET, "sandbox-account", SANDBOX_SECRET
+        return (
+            _secret(self.xpay_api_key),
+            self.xpay_account_id or "",
+            _secret(self.xpay_hmac_secret),
+        )
+
+    @cached_property
+    def webhook_secrets(self) -> list[str]:
+        """Webhook HMAC secrets, newest first; several allow rotation."""
+        raw = _secret(self.xpay_webhook_secret)
+        secrets = [s.strip() for s in raw.split(",") if s.strip()]
+        if not secrets and self.sandbox:
+            secrets = [SANDBOX_SECRET]
+        return secrets
+
+    def require(self, *names: str) -> None:
+        """Raise ConfigError naming each of ``names`` that is unset (e.g. for ``serve``)."""
+        hints = {
+            "slack_bot_token": "the bot token xoxb-… from your Slack app's OAuth & Permissions page",
+            "slack_signing_secret": "the Signing Secret from your Slack app's Basic Information page",
+            "slack_app_token": "an app-level token xapp-… with connections:write (Socket Mode)",
+        }
+        lines = [
+            f"{name.upper()} is not set: expected {hints.get(name, 'a value')}"
+            for name in names
+            if not _present(getattr(self, name))
+        ]
+        if lines:
+            raise ConfigError(lines)
+
+
+def _present(value: SecretStr | str | None) -> bool:
+    return bool(_secret(value) if isinstance(value, SecretStr) else value)
+
+
+def _secret(value: SecretStr | None) -> str:
+    return value.get_secret_value() if value is not None else ""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings; turn pydantic's errors into one clear line per variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = str(err["loc"][0]).upper() if err["loc"] else "configuration"
+            message = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{name}: {message}" if err["loc"] else message)
+        raise ConfigError(lines) from None

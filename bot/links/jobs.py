@@ -1,0 +1,91 @@
+"""Periodic jobs: resume links stuck in ``Creating link`` and reconcile unpaid links with XPay."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from bot.links.service import LinkService
+from bot.links.states import Status
+from bot.links.tables import Link, utcnow
+from bot.xpay.client import XPayError
+from bot.xpay.webhooks import PaymentEvent
+
+log = logging.getLogger("bot.jobs")
+
+RECONCILE_BACKOFF = timedelta(minutes=10)
+
+
+class Jobs:
+    """A daemon thread that runs :meth:`run_once` every ``interval`` seconds."""
+
+    def __init__(self, service: LinkService, *, interval: float = 30.0):
+        self.service = service
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the periodic thread."""
+        self._thread = threading.Thread(target=self._run, name="jobs", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the periodic thread."""
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("periodic jobs failed")
+
+    def run_once(self) -> dict[str, int]:
+        """Resume expired leases and reconcile due links; returns counts for logs and tests."""
+        return {"resumed": self.resume_stuck(), "reconciled": self.reconcile()}
+
+    def resume_stuck(self, limit: int = 20) -> int:
+        """Links left in ``Creating link`` by a crash: take a new lease and call XPay again."""
+        store = self.service.store
+        now = utcnow()
+        with store.transaction() as s:
+            links = store.due(s, Status.CREATING_LINK, Link.lease_until, now, limit)
+            claimed = [link.id for link in links]
+            for link_id in claimed:
+                store.update_fields(s, link_id, lease_until=now + timedelta(seconds=60))
+        for link_id in claimed:
+            log.info("resuming link creation after an expired lease", extra={"link_id": link_id})
+            self.service.create_at_gateway(link_id)
+        return len(claimed)
+
+    def reconcile(self, limit: int = 50) -> int:
+        """Ask XPay about links still awaiting payment, so a lost webhook is not a lost payment."""
+        store = self.service.store
+        now = utcnow()
+        with store.transaction() as s:
+            links = store.due(s, Status.AWAITING_PAYMENT, Link.reconcile_after, now, limit)
+            due = [(link.id, link.intent_id) for link in links]
+            for link_id, _ in due:
+                store.update_fields(s, link_id, reconcile_after=now + RECONCILE_BACKOFF)
+        applied = 0
+        for link_id, intent_id in due:
+            if not intent_id:
+                continue
+            try:
+                details = self.service.gateway.get_intent(intent_id)
+            except XPayError as exc:
+                log.warning("reconcile failed: %s", exc.message, extra={"link_id": link_id})
+                continue
+            event = PaymentEvent(
+                payment_intent_id=intent_id,
+                status=details.status,
+                amount=details.amount,
+                currency=details.currency,
+            )
+            if self.service.apply_payment(event, source="reconcile").outcome == "applied":
+                applied += 1
+        return applied

@@ -1,0 +1,151 @@
+"""Delivers queued side effects (Slack posts and updates) with retries, at least once each.
+
+Rows are written in the same transaction as the status change that caused them, so a crash
+or a Slack outage delays a message but never loses it. Several processes may drain at once:
+on PostgreSQL rows are claimed with ``FOR UPDATE SKIP LOCKED`` and a lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+
+from bot.links.store import LinkStore
+from bot.links.tables import Link, OutboxMessage, utcnow
+
+log = logging.getLogger("bot.outbox")
+
+CLAIM_LEASE = timedelta(seconds=60)
+MAX_BACKOFF = 300.0
+
+
+class RetryLater(Exception):
+    """Delivery should be tried again after ``delay`` seconds (e.g. Slack's Retry-After)."""
+
+    def __init__(self, reason: str, delay: float | None = None):
+        super().__init__(reason)
+        self.delay = delay
+
+
+# deliver(message, link) performs the side effect; raise RetryLater (or anything) to retry.
+Deliver = Callable[[OutboxMessage, Link], None]
+
+
+class OutboxDrainer:
+    """Claims due outbox rows and hands them to ``deliver``; a thread wakes on each commit."""
+
+    def __init__(self, store: LinkStore, deliver: Deliver, *, poll_interval: float = 2.0):
+        self.store = store
+        self.deliver = deliver
+        self.poll_interval = poll_interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        store.on_commit(self._wake.set)
+
+    def start(self) -> None:
+        """Run the drain loop in a daemon thread."""
+        self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the loop and wait for the current delivery to finish."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                worked = self.drain_once()
+            except Exception:
+                log.exception("outbox drain failed")
+                worked = 0
+            if not worked:
+                self._wake.wait(self.poll_interval)
+                self._wake.clear()
+
+    def _claim(self, limit: int) -> list[int]:
+        now = utcnow()
+        with self.store.transaction() as s:
+            query = (
+                select(OutboxMessage.id)
+                .where(
+                    OutboxMessage.delivered_at.is_(None),
+                    OutboxMessage.next_attempt_at <= now,
+                    or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+                )
+                .order_by(OutboxMessage.id)
+                .limit(limit)
+            )
+            if self.store.is_postgres:
+                query = query.with_for_update(skip_locked=True)
+            ids = list(s.scalars(query))
+            if ids:
+                s.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_(ids))
+                    .values(claimed_until=now + CLAIM_LEASE)
+                )
+        return ids
+
+    def drain_once(self, limit: int = 20) -> int:
+        """Deliver what is due now; returns how many rows were handled."""
+        ids = self._claim(limit)
+        for message_id in ids:
+            self._deliver_one(message_id)
+        return len(ids)
+
+    def _deliver_one(self, message_id: int) -> None:
+        with self.store.reading() as s:
+            message = s.get(OutboxMessage, message_id)
+            link = s.get(Link, message.link_id) if message else None
+            if message is None or link is None or message.delivered_at is not None:
+                return
+            s.expunge_all()
+        try:
+            self.deliver(message, link)
+        except Exception as exc:  # every failure is retried; nothing is dropped
+            delay = exc.delay if isinstance(exc, RetryLater) and exc.delay else None
+            backoff = delay or min(MAX_BACKOFF, 2.0 ** min(message.attempts, 8))
+            backoff *= 1 if delay else random.uniform(0.8, 1.2)
+            log.warning(
+                "outbox delivery failed, retrying in %.1fs: %s",
+                backoff,
+                type(exc).__name__ if not isinstance(exc, RetryLater) else exc,
+                extra={"link_id": message.link_id, "kind": message.kind},
+            )
+            with self.store.transaction() as s:
+                s.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id == message_id)
+                    .values(
+                        attempts=OutboxMessage.attempts + 1,
+                        next_attempt_at=utcnow() + timedelta(seconds=backoff),
+                        claimed_until=None,
+                        last_error=str(exc)[:500],
+                    )
+                )
+            return
+        with self.store.transaction() as s:
+            done = utcnow()
+            # A card job renders the link's latest state, so older card jobs are covered too.
+            condition = (
+                (OutboxMessage.link_id == message.link_id)
+                & (OutboxMessage.kind == "card")
+                & (OutboxMessage.id <= message_id)
+                & OutboxMessage.delivered_at.is_(None)
+                if message.kind == "card"
+                else OutboxMessage.id == message_id
+            )
+            s.execute(
+                update(OutboxMessage)
+                .where(condition)
+                .values(delivered_at=done, attempts=OutboxMessage.attempts + 1, claimed_until=None)
+            )

@@ -1,0 +1,414 @@
+"""The link service: every decision about a link, shared by Slack, the CLI and the webhook."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+from bot.checkout import CheckoutRequest
+from bot.links.states import CANCELLABLE, Status
+from bot.links.store import LinkStore
+from bot.links.tables import Link, utcnow
+from bot.metrics import Metrics
+from bot.xpay.client import (
+    CheckoutCreated,
+    IntentDetails,
+    XPayError,
+    XPayOutcomeUnknown,
+)
+from bot.xpay.signing import js_stringify
+from bot.xpay.webhooks import PaymentEvent
+
+log = logging.getLogger("bot.links")
+
+LEASE = timedelta(seconds=60)
+
+
+class Gateway(Protocol):
+    """What the service needs from XPay (the real client or a stand-in)."""
+
+    def create_checkout(self, payload: dict) -> CheckoutCreated: ...
+
+    def get_intent(self, intent_id: str) -> IntentDetails: ...
+
+
+class Refused(Exception):
+    """The person may not do this, or it was already done; ``message`` says why."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class WebhookResult:
+    """What a payment webhook did: ``outcome`` is applied, duplicate, ignored or stale."""
+
+    outcome: str
+    link_id: int | None = None
+
+
+class LinkService:
+    """Creates, approves, rejects, cancels links and applies payment results."""
+
+    def __init__(
+        self,
+        store: LinkStore,
+        gateway: Gateway,
+        *,
+        is_approver: Callable[[str], bool],
+        allow_self_approval: bool = False,
+        executor: Executor | None = None,
+        reconcile_after: timedelta = timedelta(minutes=15),
+        metrics: Metrics | None = None,
+    ):
+        self.store = store
+        self.gateway = gateway
+        self.is_approver = is_approver
+        self.allow_self_approval = allow_self_approval
+        self.executor = executor
+        self.reconcile_after = reconcile_after
+        self.metrics = metrics
+
+    # Requests -----------------------------------------------------------------------
+
+    def request_link(
+        self,
+        request: CheckoutRequest,
+        *,
+        requester_id: str,
+        channel_id: str | None,
+        origin_channel_id: str | None = None,
+    ) -> Link:
+        """Record a new request awaiting approval and queue its card for the channel."""
+        with self.store.transaction() as s:
+            link = self.store.insert_link(
+                s,
+                request,
+                requester_id=requester_id,
+                actor=requester_id,
+                channel_id=channel_id,
+                origin_channel_id=origin_channel_id,
+            )
+            self.store.enqueue(s, link, "card", payload={"notify_requester": True})
+        log.info("link requested", extra={"ref": link.reference, "user": requester_id})
+        return link
+
+    def create_direct(self, request: CheckoutRequest, *, actor: str) -> Link:
+        """Create a link with no approval step (the CLI, for operators); calls XPay now."""
+        with self.store.transaction() as s:
+            link = self.store.insert_link(
+                s, request, requester_id=actor, actor=actor, status=Status.AWAITING_APPROVAL
+            )
+            self.store.move(
+                s,
+                link.id,
+                Status.AWAITING_APPROVAL,
+                Status.CREATING_LINK,
+                actor=actor,
+                reason="created from the command line",
+                decided_by=actor,
+                decided_at=utcnow(),
+                lease_until=utcnow() + LEASE,
+                attempts=1,
+            )
+        return self.create_at_gateway(link.id)
+
+    # Decisions ----------------------------------------------------------------------
+
+    def _check_approver(self, link: Link, user_id: str) -> None:
+        if not self.is_approver(user_id):
+            raise Refused("Only the approvers set in PAYLINK_APPROVERS can approve or reject.")
+        if link.requester_id == user_id and not self.allow_self_approval:
+            raise Refused("You asked for this link, so another approver has to decide on it.")
+
+    def _load(self, link_id: int) -> Link:
+        with self.store.reading() as s:
+            link = self.store.get(s, link_id)
+        if link is None:
+            raise Refused("That request no longer exists.")
+        return link
+
+    def _already(self, link: Link) -> Refused:
+        return Refused(f"Nothing changed: this request is already {link.status_label.lower()}.")
+
+    def check_decision(self, link_id: int, user_id: str) -> Link:
+        """The link, if ``user_id`` may approve or reject it now; Refused otherwise."""
+        link = self._load(link_id)
+        self._check_approver(link, user_id)
+        if link.status != Status.AWAITING_APPROVAL.value:
+            raise self._already(link)
+        return link
+
+    def approve(self, link_id: int, user_id: str) -> Link:
+        """Approve a request and start creating its link; one effect however many clicks."""
+        link = self._load(link_id)
+        self._check_approver(link, user_id)
+        now = utcnow()
+        with self.store.transaction() as s:
+            moved = self.store.move(
+                s,
+                link_id,
+                Status.AWAITING_APPROVAL,
+                Status.CREATING_LINK,
+                actor=user_id,
+                decided_by=user_id,
+                decided_at=now,
+                lease_until=now + LEASE,
+                attempts=link.attempts + 1,
+            )
+            if moved is not None:
+                self.store.enqueue(s, moved, "card")
+        if moved is None:
+            raise self._already(self._load(link_id))
+        log.info("link approved", extra={"ref": moved.reference, "user": user_id})
+        self._spawn(moved.id)
+        return moved
+
+    def retry(self, link_id: int, user_id: str) -> Link:
+        """Try the gateway again after a failed or unconfirmed creation (approvers only)."""
+        link = self._load(link_id)
+        if not self.is_approver(user_id):
+            raise Refused("Only approvers can retry creating the link.")
+        now = utcnow()
+        with self.store.transaction() as s:
+            moved = self.store.move(
+                s,
+                link_id,
+                (Status.LINK_FAILED, Status.LINK_UNKNOWN),
+                Status.CREATING_LINK,
+                actor=user_id,
+                reason="retry",
+                lease_until=now + LEASE,
+                attempts=link.attempts + 1,
+                gateway_message=None,
+            )
+            if moved is not None:
+                self.store.enqueue(s, moved, "card")
+        if moved is None:
+            raise self._already(self._load(link_id))
+        self._spawn(moved.id)
+        return moved
+
+    def reject(self, link_id: int, user_id: str, reason: str) -> Link:
+        """Reject a request with a reason."""
+        link = self._load(link_id)
+        self._check_approver(link, user_id)
+        reason = " ".join(reason.split())[:500]
+        if not reason:
+            raise Refused("Give a reason so the rep knows what to change.")
+        with self.store.transaction() as s:
+            moved = self.store.move(
+                s,
+                link_id,
+                Status.AWAITING_APPROVAL,
+                Status.REJECTED,
+                actor=user_id,
+                reason=reason,
+                decided_by=user_id,
+                decided_at=utcnow(),
+                reject_reason=reason,
+            )
+            if moved is not None:
+                self.store.enqueue(s, moved, "card")
+                self.store.enqueue(
+                    s,
+                    moved,
+                    "thread",
+                    payload={"kind": "rejected"},
+                    dedupe_key=f"thread:{moved.id}:rejected",
+                )
+        if moved is None:
+            raise self._already(self._load(link_id))
+        return moved
+
+    def cancel(self, link_id: int, user_id: str) -> Link:
+        """Cancel a link that is not paid yet: the requester or an approver may."""
+        link = self._load(link_id)
+        if user_id != link.requester_id and not self.is_approver(user_id):
+            raise Refused("Only the rep who asked for this link or an approver can cancel it.")
+        with self.store.transaction() as s:
+            moved = self.store.move(
+                s,
+                link_id,
+                tuple(CANCELLABLE),
+                Status.CANCELLED,
+                actor=user_id,
+                cancelled_by=user_id,
+            )
+            if moved is not None:
+                self.store.enqueue(s, moved, "card")
+                self.store.enqueue(
+                    s,
+                    moved,
+                    "thread",
+                    payload={"kind": "cancelled"},
+                    dedupe_key=f"thread:{moved.id}:cancelled",
+                )
+        if moved is None:
+            raise self._already(self._load(link_id))
+        return moved
+
+    # The gateway --------------------------------------------------------------------
+
+    def _spawn(self, link_id: int) -> None:
+        if self.executor is None:
+            self.create_at_gateway(link_id)
+        else:
+            self.executor.submit(self._create_logged, link_id)
+
+    def _create_logged(self, link_id: int) -> None:
+        try:
+            self.create_at_gateway(link_id)
+        except Exception:
+            log.exception("link creation crashed", extra={"link_id": link_id})
+
+    def create_at_gateway(self, link_id: int) -> Link:
+        """Call XPay for a link in ``Creating link`` and record what happened, truthfully."""
+        link = self._load(link_id)
+        if link.status != Status.CREATING_LINK.value:
+            return link
+        request = CheckoutRequest.model_validate(
+            {
+                "amount": link.amount,
+                "currency": link.currency,
+                "customer": {
+                    "name": link.customer_name,
+                    "email": link.customer_email,
+                    "phone": link.customer_phone,
+                },
+                "shipping": link.shipping or {},
+                "order_reference": link.reference,
+                "success_url": link.success_url,
+                "failure_url": link.failure_url,
+                "payment_methods": tuple(link.payment_methods or ()),
+            }
+        )
+        started = time.perf_counter()
+        try:
+            created = self.gateway.create_checkout(request.to_xpay_payload())
+        except XPayOutcomeUnknown as exc:
+            self._observe(started, "unknown")
+            return self._gateway_failed(link, Status.LINK_UNKNOWN, exc.message)
+        except XPayError as exc:
+            self._observe(started, "failed")
+            return self._gateway_failed(link, Status.LINK_FAILED, exc.message)
+        self._observe(started, "created")
+        with self.store.transaction() as s:
+            moved = self.store.move(
+                s,
+                link.id,
+                Status.CREATING_LINK,
+                Status.AWAITING_PAYMENT,
+                actor="xpay",
+                intent_id=created.intent_id,
+                checkout_url=created.checkout_url,
+                lease_until=None,
+                reconcile_after=utcnow() + self.reconcile_after,
+            )
+            if moved is not None:
+                self.store.enqueue(s, moved, "card")
+                self.store.enqueue(
+                    s,
+                    moved,
+                    "thread",
+                    payload={"kind": "link_ready"},
+                    dedupe_key=f"thread:{moved.id}:link_ready:{created.intent_id}",
+                )
+        if moved is None:
+            log.warning("link moved during gateway call", extra={"ref": link.reference})
+            return self._load(link.id)
+        log.info("link created", extra={"ref": link.reference})
+        return moved
+
+    def _observe(self, started: float, result: str) -> None:
+        if self.metrics is not None:
+            self.metrics.gateway_seconds.labels("create", result).observe(
+                time.perf_counter() - started
+            )
+
+    def _gateway_failed(self, link: Link, status: Status, message: str) -> Link:
+        with self.store.transaction() as s:
+            moved = self.store.move(
+                s,
+                link.id,
+                Status.CREATING_LINK,
+                status,
+                actor="xpay",
+                reason=message,
+                gateway_message=message,
+                lease_until=None,
+            )
+            if moved is not None:
+                self.store.enqueue(s, moved, "card")
+        log.warning("link creation %s", status.value, extra={"ref": link.reference})
+        return moved or self._load(link.id)
+
+    # Payments -----------------------------------------------------------------------
+
+    def apply_payment(self, event: PaymentEvent, *, source: str = "webhook") -> WebhookResult:
+        """Apply a verified payment event once; duplicates and stale events change nothing."""
+        key = hashlib.sha256(
+            js_stringify([event.payment_intent_id, event.status, event.transaction_status or ""])
+        ).hexdigest()
+        with self.store.transaction() as s:
+            link = self.store.by_intent(s, event.payment_intent_id)
+            if link is None:
+                return WebhookResult("unknown_intent")
+            if (
+                self.store.record_webhook(
+                    s, dedupe_key=key, intent_id=event.payment_intent_id, status=event.status
+                )
+                is None
+            ):
+                return WebhookResult("duplicate", link.id)
+            outcome = event.outcome
+            if outcome == "paid":
+                was_cancelled = link.status == Status.CANCELLED.value
+                moved = (
+                    self.store.move(
+                        s,
+                        link.id,
+                        (Status.AWAITING_PAYMENT, Status.PAYMENT_FAILED, Status.CANCELLED),
+                        Status.PAID,
+                        actor=source,
+                        reason=event.bank_message,
+                        paid_method=event.method,
+                        bank_message=event.bank_message,
+                        reconcile_after=None,
+                    )
+                    if link.status != Status.PAID.value
+                    else None
+                )
+                kind = "paid_after_cancel" if was_cancelled else "paid"
+            elif outcome == "failed":
+                moved = (
+                    self.store.move(
+                        s,
+                        link.id,
+                        Status.AWAITING_PAYMENT,
+                        Status.PAYMENT_FAILED,
+                        actor=source,
+                        reason=event.bank_message,
+                        bank_message=event.bank_message,
+                    )
+                    if link.status == Status.AWAITING_PAYMENT.value
+                    else None
+                )
+                kind = "payment_failed"
+            else:
+                return WebhookResult("ignored", link.id)
+            if moved is None:
+                return WebhookResult("stale", link.id)
+            self.store.enqueue(s, moved, "card")
+            self.store.enqueue(
+                s, moved, "thread", payload={"kind": kind}, dedupe_key=f"thread:{moved.id}:{kind}"
+            )
+        log.info("payment %s", outcome, extra={"ref": moved.reference})
+        return WebhookResult("applied", moved.id)

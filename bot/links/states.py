@@ -1,0 +1,63 @@
+"""Link statuses and the moves allowed between them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    AWAITING_APPROVAL = "awaiting_approval"
+    REJECTED = "rejected"
+    CREATING_LINK = "creating_link"
+    LINK_FAILED = "link_failed"
+    LINK_UNKNOWN = "link_unknown"
+    AWAITING_PAYMENT = "awaiting_payment"
+    PAID = "paid"
+    PAYMENT_FAILED = "payment_failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def label(self) -> str:
+        """The label people see (SPEC.md)."""
+        return LABELS[self]
+
+    @property
+    def final(self) -> bool:
+        """No further move is possible."""
+        return not TRANSITIONS[self]
+
+
+LABELS = {
+    Status.AWAITING_APPROVAL: "Awaiting approval",
+    Status.REJECTED: "Rejected",
+    Status.CREATING_LINK: "Creating link",
+    Status.LINK_FAILED: "Link creation failed",
+    Status.LINK_UNKNOWN: "Link creation unconfirmed",
+    Status.AWAITING_PAYMENT: "Awaiting payment",
+    Status.PAID: "Paid",
+    Status.PAYMENT_FAILED: "Payment failed",
+    Status.CANCELLED: "Cancelled",
+}
+
+# Forward-only. A failed payment can still be paid (the customer tries again on the same
+# page), and a cancelled link that was paid anyway must show Paid: the money moved.
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.AWAITING_APPROVAL: frozenset({Status.CREATING_LINK, Status.REJECTED, Status.CANCELLED}),
+    Status.CREATING_LINK: frozenset(
+        {Status.AWAITING_PAYMENT, Status.LINK_FAILED, Status.LINK_UNKNOWN}
+    ),
+    Status.LINK_FAILED: frozenset({Status.CREATING_LINK, Status.CANCELLED}),
+    Status.LINK_UNKNOWN: frozenset({Status.CREATING_LINK, Status.CANCELLED}),
+    Status.AWAITING_PAYMENT: frozenset({Status.PAID, Status.PAYMENT_FAILED, Status.CANCELLED}),
+    Status.PAYMENT_FAILED: frozenset({Status.PAID, Status.CANCELLED}),
+    Status.CANCELLED: frozenset({Status.PAID}),
+    Status.PAID: frozenset(),
+    Status.REJECTED: frozenset(),
+}
+
+CANCELLABLE = frozenset(s for s, targets in TRANSITIONS.items() if Status.CANCELLED in targets)
+
+
+def can_move(src: Status, dst: Status) -> bool:
+    """True when ``src → dst`` is a legal move."""
+    return dst in TRANSITIONS[src]

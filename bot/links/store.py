@@ -1,0 +1,269 @@
+"""Persistence for links: transactions, compare-and-set status moves, history, outbox rows."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot.checkout import CheckoutRequest
+from bot.db import make_sessionmaker
+from bot.links.states import Status, can_move
+from bot.links.tables import History, Link, OutboxMessage, WebhookEvent, utcnow
+
+
+class DuplicateReference(Exception):
+    """The order reference is already used by another link."""
+
+
+class IllegalMove(Exception):
+    """A status move the state machine does not allow."""
+
+
+class LinkStore:
+    """Owns the engine and the rules every write follows (one transaction per change)."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.sessions = make_sessionmaker(engine)
+        self._after_commit: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+
+    @property
+    def is_postgres(self) -> bool:
+        """True on PostgreSQL, where jobs are claimed with FOR UPDATE SKIP LOCKED."""
+        return self.engine.dialect.name == "postgresql"
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after every committed write (wakes the outbox drainer)."""
+        with self._lock:
+            self._after_commit.append(callback)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on error."""
+        session = self.sessions()
+        try:
+            with session.begin():
+                yield session
+        finally:
+            session.close()
+        for callback in list(self._after_commit):
+            callback()
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for reads only."""
+        with self.sessions() as session:
+            yield session
+
+    # Writes -------------------------------------------------------------------------
+
+    def insert_link(
+        self,
+        session: Session,
+        request: CheckoutRequest,
+        *,
+        requester_id: str,
+        actor: str,
+        status: Status = Status.AWAITING_APPROVAL,
+        origin_channel_id: str | None = None,
+        channel_id: str | None = None,
+    ) -> Link:
+        """Insert a new link with its first history row; DuplicateReference if taken."""
+        now = utcnow()
+        link = Link(
+            reference=request.order_reference,
+            amount=request.amount,
+            currency=request.currency,
+            customer_name=request.customer.name,
+            customer_email=request.customer.email,
+            customer_phone=request.customer.phone,
+            shipping=request.shipping.model_dump(),
+            payment_methods=list(request.payment_methods),
+            success_url=request.success_url,
+            failure_url=request.failure_url,
+            requester_id=requester_id,
+            origin_channel_id=origin_channel_id,
+            channel_id=channel_id,
+            status=status.value,
+            version=1,
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            with session.begin_nested():
+                session.add(link)
+                session.flush()
+        except IntegrityError:
+            raise DuplicateReference(request.order_reference) from None
+        session.add(
+            History(link_id=link.id, from_status=None, to_status=status.value, actor=actor, at=now)
+        )
+        return link
+
+    def move(
+        self,
+        session: Session,
+        link_id: int,
+        sources: Status | Sequence[Status],
+        target: Status,
+        *,
+        actor: str,
+        reason: str | None = None,
+        **changes: Any,
+    ) -> Link | None:
+        """Compare-and-set: move the link to ``target`` only if its status is one of ``sources``.
+
+        Returns the updated link, or None when another actor moved it first (nothing changed).
+        """
+        sources = (sources,) if isinstance(sources, Status) else tuple(sources)
+        for src in sources:
+            if not can_move(src, target):
+                raise IllegalMove(f"{src.value} → {target.value}")
+        current = session.get(Link, link_id)
+        if current is None:
+            return None
+        src_value = current.status
+        now = utcnow()
+        result = session.execute(
+            update(Link)
+            .where(
+                Link.id == link_id,
+                Link.status == src_value,
+                Link.status.in_([s.value for s in sources]),
+                Link.version == current.version,
+            )
+            .values(status=target.value, version=Link.version + 1, updated_at=now, **changes)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:
+            return None
+        session.add(
+            History(
+                link_id=link_id,
+                from_status=src_value,
+                to_status=target.value,
+                actor=actor,
+                reason=reason,
+                at=now,
+            )
+        )
+        session.flush()
+        session.refresh(current)
+        return current
+
+    def update_fields(self, session: Session, link_id: int, **changes: Any) -> None:
+        """Change fields that are not the status (e.g. the card's ts once posted)."""
+        session.execute(
+            update(Link)
+            .where(Link.id == link_id)
+            .values(**changes)
+            .execution_options(synchronize_session=False)
+        )
+
+    def enqueue(
+        self,
+        session: Session,
+        link: Link,
+        kind: str,
+        *,
+        payload: dict[str, Any] | None = None,
+        dedupe_key: str | None = None,
+    ) -> None:
+        """Queue a Slack side effect in the caller's transaction (links without a card skip)."""
+        if link.channel_id is None:
+            return
+        session.add(
+            OutboxMessage(
+                link_id=link.id,
+                kind=kind,
+                payload=payload or {},
+                dedupe_key=dedupe_key,
+                next_attempt_at=utcnow(),
+            )
+        )
+
+    def record_webhook(
+        self, session: Session, *, dedupe_key: str, intent_id: str, status: str
+    ) -> WebhookEvent | None:
+        """Remember a webhook; None when the same event was already recorded."""
+        event = WebhookEvent(
+            dedupe_key=dedupe_key, intent_id=intent_id, status=status, outcome="received"
+        )
+        try:
+            with session.begin_nested():
+                session.add(event)
+                session.flush()
+        except IntegrityError:
+            return None
+        return event
+
+    # Reads --------------------------------------------------------------------------
+
+    def get(self, session: Session, link_id: int) -> Link | None:
+        """The link with this id."""
+        return session.get(Link, link_id)
+
+    def by_reference(self, session: Session, reference: str) -> Link | None:
+        """The link with this order reference."""
+        return session.scalar(select(Link).where(Link.reference == reference))
+
+    def by_intent(self, session: Session, intent_id: str) -> Link | None:
+        """The link created as this XPay payment intent."""
+        return session.scalar(select(Link).where(Link.intent_id == intent_id))
+
+    def recent_for(self, session: Session, requester_id: str, limit: int = 20) -> list[Link]:
+        """A requester's most recent links, newest first."""
+        return list(
+            session.scalars(
+                select(Link)
+                .where(Link.requester_id == requester_id)
+                .order_by(Link.created_at.desc(), Link.id.desc())
+                .limit(limit)
+            )
+        )
+
+    def awaiting_approval(self, session: Session, limit: int = 20) -> list[Link]:
+        """Requests waiting for a decision, oldest first."""
+        return list(
+            session.scalars(
+                select(Link)
+                .where(Link.status == Status.AWAITING_APPROVAL.value)
+                .order_by(Link.id)
+                .limit(limit)
+            )
+        )
+
+    def due(
+        self, session: Session, status: Status, column: Any, now: datetime, limit: int
+    ) -> list[Link]:
+        """Links in ``status`` whose ``column`` time has passed, claimed for this process."""
+        query = (
+            select(Link)
+            .where(Link.status == status.value, column.is_not(None), column <= now)
+            .order_by(column)
+            .limit(limit)
+        )
+        if self.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+        return list(session.scalars(query))
+
+    def outbox_backlog(self, session: Session) -> tuple[int, float]:
+        """(pending messages, age in seconds of the oldest)."""
+        count, oldest = session.execute(
+            select(func.count(OutboxMessage.id), func.min(OutboxMessage.created_at)).where(
+                OutboxMessage.delivered_at.is_(None)
+            )
+        ).one()
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=utcnow().tzinfo)
+        age = (utcnow() - oldest).total_seconds() if oldest else 0.0
+        return int(count), max(age, 0.0)

@@ -1,0 +1,90 @@
+"""A complete Paylink on one machine: the bot, a Slack stand-in and the sandbox gateway.
+
+``paylink demo``, the end-to-end tests and the benchmarks all run on this.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bot.config import Settings, load_settings
+from bot.runtime import Runtime
+from bot.schema import upgrade
+from bot.server import Server
+from bot.slack.simulator import SlackSimulator
+from bot.slack.standin import SlackStandIn
+from bot.web import create_app
+
+REP, APPROVER, OUTSIDER = "U0REP", "U0APPROVER", "U0OUTSIDER"
+APPROVAL_CHANNEL = "C0APPROVALS"
+BOT_TOKEN = "xoxb-local-stand-in"  # noqa: S105  (the stand-in's token, not a real one)
+
+
+def free_port() -> int:
+    """A port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalStack:
+    """Start with ``with LocalStack() as stack:``; everything stops on exit."""
+
+    def __init__(
+        self,
+        *,
+        database_url: str | None = None,
+        workdir: Path | None = None,
+        threads: int = 16,
+        jobs_interval: float = 30.0,
+        **overrides: Any,
+    ):
+        self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="paylink-")
+        self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
+        self.slack = SlackStandIn(
+            bot_token="xoxb-local-stand-in", usergroups={"S0FINANCE": [APPROVER]}
+        )
+        self.slack.start()
+        self.port = free_port()
+        self.signing_secret = secrets.token_hex(16)
+        values: dict[str, Any] = {
+            "slack_bot_token": BOT_TOKEN,
+            "slack_signing_secret": self.signing_secret,
+            "slack_api_url": self.slack.base_url,
+            "xpay_env": "sandbox",
+            "database_url": database_url or f"sqlite:///{self.workdir / 'paylink.db'}",
+            "paylink_approvers": [APPROVER],
+            "paylink_approval_channel": APPROVAL_CHANNEL,
+            "paylink_public_url": f"http://127.0.0.1:{self.port}",
+            "paylink_success_url": f"http://127.0.0.1:{self.port}/healthz",
+            "port": self.port,
+        }
+        values.update(overrides)
+        self.settings: Settings = load_settings(_env_file=None, **values)
+        self.runtime = Runtime(self.settings, jobs_interval=jobs_interval)
+        upgrade(self.runtime.engine)
+        self.server = Server(
+            create_app(self.runtime), host="127.0.0.1", port=self.port, threads=threads
+        )
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.simulator = SlackSimulator(self.base_url, self.signing_secret)
+
+    def __enter__(self) -> LocalStack:
+        self.server.start()
+        self.runtime.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the server, background work and the stand-in."""
+        self.server.close()
+        self.runtime.stop()
+        self.slack.stop()
+        if self._tmp:
+            self._tmp.cleanup()

@@ -1,0 +1,56 @@
+"""One-line structured logs that never carry secrets or full customer contact details."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+
+# Last line of defence: whatever slips into a message is redacted before it is written.
+_REDACTIONS = [
+    (re.compile(r"(xox[abposr]|xapp)-[A-Za-z0-9-]+"), r"\1-[redacted]"),
+    (
+        re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})"),
+        r"\1***@\2",
+    ),
+    (re.compile(r"(?<![\w.])(\+?\d[\d -]{6,}\d)(?![\w.])"), lambda m: "***" + m.group(1)[-4:]),
+]
+_EXTRAS = ("ref", "user", "link_id", "kind", "route", "status")
+
+
+def redact(text: str) -> str:
+    """Mask tokens, e-mail addresses and phone numbers in ``text``."""
+    for pattern, replacement in _REDACTIONS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class LineFormatter(logging.Formatter):
+    """``time level logger message key=value…`` on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        extras = " ".join(
+            f"{key}={json.dumps(str(getattr(record, key)))}"
+            for key in _EXTRAS
+            if hasattr(record, key)
+        )
+        line = (
+            f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {record.levelname} "
+            f"{record.name} {message}" + (f" {extras}" if extras else "")
+        )
+        if record.exc_info:
+            line += " | " + self.formatException(record.exc_info).replace("\n", " | ")
+        return redact(line)
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Log to stderr; Bolt's verifier logs whole bodies at INFO, so keep it at WARNING."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LineFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("slack_bolt", "slack_sdk", "urllib3", "waitress.queue"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

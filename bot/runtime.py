@@ -1,0 +1,85 @@
+"""Wires one running bot together: database, XPay client, service, Slack, background work."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from bot.config import Settings
+from bot.db import make_engine
+from bot.links.jobs import Jobs
+from bot.links.outbox import OutboxDrainer
+from bot.links.service import LinkService
+from bot.links.store import LinkStore
+from bot.metrics import Metrics
+from bot.xpay.client import XPayClient
+
+log = logging.getLogger("bot")
+
+
+class Runtime:
+    """Everything a process needs; ``slack=False`` for the CLI's create/status commands."""
+
+    def __init__(self, settings: Settings, *, slack: bool = True, jobs_interval: float = 30.0):
+        self.settings = settings
+        self.metrics = Metrics()
+        self.engine = make_engine(settings.database_url)
+        self.store = LinkStore(self.engine)
+        api_key, account_id, hmac_secret = settings.xpay_credentials()
+        self.xpay = XPayClient(settings.xpay_url, api_key, account_id, hmac_secret)
+        self.gateway_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="gateway")
+        self.slack_client = None
+        self.bolt_app = None
+        self.drainer: OutboxDrainer | None = None
+
+        from bot.slack.approvers import ApproverDirectory
+
+        if slack and settings.slack_bot_token:
+            from bot.slack.app import make_web_client
+
+            self.slack_client = make_web_client(settings)
+        self.approvers = ApproverDirectory(self.slack_client, settings.paylink_approvers)
+        self.service = LinkService(
+            self.store,
+            self.xpay,
+            is_approver=self.approvers.is_approver,
+            allow_self_approval=settings.paylink_allow_self_approval,
+            executor=self.gateway_pool,
+            reconcile_after=timedelta(seconds=settings.paylink_reconcile_after),
+            metrics=self.metrics,
+        )
+        self.jobs = Jobs(self.service, interval=jobs_interval)
+        if self.slack_client is not None:
+            from bot.slack.app import build_bolt_app
+            from bot.slack.context import SlackContext
+            from bot.slack.delivery import SlackDelivery
+
+            self.slack_context = SlackContext(settings, self.service, self.approvers)
+            self.bolt_app = build_bolt_app(self.slack_context, self.slack_client)
+            self.drainer = OutboxDrainer(
+                self.store,
+                SlackDelivery(
+                    self.slack_client, self.store, approvers_configured=self.approvers.configured
+                ),
+            )
+
+    def start(self) -> None:
+        """Start the background work: outbox drainer and periodic jobs."""
+        if self.slack_client is not None:
+            try:
+                self.slack_context.team_url = self.slack_client.auth_test().get("url")
+            except Exception as exc:  # the bot still works; App Home just lacks card links
+                log.warning("auth.test failed: %s", type(exc).__name__)
+        if self.drainer:
+            self.drainer.start()
+        self.jobs.start()
+
+    def stop(self) -> None:
+        """Stop background work and release connections."""
+        self.jobs.stop()
+        if self.drainer:
+            self.drainer.stop()
+        self.gateway_pool.shutdown(wait=True, cancel_futures=False)
+        self.xpay.close()
+        self.engine.dispose()

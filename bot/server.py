@@ -1,0 +1,44 @@
+"""Serves the WSGI app with waitress, in the foreground or in a background thread."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from waitress.server import create_server
+
+
+class Server:
+    """A waitress server for ``app``; port 0 picks a free port (see ``port``)."""
+
+    def __init__(self, app: Any, *, host: str = "0.0.0.0", port: int = 3000, threads: int = 16):  # noqa: S104
+        self._server = create_server(
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            ident="paylink",
+            clear_untrusted_proxy_headers=True,
+        )
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The port actually listened on."""
+        return int(self._server.effective_port)
+
+    def serve_forever(self) -> None:
+        """Serve until interrupted."""
+        self._server.run()
+
+    def start(self) -> Server:
+        """Serve from a daemon thread (tests, demo, benchmarks)."""
+        self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop listening."""
+        self._server.close()
+        if self._thread:
+            self._thread.join(timeout=5)

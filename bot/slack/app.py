@@ -1,0 +1,62 @@
+"""Builds the Slack Web API client and the Bolt app with every listener registered."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+
+from bot.config import Settings
+from bot.slack.context import SlackContext
+from bot.slack.listeners import register_all
+
+log = logging.getLogger("bot.slack")
+
+
+def make_web_client(settings: Settings) -> WebClient:
+    """A WebClient for SLACK_API_URL that retries connection errors, 429 and 5xx."""
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    return WebClient(
+        token=token,
+        base_url=settings.slack_api_url
+        if settings.slack_api_url.endswith("/")
+        else settings.slack_api_url + "/",
+        timeout=10,
+        retry_handlers=[
+            ConnectionErrorRetryHandler(max_retry_count=2),
+            RateLimitErrorRetryHandler(max_retry_count=2),
+            ServerErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+def build_bolt_app(ctx: SlackContext, client: WebClient) -> App:
+    """The Bolt app: request verification on, listeners acknowledged before slow work."""
+    settings = ctx.settings
+    app = App(
+        client=client,
+        signing_secret=settings.slack_signing_secret.get_secret_value()
+        if settings.slack_signing_secret
+        else "",
+        token_verification_enabled=False,
+        process_before_response=False,
+        # Bolt's default pool has 5 threads; gateway calls run in the service's own pool,
+        # so these threads only do quick Slack calls and database writes.
+        listener_executor=ThreadPoolExecutor(max_workers=32, thread_name_prefix="bolt"),
+        logger=logging.getLogger("slack_bolt.paylink"),
+    )
+
+    @app.error
+    def on_error(error: Exception) -> None:
+        # Never log the request body: it carries customer details.
+        log.error("listener failed: %s", type(error).__name__, exc_info=error)
+
+    register_all(app, ctx)
+    return app

@@ -1,0 +1,103 @@
+"""Turns outbox rows into Slack calls: post or update the card, reply in its thread."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.links.outbox import RetryLater
+from bot.links.store import LinkStore
+from bot.links.tables import Link, OutboxMessage
+from bot.slack import blocks
+
+log = logging.getLogger("bot.slack")
+
+# Errors that will not go away by retrying: log and give up on that one message.
+PERMANENT = {
+    "channel_not_found",
+    "not_in_channel",
+    "is_archived",
+    "invalid_blocks",
+    "msg_too_long",
+    "no_text",
+    "message_not_found",
+    "cant_update_message",
+}
+
+
+class SlackDelivery:
+    """The outbox's ``deliver`` callback for Slack."""
+
+    def __init__(self, client: WebClient, store: LinkStore, *, approvers_configured: bool):
+        self.client = client
+        self.store = store
+        self.approvers_configured = approvers_configured
+
+    def __call__(self, message: OutboxMessage, link: Link) -> None:
+        try:
+            if message.kind == "card":
+                self._card(message, link)
+            elif message.kind == "thread":
+                self._thread(message, link)
+            else:
+                log.error("unknown outbox kind %s", message.kind)
+        except SlackApiError as exc:
+            error = exc.response.get("error", "") if exc.response is not None else ""
+            status = exc.response.status_code if exc.response is not None else 0
+            if status == 429:
+                retry_after = exc.response.headers.get("Retry-After", "1")
+                raise RetryLater("rate limited", float(retry_after or 1)) from None
+            if error in PERMANENT:
+                log.error("slack refused %s for link %s: %s", message.kind, link.id, error)
+                return
+            raise RetryLater(f"slack error {status} {error}") from None
+
+    def _card(self, message: OutboxMessage, link: Link) -> None:
+        text, card_blocks = blocks.card(link, approvers_configured=self.approvers_configured)
+        if link.message_ts is None:
+            response = self.client.chat_postMessage(
+                channel=link.channel_id, text=text, blocks=card_blocks, unfurl_links=False
+            )
+            ts, channel = response["ts"], response["channel"]
+            with self.store.transaction() as s:
+                self.store.update_fields(s, link.id, message_ts=ts, channel_id=channel)
+            link.message_ts, link.channel_id = ts, channel
+            if message.payload.get("notify_requester"):
+                self._tell_requester(link)
+        else:
+            self.client.chat_update(
+                channel=link.channel_id, ts=link.message_ts, text=text, blocks=card_blocks
+            )
+
+    def _tell_requester(self, link: Link) -> None:
+        if not link.requester_id.startswith(("U", "W")):
+            return
+        try:
+            permalink = self.client.chat_getPermalink(
+                channel=link.channel_id, message_ts=link.message_ts
+            )["permalink"]
+        except SlackApiError:
+            permalink = None
+        try:
+            self.client.chat_postEphemeral(
+                channel=link.origin_channel_id or link.channel_id,
+                user=link.requester_id,
+                text=blocks.sent_for_approval_text(link, permalink),
+            )
+        except SlackApiError as exc:
+            # The rep may have typed /paylink in a DM the bot cannot post to; the card stands.
+            log.info("could not tell the requester: %s", exc.response.get("error"))
+
+    def _thread(self, message: OutboxMessage, link: Link) -> None:
+        if link.message_ts is None:
+            raise RetryLater("the card is not posted yet", 1.0)
+        text, reply_blocks = blocks.thread_reply(link, message.payload["kind"])
+        self.client.chat_postMessage(
+            channel=link.channel_id,
+            thread_ts=link.message_ts,
+            text=text,
+            blocks=reply_blocks,
+            unfurl_links=False,
+        )

@@ -1,0 +1,68 @@
+"""Card buttons: Approve, Reject, Retry, Cancel (and URL buttons, which only need an ack)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.links.service import Refused
+from bot.slack import blocks
+from bot.slack.context import SlackContext
+
+log = logging.getLogger("bot.slack")
+
+
+def _tell(client: WebClient, body: dict[str, Any], text: str) -> None:
+    """An ephemeral note to the person who clicked, where they clicked."""
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
+        "channel_id"
+    )
+    user = body["user"]["id"]
+    try:
+        if channel:
+            client.chat_postEphemeral(channel=channel, user=user, text=text)
+        else:  # App Home has no channel to post an ephemeral in
+            client.chat_postMessage(channel=user, text=text)
+    except SlackApiError as exc:
+        log.warning("could not send ephemeral: %s", exc.response.get("error"))
+
+
+def register(app: App, ctx: SlackContext) -> None:
+    """Register the block_actions listeners."""
+    service = ctx.service
+
+    def on_click(action_id: str, run: Callable[[int, str], object]) -> None:
+        @app.action(action_id)
+        def handler(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+            ack()
+            try:
+                run(int(body["actions"][0]["value"]), body["user"]["id"])
+            except Refused as exc:
+                _tell(client, body, exc.message)
+
+    on_click(blocks.ACTION_APPROVE, service.approve)
+    on_click(blocks.ACTION_RETRY, service.retry)
+    on_click(blocks.ACTION_CANCEL, service.cancel)
+
+    @app.action(blocks.ACTION_REJECT)
+    def open_reject(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        link_id, user = int(body["actions"][0]["value"]), body["user"]["id"]
+        try:
+            link = service.check_decision(link_id, user)
+        except Refused as exc:
+            _tell(client, body, exc.message)
+            return
+        try:
+            client.views_open(trigger_id=body["trigger_id"], view=blocks.reject_modal(link))
+        except SlackApiError as exc:
+            log.warning("views.open (reject) failed: %s", exc.response.get("error"))
+
+    @app.action(blocks.ACTION_OPEN_CARD)
+    def open_card(ack: Ack) -> None:
+        ack()

@@ -1,0 +1,56 @@
+"""``/paylink``: open the request modal at once; ``/paylink help`` explains usage."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.checkout import parse_amount
+from bot.slack import blocks
+from bot.slack.context import SlackContext
+
+log = logging.getLogger("bot.slack")
+
+
+def prefill(text: str, currencies: list[str]) -> tuple[str | None, str | None]:
+    """``5000 PKR`` → ("5000", "PKR"); anything unparseable is simply not pre-filled."""
+    amount = currency = None
+    for word in text.split():
+        if word.upper() in currencies:
+            currency = word.upper()
+        elif amount is None:
+            with contextlib.suppress(ValueError):
+                amount = str(parse_amount(word))
+    return amount, currency
+
+
+def register(app: App, ctx: SlackContext) -> None:
+    """Register the slash command."""
+
+    @app.command("/paylink")
+    def paylink(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        text = (body.get("text") or "").strip()
+        if text.lower() in ("help", "?", "-h", "--help"):
+            ack(text=blocks.help_text())
+            return
+        channel_id = body.get("channel_id", "")
+        if not ctx.settings.paylink_approval_channel and channel_id.startswith("D"):
+            ack(
+                text="Run /paylink in a channel the approvers can see (or ask your admin to "
+                "set PAYLINK_APPROVAL_CHANNEL): requests are posted there for approval."
+            )
+            return
+        ack()
+        amount, currency = prefill(text, ctx.settings.paylink_currencies)
+        view = blocks.request_modal(
+            ctx.settings, channel_id=channel_id, amount=amount, currency=currency
+        )
+        try:
+            client.views_open(trigger_id=body["trigger_id"], view=view)
+        except SlackApiError as exc:
+            log.warning("views.open failed: %s", exc.response.get("error"))

@@ -1,0 +1,40 @@
+"""Events: App Home shows the viewer's links and, for approvers, what waits for them."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import App
+from slack_sdk import WebClient
+
+from bot.slack import blocks
+from bot.slack.context import SlackContext
+
+log = logging.getLogger("bot.slack")
+
+
+def register(app: App, ctx: SlackContext) -> None:
+    """Register the event listeners."""
+    store = ctx.service.store
+
+    @app.event("app_home_opened")
+    def home(event: dict[str, Any], client: WebClient) -> None:
+        if event.get("tab") != "home":
+            return
+        user = event["user"]
+        is_approver = ctx.approvers.is_approver(user)
+        with store.reading() as s:
+            mine = store.recent_for(s, user)
+            waiting = store.awaiting_approval(s) if is_approver else []
+        permalinks = {
+            link.id: url
+            for link in [*mine, *waiting]
+            if (url := ctx.permalink(link.channel_id, link.message_ts))
+        }
+        client.views_publish(
+            user_id=user,
+            view=blocks.home_view(
+                my_links=mine, waiting=waiting, is_approver=is_approver, permalinks=permalinks
+            ),
+        )

@@ -1,0 +1,180 @@
+"""Sends requests to the bot exactly as Slack would: signed form bodies and JSON events.
+
+Used by ``paylink demo``, the end-to-end tests and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+import requests
+from slack_sdk.signature import SignatureVerifier
+
+TEAM = {"id": "T0PAYLINK", "domain": "paylink-demo"}
+
+
+class SlackSimulator:
+    """Plays Slack's side of the conversation against ``{base_url}/slack/events``."""
+
+    def __init__(
+        self, base_url: str, signing_secret: str, *, session: requests.Session | None = None
+    ):
+        self.url = base_url.rstrip("/") + "/slack/events"
+        self.verifier = SignatureVerifier(signing_secret)
+        self.http = session or requests.Session()
+
+    def post(
+        self,
+        body: str,
+        content_type: str,
+        *,
+        timestamp: int | None = None,
+        signature: str | None = None,
+    ) -> requests.Response:
+        """POST a body signed as Slack signs it (or with the given bad signature)."""
+        ts = str(timestamp if timestamp is not None else int(time.time()))
+        sig = signature or self.verifier.generate_signature(timestamp=ts, body=body)
+        return self.http.post(
+            self.url,
+            data=body.encode("utf-8"),
+            headers={
+                "Content-Type": content_type,
+                "X-Slack-Request-Timestamp": ts,
+                "X-Slack-Signature": sig,
+            },
+            timeout=10,
+        )
+
+    def command(
+        self,
+        user: str,
+        text: str = "",
+        *,
+        channel: str = "C0SALES",
+        trigger_id: str | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """``/paylink <text>`` typed by ``user`` in ``channel``."""
+        form = {
+            "token": "verification-token-unused",
+            "team_id": TEAM["id"],
+            "team_domain": TEAM["domain"],
+            "channel_id": channel,
+            "channel_name": "sales",
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": "/paylink",
+            "text": text,
+            "api_app_id": "A0PAYLINK",
+            "response_url": "https://hooks.slack.com/commands/T0PAYLINK/1/x",
+            "trigger_id": trigger_id or new_trigger_id(),
+        }
+        return self.post(urlencode(form), "application/x-www-form-urlencoded", **kwargs)
+
+    def interactive(self, payload: dict[str, Any], **kwargs: Any) -> requests.Response:
+        """An interactivity payload (``payload=<json>``)."""
+        body = urlencode({"payload": json.dumps(payload)})
+        return self.post(body, "application/x-www-form-urlencoded", **kwargs)
+
+    def submit_view(
+        self, user: str, view: dict[str, Any], values: dict[str, Any], **kwargs: Any
+    ) -> requests.Response:
+        """Submit ``view`` (as opened by the bot) with ``values`` as Slack's state."""
+        submitted = dict(view, id=view.get("id", "V0MODAL"), state={"values": values})
+        return self.interactive(
+            {
+                "type": "view_submission",
+                "team": TEAM,
+                "user": {"id": user, "team_id": TEAM["id"]},
+                "api_app_id": "A0PAYLINK",
+                "trigger_id": new_trigger_id(),
+                "view": submitted,
+            },
+            **kwargs,
+        )
+
+    def click(
+        self, user: str, message: dict[str, Any], action_id: str, *, channel: str
+    ) -> requests.Response:
+        """Click the button ``action_id`` on a message the bot posted."""
+        button = find_action(message.get("blocks") or [], action_id)
+        if button is None:
+            raise LookupError(f"no {action_id} button on the message")
+        return self.interactive(
+            {
+                "type": "block_actions",
+                "team": TEAM,
+                "user": {"id": user, "team_id": TEAM["id"]},
+                "api_app_id": "A0PAYLINK",
+                "trigger_id": new_trigger_id(),
+                "container": {
+                    "type": "message",
+                    "message_ts": message["ts"],
+                    "channel_id": channel,
+                },
+                "channel": {"id": channel},
+                "message": {"ts": message["ts"], "blocks": message.get("blocks")},
+                "actions": [
+                    {
+                        "type": "button",
+                        "action_id": action_id,
+                        "block_id": button["block_id"],
+                        "value": button.get("value", ""),
+                        "action_ts": f"{time.time():.6f}",
+                    }
+                ],
+            }
+        )
+
+    def home_opened(self, user: str, **kwargs: Any) -> requests.Response:
+        """The ``app_home_opened`` event for ``user``."""
+        envelope = {
+            "token": "unused",
+            "team_id": TEAM["id"],
+            "api_app_id": "A0PAYLINK",
+            "type": "event_callback",
+            "event_id": "Ev" + uuid.uuid4().hex[:10].upper(),
+            "event_time": int(time.time()),
+            "event": {"type": "app_home_opened", "user": user, "channel": "D0HOME", "tab": "home"},
+        }
+        return self.post(json.dumps(envelope), "application/json", **kwargs)
+
+
+def new_trigger_id() -> str:
+    """A fresh trigger id shaped like Slack's."""
+    return f"{int(time.time())}.1.{uuid.uuid4().hex}"
+
+
+def find_action(blocks: list[dict[str, Any]], action_id: str) -> dict[str, Any] | None:
+    """The element with ``action_id`` (and its ``block_id``) in ``blocks``."""
+    for block in blocks:
+        elements = list(block.get("elements") or [])
+        if block.get("accessory"):
+            elements.append(block["accessory"])
+        for element in elements:
+            if element.get("action_id") == action_id:
+                return dict(element, block_id=block.get("block_id"))
+    return None
+
+
+def state_values(view: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """Slack's ``view.state.values`` for the modal's inputs filled with ``fields``."""
+    values: dict[str, Any] = {}
+    for block in view.get("blocks", []):
+        if block.get("type") != "input":
+            continue
+        block_id, element = block["block_id"], block["element"]
+        raw = fields.get(block_id)
+        kind = element["type"]
+        if kind == "static_select":
+            state = {"type": kind, "selected_option": {"value": raw} if raw else None}
+        elif kind == "checkboxes":
+            state = {"type": kind, "selected_options": [{"value": v} for v in raw or []]}
+        else:
+            state = {"type": kind, "value": raw if raw not in ("", None) else None}
+        values[block_id] = {element["action_id"]: state}
+    return values

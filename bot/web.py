@@ -1,0 +1,113 @@
+"""The WSGI app: Slack events, XPay webhooks, health, metrics and the sandbox gateway."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, Response, g, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from werkzeug.exceptions import HTTPException
+
+from bot.xpay.webhooks import WebhookError, parse_payment_event, verify_webhook
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
+
+log = logging.getLogger("bot.http")
+
+MAX_BODY = 1024 * 1024
+
+
+def create_app(runtime: Runtime) -> Flask:
+    """Mount every route on one Flask app (served by waitress)."""
+    app = Flask("paylink")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    settings, service, metrics = runtime.settings, runtime.service, runtime.metrics
+
+    @app.before_request
+    def _start() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _log(response: Response) -> Response:
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.requests.labels(route, str(response.status_code)).inc()
+        elapsed = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        log.info(
+            "%s %s %s %.1fms",
+            request.method,
+            route,
+            response.status_code,
+            elapsed,
+            extra={"route": route, "status": response.status_code},
+        )
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> tuple[Response, int]:
+        return jsonify(success=False, reason=exc.description), exc.code or 500
+
+    if runtime.bolt_app is not None:
+        from slack_bolt.adapter.flask import SlackRequestHandler
+
+        slack_handler = SlackRequestHandler(runtime.bolt_app)
+
+        @app.post("/slack/events")
+        def slack_events() -> Any:
+            return slack_handler.handle(request)
+
+    @app.post("/xpay/webhook")
+    def xpay_webhook() -> Any:
+        raw = request.get_data(cache=False)
+        try:
+            data = verify_webhook(raw, request.headers.get("x-signature"), settings.webhook_secrets)
+            event = parse_payment_event(data)
+        except WebhookError as exc:
+            metrics.webhooks.labels(type(exc).__name__).inc()
+            return jsonify(success=False, reason=exc.reason), exc.http_status
+        result = service.apply_payment(event)
+        metrics.webhooks.labels(result.outcome).inc()
+        if result.outcome == "unknown_intent":
+            return jsonify(success=False, reason="unknown payment intent"), 404
+        return jsonify(success=True, outcome=result.outcome)
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        try:
+            with runtime.store.reading() as s:
+                s.execute(text("SELECT 1"))
+                backlog, age = runtime.store.outbox_backlog(s)
+        except Exception as exc:
+            log.warning("health check: database unavailable: %s", type(exc).__name__)
+            return jsonify(status="unavailable", database="unavailable"), 503
+        return jsonify(
+            status="ok", database="ok", outbox_backlog=backlog, outbox_oldest_seconds=round(age, 1)
+        )
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        with runtime.store.reading() as s:
+            backlog, age = runtime.store.outbox_backlog(s)
+        metrics.outbox_backlog.set(backlog)
+        metrics.outbox_age.set(age)
+        return Response(generate_latest(metrics.registry), mimetype=CONTENT_TYPE_LATEST)
+
+    if settings.sandbox:
+        from bot.xpay.sandbox import SandboxConfig, make_sandbox_blueprint
+
+        api_key, account_id, hmac_secret = settings.xpay_credentials()
+        sandbox_config = SandboxConfig(
+            api_key=api_key,
+            account_id=account_id,
+            hmac_secret=hmac_secret,
+            webhook_secret=settings.webhook_secrets[0],
+            public_url=settings.public_url,
+            webhook_url=f"{settings.public_url}/xpay/webhook",
+        )
+        app.register_blueprint(
+            make_sandbox_blueprint(sandbox_config, runtime.store.sessions), url_prefix="/sandbox"
+        )
+    return app
