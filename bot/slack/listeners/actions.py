@@ -18,16 +18,14 @@ log = logging.getLogger("bot.slack")
 
 
 def _tell(client: WebClient, body: dict[str, Any], text: str) -> None:
-    """An ephemeral note to the person who clicked, where they clicked."""
+    """An ephemeral note to the person who clicked, in the channel where they clicked."""
     channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
         "channel_id"
     )
-    user = body["user"]["id"]
+    if not channel:  # App Home buttons only open URLs; there is nothing to explain there
+        return
     try:
-        if channel:
-            client.chat_postEphemeral(channel=channel, user=user, text=text)
-        else:  # App Home has no channel to post an ephemeral in
-            client.chat_postMessage(channel=user, text=text)
+        client.chat_postEphemeral(channel=channel, user=body["user"]["id"], text=text)
     except SlackApiError as exc:
         log.warning("could not send ephemeral: %s", exc.response.get("error"))
 
