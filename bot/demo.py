@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 import time
@@ -100,6 +101,7 @@ def _reply_with_link(slack: Any, ts: str) -> str | None:
 def run_demo(*, decline: bool = False) -> int:
     """Run the demo; exit status 0 only if every step happened."""
     started = time.perf_counter()
+    logging.getLogger().setLevel(logging.WARNING)  # the printed thread is the output
     print("Paylink demo: bot, Slack stand-in and sandbox XPay on this machine\n")
     try:
         with LocalStack() as stack:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from waitress import wasyncore
 from waitress.server import create_server
 
 
@@ -38,7 +39,12 @@ class Server:
         return self
 
     def close(self) -> None:
-        """Stop listening."""
-        self._server.close()
-        if self._thread:
+        """Stop listening and finish: the sockets are closed from the server's own loop
+        thread (closing them from another thread crashes waitress's loop)."""
+        server = self._server
+        if self._thread is not None and self._thread.is_alive():
+            server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
             self._thread.join(timeout=5)
+        else:
+            wasyncore.close_all(server._map)
+        server.task_dispatcher.shutdown(timeout=5)

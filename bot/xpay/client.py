@@ -8,9 +8,10 @@ about what it retries and about how it reports failures:
 * ``POST`` (``create_checkout``) is retried only when the connection could not be opened,
   i.e. the request was certainly not sent. Read errors, timeouts and 5xx are never retried;
 * every failure is an :class:`XPayError` subclass telling the caller what is known:
-  :class:`XPayRejected` (a definite refusal), :class:`XPayServerError` (5xx),
+  :class:`XPayRejected` (a definite refusal), :class:`XPayServerError` (5xx but 502/504),
   :class:`XPayUnavailable` (nothing was sent) and :class:`XPayOutcomeUnknown` (the request
-  went out and we cannot tell whether a link now exists; never report it as safe to retry).
+  went out and we cannot tell whether a link now exists, including a proxy's 502/504;
+  never report it as safe to retry).
 
 The body is serialised once with :func:`bot.xpay.signing.js_stringify`, signed, and those
 exact bytes are sent. Nothing logged or raised contains credentials, the body or customer data.
@@ -366,6 +367,11 @@ class XPayClient:
                 doc = None
         message = _clean_message(doc.get("message")) if isinstance(doc, dict) else None
 
+        if status in (502, 504):
+            # A proxy in front of XPay gave up waiting: XPay itself may have created the link.
+            raise XPayOutcomeUnknown(
+                message or f"XPay's gateway did not get an answer in time (HTTP {status})", status
+            )
         if status >= 500:
             raise XPayServerError(message or f"XPay had a server error (HTTP {status})", status)
         if not 200 <= status < 300:
