@@ -62,6 +62,7 @@ def socket_mode(settings: Settings) -> int:
     except SchemaOutdated as exc:
         _err(str(exc))
         return 2
+    _warn_sqlite_replicas(settings)
     server = Server(create_app(runtime), port=settings.port).start()
     runtime.start()
     try:
@@ -73,8 +74,13 @@ def socket_mode(settings: Settings) -> int:
 
 
 def _warn_sqlite_replicas(settings: Settings) -> None:
-    if settings.database_url.startswith("sqlite"):
-        log.info("using SQLite: run one process only; set DATABASE_URL to PostgreSQL for replicas")
+    from bot.db import claim_sqlite_file
+
+    if settings.database_url.startswith("sqlite") and not claim_sqlite_file(settings.database_url):
+        log.warning(
+            "another paylink process is using this SQLite database: SQLite is correct for one "
+            "process only; set DATABASE_URL to PostgreSQL to run several replicas"
+        )
 
 
 def migrate(settings: Settings) -> int:

@@ -44,3 +44,30 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 def make_sessionmaker(engine: Engine) -> sessionmaker:
     """Sessions that keep loaded attributes after commit (we hand records to renderers)."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+_guards: list[Any] = []
+
+
+def claim_sqlite_file(url: str) -> bool:
+    """Hold a lock beside a SQLite file for this process's lifetime.
+
+    Returns False when another process already holds it: a sign of several replicas on one
+    SQLite file, which start-up reports (SQLite is correct for one process only).
+    """
+    import fcntl
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        return True
+    handle = Path(database + ".lock").open("a")  # noqa: SIM115  (held until exit)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return False
+    _guards.append(handle)
+    return True

@@ -52,5 +52,12 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("slack_bolt", "slack_sdk", "urllib3", "waitress.queue"):
+    # alembic.runtime.plugins logs a line per plugin on import, burying start-up errors.
+    for noisy in (
+        "slack_bolt",
+        "slack_sdk",
+        "urllib3",
+        "waitress.queue",
+        "alembic.runtime.plugins",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -6,6 +6,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from slack_bolt import App
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
@@ -40,6 +41,12 @@ def make_web_client(settings: Settings) -> WebClient:
 def build_bolt_app(ctx: SlackContext, client: WebClient) -> App:
     """The Bolt app: request verification on, listeners acknowledged before slow work."""
     settings = ctx.settings
+    bolt_logger = logging.getLogger("slack_bolt.paylink")
+    # Bolt also reads SLACK_BOT_TOKEN from the environment and warns that our client (which
+    # carries the same token, with retry handlers) takes precedence: expected, so not logged.
+    bolt_logger.addFilter(
+        lambda record: record.getMessage() != warning_client_prioritized_and_token_skipped()
+    )
     app = App(
         client=client,
         signing_secret=settings.slack_signing_secret.get_secret_value()
@@ -50,7 +57,7 @@ def build_bolt_app(ctx: SlackContext, client: WebClient) -> App:
         # Bolt's default pool has 5 threads; gateway calls run in the service's own pool,
         # so these threads only do quick Slack calls and database writes.
         listener_executor=ThreadPoolExecutor(max_workers=32, thread_name_prefix="bolt"),
-        logger=logging.getLogger("slack_bolt.paylink"),
+        logger=bolt_logger,
     )
 
     @app.error
