@@ -51,6 +51,8 @@ class SlackDelivery:
                 raise RetryLater("rate limited", float(retry_after or 1)) from None
             if error in PERMANENT:
                 log.error("slack refused %s for link %s: %s", message.kind, link.id, error)
+                if message.kind == "card" and link.message_ts is None:
+                    self._card_undeliverable(link, error)
                 return
             raise RetryLater(f"slack error {status} {error}") from None
 
@@ -70,6 +72,22 @@ class SlackDelivery:
             self.client.chat_update(
                 channel=link.channel_id, ts=link.message_ts, text=text, blocks=card_blocks
             )
+
+    def _card_undeliverable(self, link: Link, error: str) -> None:
+        """The request card cannot be posted at all: tell the rep rather than stay silent."""
+        if not link.requester_id.startswith(("U", "W")) or not link.origin_channel_id:
+            return
+        text = (
+            f"Your payment link request {blocks.escape(link.reference)} could not be posted "
+            f"for approval in <#{link.channel_id}> (Slack said `{error}`). Invite the Paylink "
+            "app to that channel, or ask your admin to check PAYLINK_APPROVAL_CHANNEL."
+        )
+        try:
+            self.client.chat_postEphemeral(
+                channel=link.origin_channel_id, user=link.requester_id, text=text
+            )
+        except SlackApiError as exc:
+            log.error("could not tell the requester either: %s", exc.response.get("error"))
 
     def _tell_requester(self, link: Link) -> None:
         if not link.requester_id.startswith(("U", "W")):
