@@ -149,3 +149,8 @@ class OutboxDrainer:
                 .where(condition)
                 .values(delivered_at=done, attempts=OutboxMessage.attempts + 1, claimed_until=None)
             )
+        log.info(
+            "outbox delivered after %d attempt(s)",
+            message.attempts + 1,
+            extra={"link_id": message.link_id, "kind": message.kind, "ref": link.reference},
+        )
