@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     xpay_account_id: str | None = None
     xpay_hmac_secret: SecretStr | None = None
     xpay_webhook_secret: SecretStr | None = None
+    xpay_timeout: float = Field(default=10.0, gt=0, le=120)
 
     database_url: str = "sqlite:///paylink.db"
 

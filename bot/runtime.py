@@ -27,7 +27,13 @@ class Runtime:
         self.engine = make_engine(settings.database_url)
         self.store = LinkStore(self.engine)
         api_key, account_id, hmac_secret = settings.xpay_credentials()
-        self.xpay = XPayClient(settings.xpay_url, api_key, account_id, hmac_secret)
+        self.xpay = XPayClient(
+            settings.xpay_url,
+            api_key,
+            account_id,
+            hmac_secret,
+            read_timeout=settings.xpay_timeout,
+        )
         self.gateway_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="gateway")
         self.slack_client = None
         self.bolt_app = None

@@ -6,6 +6,7 @@ import logging
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from sqlalchemy import update
 
 from bot.links.outbox import RetryLater
 from bot.links.store import LinkStore
@@ -25,6 +26,15 @@ PERMANENT = {
     "message_not_found",
     "cant_update_message",
 }
+
+# chat.postMessage has no idempotency key, and a post whose answer never came (timeout, crash)
+# may still have landed. Posts carry message metadata naming the outbox effect; before posting
+# again after such an attempt, the bot looks for its earlier post (conversations.history /
+# .replies, scopes channels:history and groups:history) and adopts it instead of posting twice.
+CARD_EVENT = "paylink_card"
+REPLY_EVENT = "paylink_reply"
+IN_FLIGHT = "post sent, answer not received yet"
+LOOKBACK = 200
 
 
 class SlackDelivery:
@@ -55,23 +65,86 @@ class SlackDelivery:
                     self._card_undeliverable(link, error)
                 return
             raise RetryLater(f"slack error {status} {error}") from None
+        except TimeoutError:
+            # Slack may still be working on the call: give it time to land before the next
+            # attempt looks for it (see _earlier_post), rather than racing it with a re-post.
+            raise RetryLater("slack did not answer in time", 2.0 * self.client.timeout) from None
 
     def _card(self, message: OutboxMessage, link: Link) -> None:
         text, card_blocks = blocks.card(link, approvers_configured=self.approvers_configured)
         if link.message_ts is None:
-            response = self.client.chat_postMessage(
-                channel=link.channel_id, text=text, blocks=card_blocks, unfurl_links=False
-            )
-            ts, channel = response["ts"], response["channel"]
+            key = f"card:{link.id}"
+            found = self._earlier_post(message, link, CARD_EVENT, key)
+            if found is None:
+                self._mark_in_flight(message)
+                response = self.client.chat_postMessage(
+                    channel=link.channel_id,
+                    text=text,
+                    blocks=card_blocks,
+                    unfurl_links=False,
+                    metadata=_metadata(CARD_EVENT, link, key),
+                )
+                ts, channel = response["ts"], response["channel"]
+            else:
+                ts, channel = found, link.channel_id
             with self.store.transaction() as s:
                 self.store.update_fields(s, link.id, message_ts=ts, channel_id=channel)
             link.message_ts, link.channel_id = ts, channel
+            if found is not None:  # the earlier post may show an older state
+                self.client.chat_update(channel=channel, ts=ts, text=text, blocks=card_blocks)
             if message.payload.get("notify_requester"):
                 self._tell_requester(link)
         else:
             self.client.chat_update(
                 channel=link.channel_id, ts=link.message_ts, text=text, blocks=card_blocks
             )
+
+    def _mark_in_flight(self, message: OutboxMessage) -> None:
+        """Record, before posting, that a post is on its way: a crash or timeout from here on
+        leaves an outcome we must check rather than repeat."""
+        with self.store.transaction() as s:
+            s.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == message.id, OutboxMessage.last_error.is_(None))
+                .values(last_error=IN_FLIGHT)
+            )
+
+    def _earlier_post(self, message: OutboxMessage, link: Link, event: str, key: str) -> str | None:
+        """The ts of a post an earlier attempt made for this effect, if it landed."""
+        if message.last_error is None or not link.channel_id:
+            return None  # first attempt: nothing can have been posted yet
+        try:
+            if event == CARD_EVENT:
+                found = self.client.conversations_history(
+                    channel=link.channel_id, limit=LOOKBACK, include_all_metadata=True
+                )
+            else:
+                found = self.client.conversations_replies(
+                    channel=link.channel_id,
+                    ts=link.message_ts,
+                    limit=LOOKBACK,
+                    include_all_metadata=True,
+                )
+        except SlackApiError as exc:
+            # Without history access we cannot check; posting again is better than never.
+            log.warning(
+                "cannot check for an earlier post (%s); posting again",
+                exc.response.get("error") if exc.response is not None else "error",
+                extra={"link_id": link.id, "kind": message.kind},
+            )
+            return None
+        matches = sorted(
+            m["ts"]
+            for m in found.get("messages") or []
+            if (m.get("metadata") or {}).get("event_type") == event
+            and ((m.get("metadata") or {}).get("event_payload") or {}).get("key") == key
+        )
+        if matches:
+            log.info(
+                "an earlier post landed after all; not posting again",
+                extra={"link_id": link.id, "kind": message.kind},
+            )
+        return matches[0] if matches else None
 
     def _card_undeliverable(self, link: Link, error: str) -> None:
         """The request card cannot be posted at all: tell the rep rather than stay silent."""
@@ -111,11 +184,20 @@ class SlackDelivery:
     def _thread(self, message: OutboxMessage, link: Link) -> None:
         if link.message_ts is None:
             raise RetryLater("the card is not posted yet", 1.0)
+        key = message.dedupe_key or f"outbox:{message.id}"
+        if self._earlier_post(message, link, REPLY_EVENT, key) is not None:
+            return
         text, reply_blocks = blocks.thread_reply(link, message.payload["kind"])
+        self._mark_in_flight(message)
         self.client.chat_postMessage(
             channel=link.channel_id,
             thread_ts=link.message_ts,
             text=text,
             blocks=reply_blocks,
             unfurl_links=False,
+            metadata=_metadata(REPLY_EVENT, link, key),
         )
+
+
+def _metadata(event: str, link: Link, key: str) -> dict:
+    return {"event_type": event, "event_payload": {"link_id": link.id, "key": key}}

@@ -553,6 +553,8 @@ class SlackStandIn:
             "chat.update": self._chat_update,
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.getPermalink": self._chat_get_permalink,
+            "conversations.history": self._conversations_history,
+            "conversations.replies": self._conversations_replies,
             "views.open": self._views_open,
             "views.update": self._views_update,
             "views.push": self._views_push,
@@ -1047,6 +1049,49 @@ class SlackStandIn:
         if msg.thread_ts and msg.thread_ts != ts:
             link += f"?thread_ts={msg.thread_ts}&cid={channel}"
         return {"channel": channel, "permalink": link}
+
+    def _history_payload(self, msg: PostedMessage, params: Mapping[str, Any]) -> dict[str, Any]:
+        out = self._message_payload(msg)
+        if str(params.get("include_all_metadata", "")).lower() in ("1", "true") and msg.metadata:
+            out["metadata"] = copy.deepcopy(msg.metadata)
+        return out
+
+    def _conversations_history(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
+        """Top-level messages, newest first (``limit``; metadata with include_all_metadata)."""
+        channel = params.get("channel")
+        if not channel:
+            raise _ApiError("channel_not_found")
+        limit = int(params.get("limit") or 100)
+        found = sorted(
+            (
+                m
+                for m in self._messages.values()
+                if m.channel == channel and (m.thread_ts is None or m.thread_ts == m.ts)
+            ),
+            key=lambda m: _ts_key(m.ts),
+            reverse=True,
+        )
+        return {
+            "messages": [self._history_payload(m, params) for m in found[:limit]],
+            "has_more": len(found) > limit,
+        }
+
+    def _conversations_replies(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
+        """The parent message and its replies, oldest first."""
+        channel, ts = params.get("channel"), str(params.get("ts") or "")
+        if not channel:
+            raise _ApiError("channel_not_found")
+        if (channel, ts) not in self._messages:
+            raise _ApiError("thread_not_found")
+        limit = int(params.get("limit") or 100)
+        found = [self._messages[(channel, ts)]] + sorted(
+            (m for m in self._messages.values() if m.channel == channel and m.thread_ts == ts),
+            key=lambda m: _ts_key(m.ts),
+        )
+        return {
+            "messages": [self._history_payload(m, params) for m in found[:limit]],
+            "has_more": len(found) > limit,
+        }
 
     def _views_open(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
         self._use_trigger(params)

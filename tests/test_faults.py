@@ -1,0 +1,267 @@
+"""Fault injection over real HTTP: Slack and XPay failing, rate limiting, hanging, dropping.
+
+Slack faults come from the stand-in (``fail_next``, ``set_delay``); XPay faults from a tiny
+HTTP server in this module wired in with ``LocalStack(xpay_base_url=...)``. Nothing is mocked:
+the bot runs on waitress, the outbox drains on its own thread, the WebClient and the XPay client
+make real requests. Each test says what a person would see and checks that nothing is lost and
+nothing is shown twice.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from bot.links.tables import Link
+from bot.local import APPROVAL_CHANNEL, APPROVER, LocalStack
+from bot.slack.standin import Call
+from tests.conftest import Flow
+
+# --------------------------------------------------------------------------------------
+# Helpers
+
+
+@pytest.fixture
+def make_faulty() -> Iterator[Callable[..., Flow]]:
+    """Like conftest's ``make_stack``, minus the "every Slack call succeeded" check: these
+    tests make Slack calls fail on purpose."""
+    stacks: list[LocalStack] = []
+
+    def make(**overrides: Any) -> Flow:
+        stack = LocalStack(**overrides).__enter__()
+        stacks.append(stack)
+        return Flow(stack)
+
+    yield make
+    for stack in stacks:
+        stack.close()
+
+
+def cards(flow: Flow) -> list[Any]:
+    """Top-level messages in the approval channel (request cards)."""
+    return [m for m in flow.slack.messages(APPROVAL_CHANNEL) if m.thread_ts is None]
+
+
+def posts_to(flow: Flow, channel: str = APPROVAL_CHANNEL) -> list[Call]:
+    return [
+        c for c in flow.slack.calls_of("chat.postMessage") if c.params.get("channel") == channel
+    ]
+
+
+def db_status(flow: Flow, link_id: int | None = None) -> str | None:
+    with flow.stack.runtime.store.reading() as s:
+        query = select(Link.status).order_by(Link.id)
+        if link_id is not None:
+            query = query.where(Link.id == link_id)
+        return s.scalars(query).first()
+
+
+def assert_thread_once_each(flow: Flow, ts: str, needles: list[str]) -> None:
+    replies = flow.replies(ts)
+    for needle in needles:
+        found = [r for r in replies if needle in r]
+        assert len(found) == 1, f"{needle!r} shown {len(found)} times in {replies}"
+
+
+# --------------------------------------------------------------------------------------
+# Slack faults
+
+
+def test_card_posted_once_after_two_500s(make_faulty: Callable[..., Flow]) -> None:
+    flow = make_faulty()
+    flow.slack.fail_next("chat.postMessage", status=500, times=2)
+    card = flow.request()
+    flow.idle(timeout=15)
+    assert len(cards(flow)) == 1
+    calls = posts_to(flow)
+    assert [c.status for c in calls] == [500, 500, 200]
+    assert "Awaiting approval" in flow.status(card.ts)
+
+
+def test_rate_limited_update_waits_for_retry_after_and_lands_once(
+    make_faulty: Callable[..., Flow],
+) -> None:
+    flow = make_faulty()
+    card = flow.request()
+    url = flow.approve(card.ts)
+    flow.wait_status(card.ts, "Awaiting payment")
+    flow.idle()
+    before = len(flow.slack.calls_of("chat.update"))
+
+    flow.slack.fail_next("chat.update", retry_after=1)
+    flow.checkout(url)
+    flow.wait_status(card.ts, "Paid", timeout=15)
+    flow.idle(timeout=15)
+
+    updates = flow.slack.calls_of("chat.update")[before:]
+    assert updates[0].status == 429
+    landed = [c for c in updates if c.ok]
+    assert len(landed) == 1, [(c.status, c.at) for c in updates]
+    assert landed[0].at - updates[0].at >= 1.0
+    assert_thread_once_each(flow, card.ts, ["Paid:"])
+
+
+def test_slack_hanging_past_client_timeout_delivers_the_card_once(
+    make_faulty: Callable[..., Flow],
+) -> None:
+    """chat.postMessage answers later than the WebClient waits. The stand-in, like Slack,
+    still posts the message when it finally answers, so a blind re-post would show the card
+    twice."""
+    flow = make_faulty()
+    flow.stack.runtime.slack_client.timeout = 1.0  # the WebClient's own knob (10 s in prod)
+    flow.slack.set_delay("chat.postMessage", 2.5)
+    flow.submit()
+    # The first attempt times out on the bot's side, then lands at the stand-in.
+    flow.slack.wait_for(lambda s: len(cards(flow)) >= 1, timeout=15)
+    flow.slack.set_delay("chat.postMessage", 0)
+    flow.idle(timeout=20)
+    assert len(cards(flow)) == 1, [c.ts for c in cards(flow)]
+    with flow.stack.runtime.store.reading() as s:
+        link = s.scalars(select(Link)).one()
+    assert link.message_ts == cards(flow)[0].ts  # later updates go to the card people see
+
+
+def test_slack_down_for_a_while_loses_nothing_and_repeats_nothing(
+    make_faulty: Callable[..., Flow],
+) -> None:
+    flow = make_faulty()
+    flow.slack.fail_next("chat.postMessage", status=500, times=5)
+    flow.submit()
+    card = flow.slack.wait_for(lambda s: next(iter(cards(flow)), None), timeout=20)
+    url = flow.approve(card.ts)
+    flow.wait_status(card.ts, "Awaiting payment")
+    flow.idle()
+
+    flow.slack.fail_next("chat.postMessage", status=503, times=5)
+    flow.slack.fail_next("chat.update", status=500, times=5)
+    flow.checkout(url)
+    flow.wait_reply(card.ts, "Paid:", timeout=25)
+    flow.wait_status(card.ts, "Paid", timeout=25)
+    flow.idle(timeout=25)
+    assert len(cards(flow)) == 1
+    assert_thread_once_each(flow, card.ts, ["checkout link is ready", "Paid:"])
+    assert len(flow.replies(card.ts)) == 2
+    assert db_status(flow) == "paid"
+
+
+# --------------------------------------------------------------------------------------
+# XPay faults
+
+
+class XPayFault:
+    """A misbehaving XPay: ``mode`` is "error" (HTTP 500 with a message), "hang" (answers
+    after ``hang`` seconds) or "drop" (reads the request, then closes the socket unanswered).
+    Every request is recorded before anything else happens."""
+
+    def __init__(self, mode: str, hang: float = 30.0) -> None:
+        self.mode = mode
+        self.hang = hang
+        self.requests: list[tuple[str, str, bytes]] = []
+        self._closing = threading.Event()
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                return
+
+            def _serve(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                stub.requests.append((self.command, self.path, body))
+                if stub.mode == "drop":
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
+                if stub.mode == "hang":
+                    stub._closing.wait(stub.hang)
+                data = json.dumps(
+                    {"success": False, "message": "Internal error: database unavailable"}
+                ).encode()
+                try:
+                    self.send_response(500)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    pass  # the client gave up
+
+            do_GET = do_POST = _serve
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def creates(self) -> list[tuple[str, str, bytes]]:
+        return [r for r in self.requests if r[0] == "POST"]
+
+    def close(self) -> None:
+        self._closing.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def xpay_fault() -> Iterator[Callable[..., XPayFault]]:
+    stubs: list[XPayFault] = []
+
+    def make(mode: str, **kwargs: Any) -> XPayFault:
+        stubs.append(XPayFault(mode, **kwargs))
+        return stubs[-1]
+
+    yield make
+    for stub in stubs:
+        stub.close()
+
+
+def test_xpay_500_shows_failed_with_message_and_retry(
+    make_faulty: Callable[..., Flow], xpay_fault: Callable[..., XPayFault]
+) -> None:
+    stub = xpay_fault("error")
+    flow = make_faulty(xpay_base_url=stub.url)
+    card = flow.request()
+    flow.click(APPROVER, card.ts, "paylink_approve")
+    status = flow.wait_status(card.ts, "Link creation failed", timeout=10)
+    assert "Internal error: database unavailable" in status
+    flow.idle()
+    assert any(
+        e.get("action_id") == "paylink_retry"
+        for b in flow.card(card.ts).blocks or []
+        for e in b.get("elements", [])
+    )
+    assert len(stub.creates) == 1
+    assert flow.replies(card.ts) == []
+
+
+@pytest.mark.parametrize("mode", ["hang", "drop"])
+def test_xpay_outcome_unknown_is_unconfirmed_not_failed_and_not_repeated(
+    make_faulty: Callable[..., Flow], xpay_fault: Callable[..., XPayFault], mode: str
+) -> None:
+    """A create that may have reached XPay is never reported as failed and never re-sent on
+    its own: a second request could leave the customer with two live links."""
+    stub = xpay_fault(mode)
+    flow = make_faulty(xpay_base_url=stub.url, xpay_timeout=1.0)
+    card = flow.request()
+    started = time.monotonic()
+    flow.click(APPROVER, card.ts, "paylink_approve")
+    status = flow.wait_status(card.ts, "Link creation unconfirmed", timeout=15)
+    assert "Link creation failed" not in status
+    flow.idle()
+    if mode == "hang":
+        assert time.monotonic() - started >= 1.0
+    # The periodic jobs leave an unconfirmed link alone: no second create is sent.
+    flow.stack.runtime.jobs.run_once()
+    flow.idle()
+    assert len(stub.creates) == 1, stub.requests
+    assert "Link creation unconfirmed" in flow.status(card.ts)
+    assert flow.replies(card.ts) == []
+    assert db_status(flow) == "link_unknown"
