@@ -815,12 +815,15 @@ def home_view(
     waiting: list[Link],
     is_approver: bool,
     permalinks: dict[int, str],
+    waiting_total: int | None = None,
 ) -> dict[str, Any]:
     """The App Home tab (``views.publish``): the user's recent links and, for approvers, the queue.
 
     At most :data:`HOME_LIST_MAX` rows per list, one section per link, so the view stays far
-    under Slack's 100-block limit.
+    under Slack's 100-block limit. ``waiting_total`` is how many requests wait in all (when
+    ``waiting`` is only the first page of them); the rest are counted in a note.
     """
+    waiting_total = len(waiting) if waiting_total is None else max(waiting_total, len(waiting))
     blocks: list[Block] = [
         HeaderBlock(block_id="home_title", text="Paylink"),
         _context("home_intro", "Type `/paylink` in any channel to request a payment link."),
@@ -832,11 +835,11 @@ def home_view(
                 _home_row("waiting", link, permalinks.get(link.id), show_requester=True)
                 for link in waiting[:HOME_LIST_MAX]
             )
-            if len(waiting) > HOME_LIST_MAX:
+            if waiting_total > HOME_LIST_MAX:
                 blocks.append(
                     _context(
                         "waiting_more",
-                        f"…and {len(waiting) - HOME_LIST_MAX} more in the approval channel.",
+                        f"…and {waiting_total - HOME_LIST_MAX} more in the approval channel.",
                     )
                 )
         else:

@@ -7,7 +7,10 @@ from typing import Any
 
 from slack_bolt import App
 from slack_sdk import WebClient
+from sqlalchemy import func, select
 
+from bot.links.states import Status
+from bot.links.tables import Link
 from bot.slack import blocks
 from bot.slack.context import SlackContext
 
@@ -27,6 +30,16 @@ def register(app: App, ctx: SlackContext) -> None:
         with store.reading() as s:
             mine = store.recent_for(s, user)
             waiting = store.awaiting_approval(s) if is_approver else []
+            # awaiting_approval returns one page; count them all for the "…and N more" note.
+            waiting_total = (
+                s.scalar(
+                    select(func.count())
+                    .select_from(Link)
+                    .where(Link.status == Status.AWAITING_APPROVAL.value)
+                )
+                if is_approver
+                else 0
+            )
         permalinks = {
             link.id: url
             for link in [*mine, *waiting]
@@ -35,6 +48,10 @@ def register(app: App, ctx: SlackContext) -> None:
         client.views_publish(
             user_id=user,
             view=blocks.home_view(
-                my_links=mine, waiting=waiting, is_approver=is_approver, permalinks=permalinks
+                my_links=mine,
+                waiting=waiting,
+                is_approver=is_approver,
+                permalinks=permalinks,
+                waiting_total=waiting_total,
             ),
         )
