@@ -157,6 +157,11 @@ def _reason(exc: Exception) -> str:
 
 def create(settings: Settings, fields: dict[str, Any]) -> int:
     """Create a link at XPay now and print its URL and reference."""
+    fields = {  # PAYLINK_SUCCESS_URL / PAYLINK_FAILURE_URL are the defaults, as in the modal
+        **fields,
+        "success_url": fields.get("success_url") or settings.paylink_success_url,
+        "failure_url": fields.get("failure_url") or settings.paylink_failure_url,
+    }
     try:
         request = parse_checkout(
             fields,
@@ -196,12 +201,16 @@ def status(settings: Settings, reference: str) -> int:
     """Print a link's status and its history."""
     runtime = Runtime(settings, slack=False)
     try:
+        require_current(runtime.engine)
         with runtime.store.reading() as s:
             link = runtime.store.by_reference(s, reference)
             if link is None:
                 _err(f"no link with reference {reference}")
                 return 1
             history = list(link.history)
+    except SchemaOutdated as exc:
+        _err(str(exc))
+        return 2
     finally:
         runtime.engine.dispose()
     print(f"{link.reference}: {link.status_label}")

@@ -1,0 +1,210 @@
+"""The ``paylink`` command line as a real subprocess, against a running LocalStack."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from bot.checkout import parse_checkout
+from bot.db import make_engine
+from bot.local import LocalStack, free_port
+from bot.schema import upgrade
+
+PAYLINK = Path(sys.executable).parent / "paylink"
+PREFIXES = ("PAYLINK_", "SLACK_", "XPAY_")
+
+
+def base_env() -> dict[str, str]:
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.upper().startswith(PREFIXES) or k.upper() in ("DATABASE_URL", "PORT"))
+    }
+
+
+def paylink(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(PAYLINK), *args],
+        cwd=cwd,
+        env={**base_env(), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[LocalStack]:
+    with LocalStack(jobs_interval=3600) as stack:
+        yield stack
+
+
+@pytest.fixture
+def stack_env(stack: LocalStack) -> dict[str, str]:
+    return {
+        "DATABASE_URL": stack.settings.database_url,
+        "PAYLINK_PUBLIC_URL": stack.base_url,
+        "XPAY_ENV": "sandbox",
+        "PAYLINK_SUCCESS_URL": "https://shop.example.com/thanks",
+    }
+
+
+def status_output(tmp_path: Path, env: dict[str, str], ref: str) -> str:
+    result = paylink("status", ref, cwd=tmp_path, **env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_create_pay_and_status(
+    stack: LocalStack, stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    ref = f"CLI-{uuid.uuid4().hex[:10]}"
+    created = paylink(
+        "create",
+        "--amount", "1,500.50",
+        "--name", "Ayesha Khan",
+        "--email", "ayesha@example.com",
+        "--phone", "03415682456",
+        "--reference", ref,
+        "--method", "card",
+        "--method", "jazzcash",
+        cwd=tmp_path,
+        **stack_env,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    lines = created.stdout.splitlines()
+    assert lines[1] == f"reference: {ref}"
+    checkout_url = lines[0]
+    assert checkout_url.startswith(f"{stack.base_url}/sandbox/checkout/xpay_pi_")
+
+    before = status_output(tmp_path, stack_env, ref)
+    assert before.splitlines()[0] == f"{ref}: Awaiting payment"
+    assert "amount: PKR 1,500.50" in before
+    assert f"link: {checkout_url}" in before
+
+    page = requests.get(checkout_url, timeout=10)
+    assert page.status_code == 200 and "PKR 1,500.50" in page.text
+    paid = requests.post(
+        f"{checkout_url}/pay",
+        data={"outcome": "pay", "method": "card"},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert paid.status_code == 303
+    assert paid.headers["Location"] == "https://shop.example.com/thanks"  # PAYLINK_SUCCESS_URL
+    # The webhook is delivered before the sandbox answers; allow a moment for slow machines.
+    deadline = time.monotonic() + 10
+    while True:
+        out = status_output(tmp_path, stack_env, ref)
+        if out.splitlines()[0] == f"{ref}: Paid" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    out_lines = out.splitlines()
+    assert out_lines[0] == f"{ref}: Paid", out
+    history = [line.strip() for line in out_lines if line.startswith("  ")]
+    assert len(history) == 4, out
+    assert history[0].endswith("awaiting_approval by cli")
+    assert "awaiting_approval → creating_link by cli (created from the command line)" in history[1]
+    assert "creating_link → awaiting_payment by xpay" in history[2]
+    assert "awaiting_payment → paid by webhook" in history[3]
+
+
+def test_create_with_bad_options(stack_env: dict[str, str], tmp_path: Path) -> None:
+    result = paylink(
+        "create", "--amount", "12.345", "--name", "A", "--email", "nope",
+        "--success-url", "ftp://x", cwd=tmp_path, **stack_env,
+    )  # fmt: skip
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [
+        "paylink: --amount: Use at most 2 decimal places.",
+        "paylink: --customer-email: Enter a valid e-mail address, like name@example.com.",
+        "paylink: --success-url: Enter a full http:// or https:// address.",
+    ], result.stderr
+    assert result.stdout == ""
+
+
+def test_create_with_a_used_reference(
+    stack: LocalStack, stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    ref = f"CLI-{uuid.uuid4().hex[:10]}"
+    first = parse_checkout(
+        {"amount": "5", "customer_name": "A", "customer_email": "a@example.com",
+         "order_reference": ref},
+        currencies=["PKR"],
+        methods=["card"],
+    )  # fmt: skip
+    stack.runtime.service.create_direct(first, actor="test")
+    again = paylink(
+        "create", "--amount", "5", "--name", "A", "--email", "a@example.com", "--reference", ref,
+        cwd=tmp_path, **stack_env,
+    )  # fmt: skip
+    assert again.returncode == 2
+    assert f"--reference: {ref} is already used" in again.stderr
+
+
+def test_status_of_an_unknown_reference(stack_env: dict[str, str], tmp_path: Path) -> None:
+    result = paylink("status", "NOPE", cwd=tmp_path, **stack_env)
+    assert result.returncode == 1
+    assert "no link with reference NOPE" in result.stderr
+    assert result.stdout == ""
+
+
+def test_create_without_a_running_sandbox_says_what_to_do(tmp_path: Path) -> None:
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
+        "PAYLINK_PUBLIC_URL": f"http://127.0.0.1:{free_port()}",
+    }
+    engine = make_engine(env["DATABASE_URL"])
+    upgrade(engine)
+    engine.dispose()
+    result = paylink("create", "--amount", "5", "--name", "A", "--email", "a@example.com",
+                     cwd=tmp_path, **env)  # fmt: skip
+    assert result.returncode == 1
+    assert "Link creation failed" in result.stderr
+    assert "paylink serve" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_migrate_then_check(tmp_path: Path) -> None:
+    public = f"http://127.0.0.1:{free_port()}"  # nobody listens: XPay unreachable
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}", "PAYLINK_PUBLIC_URL": public}
+
+    status = paylink("status", "ANY", cwd=tmp_path, **env)
+    assert status.returncode != 0
+    assert "paylink migrate" in status.stderr
+    assert "Traceback" not in status.stderr
+
+    migrated = paylink("migrate", cwd=tmp_path, **env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "database schema: empty → 0001" in migrated.stdout
+
+    check = paylink("check", cwd=tmp_path, **env)
+    assert f"webhook URL to set in the XPay portal: {public}/xpay/webhook" in check.stdout
+    assert "ok: database reachable, schema up to date" in check.stdout
+    assert "SLACK_BOT_TOKEN" in check.stdout
+    assert "XPay unreachable" in check.stdout
+    assert check.returncode == 1  # no Slack token, no gateway: problems are reported
+
+
+def test_check_passes_against_a_running_stack(stack: LocalStack, tmp_path: Path) -> None:
+    env = {
+        "DATABASE_URL": stack.settings.database_url,
+        "PAYLINK_PUBLIC_URL": stack.base_url,
+        "SLACK_BOT_TOKEN": stack.settings.slack_bot_token.get_secret_value(),
+        "SLACK_SIGNING_SECRET": stack.signing_secret,
+        "SLACK_API_URL": stack.settings.slack_api_url,
+    }
+    result = paylink("check", cwd=tmp_path, **env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"webhook URL to set in the XPay portal: {stack.base_url}/xpay/webhook" in result.stdout
+    assert "problem:" not in result.stdout
+    assert stack.signing_secret not in result.stdout + result.stderr

@@ -1,0 +1,312 @@
+"""Configuration: defaults, CSV lists, one clear line per bad variable, secrets kept out."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from bot.config import ALL_PAYMENT_METHODS, ConfigError, Settings, load_settings
+
+PREFIXES = ("PAYLINK_", "SLACK_", "XPAY_")
+PLAIN_NAMES = ("DATABASE_URL", "PORT")
+PAYLINK = Path(sys.executable).parent / "paylink"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No setting from the developer's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.upper().startswith(PREFIXES) or name.upper() in PLAIN_NAMES:
+            monkeypatch.delenv(name)
+
+
+def load(**overrides: object) -> Settings:
+    return load_settings(_env_file=None, **overrides)
+
+
+def errors_for(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> list[str]:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        load()
+    return info.value.lines
+
+
+def clean_environment() -> dict[str, str]:
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.upper().startswith(PREFIXES) or k.upper() in PLAIN_NAMES)
+    }
+
+
+# Defaults and lists ---------------------------------------------------------------------
+
+
+def test_defaults() -> None:
+    s = load()
+    assert s.xpay_env == "sandbox"
+    assert s.sandbox
+    assert s.slack_api_url == "https://slack.com/api/"
+    assert s.database_url == "sqlite:///paylink.db"
+    assert s.port == 3000
+    assert s.paylink_approvers == []
+    assert s.paylink_approval_channel is None
+    assert s.paylink_allow_self_approval is False
+    assert s.paylink_currencies == ["PKR"]
+    assert s.paylink_payment_methods == list(ALL_PAYMENT_METHODS)
+    assert s.paylink_payment_methods == ["card", "easypaisa", "jazzcash", "googlepay", "dqr"]
+    assert s.paylink_success_url is None and s.paylink_failure_url is None
+    assert s.paylink_max_amount is None
+    assert s.public_url == "http://localhost:3000"
+    assert s.xpay_url == "http://localhost:3000/sandbox"
+    assert s.slack_bot_token is None
+
+
+def test_xpay_base_urls_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    keys = {
+        "XPAY_API_KEY": "k",
+        "XPAY_ACCOUNT_ID": "a",
+        "XPAY_HMAC_SECRET": "h",
+        "XPAY_WEBHOOK_SECRET": "w",
+    }
+    for name, value in keys.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("XPAY_ENV", "staging")
+    assert load().xpay_url == "https://xstak-pay-stg.xstak.com"
+    monkeypatch.setenv("XPAY_ENV", "live")
+    assert load().xpay_url == "https://xstak-pay.xstak.com"
+    monkeypatch.setenv("XPAY_BASE_URL", "https://example.test/xpay/")
+    assert load().xpay_url == "https://example.test/xpay"
+
+
+def test_public_url_follows_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "8080")
+    assert load().public_url == "http://localhost:8080"
+    monkeypatch.setenv("PAYLINK_PUBLIC_URL", "https://paylink.example.com/")
+    s = load()
+    assert s.public_url == "https://paylink.example.com"
+    assert s.xpay_url == "https://paylink.example.com/sandbox"
+
+
+def test_csv_lists(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAYLINK_APPROVERS", " U123ABC , S0FINANCE,,W42 ")
+    monkeypatch.setenv("PAYLINK_CURRENCIES", "pkr, usd")
+    monkeypatch.setenv("PAYLINK_PAYMENT_METHODS", "Card,jazzcash")
+    monkeypatch.setenv("XPAY_WEBHOOK_SECRET", "new-secret, old-secret")
+    s = load()
+    assert s.paylink_approvers == ["U123ABC", "S0FINANCE", "W42"]
+    assert s.paylink_currencies == ["PKR", "USD"]
+    assert s.paylink_payment_methods == ["card", "jazzcash"]
+    assert s.webhook_secrets == ["new-secret", "old-secret"]
+
+
+def test_other_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAYLINK_ALLOW_SELF_APPROVAL", "true")
+    monkeypatch.setenv("PAYLINK_MAX_AMOUNT", "250000.50")
+    monkeypatch.setenv("PAYLINK_SUCCESS_URL", "https://shop.example.com/thanks")
+    monkeypatch.setenv("PAYLINK_FAILURE_URL", "")
+    s = load()
+    assert s.paylink_allow_self_approval is True
+    assert s.paylink_max_amount == Decimal("250000.50")
+    assert s.paylink_success_url == "https://shop.example.com/thanks"
+    assert s.paylink_failure_url is None
+
+
+def test_sandbox_uses_its_own_keys() -> None:
+    s = load()
+    api_key, account, hmac_secret = s.xpay_credentials()
+    assert api_key and account and hmac_secret
+    assert s.webhook_secrets
+
+
+# One line per bad variable -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PORT", "abc"),
+        ("PORT", "70000"),
+        ("PAYLINK_APPROVERS", "bob"),
+        ("PAYLINK_CURRENCIES", "PK"),
+        ("PAYLINK_PAYMENT_METHODS", "bitcoin"),
+        ("PAYLINK_MAX_AMOUNT", "-1"),
+        ("PAYLINK_MAX_AMOUNT", "lots"),
+        ("SLACK_API_URL", "ftp://x"),
+        ("PAYLINK_PUBLIC_URL", "paylink.example.com"),
+        ("PAYLINK_SUCCESS_URL", "javascript:alert(1)"),
+        ("XPAY_ENV", "prod"),
+        ("PAYLINK_ALLOW_SELF_APPROVAL", "maybe"),
+    ],
+)
+def test_each_bad_variable_gives_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    lines = errors_for(monkeypatch, name, value)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"{name}: "), lines
+    assert "\n" not in lines[0]
+    assert len(lines[0]) < 300
+
+
+def test_messages_say_what_is_expected(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "U" in errors_for(monkeypatch, "PAYLINK_APPROVERS", "bob")[0]
+    assert "bob" in errors_for(monkeypatch, "PAYLINK_APPROVERS", "bob")[0]
+    monkeypatch.delenv("PAYLINK_APPROVERS")
+    assert "PKR" in errors_for(monkeypatch, "PAYLINK_CURRENCIES", "PK")[0]
+    monkeypatch.delenv("PAYLINK_CURRENCIES")
+    line = errors_for(monkeypatch, "PAYLINK_PAYMENT_METHODS", "bitcoin")[0]
+    assert "bitcoin" in line and "card" in line
+    monkeypatch.delenv("PAYLINK_PAYMENT_METHODS")
+    assert "positive" in errors_for(monkeypatch, "PAYLINK_MAX_AMOUNT", "-1")[0]
+    monkeypatch.delenv("PAYLINK_MAX_AMOUNT")
+    assert "http" in errors_for(monkeypatch, "SLACK_API_URL", "ftp://x")[0]
+    monkeypatch.delenv("SLACK_API_URL")
+    line = errors_for(monkeypatch, "XPAY_ENV", "prod")[0]
+    assert "sandbox" in line and "live" in line
+
+
+def test_several_bad_variables_give_one_line_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "abc")
+    monkeypatch.setenv("PAYLINK_CURRENCIES", "PK")
+    monkeypatch.setenv("SLACK_API_URL", "ftp://x")
+    with pytest.raises(ConfigError) as info:
+        load()
+    names = sorted(line.split(":")[0] for line in info.value.lines)
+    assert names == ["PAYLINK_CURRENCIES", "PORT", "SLACK_API_URL"]
+
+
+def test_live_without_keys_names_the_missing_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XPAY_ENV", "live")
+    with pytest.raises(ConfigError) as info:
+        load()
+    assert len(info.value.lines) == 1
+    line = info.value.lines[0]
+    for name in ("XPAY_API_KEY", "XPAY_ACCOUNT_ID", "XPAY_HMAC_SECRET", "XPAY_WEBHOOK_SECRET"):
+        assert name in line
+
+    monkeypatch.setenv("XPAY_API_KEY", "sk_live_key")
+    monkeypatch.setenv("XPAY_ACCOUNT_ID", "acct_1")
+    with pytest.raises(ConfigError) as info:
+        load()
+    line = info.value.lines[0]
+    assert "XPAY_HMAC_SECRET" in line and "XPAY_WEBHOOK_SECRET" in line
+    assert "XPAY_API_KEY" not in line and "XPAY_ACCOUNT_ID" not in line
+    assert "sk_live_key" not in line
+
+
+def test_live_with_every_key_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XPAY_ENV", "live")
+    monkeypatch.setenv("XPAY_API_KEY", "k")
+    monkeypatch.setenv("XPAY_ACCOUNT_ID", "a")
+    monkeypatch.setenv("XPAY_HMAC_SECRET", "h")
+    monkeypatch.setenv("XPAY_WEBHOOK_SECRET", "w")
+    s = load()
+    assert s.xpay_credentials() == ("k", "a", "h")
+    assert not s.sandbox
+
+
+def test_require_names_each_missing_setting() -> None:
+    s = load(slack_signing_secret="x")
+    with pytest.raises(ConfigError) as info:
+        s.require("slack_bot_token", "slack_signing_secret")
+    assert len(info.value.lines) == 1
+    assert info.value.lines[0].startswith("SLACK_BOT_TOKEN ")
+
+
+# Secrets -------------------------------------------------------------------------------
+
+SECRETS = {
+    "SLACK_BOT_TOKEN": "xoxb-111-222-topsecretbot",
+    "SLACK_SIGNING_SECRET": "signing-topsecret-abc",
+    "SLACK_APP_TOKEN": "xapp-1-topsecretapp",
+    "XPAY_API_KEY": "sk_live_topsecret_key",
+    "XPAY_HMAC_SECRET": "hmac-topsecret-value",
+    "XPAY_WEBHOOK_SECRET": "whsec-topsecret-one,whsec-topsecret-two",
+}
+
+
+def test_secrets_never_appear_in_repr_or_str(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    s = load()
+    shown = repr(s) + str(s) + repr(s.model_dump()) + str(s.model_dump_json())
+    for value in SECRETS.values():
+        for part in value.split(","):
+            assert part not in shown
+    assert s.slack_bot_token is not None
+    assert s.slack_bot_token.get_secret_value() == SECRETS["SLACK_BOT_TOKEN"]
+
+
+def test_secrets_never_appear_in_config_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("XPAY_ENV", "live")  # account id missing
+    monkeypatch.setenv("PORT", "abc")
+    with pytest.raises(ConfigError) as info:
+        load()
+    text = str(info.value) + repr(info.value) + "\n".join(info.value.lines)
+    assert "PORT" in text
+    for value in SECRETS.values():
+        for part in value.split(","):
+            assert part not in text
+
+
+# The command line ------------------------------------------------------------------------
+
+
+def run_paylink(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(PAYLINK), *args],
+        cwd=tmp_path,
+        env={**clean_environment(), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_help_works_with_no_configuration(tmp_path: Path) -> None:
+    # A broken .env in the working directory must not matter for --help either.
+    (tmp_path / ".env").write_text("PORT=abc\nXPAY_ENV=prod\n")
+    result = run_paylink(["--help"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    for command in ("serve", "socket", "demo", "check", "migrate", "create", "status"):
+        assert command in result.stdout
+    result = run_paylink([], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "usage" in result.stdout.lower()
+
+
+def test_serve_without_bot_token_names_it_in_one_line(tmp_path: Path) -> None:
+    result = run_paylink(
+        ["serve"],
+        tmp_path,
+        SLACK_SIGNING_SECRET="signing-topsecret-abc",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}",
+    )
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "SLACK_BOT_TOKEN" in lines[0]
+    assert "signing-topsecret-abc" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_variable_stops_a_command_with_one_line(tmp_path: Path) -> None:
+    result = run_paylink(["status", "X"], tmp_path, PORT="abc")
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "PORT" in lines[0]
+
+
+def test_env_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text("PAYLINK_CURRENCIES=USD,PKR\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings().paylink_currencies == ["USD", "PKR"]

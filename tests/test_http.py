@@ -1,0 +1,186 @@
+"""The HTTP surface of a running LocalStack: health, metrics, the webhook's refusals, 404s."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from bot.checkout import parse_checkout
+from bot.links.states import Status
+from bot.links.tables import Link, WebhookEvent
+from bot.local import LocalStack
+from bot.xpay.signing import js_stringify, sign
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[LocalStack]:
+    with LocalStack(jobs_interval=3600) as stack:
+        yield stack
+
+
+def url(stack: LocalStack, path: str) -> str:
+    return stack.base_url + path
+
+
+def webhook_secret(stack: LocalStack) -> str:
+    return stack.settings.webhook_secrets[0]
+
+
+def post_webhook(
+    stack: LocalStack, body: bytes, signature: str | None = None, **headers: str
+) -> requests.Response:
+    sent = {"Content-Type": "application/json", **headers}
+    if signature is not None:
+        sent["x-signature"] = signature
+    return requests.post(url(stack, "/xpay/webhook"), data=body, headers=sent, timeout=10)
+
+
+def link_awaiting_payment(stack: LocalStack, reference: str) -> Link:
+    request = parse_checkout(
+        {
+            "amount": "250",
+            "customer_name": "Ayesha Khan",
+            "customer_email": "ayesha@example.com",
+            "order_reference": reference,
+        },
+        currencies=["PKR"],
+        methods=["card"],
+    )
+    link = stack.runtime.service.create_direct(request, actor="test")
+    assert link.status == Status.AWAITING_PAYMENT.value, link.gateway_message
+    return link
+
+
+def paid_payload(intent_id: str) -> dict[str, Any]:
+    return {
+        "type": "PAYMENT_INTENT_NOTIFICATION",
+        "payment_intent_id": intent_id,
+        "amount": 250,
+        "currency": "PKR",
+        "status": "succeeded",
+        "payment_method_types": "card",
+        "transaction_details": {"status": "CAPTURED", "response_from_bank": "Approved"},
+    }
+
+
+def current(stack: LocalStack, link_id: int) -> tuple[str, int, int]:
+    """(status, version, webhook events recorded) for a link."""
+    with stack.runtime.store.reading() as s:
+        link = s.get(Link, link_id)
+        assert link is not None
+        events = s.scalar(
+            select(func.count(WebhookEvent.id)).where(WebhookEvent.intent_id == link.intent_id)
+        )
+        return link.status, link.version, int(events or 0)
+
+
+def assert_json(response: requests.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"].startswith("application/json"), response.headers
+    return response.json()
+
+
+# Health and metrics -------------------------------------------------------------------------
+
+
+def test_healthz(stack: LocalStack) -> None:
+    body = assert_json(requests.get(url(stack, "/healthz"), timeout=10), 200)
+    assert body["status"] == "ok"
+    assert body["database"] == "ok"
+    assert isinstance(body["outbox_backlog"], int) and body["outbox_backlog"] >= 0
+    assert isinstance(body["outbox_oldest_seconds"], int | float)
+
+
+def test_metrics(stack: LocalStack) -> None:
+    requests.get(url(stack, "/healthz"), timeout=10)
+    post_webhook(stack, b"{}", "0" * 64)  # a refused webhook is counted too
+    response = requests.get(url(stack, "/metrics"), timeout=10)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    text = response.text
+    assert 'paylink_http_requests_total{route="/healthz",status="200"}' in text
+    assert 'paylink_webhooks_total{outcome="WebhookSignatureError"}' in text
+    assert "paylink_outbox_backlog" in text
+
+
+# The webhook endpoint -----------------------------------------------------------------------
+
+
+def test_oversized_webhook_is_413_json(stack: LocalStack) -> None:
+    body = json.dumps({"payment_intent_id": "x", "pad": "a" * 100_000}).encode()
+    reply = assert_json(post_webhook(stack, body, sign(webhook_secret(stack), body)), 413)
+    assert reply["success"] is False
+    huge = b"{" + b" " * (2 * 1024 * 1024) + b"}"
+    assert_json(post_webhook(stack, huge, sign(webhook_secret(stack), huge)), 413)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[1, 2]", b"not json", b'{"status": "succeeded"}', b'{"payment_intent_id": ""}'],
+)
+def test_malformed_but_authentic_webhook_is_400(stack: LocalStack, body: bytes) -> None:
+    reply = assert_json(post_webhook(stack, body, sign(webhook_secret(stack), body)), 400)
+    assert reply["success"] is False and reply["reason"]
+
+
+def test_bad_signature_is_401_and_changes_nothing(stack: LocalStack) -> None:
+    link = link_awaiting_payment(stack, "HTTP-SIG-1")
+    before = current(stack, link.id)
+    body = js_stringify(paid_payload(link.intent_id))
+    good = sign(webhook_secret(stack), body)
+    for signature in (
+        None,
+        "",
+        "nothex",
+        sign("some-other-secret", body),
+        sign(webhook_secret(stack), body + b" "),
+        good[:-1] + ("0" if good[-1] != "0" else "1"),
+    ):
+        reply = assert_json(post_webhook(stack, body, signature), 401)
+        assert reply["success"] is False
+        assert current(stack, link.id) == before
+    assert before == (Status.AWAITING_PAYMENT.value, before[1], 0)
+
+    # The same body correctly signed does change it: the refusals above were real.
+    reply = assert_json(post_webhook(stack, body, good), 200)
+    assert reply == {"success": True, "outcome": "applied"}
+    assert current(stack, link.id)[0] == Status.PAID.value
+    reply = assert_json(post_webhook(stack, body, good.upper()), 200)
+    assert reply["outcome"] == "duplicate"
+
+
+def test_webhook_for_an_unknown_intent_is_404_json(stack: LocalStack) -> None:
+    body = js_stringify(paid_payload("xpay_pi_unknown"))
+    reply = assert_json(post_webhook(stack, body, sign(webhook_secret(stack), body)), 404)
+    assert reply["success"] is False
+
+
+# Routing -----------------------------------------------------------------------------------
+
+
+def test_unknown_route_is_404_json(stack: LocalStack) -> None:
+    reply = assert_json(requests.get(url(stack, "/nope"), timeout=10), 404)
+    assert reply["success"] is False
+    assert "<html" not in json.dumps(reply).lower()
+    assert_json(requests.post(url(stack, "/nope/too"), data=b"x", timeout=10), 404)
+
+
+def test_wrong_method_is_json(stack: LocalStack) -> None:
+    reply = assert_json(requests.get(url(stack, "/xpay/webhook"), timeout=10), 405)
+    assert reply["success"] is False
+
+
+def test_two_megabyte_slack_post_is_413(stack: LocalStack) -> None:
+    body = b"payload=" + b"a" * (2 * 1024 * 1024)
+    response = requests.post(
+        url(stack, "/slack/events"),
+        data=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=30,
+    )
+    assert response.status_code == 413

@@ -1,0 +1,445 @@
+"""LinkService with a real XPayClient: against the sandbox gateway of a running LocalStack, or
+against a scripted stub HTTP server when the gateway has to fail."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from itertools import count
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import select
+
+from bot.checkout import CheckoutRequest, parse_checkout
+from bot.links.jobs import Jobs
+from bot.links.service import LinkService, Refused
+from bot.links.states import Status
+from bot.links.store import LinkStore
+from bot.links.tables import Link, OutboxMessage, utcnow
+from bot.local import LocalStack, free_port
+from bot.xpay.client import XPayClient
+from bot.xpay.webhooks import PaymentEvent
+from tests.dbs import BACKENDS, migrated_engine
+from tests.stubs import Reply, StubGateway, created
+
+REP, APPROVER, OTHER_APPROVER, OUTSIDER = "U0REP", "U0APPROVER", "U0BOSS", "U0OUTSIDER"
+_refs = count(1)
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[LocalStack]:
+    with LocalStack(jobs_interval=3600) as stack:
+        yield stack
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LinkStore]:
+    with migrated_engine(request.param, tmp_path) as engine:
+        yield LinkStore(engine)
+
+
+def sandbox_client(stack: LocalStack) -> XPayClient:
+    return XPayClient(stack.settings.xpay_url, *stack.settings.xpay_credentials())
+
+
+def make_service(store: LinkStore, client: XPayClient, **kw: object) -> LinkService:
+    return LinkService(
+        store,
+        client,
+        is_approver=lambda user: user in (APPROVER, OTHER_APPROVER),
+        executor=None,  # create at the gateway synchronously
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def service(store: LinkStore, stack: LocalStack) -> Iterator[LinkService]:
+    client = sandbox_client(stack)
+    yield make_service(store, client)
+    client.close()
+
+
+@pytest.fixture
+def stub() -> Iterator[StubGateway]:
+    stub = StubGateway()
+    yield stub
+    stub.close()
+
+
+@pytest.fixture
+def stub_service(store: LinkStore, stub: StubGateway) -> Iterator[LinkService]:
+    client = XPayClient(stub.url, "key", "acct", "secret", read_timeout=0.5)
+    yield make_service(store, client)
+    client.close()
+
+
+def checkout(**changes: object) -> CheckoutRequest:
+    fields: dict[str, object] = {
+        "amount": "1500.50",
+        "customer_name": "Ayesha Khan",
+        "customer_email": "ayesha@example.com",
+        "order_reference": f"SVC-{next(_refs)}-{free_port()}",
+    }
+    fields.update(changes)
+    return parse_checkout(fields, currencies=["PKR"], methods=["card", "jazzcash"])
+
+
+def load(service: LinkService, link_id: int) -> Link:
+    with service.store.reading() as s:
+        link = service.store.get(s, link_id)
+        assert link is not None
+        _ = link.history
+        return link
+
+
+def statuses(link: Link) -> list[str]:
+    return [row.to_status for row in link.history]
+
+
+def outbox(service: LinkService, link_id: int) -> list[OutboxMessage]:
+    with service.store.reading() as s:
+        return list(
+            s.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.link_id == link_id)
+                .order_by(OutboxMessage.id)
+            )
+        )
+
+
+def awaiting_payment(service: LinkService) -> Link:
+    link = service.request_link(checkout(), requester_id=REP, channel_id="C0APPROVALS")
+    service.approve(link.id, APPROVER)
+    link = load(service, link.id)
+    assert link.status == Status.AWAITING_PAYMENT.value, link.gateway_message
+    return link
+
+
+# Approval -------------------------------------------------------------------------------
+
+
+def test_approve_creates_the_link_at_the_sandbox(service: LinkService, stack: LocalStack) -> None:
+    link = service.request_link(checkout(), requester_id=REP, channel_id="C0APPROVALS")
+    assert link.status == Status.AWAITING_APPROVAL.value
+    approved = service.approve(link.id, APPROVER)
+    assert approved.decided_by == APPROVER
+    link = load(service, link.id)
+    assert statuses(link) == ["awaiting_approval", "creating_link", "awaiting_payment"]
+    assert link.history[-1].actor == "xpay"
+    assert link.intent_id and link.intent_id.startswith("xpay_pi_")
+    assert link.checkout_url == f"{stack.base_url}/sandbox/checkout/{link.intent_id}"
+    assert link.lease_until is None
+    assert link.reconcile_after is not None and link.reconcile_after > utcnow()
+    page = requests.get(link.checkout_url, timeout=5)
+    assert page.status_code == 200
+    assert "PKR 1,500.50" in page.text and link.reference in page.text
+    kinds = [(m.kind, m.payload.get("kind")) for m in outbox(service, link.id)]
+    assert kinds == [("card", None), ("card", None), ("card", None), ("thread", "link_ready")]
+
+
+def test_only_approvers_decide_and_not_on_their_own_request(service: LinkService) -> None:
+    link = service.request_link(checkout(), requester_id=APPROVER, channel_id="C1")
+    with pytest.raises(Refused, match="PAYLINK_APPROVERS"):
+        service.approve(link.id, OUTSIDER)
+    with pytest.raises(Refused, match="another approver"):
+        service.approve(link.id, APPROVER)
+    with pytest.raises(Refused):
+        service.reject(link.id, OUTSIDER, "no")
+    assert load(service, link.id).status == Status.AWAITING_APPROVAL.value
+    assert len(load(service, link.id).history) == 1
+
+
+def test_self_approval_when_allowed(store: LinkStore, stack: LocalStack) -> None:
+    client = sandbox_client(stack)
+    service = make_service(store, client, allow_self_approval=True)
+    link = service.request_link(checkout(), requester_id=APPROVER, channel_id=None)
+    service.approve(link.id, APPROVER)
+    assert load(service, link.id).status == Status.AWAITING_PAYMENT.value
+    client.close()
+
+
+def test_second_decision_has_no_effect(service: LinkService) -> None:
+    link = awaiting_payment(service)
+    with pytest.raises(Refused, match="Nothing changed"):
+        service.approve(link.id, OTHER_APPROVER)
+    with pytest.raises(Refused, match="Nothing changed"):
+        service.reject(link.id, OTHER_APPROVER, "too late")
+    after = load(service, link.id)
+    assert statuses(after) == statuses(link)
+    assert after.intent_id == link.intent_id
+
+
+def test_reject_needs_a_reason(service: LinkService) -> None:
+    link = service.request_link(checkout(), requester_id=REP, channel_id="C1")
+    with pytest.raises(Refused, match="reason"):
+        service.reject(link.id, APPROVER, "   ")
+    rejected = service.reject(link.id, APPROVER, "  wrong\n amount ")
+    assert rejected.status == Status.REJECTED.value
+    assert rejected.reject_reason == "wrong amount"
+    with pytest.raises(Refused):
+        service.approve(link.id, APPROVER)
+
+
+# Gateway failures ---------------------------------------------------------------------------
+
+
+def test_gateway_refusal_is_link_failed_with_its_message(
+    stub_service: LinkService, stub: StubGateway
+) -> None:
+    stub.reply = Reply(
+        400,
+        {
+            "success": False,
+            "responseStatus": "BAD_REQUEST",
+            "message": "Invalid currency for this account",
+        },
+    )
+    link = stub_service.request_link(checkout(), requester_id=REP, channel_id="C1")
+    stub_service.approve(link.id, APPROVER)
+    link = load(stub_service, link.id)
+    assert link.status == Status.LINK_FAILED.value
+    assert link.gateway_message == "Invalid currency for this account"
+    assert link.history[-1].reason == "Invalid currency for this account"
+    assert link.intent_id is None and link.checkout_url is None
+    assert stub.paths == ["/public/v1/payment/checkout"]
+
+
+def test_timeout_is_link_unknown_not_failed(stub_service: LinkService, stub: StubGateway) -> None:
+    stub.reply = Reply(200, created().doc, delay=3)
+    link = stub_service.request_link(checkout(), requester_id=REP, channel_id="C1")
+    stub_service.approve(link.id, APPROVER)
+    link = load(stub_service, link.id)
+    assert link.status == Status.LINK_UNKNOWN.value
+    assert link.status_label == "Link creation unconfirmed"
+    assert "may have been processed" in (link.gateway_message or "")
+    assert len(stub.paths) == 1  # a create that may have happened is never re-sent on its own
+
+
+def test_unreachable_gateway_is_link_failed(store: LinkStore) -> None:
+    client = XPayClient(f"http://127.0.0.1:{free_port()}", "k", "a", "s")
+    service = make_service(store, client)
+    link = service.request_link(checkout(), requester_id=REP, channel_id=None)
+    service.approve(link.id, APPROVER)
+    link = load(service, link.id)
+    assert link.status == Status.LINK_FAILED.value
+    assert "nothing was sent" in (link.gateway_message or "")
+    client.close()
+
+
+def test_retry_after_failure_and_after_unknown(
+    stub_service: LinkService, stub: StubGateway
+) -> None:
+    stub.reply = Reply(503, {"success": False, "message": "Service unavailable"})
+    link = stub_service.request_link(checkout(), requester_id=REP, channel_id="C1")
+    stub_service.approve(link.id, APPROVER)
+    assert load(stub_service, link.id).status == Status.LINK_FAILED.value
+
+    with pytest.raises(Refused, match="approvers"):
+        stub_service.retry(link.id, REP)
+    assert load(stub_service, link.id).status == Status.LINK_FAILED.value
+
+    stub.reply = Reply(200, created().doc, delay=3)
+    stub_service.retry(link.id, APPROVER)
+    assert load(stub_service, link.id).status == Status.LINK_UNKNOWN.value
+
+    stub.reply = created("xpay_pi_retried")
+    retried = stub_service.retry(link.id, OTHER_APPROVER)
+    assert retried.attempts == 3
+    link = load(stub_service, link.id)
+    assert link.status == Status.AWAITING_PAYMENT.value
+    assert link.intent_id == "xpay_pi_retried"
+    assert link.gateway_message is None
+    assert statuses(link) == [
+        "awaiting_approval",
+        "creating_link",
+        "link_failed",
+        "creating_link",
+        "link_unknown",
+        "creating_link",
+        "awaiting_payment",
+    ]
+    with pytest.raises(Refused, match="Nothing changed"):
+        stub_service.retry(link.id, APPROVER)
+
+
+# Cancelling ------------------------------------------------------------------------------------
+
+
+def test_cancel_rules(service: LinkService) -> None:
+    pending = service.request_link(checkout(), requester_id=REP, channel_id="C1")
+    with pytest.raises(Refused, match="Only the rep"):
+        service.cancel(pending.id, OUTSIDER)
+    assert service.cancel(pending.id, REP).status == Status.CANCELLED.value
+    with pytest.raises(Refused, match="Nothing changed"):
+        service.cancel(pending.id, REP)
+
+    link = awaiting_payment(service)
+    cancelled = service.cancel(link.id, APPROVER)
+    assert (cancelled.status, cancelled.cancelled_by) == ("cancelled", APPROVER)
+
+    rejected = service.request_link(checkout(), requester_id=REP, channel_id="C1")
+    service.reject(rejected.id, APPROVER, "no")
+    with pytest.raises(Refused, match="Nothing changed"):
+        service.cancel(rejected.id, REP)
+
+    paid = awaiting_payment(service)
+    service.apply_payment(PaymentEvent(payment_intent_id=paid.intent_id, status="succeeded"))
+    with pytest.raises(Refused, match="already paid"):
+        service.cancel(paid.id, APPROVER)
+    assert load(service, paid.id).status == Status.PAID.value
+
+
+# Payments ----------------------------------------------------------------------------------------
+
+
+def paid_event(intent_id: str) -> PaymentEvent:
+    return PaymentEvent(
+        payment_intent_id=intent_id,
+        status="succeeded",
+        amount="1500.5",
+        currency="PKR",
+        method="card",
+        bank_message="The payment was completed successfully",
+        transaction_status="CAPTURED",
+    )
+
+
+def failed_event(intent_id: str) -> PaymentEvent:
+    return PaymentEvent(
+        payment_intent_id=intent_id,
+        status="failed",
+        method="card",
+        bank_message="Declined by the issuing bank",
+        transaction_status="DECLINED",
+    )
+
+
+def thread_kinds(service: LinkService, link_id: int) -> list[str]:
+    return [m.payload["kind"] for m in outbox(service, link_id) if m.kind == "thread"]
+
+
+def test_payment_applies_once(service: LinkService) -> None:
+    link = awaiting_payment(service)
+    result = service.apply_payment(paid_event(link.intent_id))
+    assert (result.outcome, result.link_id) == ("applied", link.id)
+    assert service.apply_payment(paid_event(link.intent_id)).outcome == "duplicate"
+    paid = load(service, link.id)
+    assert paid.status == Status.PAID.value
+    assert paid.paid_method == "card"
+    assert paid.reconcile_after is None
+    assert statuses(paid).count("paid") == 1
+    assert thread_kinds(service, link.id) == ["link_ready", "paid"]
+
+
+def test_stale_events_change_nothing(service: LinkService) -> None:
+    link = awaiting_payment(service)
+    service.apply_payment(paid_event(link.intent_id))
+    assert service.apply_payment(failed_event(link.intent_id)).outcome == "stale"
+    after = load(service, link.id)
+    assert after.status == Status.PAID.value
+    assert after.bank_message == "The payment was completed successfully"
+    assert thread_kinds(service, link.id) == ["link_ready", "paid"]
+
+
+def test_failed_then_paid(service: LinkService) -> None:
+    link = awaiting_payment(service)
+    assert service.apply_payment(failed_event(link.intent_id)).outcome == "applied"
+    failed = load(service, link.id)
+    assert failed.status == Status.PAYMENT_FAILED.value
+    assert failed.bank_message == "Declined by the issuing bank"
+    assert service.apply_payment(failed_event(link.intent_id)).outcome == "duplicate"
+    assert service.apply_payment(paid_event(link.intent_id)).outcome == "applied"
+    assert load(service, link.id).status == Status.PAID.value
+    assert thread_kinds(service, link.id) == ["link_ready", "payment_failed", "paid"]
+
+
+def test_paid_after_cancel_shows_paid(service: LinkService) -> None:
+    link = awaiting_payment(service)
+    service.cancel(link.id, REP)
+    assert service.apply_payment(paid_event(link.intent_id)).outcome == "applied"
+    assert load(service, link.id).status == Status.PAID.value
+    assert thread_kinds(service, link.id) == ["link_ready", "cancelled", "paid_after_cancel"]
+
+
+def test_unknown_intent_and_ignored_statuses(service: LinkService) -> None:
+    assert service.apply_payment(paid_event("xpay_pi_nobody")).outcome == "unknown_intent"
+    link = awaiting_payment(service)
+    event = PaymentEvent(payment_intent_id=link.intent_id, status="refunded")
+    assert service.apply_payment(event).outcome == "ignored"
+    assert load(service, link.id).status == Status.AWAITING_PAYMENT.value
+
+
+# Jobs -------------------------------------------------------------------------------------------
+
+
+def test_link_stuck_in_creating_is_resumed(service: LinkService) -> None:
+    store = service.store
+    stuck = service.request_link(checkout(), requester_id=REP, channel_id="C1")
+    busy = service.request_link(checkout(), requester_id=REP, channel_id="C1")
+    # As if the process died right after approving, before calling XPay.
+    with store.transaction() as s:
+        store.move(
+            s,
+            stuck.id,
+            Status.AWAITING_APPROVAL,
+            Status.CREATING_LINK,
+            actor=APPROVER,
+            lease_until=utcnow() - timedelta(seconds=5),
+            attempts=1,
+        )
+        store.move(
+            s,
+            busy.id,
+            Status.AWAITING_APPROVAL,
+            Status.CREATING_LINK,
+            actor=APPROVER,
+            lease_until=utcnow() + timedelta(minutes=5),
+            attempts=1,
+        )
+    assert Jobs(service).run_once() == {"resumed": 1, "reconciled": 0}
+    resumed = load(service, stuck.id)
+    assert resumed.status == Status.AWAITING_PAYMENT.value
+    assert resumed.checkout_url
+    assert load(service, busy.id).status == Status.CREATING_LINK.value  # its lease still holds
+    assert Jobs(service).run_once() == {"resumed": 0, "reconciled": 0}
+
+
+def pay_at_sandbox(checkout_url: str, outcome: str = "pay") -> None:
+    response = requests.post(
+        f"{checkout_url}/pay",
+        data={"outcome": outcome, "method": "card"},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert response.status_code in (200, 303), response.text
+
+
+def test_reconcile_finds_a_payment_whose_webhook_was_lost(service: LinkService) -> None:
+    # The sandbox sends its webhook to the stack, which does not know this service's links:
+    # for this service the webhook is lost, and only reconciliation can notice the payment.
+    jobs = Jobs(service)
+    link = awaiting_payment(service)
+    pay_at_sandbox(link.checkout_url)
+    assert load(service, link.id).status == Status.AWAITING_PAYMENT.value
+    assert jobs.reconcile() == 0  # not due yet
+
+    with service.store.transaction() as s:
+        service.store.update_fields(s, link.id, reconcile_after=utcnow() - timedelta(seconds=1))
+    assert jobs.run_once() == {"resumed": 0, "reconciled": 1}
+    paid = load(service, link.id)
+    assert paid.status == Status.PAID.value
+    assert paid.history[-1].actor == "reconcile"
+    assert paid.reconcile_after is None
+    assert jobs.reconcile() == 0
+
+
+def test_reconcile_leaves_an_unpaid_link_and_checks_again_later(service: LinkService) -> None:
+    link = awaiting_payment(service)
+    with service.store.transaction() as s:
+        service.store.update_fields(s, link.id, reconcile_after=utcnow() - timedelta(seconds=1))
+    assert Jobs(service).reconcile() == 0
+    after = load(service, link.id)
+    assert after.status == Status.AWAITING_PAYMENT.value
+    assert after.reconcile_after is not None and after.reconcile_after > utcnow()
