@@ -96,7 +96,7 @@ def parse_amount(raw: Any, max_amount: Decimal | None = None) -> Decimal:
         raise ValueError("Enter a number, like 5000 or 1500.50.") from None
     if not amount.is_finite() or amount <= 0:
         raise ValueError("The amount must be more than 0.")
-    if amount.as_tuple().exponent < -2:  # type: ignore[operator]
+    if amount.normalize().as_tuple().exponent < -2:  # type: ignore[operator]
         raise ValueError("Use at most 2 decimal places.")
     if max_amount is not None and amount > max_amount:
         raise ValueError(f"The most a link may ask for is {max_amount:,}.")
@@ -223,7 +223,10 @@ def parse_checkout(
     url("failure_url")
 
     def payment_methods() -> tuple[str, ...]:
-        chosen = [m.lower() for m in fields.get("payment_methods") or []]
+        raw = fields.get("payment_methods") or []
+        if not isinstance(raw, list | tuple) or not all(isinstance(m, str) for m in raw):
+            raise ValueError(f"Choose from {', '.join(methods)}.")
+        chosen = [m.lower() for m in raw]
         bad = [m for m in chosen if m not in methods]
         if bad:
             raise ValueError(f"Choose from {', '.join(methods)}.")

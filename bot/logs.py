@@ -58,6 +58,6 @@ def setup_logging(level: str = "INFO") -> None:
         "slack_sdk",
         "urllib3",
         "waitress.queue",
-        "alembic.runtime.plugins",
+        "alembic",
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING)

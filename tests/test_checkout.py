@@ -66,6 +66,7 @@ def errors(max_amount: Decimal | None = None, **changes: Any) -> dict[str, str]:
         ("1,500.5", Decimal("1500.5")),
         (" 2,000 ", Decimal("2000")),
         ("0.01", Decimal("0.01")),
+        ("1.230", Decimal("1.23")),  # trailing zeros are not extra precision
     ],
 )
 def test_good_amounts(raw: Any, expected: Decimal) -> None:
