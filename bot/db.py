@@ -63,6 +63,8 @@ def claim_sqlite_file(url: str) -> bool:
     database = make_url(url).database
     if not database or database == ":memory:":
         return True
+    if any(g.name == database + ".lock" for g in _guards):
+        return True  # this process holds it already
     handle = Path(database + ".lock").open("a")  # noqa: SIM115  (held until exit)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

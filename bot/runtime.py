@@ -77,6 +77,12 @@ class Runtime:
                 self.slack_context.team_url = self.slack_client.auth_test().get("url")
             except Exception as exc:  # the bot still works; App Home just lacks card links
                 log.warning("auth.test failed: %s", type(exc).__name__)
+        if self.settings.database_url.startswith("sqlite"):
+            from bot.db import claim_sqlite_file
+            from bot.links.jobs import release_after_restart
+
+            if claim_sqlite_file(self.settings.database_url):
+                release_after_restart(self.store)
         if self.drainer:
             self.drainer.start()
         self.jobs.start()
