@@ -697,13 +697,12 @@ def test_slow_gateway_does_not_block_acks(
         flow.click(APPROVER, card.ts, "paylink_approve")
         assert time.perf_counter() - started < 1.5
     flow.slack.wait_for(lambda s: xpay_stub.creates == len(cards))
-    flow.wait_status(cards[-1].ts, "Creating link")
 
     started = time.perf_counter()  # every create is still inside XPay's 3 s
     response = flow.sim.command(OUTSIDER, "")
     assert response.status_code == 200
     assert time.perf_counter() - started < 1.5
-    flow.slack.wait_for(lambda s: len(s.views_opened) == len(cards) + 1, timeout=1.5)
+    flow.slack.wait_for(lambda s: len(s.views_opened) == len(cards) + 1, timeout=2.5)
     assert xpay_stub.creates == len(cards)
 
     for card in cards:
