@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -43,7 +44,9 @@ class Server:
         thread (closing them from another thread crashes waitress's loop)."""
         server = self._server
         if self._thread is not None and self._thread.is_alive():
-            server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+            # OSError: the loop already closed its wake-up pipe, so it is stopping anyway.
+            with contextlib.suppress(OSError):
+                server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
             self._thread.join(timeout=5)
         else:
             wasyncore.close_all(server._map)

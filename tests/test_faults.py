@@ -239,7 +239,9 @@ def test_xpay_500_shows_failed_with_message_and_retry(
         for e in b.get("elements", [])
     )
     assert len(stub.creates) == 1
-    assert flow.replies(card.ts) == []
+    # One reply tells the approver (a card edit notifies nobody).
+    (reply,) = flow.replies(card.ts)
+    assert "<@U0APPROVER>" in reply and "Internal error: database unavailable" in reply
 
 
 @pytest.mark.parametrize("mode", ["hang", "drop"])
@@ -263,5 +265,6 @@ def test_xpay_outcome_unknown_is_unconfirmed_not_failed_and_not_repeated(
     flow.idle()
     assert len(stub.creates) == 1, stub.requests
     assert "Link creation unconfirmed" in flow.status(card.ts)
-    assert flow.replies(card.ts) == []
+    (reply,) = flow.replies(card.ts)
+    assert "<@U0APPROVER>" in reply and "did not confirm" in reply
     assert db_status(flow) == "link_unknown"

@@ -347,6 +347,14 @@ class LinkService:
             )
             if moved is not None:
                 self.store.enqueue(s, moved, "card")
+                # A reply in the thread notifies the approver; a card edit alone does not.
+                self.store.enqueue(
+                    s,
+                    moved,
+                    "thread",
+                    payload={"kind": "link_failed"},
+                    dedupe_key=f"thread:{moved.id}:link_failed:{moved.attempts}",
+                )
         log.warning("link creation %s", status.value, extra={"ref": link.reference})
         return moved or self._load(link.id)
 

@@ -231,16 +231,19 @@ class LinkStore:
             )
         )
 
-    def awaiting_approval(self, session: Session, limit: int = 20) -> list[Link]:
-        """Requests waiting for a decision, oldest first."""
-        return list(
-            session.scalars(
-                select(Link)
-                .where(Link.status == Status.AWAITING_APPROVAL.value)
-                .order_by(Link.id)
-                .limit(limit)
-            )
-        )
+    def awaiting_approval(
+        self, session: Session, *, excluding: str | None = None, limit: int = 20
+    ) -> tuple[list[Link], int]:
+        """Requests waiting for a decision, oldest first (one page), and how many there are.
+
+        ``excluding`` leaves out that requester's own requests (they cannot approve them).
+        """
+        condition = Link.status == Status.AWAITING_APPROVAL.value
+        if excluding is not None:
+            condition = condition & (Link.requester_id != excluding)
+        page = list(session.scalars(select(Link).where(condition).order_by(Link.id).limit(limit)))
+        total = session.scalar(select(func.count()).select_from(Link).where(condition)) or 0
+        return page, int(total)
 
     def due(
         self, session: Session, status: Status, column: Any, now: datetime, limit: int

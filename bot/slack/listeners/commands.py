@@ -25,7 +25,8 @@ def prefill(text: str, currencies: list[str]) -> tuple[str | None, str | None]:
             currency = word.upper()
         elif amount is None:
             with contextlib.suppress(ValueError):
-                amount = str(parse_amount(word))
+                value = parse_amount(word)
+                amount = str(value.to_integral()) if value == value.to_integral() else str(value)
     return amount, currency
 
 

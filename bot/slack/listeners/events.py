@@ -7,10 +7,7 @@ from typing import Any
 
 from slack_bolt import App
 from slack_sdk import WebClient
-from sqlalchemy import func, select
 
-from bot.links.states import Status
-from bot.links.tables import Link
 from bot.slack import blocks
 from bot.slack.context import SlackContext
 
@@ -29,16 +26,12 @@ def register(app: App, ctx: SlackContext) -> None:
         is_approver = ctx.approvers.is_approver(user)
         with store.reading() as s:
             mine = store.recent_for(s, user)
-            waiting = store.awaiting_approval(s) if is_approver else []
-            # awaiting_approval returns one page; count them all for the "…and N more" note.
-            waiting_total = (
-                s.scalar(
-                    select(func.count())
-                    .select_from(Link)
-                    .where(Link.status == Status.AWAITING_APPROVAL.value)
+            waiting, waiting_total = (
+                store.awaiting_approval(
+                    s, excluding=None if ctx.service.allow_self_approval else user
                 )
                 if is_approver
-                else 0
+                else ([], 0)
             )
         permalinks = {
             link.id: url
