@@ -1,0 +1,1 @@
+"""Paylink benchmark: ``python -m bench`` (see README, "Performance")."""

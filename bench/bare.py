@@ -1,0 +1,100 @@
+"""The baseline: a bare Bolt app and a bare webhook endpoint on the same server kind.
+
+``python -m bench.bare`` serves, with waitress and the same thread count as ``paylink serve``:
+  POST /slack/events  Bolt (same adapter, same executor size as Paylink): ``/paylink`` acks and
+                      opens a fixed modal with views.open; the Approve button only acks
+  POST /xpay/webhook  verifies the HMAC of the raw body and answers 200 (401 otherwise)
+  GET  /healthz       200
+Configured by env: PORT, THREADS, SLACK_API_URL, SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN,
+XPAY_WEBHOOK_SECRET.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from flask import Flask, request
+from slack_bolt import App
+from slack_bolt.adapter.flask import SlackRequestHandler
+from slack_sdk import WebClient
+from waitress.server import create_server
+
+APPROVE = "paylink_approve"  # bot.slack.blocks.ACTION_APPROVE
+FIXED_MODAL = {
+    "type": "modal",
+    "callback_id": "bench_fixed",
+    "title": {"type": "plain_text", "text": "Bare modal"},
+    "close": {"type": "plain_text", "text": "Close"},
+    "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "Hello"}}],
+}
+
+
+def build(env: dict[str, str]) -> Any:
+    client = WebClient(token=env["SLACK_BOT_TOKEN"], base_url=env["SLACK_API_URL"], timeout=10)
+    bolt = App(
+        client=client,
+        signing_secret=env["SLACK_SIGNING_SECRET"],
+        token_verification_enabled=False,
+        process_before_response=False,
+        listener_executor=ThreadPoolExecutor(max_workers=32, thread_name_prefix="bolt"),
+        logger=logging.getLogger("slack_bolt.bare"),
+    )
+
+    @bolt.command("/paylink")
+    def command(ack: Any, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        client.views_open(trigger_id=body["trigger_id"], view=FIXED_MODAL)
+
+    @bolt.action(APPROVE)
+    def approve(ack: Any) -> None:
+        ack()
+
+    flask = Flask("bare")
+    handler = SlackRequestHandler(bolt)
+
+    @flask.post("/slack/events")
+    def events() -> Any:
+        return handler.handle(request)
+
+    @flask.get("/healthz")
+    def healthz() -> Any:
+        return {"status": "ok"}
+
+    key = env["XPAY_WEBHOOK_SECRET"].encode()
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if environ.get("PATH_INFO") != "/xpay/webhook":
+            return flask(environ, start_response)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length)
+        given = (environ.get("HTTP_X_SIGNATURE") or "").strip().lower().encode()
+        digest = hmac.new(key, body, hashlib.sha256).hexdigest().encode()
+        ok = hmac.compare_digest(digest, given)
+        payload = b'{"success":true}' if ok else b'{"success":false}'
+        start_response(
+            "200 OK" if ok else "401 Unauthorized",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))],
+        )
+        return [payload]
+
+    return app
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.WARNING)
+    env = dict(os.environ)
+    server = create_server(
+        build(env), host="127.0.0.1", port=int(env["PORT"]), threads=int(env["THREADS"])
+    )
+    server.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

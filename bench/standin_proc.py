@@ -1,0 +1,67 @@
+"""The Slack Web API stand-in in its own process, driven by JSON lines on stdin/stdout.
+
+Keeping the stand-in out of the bot's process isolates the bot's RSS and CPU; keeping it out
+of the load generator's process keeps its work off the generator's GIL.
+
+Commands (one JSON object per line, one JSON answer per line):
+  {"cmd": "cards", "cards": [[channel, ts], ...]}   make these messages exist (bot cards)
+  {"cmd": "calls", "method": "chat.update", "since": 0}  -> {"calls": [[channel, ts, user, at]], "next": n}
+  {"cmd": "quit"}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from bot.local import APPROVER, BOT_TOKEN
+from bot.slack.standin import PostedMessage, SlackStandIn
+
+
+def main() -> int:
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # stray prints go to stderr, never into the protocol
+    slack = SlackStandIn(bot_token=BOT_TOKEN, usergroups={"S0FINANCE": [APPROVER]}).start()
+    out.write(json.dumps({"url": slack.base_url, "pid": os.getpid()}) + "\n")
+    for line in sys.stdin:
+        req = json.loads(line)
+        cmd = req.get("cmd")
+        answer: dict[str, Any] = {"ok": True}
+        if cmd == "cards":
+            # Cards the bot "posted" earlier (links inserted straight into the database).
+            with slack._lock:
+                for channel, ts in req["cards"]:
+                    slack._messages[(channel, ts)] = PostedMessage(
+                        ts=ts, channel=channel, thread_ts=None, text="card", blocks=None
+                    )
+        elif cmd == "calls":
+            since = int(req.get("since", 0))
+            with slack._lock:
+                calls = slack.calls[since:]
+                nxt = since + len(calls)
+            answer["calls"] = [
+                [
+                    c.params.get("channel"),
+                    str(c.params.get("ts") or ""),
+                    c.params.get("user_id"),
+                    c.at,
+                    c.ok,
+                ]
+                for c in calls
+                if c.method == req["method"]
+            ]
+            answer["next"] = nxt
+        elif cmd == "quit":
+            out.write(json.dumps(answer) + "\n")
+            break
+        else:
+            answer = {"ok": False, "error": f"unknown command {cmd!r}"}
+        out.write(json.dumps(answer) + "\n")
+    slack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""The benchmark machinery runs end to end in its tiny mode (no timing assertions here)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_smoke_writes_results(tmp_path):
+    out = tmp_path / "latest.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert str(out) in proc.stdout
+    report = json.loads(out.read_text())
+    assert report["mode"] == "smoke"
+    assert {"cpu_model", "cores", "ram_gb", "python", "packages", "git_commit"} <= set(
+        report["machine"]
+    )
+    runs = report["runs"]
+    assert {"bare", "sqlite_small", "sqlite_large", "sqlite_slow_gateway"} <= set(runs)
+    for name in ("bare", "sqlite_small", "sqlite_large"):
+        run = runs[name]
+        for kind in ("ack_command", "ack_approve"):
+            assert set(run[kind]) == {"1", "2"}
+            assert run[kind]["1"]["n"] + run[kind]["1"]["errors"] == 20
+        assert run["webhook"]["steps"]
+        assert "max_sustained_rps" in run["webhook"]
+        assert run["rss_idle_mb"] > 0
+    for name in ("sqlite_small", "sqlite_large"):
+        assert "card_update" in runs[name]["webhook"]
+        assert "home_render" in runs[name]
+    assert runs["sqlite_small"]["filler_links"] == 100
+    assert "ack_approve" in runs["sqlite_slow_gateway"]
+    assert report["budgets"]
+    assert all({"budget", "pass", "detail"} <= set(b) for b in report["budgets"])
