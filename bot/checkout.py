@@ -81,8 +81,12 @@ def new_reference() -> str:
     return "PL-" + secrets.token_hex(4).upper()
 
 
+# Control characters (NUL among them, which PostgreSQL cannot store) count as blanks.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def _clean(value: Any) -> str:
-    return " ".join(str(value).split()) if value is not None else ""
+    return " ".join(_CONTROL.sub(" ", str(value)).split()) if value is not None else ""
 
 
 def parse_amount(raw: Any, max_amount: Decimal | None = None) -> Decimal:

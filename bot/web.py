@@ -51,13 +51,20 @@ def create_app(runtime: Runtime) -> Flask:
         return jsonify(success=False, reason=exc.description), exc.code or 500
 
     if runtime.bolt_app is not None:
-        from slack_bolt.adapter.flask import SlackRequestHandler
+        from slack_bolt.adapter.flask.handler import to_bolt_request, to_flask_response
 
-        slack_handler = SlackRequestHandler(runtime.bolt_app)
+        bolt_app = runtime.bolt_app
 
         @app.post("/slack/events")
         def slack_events() -> Any:
-            return slack_handler.handle(request)
+            try:
+                # Bolt parses the body (and reads team/user ids out of it) before it checks
+                # the signature: invalid JSON, or JSON of another shape, from anyone would
+                # otherwise be a 500. Slack itself never sends such a body.
+                bolt_request = to_bolt_request(request)
+            except (ValueError, TypeError, AttributeError, KeyError):
+                return jsonify(success=False, reason="malformed request body"), 400
+            return to_flask_response(bolt_app.dispatch(bolt_request))
 
     @app.post("/xpay/webhook")
     def xpay_webhook() -> Any:
