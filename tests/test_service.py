@@ -19,7 +19,7 @@ from bot.links.states import Status
 from bot.links.store import LinkStore
 from bot.links.tables import Link, OutboxMessage, utcnow
 from bot.local import LocalStack, free_port
-from bot.xpay.client import XPayClient
+from bot.xpay.client import IntentDetails, XPayClient
 from bot.xpay.webhooks import PaymentEvent
 from tests.dbs import BACKENDS, migrated_engine
 from tests.stubs import Reply, StubGateway, created
@@ -443,3 +443,21 @@ def test_reconcile_leaves_an_unpaid_link_and_checks_again_later(service: LinkSer
     after = load(service, link.id)
     assert after.status == Status.AWAITING_PAYMENT.value
     assert after.reconcile_after is not None and after.reconcile_after > utcnow()
+
+
+def test_reconcile_finds_a_second_attempt_paid_after_a_failed_one(service: LinkService) -> None:
+    """A declined card then a successful retry on the same page: if that webhook is lost,
+    reconciliation still turns Payment failed into Paid."""
+    link = awaiting_payment(service)
+    assert service.apply_payment(failed_event(link.intent_id)).outcome == "applied"
+
+    class PaidAtXPay:  # XPay's answer for this intent now; the real gateway is unreachable
+        def get_intent(self, intent_id: str) -> IntentDetails:
+            return IntentDetails(intent_id, "succeeded", link.amount, link.currency, {})
+
+    service.gateway = PaidAtXPay()  # type: ignore[assignment]
+    with service.store.transaction() as s:
+        service.store.update_fields(s, link.id, reconcile_after=utcnow() - timedelta(seconds=1))
+    assert Jobs(service).reconcile() == 1
+    paid = load(service, link.id)
+    assert [h.to_status for h in paid.history][-2:] == ["payment_failed", "paid"]

@@ -18,6 +18,7 @@ from bot.xpay.webhooks import PaymentEvent
 log = logging.getLogger("bot.jobs")
 
 RECONCILE_BACKOFF = timedelta(minutes=10)
+RECONCILE_FOR = timedelta(days=7)
 
 
 def release_after_restart(store: LinkStore) -> int:
@@ -91,18 +92,31 @@ class Jobs:
                 store.update_fields(s, link_id, lease_until=now + timedelta(seconds=60))
         for link_id in claimed:
             log.info("resuming link creation after an expired lease", extra={"link_id": link_id})
-            self.service.create_at_gateway(link_id)
+            try:
+                self.service.create_at_gateway(link_id)
+            except Exception:  # one bad link must not hold up the rest of the batch
+                log.exception("resuming link creation failed", extra={"link_id": link_id})
         return len(claimed)
 
     def reconcile(self, limit: int = 50) -> int:
-        """Ask XPay about links still awaiting payment, so a lost webhook is not a lost payment."""
+        """Ask XPay about unpaid links (awaiting payment, or failed: the customer may try
+        again), so a lost webhook is not a lost payment. Checks thin out as a link ages and
+        stop after RECONCILE_FOR."""
         store = self.service.store
         now = utcnow()
         with store.transaction() as s:
-            links = store.due(s, Status.AWAITING_PAYMENT, Link.reconcile_after, now, limit)
+            links = store.due(
+                s,
+                (Status.AWAITING_PAYMENT, Status.PAYMENT_FAILED),
+                Link.reconcile_after,
+                now,
+                limit,
+            )
             due = [(link.id, link.intent_id) for link in links]
-            for link_id, _ in due:
-                store.update_fields(s, link_id, reconcile_after=now + RECONCILE_BACKOFF)
+            for link in links:
+                age = now - link.created_at
+                following = None if age > RECONCILE_FOR else now + max(RECONCILE_BACKOFF, age / 4)
+                store.update_fields(s, link.id, reconcile_after=following)
         applied = 0
         for link_id, intent_id in due:
             if not intent_id:

@@ -246,12 +246,22 @@ class LinkStore:
         return page, int(total)
 
     def due(
-        self, session: Session, status: Status, column: Any, now: datetime, limit: int
+        self,
+        session: Session,
+        status: Status | tuple[Status, ...],
+        column: Any,
+        now: datetime,
+        limit: int,
     ) -> list[Link]:
         """Links in ``status`` whose ``column`` time has passed, claimed for this process."""
+        statuses = (status,) if isinstance(status, Status) else status
         query = (
             select(Link)
-            .where(Link.status == status.value, column.is_not(None), column <= now)
+            .where(
+                Link.status.in_([s.value for s in statuses]),
+                column.is_not(None),
+                column <= now,
+            )
             .order_by(column)
             .limit(limit)
         )
