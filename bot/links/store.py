@@ -41,7 +41,7 @@ class LinkStore:
         return self.engine.dialect.name == "postgresql"
 
     def on_commit(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` after every committed write (wakes the outbox drainer)."""
+        """Call ``callback`` after each commit that queued outbox rows (wakes the drainer)."""
         with self._lock:
             self._after_commit.append(callback)
 
@@ -52,10 +52,14 @@ class LinkStore:
         try:
             with session.begin():
                 yield session
+            queued = session.info.get("outbox_queued", False)
         finally:
             session.close()
-        for callback in list(self._after_commit):
-            callback()
+        # Only commits that queued Slack work wake the drainer (its own writes must not, or
+        # it would wake itself forever).
+        if queued:
+            for callback in list(self._after_commit):
+                callback()
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
@@ -181,6 +185,7 @@ class LinkStore:
         """Queue a Slack side effect in the caller's transaction (links without a card skip)."""
         if link.channel_id is None:
             return
+        session.info["outbox_queued"] = True
         session.add(
             OutboxMessage(
                 link_id=link.id,

@@ -60,7 +60,12 @@ def register(app: App, ctx: SlackContext) -> None:
     def submit_reject(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         reason = view["state"]["values"]["reason"]["value"].get("value") or ""
         try:
-            ctx.service.reject(int(view["private_metadata"]), body["user"]["id"], reason)
+            link_id = int(view.get("private_metadata") or "")
+        except ValueError:  # we always set it; a view without it cannot name a request
+            ack(response_action="errors", errors={"reason": "This request no longer exists."})
+            return
+        try:
+            ctx.service.reject(link_id, body["user"]["id"], reason)
         except Refused as exc:
             ack(response_action="errors", errors={"reason": exc.message})
             return
