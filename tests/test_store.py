@@ -259,15 +259,15 @@ def test_duplicate_reference(store: LinkStore) -> None:
 def test_record_webhook_once(store: LinkStore) -> None:
     with store.transaction() as s:
         first = store.record_webhook(s, dedupe_key="k1", intent_id="pi_1", status="succeeded")
-        assert first is not None
+        assert first is True
     with store.transaction() as s:
         assert (
-            store.record_webhook(s, dedupe_key="k1", intent_id="pi_1", status="succeeded") is None
+            store.record_webhook(s, dedupe_key="k1", intent_id="pi_1", status="succeeded") is False
         )
         # The transaction is still usable after the refused insert.
         assert store.record_webhook(s, dedupe_key="k2", intent_id="pi_1", status="failed")
     with store.transaction() as s:
-        assert store.record_webhook(s, dedupe_key="k2", intent_id="pi_1", status="failed") is None
+        assert store.record_webhook(s, dedupe_key="k2", intent_id="pi_1", status="failed") is False
     with store.reading() as s:
         assert s.scalar(select(func.count(WebhookEvent.id))) == 2
 

@@ -369,11 +369,8 @@ class LinkService:
             link = self.store.by_intent(s, event.payment_intent_id)
             if link is None:
                 return WebhookResult("unknown_intent")
-            if (
-                self.store.record_webhook(
-                    s, dedupe_key=key, intent_id=event.payment_intent_id, status=event.status
-                )
-                is None
+            if not self.store.record_webhook(
+                s, dedupe_key=key, intent_id=event.payment_intent_id, status=event.status
             ):
                 return WebhookResult("duplicate", link.id)
             outcome = event.outcome

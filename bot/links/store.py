@@ -9,8 +9,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.checkout import CheckoutRequest
 from bot.db import make_sessionmaker
@@ -160,8 +163,16 @@ class LinkStore:
                 at=now,
             )
         )
-        session.flush()
-        session.refresh(current)
+        # Reflect the update on the loaded object without another SELECT (nor a second
+        # UPDATE: committed values do not mark it dirty).
+        for key, value in {
+            "status": target.value,
+            "version": current.version + 1,
+            "updated_at": now,
+            **changes,
+        }.items():
+            set_committed_value(current, key, value)
+        session.expire(current, ["history"])
         return current
 
     def update_fields(self, session: Session, link_id: int, **changes: Any) -> None:
@@ -198,18 +209,22 @@ class LinkStore:
 
     def record_webhook(
         self, session: Session, *, dedupe_key: str, intent_id: str, status: str
-    ) -> WebhookEvent | None:
-        """Remember a webhook; None when the same event was already recorded."""
-        event = WebhookEvent(
-            dedupe_key=dedupe_key, intent_id=intent_id, status=status, outcome="received"
+    ) -> bool:
+        """Remember a webhook; False when the same event was already recorded."""
+        insert = pg_insert if self.is_postgres else sqlite_insert
+        result = session.execute(
+            insert(WebhookEvent)
+            .values(
+                dedupe_key=dedupe_key,
+                intent_id=intent_id,
+                status=status,
+                outcome="received",
+                received_at=utcnow(),
+            )
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(WebhookEvent.id)
         )
-        try:
-            with session.begin_nested():
-                session.add(event)
-                session.flush()
-        except IntegrityError:
-            return None
-        return event
+        return result.first() is not None
 
     # Reads --------------------------------------------------------------------------
 
