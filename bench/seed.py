@@ -12,8 +12,9 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, select, text
 
-from bot.checkout import parse_checkout
+from bot.checkout import Shipping, parse_checkout
 from bot.db import make_engine
+from bot.demo import DEMO_FIELDS
 from bot.links.service import LinkService
 from bot.links.states import Status
 from bot.links.store import LinkStore
@@ -25,14 +26,8 @@ from bot.xpay.signing import js_stringify, sign
 BATCH = 5_000
 CHANNEL = "C0APPROVALS"
 REP, APPROVER, HOME_USER = "U0REP", "U0APPROVER", "U0HOMEUSER"
-SHIPPING = {
-    "address1": "12 Main Boulevard, Gulberg",
-    "city": "Lahore",
-    "province": "Punjab",
-    "country": "Pakistan",
-    "zip": "54000",
-    "shipping_method": "Standard",
-}
+# The demo's shipping fields, so seeded links look like the ones the demo creates.
+SHIPPING = {name: DEMO_FIELDS[name] for name in Shipping.model_fields}
 # Mix of statuses for the filler: mostly finished links, as in a store that has been used.
 MIX = [
     (Status.PAID, 70),

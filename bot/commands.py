@@ -30,13 +30,9 @@ def serve(settings: Settings, *, port: int | None = None, threads: int = 16) -> 
     settings.require("slack_bot_token", "slack_signing_secret")
     if port:
         settings = settings.model_copy(update={"port": port})
-    runtime = Runtime(settings)
-    try:
-        require_current(runtime.engine)
-    except SchemaOutdated as exc:
-        _err(str(exc))
+    runtime = _serving_runtime(settings)
+    if runtime is None:
         return 2
-    _warn_sqlite_replicas(settings)
     server = Server(create_app(runtime), port=settings.port, threads=threads)
     runtime.start()
     signal.signal(signal.SIGTERM, lambda *_: server.close())
@@ -56,13 +52,9 @@ def socket_mode(settings: Settings) -> int:
     from bot.web import create_app
 
     settings.require("slack_bot_token", "slack_app_token")
-    runtime = Runtime(settings)
-    try:
-        require_current(runtime.engine)
-    except SchemaOutdated as exc:
-        _err(str(exc))
+    runtime = _serving_runtime(settings)
+    if runtime is None:
         return 2
-    _warn_sqlite_replicas(settings)
     server = Server(create_app(runtime), port=settings.port).start()
     runtime.start()
     try:
@@ -71,6 +63,20 @@ def socket_mode(settings: Settings) -> int:
         server.close()
         runtime.stop()
     return 0
+
+
+def _serving_runtime(settings: Settings) -> Runtime | None:
+    """The runtime for a long-running process, or None (after saying why) when the schema
+    is outdated."""
+    runtime = Runtime(settings)
+    try:
+        require_current(runtime.engine)
+    except SchemaOutdated as exc:
+        _err(str(exc))
+        runtime.engine.dispose()
+        return None
+    _warn_sqlite_replicas(settings)
+    return runtime
 
 
 def _warn_sqlite_replicas(settings: Settings) -> None:

@@ -15,26 +15,14 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
+from bot.demo import DEMO_FIELDS
 from bot.local import APPROVAL_CHANNEL, APPROVER, REP, LocalStack
 from bot.slack.simulator import state_values
 from bot.slack.standin import PostedMessage
 from bot.xpay.sandbox import SandboxIntent, sandbox_webhook_payload
 from bot.xpay.signing import js_stringify, sign
 
-FIELDS: dict[str, Any] = {
-    "amount": "15000",
-    "currency": "PKR",
-    "customer_name": "Ayesha Khan",
-    "customer_email": "ayesha.khan@example.com",
-    "customer_phone": "03415682456",
-    "address1": "12 Main Boulevard, Gulberg",
-    "city": "Lahore",
-    "province": "Punjab",
-    "country": "Pakistan",
-    "zip": "54000",
-    "shipping_method": "Standard",
-    "payment_methods": ["card", "jazzcash"],
-}
+FIELDS: dict[str, Any] = dict(DEMO_FIELDS, currency="PKR")
 
 
 class Flow:

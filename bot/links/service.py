@@ -146,28 +146,53 @@ class LinkService:
             raise self._already(link)
         return link
 
+    def _decide(
+        self,
+        link_id: int,
+        sources: Status | tuple[Status, ...],
+        target: Status,
+        *,
+        actor: str,
+        reason: str | None = None,
+        thread: str | None = None,
+        **changes: object,
+    ) -> Link:
+        """A person's decision: one compare-and-set, the card update (and a thread reply)
+        queued with it; Refused naming the current status when someone else was first."""
+        with self.store.transaction() as s:
+            moved = self.store.move(
+                s, link_id, sources, target, actor=actor, reason=reason, **changes
+            )
+            if moved is not None:
+                self.store.enqueue(s, moved, "card")
+                if thread:
+                    self.store.enqueue(
+                        s,
+                        moved,
+                        "thread",
+                        payload={"kind": thread},
+                        dedupe_key=f"thread:{moved.id}:{thread}",
+                    )
+        if moved is None:
+            raise self._already(self._load(link_id))
+        log.info("link %s", target.value, extra={"ref": moved.reference, "user": actor})
+        return moved
+
     def approve(self, link_id: int, user_id: str) -> Link:
         """Approve a request and start creating its link; one effect however many clicks."""
         link = self._load(link_id)
         self._check_approver(link, user_id)
         now = utcnow()
-        with self.store.transaction() as s:
-            moved = self.store.move(
-                s,
-                link_id,
-                Status.AWAITING_APPROVAL,
-                Status.CREATING_LINK,
-                actor=user_id,
-                decided_by=user_id,
-                decided_at=now,
-                lease_until=now + LEASE,
-                attempts=link.attempts + 1,
-            )
-            if moved is not None:
-                self.store.enqueue(s, moved, "card")
-        if moved is None:
-            raise self._already(self._load(link_id))
-        log.info("link approved", extra={"ref": moved.reference, "user": user_id})
+        moved = self._decide(
+            link_id,
+            Status.AWAITING_APPROVAL,
+            Status.CREATING_LINK,
+            actor=user_id,
+            decided_by=user_id,
+            decided_at=now,
+            lease_until=now + LEASE,
+            attempts=link.attempts + 1,
+        )
         self._spawn(moved.id)
         return moved
 
@@ -176,23 +201,16 @@ class LinkService:
         link = self._load(link_id)
         if not self.is_approver(user_id):
             raise Refused("Only approvers can retry creating the link.")
-        now = utcnow()
-        with self.store.transaction() as s:
-            moved = self.store.move(
-                s,
-                link_id,
-                (Status.LINK_FAILED, Status.LINK_UNKNOWN),
-                Status.CREATING_LINK,
-                actor=user_id,
-                reason="retry",
-                lease_until=now + LEASE,
-                attempts=link.attempts + 1,
-                gateway_message=None,
-            )
-            if moved is not None:
-                self.store.enqueue(s, moved, "card")
-        if moved is None:
-            raise self._already(self._load(link_id))
+        moved = self._decide(
+            link_id,
+            (Status.LINK_FAILED, Status.LINK_UNKNOWN),
+            Status.CREATING_LINK,
+            actor=user_id,
+            reason="retry",
+            lease_until=utcnow() + LEASE,
+            attempts=link.attempts + 1,
+            gateway_message=None,
+        )
         self._spawn(moved.id)
         return moved
 
@@ -203,57 +221,31 @@ class LinkService:
         reason = " ".join(reason.split())[:500]
         if not reason:
             raise Refused("Give a reason so the rep knows what to change.")
-        with self.store.transaction() as s:
-            moved = self.store.move(
-                s,
-                link_id,
-                Status.AWAITING_APPROVAL,
-                Status.REJECTED,
-                actor=user_id,
-                reason=reason,
-                decided_by=user_id,
-                decided_at=utcnow(),
-                reject_reason=reason,
-            )
-            if moved is not None:
-                self.store.enqueue(s, moved, "card")
-                self.store.enqueue(
-                    s,
-                    moved,
-                    "thread",
-                    payload={"kind": "rejected"},
-                    dedupe_key=f"thread:{moved.id}:rejected",
-                )
-        if moved is None:
-            raise self._already(self._load(link_id))
-        return moved
+        return self._decide(
+            link_id,
+            Status.AWAITING_APPROVAL,
+            Status.REJECTED,
+            actor=user_id,
+            reason=reason,
+            thread="rejected",
+            decided_by=user_id,
+            decided_at=utcnow(),
+            reject_reason=reason,
+        )
 
     def cancel(self, link_id: int, user_id: str) -> Link:
         """Cancel a link that is not paid yet: the requester or an approver may."""
         link = self._load(link_id)
         if user_id != link.requester_id and not self.is_approver(user_id):
             raise Refused("Only the rep who asked for this link or an approver can cancel it.")
-        with self.store.transaction() as s:
-            moved = self.store.move(
-                s,
-                link_id,
-                tuple(CANCELLABLE),
-                Status.CANCELLED,
-                actor=user_id,
-                cancelled_by=user_id,
-            )
-            if moved is not None:
-                self.store.enqueue(s, moved, "card")
-                self.store.enqueue(
-                    s,
-                    moved,
-                    "thread",
-                    payload={"kind": "cancelled"},
-                    dedupe_key=f"thread:{moved.id}:cancelled",
-                )
-        if moved is None:
-            raise self._already(self._load(link_id))
-        return moved
+        return self._decide(
+            link_id,
+            tuple(CANCELLABLE),
+            Status.CANCELLED,
+            actor=user_id,
+            thread="cancelled",
+            cancelled_by=user_id,
+        )
 
     # The gateway --------------------------------------------------------------------
 
