@@ -620,9 +620,11 @@ def test_reject_modal_escapes_and_fits() -> None:
 
 
 def test_help_text() -> None:
-    text = b.help_text()
+    text = b.help_text(["PKR", "USD"])
     assert "/paylink" in text and "/paylink 5000" in text and "/paylink 5000 USD" in text
     assert "approv" in text.lower()
+    # With one currency on offer, no example suggests another.
+    assert "USD" not in b.help_text(["PKR"])
 
 
 def test_sent_for_approval_text() -> None:

@@ -745,14 +745,19 @@ def thread_reply(link: Link, kind: str) -> tuple[str, list[dict[str, Any]]]:
 # --- small texts --------------------------------------------------------------------------
 
 
-def help_text() -> str:
-    """Usage for ``/paylink help`` (mrkdwn)."""
+def help_text(currencies: list[str]) -> str:
+    """Usage for ``/paylink help`` (mrkdwn); examples use the currencies on offer."""
+    currency_line = (
+        [f"• `/paylink 5000 {currencies[-1]}`: amount and currency filled in"]
+        if len(currencies) > 1
+        else []
+    )
     return "\n".join(
         [
             "*Paylink: XPay checkout links, approved in Slack*",
             "• `/paylink`: open the form for a new payment link",
             "• `/paylink 5000`: the same, with the amount filled in",
-            "• `/paylink 5000 USD`: amount and currency filled in",
+            *currency_line,
             "• `/paylink help`: this message",
             "",
             "*What happens next*",

@@ -37,7 +37,7 @@ def register(app: App, ctx: SlackContext) -> None:
     def paylink(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         text = (body.get("text") or "").strip()
         if text.lower() in ("help", "?", "-h", "--help"):
-            ack(text=blocks.help_text())
+            ack(text=blocks.help_text(ctx.settings.paylink_currencies))
             return
         channel_id = body.get("channel_id", "")
         if not ctx.settings.paylink_approval_channel and channel_id.startswith("D"):
