@@ -310,3 +310,29 @@ def test_env_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     (tmp_path / ".env").write_text("PAYLINK_CURRENCIES=USD,PKR\n")
     monkeypatch.chdir(tmp_path)
     assert load_settings().paylink_currencies == ["USD", "PKR"]
+
+
+def test_socket_mode_without_app_token_names_it_in_one_line(tmp_path: Path) -> None:
+    result = run_paylink(
+        ["socket"],
+        tmp_path,
+        SLACK_BOT_TOKEN="xoxb-1-topsecretbot",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}",
+    )
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "SLACK_APP_TOKEN" in lines[0], result.stderr
+    assert "topsecretbot" not in result.stderr + result.stdout
+
+
+def test_serve_refuses_an_outdated_schema_naming_migrate(tmp_path: Path) -> None:
+    result = run_paylink(
+        ["serve"],
+        tmp_path,
+        SLACK_BOT_TOKEN="xoxb-1-topsecretbot",
+        SLACK_SIGNING_SECRET="signing-topsecret-abc",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'new.db'}",
+    )
+    assert result.returncode == 2
+    assert "paylink migrate" in result.stderr and "DATABASE_URL" in result.stderr
+    assert "Traceback" not in result.stderr
