@@ -350,6 +350,7 @@ REPLY_STATUS = {
     "cancelled": Status.CANCELLED,
     "link_failed": Status.LINK_FAILED,
     "paid_after_cancel": Status.PAID,
+    "amount_mismatch": Status.AWAITING_PAYMENT,
 }
 
 
@@ -374,6 +375,17 @@ def test_thread_reply(kind: str) -> None:
 def test_thread_reply_escapes(kind: str) -> None:
     text, blocks = b.thread_reply(nasty_link(REPLY_STATUS[kind]), kind)
     check_message(text, blocks)
+
+
+def test_amount_mismatch_reply_names_both_sums() -> None:
+    link = make_link(Status.AWAITING_PAYMENT)
+    text, blocks = b.thread_reply(
+        link, "amount_mismatch", {"amount": "10", "currency": "<!channel>"}
+    )
+    check_message(text, blocks)
+    reply = "\n".join(mrkdwn_texts(blocks))
+    assert "XPay reports a payment of &lt;!channel&gt; 10" in reply
+    assert "PKR 1,500.50" in reply and "<@U0REP>" in reply and "status is unchanged" in reply
 
 
 def _reply(link: Link, kind: str) -> str:

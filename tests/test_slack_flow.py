@@ -494,6 +494,24 @@ def test_duplicate_webhook_has_one_effect(flow: Flow) -> None:
     assert flow.card(card.ts).updated == updated + 1
 
 
+def test_payment_of_another_amount_is_not_shown_as_paid(flow: Flow) -> None:
+    card = flow.request()  # PKR 15,000
+    url = flow.approve(card.ts)
+    flow.idle()
+    short = dict(flow.paid_webhook(url), amount=10)
+    response = flow.webhook(short)
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "amount_mismatch"
+    reply = flow.wait_reply(card.ts, "XPay reports a payment of PKR 10")
+    assert "PKR 15,000" in reply and "<@U0REP>" in reply
+    flow.idle()
+    assert "Awaiting payment" in flow.status(card.ts)
+    assert not [r for r in flow.replies(card.ts) if r.startswith(":white_check_mark: Paid")]
+    # The right amount still settles it.
+    assert flow.webhook(flow.paid_webhook(url)).json()["outcome"] == "applied"
+    flow.wait_status(card.ts, "Paid")
+
+
 def test_webhook_bad_signature_and_unknown_intent(flow: Flow) -> None:
     card = flow.request()
     url = flow.approve(card.ts)

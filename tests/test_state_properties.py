@@ -375,7 +375,8 @@ class LinkMachine(RuleBasedStateMachine):
         before = Status(link.status)
         self.jobs.reconcile()
         after = self.status(link_id)
-        if before == Status.AWAITING_PAYMENT and status == "succeeded":
+        # A failed payment is reconciled too: the customer may have paid on a second try.
+        if before in (Status.AWAITING_PAYMENT, Status.PAYMENT_FAILED) and status == "succeeded":
             assert after == Status.PAID
         elif before == Status.AWAITING_PAYMENT and status in ("failed", "declined"):
             assert after == Status.PAYMENT_FAILED

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from typing import Protocol
 
 from bot.checkout import CheckoutRequest
@@ -355,7 +356,15 @@ class LinkService:
     def apply_payment(self, event: PaymentEvent, *, source: str = "webhook") -> WebhookResult:
         """Apply a verified payment event once; duplicates and stale events change nothing."""
         key = hashlib.sha256(
-            js_stringify([event.payment_intent_id, event.status, event.transaction_status or ""])
+            js_stringify(
+                [
+                    event.payment_intent_id,
+                    event.status,
+                    event.transaction_status or "",
+                    str(event.amount or ""),
+                    event.currency or "",
+                ]
+            )
         ).hexdigest()
         with self.store.transaction() as s:
             link = self.store.by_intent(s, event.payment_intent_id)
@@ -366,6 +375,21 @@ class LinkService:
             ):
                 return WebhookResult("duplicate", link.id)
             outcome = event.outcome
+            if outcome == "paid" and not _same_money(event, link):
+                # Never claim Paid for a sum other than the one asked: say so in the thread.
+                self.store.enqueue(
+                    s,
+                    link,
+                    "thread",
+                    payload={
+                        "kind": "amount_mismatch",
+                        "amount": str(event.amount),
+                        "currency": event.currency,
+                    },
+                    dedupe_key=f"thread:{link.id}:amount_mismatch:{key[:16]}",
+                )
+                log.error("payment amount differs from the link", extra={"ref": link.reference})
+                return WebhookResult("amount_mismatch", link.id)
             if outcome == "paid":
                 was_cancelled = link.status == Status.CANCELLED.value
                 moved = (
@@ -409,3 +433,11 @@ class LinkService:
             )
         log.info("payment %s", outcome, extra={"ref": moved.reference})
         return WebhookResult("applied", moved.id)
+
+
+def _same_money(event: PaymentEvent, link: Link) -> bool:
+    """False when XPay reports another amount or currency than the link asked for (events
+    that omit them, like reconciliation's, are taken as matching)."""
+    if event.amount is not None and Decimal(event.amount) != link.amount:
+        return False
+    return not (event.currency and event.currency.upper() != link.currency.upper())

@@ -126,6 +126,7 @@ THREAD_KINDS = frozenset(
         "cancelled",
         "link_failed",
         "paid_after_cancel",
+        "amount_mismatch",
     }
 )
 
@@ -668,11 +669,14 @@ def card(link: Link, *, approvers_configured: bool = True) -> tuple[str, list[di
 # --- thread replies -----------------------------------------------------------------------
 
 
-def thread_reply(link: Link, kind: str) -> tuple[str, list[dict[str, Any]]]:
+def thread_reply(
+    link: Link, kind: str, details: dict[str, Any] | None = None
+) -> tuple[str, list[dict[str, Any]]]:
     """A reply in the card's thread: ``(fallback text, blocks)``.
 
     ``kind`` is one of :data:`THREAD_KINDS`: link_ready, paid, payment_failed, rejected,
-    cancelled, link_failed, paid_after_cancel.
+    cancelled, link_failed, paid_after_cancel, amount_mismatch (``details`` has the
+    ``amount`` and ``currency`` XPay reported).
     """
     amount = _amount(link)
     name = _safe(link.customer_name, NAME_BUDGET)
@@ -733,6 +737,15 @@ def thread_reply(link: Link, kind: str) -> tuple[str, list[dict[str, Any]]]:
         if link.cancelled_by:
             extra.append(f"It had been cancelled by {_user(link.cancelled_by)}.")
         fallback = f"Paid after cancel: {amount}{via}"
+    elif kind == "amount_mismatch":
+        details = details or {}
+        reported = _safe(format_amount(details.get("amount"), details.get("currency")), 64)
+        text = (
+            f":warning: {requester} XPay reports a payment of {reported or 'an unknown amount'} "
+            f"for this request of {amount}. The status is unchanged: check the payment in the "
+            "XPay portal before fulfilling the order."
+        )
+        fallback = f"Payment amount differs: {reported} for {amount}"
     else:
         raise ValueError(f"unknown thread reply kind: {kind!r}")
 

@@ -187,7 +187,7 @@ class SlackDelivery:
         key = message.dedupe_key or f"outbox:{message.id}"
         if self._earlier_post(message, link, REPLY_EVENT, key) is not None:
             return
-        text, reply_blocks = blocks.thread_reply(link, message.payload["kind"])
+        text, reply_blocks = blocks.thread_reply(link, message.payload["kind"], message.payload)
         self._mark_in_flight(message)
         self.client.chat_postMessage(
             channel=link.channel_id,
