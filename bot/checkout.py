@@ -5,12 +5,33 @@ from __future__ import annotations
 import re
 import secrets
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field
 
+if TYPE_CHECKING:
+    from bot.config import Settings
+
+# Every field a request has, as parse_checkout takes them (the modal's block ids too).
+FIELDS = (
+    "amount",
+    "currency",
+    "customer_name",
+    "customer_email",
+    "customer_phone",
+    "address1",
+    "city",
+    "province",
+    "country",
+    "zip",
+    "shipping_method",
+    "order_reference",
+    "payment_methods",
+    "success_url",
+    "failure_url",
+)
 REFERENCE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_TEXT = 200
 
@@ -275,4 +296,14 @@ def mask_phone(phone: str | None) -> str:
         ("+" if phone.startswith("+") else "")
         + "•" * max(len(digits) - 4, 3)
         + "".join(digits[-4:])
+    )
+
+
+def parse_with_settings(fields: dict[str, Any], settings: Settings) -> CheckoutRequest:
+    """:func:`parse_checkout` with this bot's currencies, methods and maximum amount."""
+    return parse_checkout(
+        fields,
+        currencies=settings.paylink_currencies,
+        methods=settings.paylink_payment_methods,
+        max_amount=settings.paylink_max_amount,
     )

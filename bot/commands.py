@@ -9,7 +9,7 @@ from typing import Any
 
 import requests
 
-from bot.checkout import CheckoutInvalid, parse_checkout
+from bot.checkout import CheckoutInvalid, parse_with_settings
 from bot.config import ConfigError, Settings
 from bot.links.store import DuplicateReference
 from bot.runtime import Runtime
@@ -169,12 +169,7 @@ def create(settings: Settings, fields: dict[str, Any]) -> int:
         "failure_url": fields.get("failure_url") or settings.paylink_failure_url,
     }
     try:
-        request = parse_checkout(
-            fields,
-            currencies=settings.paylink_currencies,
-            methods=settings.paylink_payment_methods,
-            max_amount=settings.paylink_max_amount,
-        )
+        request = parse_with_settings(fields, settings)
     except CheckoutInvalid as exc:
         for name, message in exc.errors.items():
             _err(f"--{name.replace('_', '-')}: {message}")

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from bot.checkout import CheckoutInvalid, CheckoutRequest, parse_checkout
+from bot.checkout import FIELDS, CheckoutInvalid, CheckoutRequest, parse_checkout
 from bot.links.states import Status
 from bot.links.tables import History, Link, OutboxMessage
 from bot.xpay.signing import js_stringify, sign
@@ -446,23 +446,7 @@ def test_nothing_changed_after_the_listeners_finished(stack: Any) -> None:
 
 # (c) parse_checkout ------------------------------------------------------------------------
 
-FIELD_NAMES = [
-    "amount",
-    "currency",
-    "customer_name",
-    "customer_email",
-    "customer_phone",
-    "address1",
-    "city",
-    "province",
-    "country",
-    "zip",
-    "shipping_method",
-    "order_reference",
-    "payment_methods",
-    "success_url",
-    "failure_url",
-]
+FIELD_NAMES = list(FIELDS)
 field_values = (
     json_values
     | st.sampled_from(

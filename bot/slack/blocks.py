@@ -42,7 +42,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.checkout import mask_email, mask_phone
+from bot.checkout import FIELDS, mask_email, mask_phone
 from bot.config import Settings
 from bot.links.states import Status
 from bot.links.tables import Link
@@ -88,26 +88,7 @@ INPUT_ACTION = "value"
 
 #: Checkout field name (as :func:`bot.checkout.parse_checkout` expects it) → modal block_id.
 #: Keys are also the keys of ``CheckoutInvalid.errors``, so errors map straight onto blocks.
-FIELD_BLOCKS: dict[str, str] = {
-    name: name
-    for name in (
-        "amount",
-        "currency",
-        "customer_name",
-        "customer_email",
-        "customer_phone",
-        "address1",
-        "city",
-        "province",
-        "country",
-        "zip",
-        "shipping_method",
-        "order_reference",
-        "payment_methods",
-        "success_url",
-        "failure_url",
-    )
-}
+FIELD_BLOCKS: dict[str, str] = {name: name for name in FIELDS}
 
 METHOD_LABELS: dict[str, str] = {
     "card": "Card",

@@ -7,7 +7,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot.checkout import CheckoutInvalid, parse_checkout
+from bot.checkout import CheckoutInvalid, parse_with_settings
 from bot.links.service import Refused
 from bot.links.store import DuplicateReference
 from bot.slack import blocks
@@ -24,12 +24,7 @@ def register(app: App, ctx: SlackContext) -> None:
     def submit_request(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         fields = blocks.read_submission(view)
         try:
-            request = parse_checkout(
-                fields,
-                currencies=settings.paylink_currencies,
-                methods=settings.paylink_payment_methods,
-                max_amount=settings.paylink_max_amount,
-            )
+            request = parse_with_settings(fields, settings)
         except CheckoutInvalid as exc:
             ack(
                 response_action="errors",
