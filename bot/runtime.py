@@ -63,10 +63,13 @@ class Runtime:
 
             self.slack_context = SlackContext(settings, self.service, self.approvers)
             self.bolt_app = build_bolt_app(self.slack_context, self.slack_client)
+            self.delivery_client = make_web_client(settings, retries=False)
             self.drainer = OutboxDrainer(
                 self.store,
                 SlackDelivery(
-                    self.slack_client, self.store, approvers_configured=self.approvers.configured
+                    self.delivery_client,
+                    self.store,
+                    approvers_configured=self.approvers.configured,
                 ),
             )
 

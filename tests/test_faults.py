@@ -116,7 +116,7 @@ def test_slack_hanging_past_client_timeout_delivers_the_card_once(
     still posts the message when it finally answers, so a blind re-post would show the card
     twice."""
     flow = make_faulty()
-    flow.stack.runtime.slack_client.timeout = 1.0  # the WebClient's own knob (10 s in prod)
+    flow.stack.runtime.delivery_client.timeout = 1.0  # the WebClient's own knob (10 s in prod)
     flow.slack.set_delay("chat.postMessage", 2.5)
     flow.submit()
     # The first attempt times out on the bot's side, then lands at the stand-in.

@@ -99,15 +99,15 @@ class Jobs:
         return len(claimed)
 
     def reconcile(self, limit: int = 50) -> int:
-        """Ask XPay about unpaid links (awaiting payment, or failed: the customer may try
-        again), so a lost webhook is not a lost payment. Checks thin out as a link ages and
-        stop after RECONCILE_FOR."""
+        """Ask XPay about unpaid links, so a lost webhook is not a lost payment: awaiting
+        payment; failed, as the customer may try again; cancelled, as XPay's page still takes
+        payments. Checks thin out as a link ages and stop after RECONCILE_FOR."""
         store = self.service.store
         now = utcnow()
         with store.transaction() as s:
             links = store.due(
                 s,
-                (Status.AWAITING_PAYMENT, Status.PAYMENT_FAILED),
+                (Status.AWAITING_PAYMENT, Status.PAYMENT_FAILED, Status.CANCELLED),
                 Link.reconcile_after,
                 now,
                 limit,

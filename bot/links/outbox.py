@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -22,6 +23,7 @@ from bot.links.tables import Link, OutboxMessage, utcnow
 log = logging.getLogger("bot.outbox")
 
 CLAIM_LEASE = timedelta(seconds=60)
+BASE_BACKOFF = 0.5  # then 1, 2, 4 … seconds: Slack's 5xx are usually over in a moment
 MAX_BACKOFF = 300.0
 
 
@@ -50,6 +52,8 @@ class OutboxDrainer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="outbox")
+        self._lock = threading.Lock()
+        self._soonest_retry = float("inf")
         store.on_commit(self._wake.set)
 
     def start(self) -> None:
@@ -73,7 +77,11 @@ class OutboxDrainer:
                 log.exception("outbox drain failed")
                 worked = 0
             if not worked:
-                self._wake.wait(self.poll_interval)
+                # Sleep until woken by a commit, a retry of ours falls due, or the poll.
+                with self._lock:
+                    soonest, self._soonest_retry = self._soonest_retry, float("inf")
+                wait = min(self.poll_interval, max(0.01, soonest - time.monotonic()))
+                self._wake.wait(wait)
                 self._wake.clear()
 
     def _claim(self, limit: int) -> list[tuple[int, int, str]]:
@@ -130,7 +138,7 @@ class OutboxDrainer:
             self.deliver(message, link)
         except Exception as exc:  # every failure is retried; nothing is dropped
             delay = exc.delay if isinstance(exc, RetryLater) and exc.delay else None
-            backoff = delay or min(MAX_BACKOFF, 2.0 ** min(message.attempts, 8))
+            backoff = delay or min(MAX_BACKOFF, BASE_BACKOFF * 2.0 ** min(message.attempts, 10))
             backoff *= 1 if delay else random.uniform(0.8, 1.2)
             log.warning(
                 "outbox delivery failed, retrying in %.1fs: %s",
@@ -149,6 +157,9 @@ class OutboxDrainer:
                         last_error=str(exc)[:500],
                     )
                 )
+            # Noted after the row is written, with a margin, so that waking then finds it due.
+            with self._lock:
+                self._soonest_retry = min(self._soonest_retry, time.monotonic() + backoff + 0.05)
             return
         with self.store.transaction() as s:
             done = utcnow()

@@ -21,20 +21,27 @@ from bot.slack.listeners import register_all
 log = logging.getLogger("bot.slack")
 
 
-def make_web_client(settings: Settings) -> WebClient:
-    """A WebClient for SLACK_API_URL that retries connection errors, 429 and 5xx."""
+def make_web_client(settings: Settings, *, retries: bool = True) -> WebClient:
+    """A WebClient for SLACK_API_URL; with ``retries``, connection errors, 429 and 5xx are
+    retried in the call. The outbox's client has none: a retried chat.postMessage can post
+    twice, so the outbox retries itself, after looking for the earlier post."""
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    handlers = (
+        [
+            ConnectionErrorRetryHandler(max_retry_count=2),
+            RateLimitErrorRetryHandler(max_retry_count=2),
+            ServerErrorRetryHandler(max_retry_count=2),
+        ]
+        if retries
+        else []
+    )
     return WebClient(
         token=token,
         base_url=settings.slack_api_url
         if settings.slack_api_url.endswith("/")
         else settings.slack_api_url + "/",
         timeout=10,
-        retry_handlers=[
-            ConnectionErrorRetryHandler(max_retry_count=2),
-            RateLimitErrorRetryHandler(max_retry_count=2),
-            ServerErrorRetryHandler(max_retry_count=2),
-        ],
+        retry_handlers=handlers,
     )
 
 
