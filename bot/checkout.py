@@ -32,6 +32,7 @@ FIELDS = (
     "success_url",
     "failure_url",
 )
+GROUPED_AMOUNT = re.compile(r"^\d{1,3}(,\d{2,3})*,\d{3}(\.\d+)?$")
 REFERENCE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_TEXT = 200
 
@@ -112,7 +113,15 @@ def _clean(value: Any) -> str:
 
 def parse_amount(raw: Any, max_amount: Decimal | None = None) -> Decimal:
     """Parse an amount in major units; raise ValueError with a message for the person."""
-    text = _clean(raw).replace(",", "")
+    text = _clean(raw)
+    if "," in text:
+        # Thousands separators, western (150,000) or South Asian (1,50,000); a decimal comma
+        # ("1,5") must not silently become 15.
+        if not GROUPED_AMOUNT.match(text):
+            raise ValueError(
+                "Use commas only between thousands (1,500.50), and a dot for decimals."
+            )
+        text = text.replace(",", "")
     if not text:
         raise ValueError("Enter an amount.")
     try:

@@ -102,11 +102,15 @@ def check(settings: Settings) -> int:
     """Check what a deployment needs; print each problem with its fix."""
     problems: list[str] = []
     ok: list[str] = []
-    for names in (("slack_bot_token", "slack_signing_secret"),):
-        try:
-            settings.require(*names)
-        except ConfigError as exc:
-            problems.extend(exc.lines)
+    try:
+        settings.require("slack_bot_token")
+    except ConfigError as exc:
+        problems.extend(exc.lines)
+    if not (settings.slack_signing_secret or settings.slack_app_token):
+        problems.append(
+            "SLACK_SIGNING_SECRET (for `paylink serve`) or SLACK_APP_TOKEN (for `paylink "
+            "socket`) is not set: copy it from your Slack app's Basic Information page"
+        )
     runtime = Runtime(settings, slack=False)
     try:
         current, head = current_revision(runtime.engine), head_revision()

@@ -51,7 +51,9 @@ class Settings(BaseSettings):
     xpay_account_id: str | None = None
     xpay_hmac_secret: SecretStr | None = None
     xpay_webhook_secret: SecretStr | None = None
-    xpay_timeout: float = Field(default=10.0, gt=0, le=120)
+    # Well inside the 60-second lease on a link being created, so that a call still running
+    # is never taken for a crashed one and made a second time.
+    xpay_timeout: float = Field(default=10.0, gt=0, le=30)
 
     database_url: str = "sqlite:///paylink.db"
 

@@ -50,7 +50,8 @@ def create_app(runtime: Runtime) -> Flask:
     def _http_error(exc: HTTPException) -> tuple[Response, int]:
         return jsonify(success=False, reason=exc.description), exc.code or 500
 
-    if runtime.bolt_app is not None:
+    # Without a signing secret (Socket Mode) nothing could be verified: no HTTP route at all.
+    if runtime.bolt_app is not None and settings.slack_signing_secret:
         from slack_bolt.adapter.flask.handler import to_bolt_request, to_flask_response
 
         bolt_app = runtime.bolt_app

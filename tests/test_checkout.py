@@ -67,6 +67,8 @@ def errors(max_amount: Decimal | None = None, **changes: Any) -> dict[str, str]:
         (" 2,000 ", Decimal("2000")),
         ("0.01", Decimal("0.01")),
         ("1.230", Decimal("1.23")),  # trailing zeros are not extra precision
+        ("1,50,000", Decimal("150000")),  # South Asian grouping
+        ("12,34,567.5", Decimal("1234567.5")),
     ],
 )
 def test_good_amounts(raw: Any, expected: Decimal) -> None:
@@ -80,6 +82,9 @@ def test_good_amounts(raw: Any, expected: Decimal) -> None:
         ("0.00", "The amount must be more than 0."),
         (-1, "The amount must be more than 0."),
         ("1.234", "Use at most 2 decimal places."),
+        # A decimal comma must not become a ten- or hundred-fold amount.
+        ("1,5", "Use commas only between thousands (1,500.50), and a dot for decimals."),
+        ("1,50", "Use commas only between thousands (1,500.50), and a dot for decimals."),
         (1.234, "Use at most 2 decimal places."),
         ("abc", "Enter a number, like 5000 or 1500.50."),
         ("NaN", "The amount must be more than 0."),

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.links.tables import Link
-from bot.local import APPROVAL_CHANNEL, APPROVER, LocalStack
+from bot.local import APPROVAL_CHANNEL, APPROVER, REP, LocalStack
 from bot.slack.standin import Call
 from tests.conftest import Flow
 
@@ -268,3 +268,30 @@ def test_xpay_outcome_unknown_is_unconfirmed_not_failed_and_not_repeated(
     (reply,) = flow.replies(card.ts)
     assert "<@U0APPROVER>" in reply and "did not confirm" in reply
     assert db_status(flow) == "link_unknown"
+
+
+# A card that cannot be posted ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("ephemeral_reaches_rep", [True, False])
+def test_request_card_slack_refuses_is_withdrawn_and_the_rep_told(
+    make_faulty: Callable[..., Flow], ephemeral_reaches_rep: bool
+) -> None:
+    """The bot is not in the approval channel: nobody could ever approve the request, so it
+    is withdrawn and the rep hears why (in the channel, else by direct message)."""
+    flow = make_faulty()
+    flow.slack.fail_next("chat.postMessage", status=200, error="not_in_channel")
+    if not ephemeral_reaches_rep:
+        flow.slack.fail_next("chat.postEphemeral", status=200, error="channel_not_found")
+    response = flow.submit()
+    assert response.status_code == 200 and not response.content.strip()
+    if ephemeral_reaches_rep:
+        (note,) = flow.wait_ephemeral(REP, "could not be posted")
+    else:
+        dm = flow.slack.wait_for(
+            lambda s: next((m for m in s.messages() if "could not be posted" in m.text), None)
+        )
+        note = dm.text
+    assert "not_in_channel" in note and "withdrawn" in note
+    flow.slack.wait_for(lambda _s: db_status(flow) == "cancelled")
+    assert flow.slack.messages(APPROVAL_CHANNEL) == []

@@ -9,6 +9,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import update
 
 from bot.links.outbox import RetryLater
+from bot.links.states import Status
 from bot.links.store import LinkStore
 from bot.links.tables import Link, OutboxMessage
 from bot.slack import blocks
@@ -91,13 +92,25 @@ class SlackDelivery:
                 self.store.update_fields(s, link.id, message_ts=ts, channel_id=channel)
             link.message_ts, link.channel_id = ts, channel
             if found is not None:  # the earlier post may show an older state
-                self.client.chat_update(channel=channel, ts=ts, text=text, blocks=card_blocks)
+                self._update_card(link, text, card_blocks)
             if message.payload.get("notify_requester"):
                 self._tell_requester(link)
         else:
+            self._update_card(link, text, card_blocks)
+
+    def _update_card(self, link: Link, text: str, card_blocks: list[dict]) -> None:
+        """chat.update, and again while the link moved on meanwhile: with several drainers
+        an older render could otherwise land last and show a status going backwards."""
+        for _ in range(3):
             self.client.chat_update(
                 channel=link.channel_id, ts=link.message_ts, text=text, blocks=card_blocks
             )
+            with self.store.reading() as s:
+                current = self.store.get(s, link.id)
+            if current is None or current.version == link.version:
+                return
+            link = current
+            text, card_blocks = blocks.card(link, approvers_configured=self.approvers_configured)
 
     def _mark_in_flight(self, message: OutboxMessage) -> None:
         """Record, before posting, that a post is on its way: a crash or timeout from here on
@@ -147,18 +160,34 @@ class SlackDelivery:
         return matches[0] if matches else None
 
     def _card_undeliverable(self, link: Link, error: str) -> None:
-        """The request card cannot be posted at all: tell the rep rather than stay silent."""
-        if not link.requester_id.startswith(("U", "W")) or not link.origin_channel_id:
+        """The request card cannot be posted at all: withdraw the request (nobody could ever
+        approve it) and tell the rep, in the channel or else by direct message."""
+        with self.store.transaction() as s:
+            self.store.move(
+                s,
+                link.id,
+                Status.AWAITING_APPROVAL,
+                Status.CANCELLED,
+                actor="paylink",
+                reason=f"the request card could not be posted ({error})",
+            )
+        if not link.requester_id.startswith(("U", "W")):
             return
         text = (
             f"Your payment link request {blocks.escape(link.reference)} could not be posted "
-            f"for approval in <#{link.channel_id}> (Slack said `{error}`). Invite the Paylink "
-            "app to that channel, or ask your admin to check PAYLINK_APPROVAL_CHANNEL."
+            f"for approval in <#{link.channel_id}> (Slack said `{error}`), so it was withdrawn. "
+            "Invite the Paylink app to that channel and run /paylink again, or ask your admin "
+            "to check PAYLINK_APPROVAL_CHANNEL."
         )
         try:
             self.client.chat_postEphemeral(
-                channel=link.origin_channel_id, user=link.requester_id, text=text
+                channel=link.origin_channel_id or link.channel_id, user=link.requester_id, text=text
             )
+            return
+        except SlackApiError:
+            pass  # most likely the same channel the card could not reach
+        try:
+            self.client.chat_postMessage(channel=link.requester_id, text=text)
         except SlackApiError as exc:
             log.error("could not tell the requester either: %s", exc.response.get("error"))
 
