@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -80,6 +81,8 @@ class Runtime:
                 self.slack_context.team_url = self.slack_client.auth_test().get("url")
             except Exception as exc:  # the bot still works; App Home just lacks card links
                 log.warning("auth.test failed: %s", type(exc).__name__)
+            # Warm the approver groups so the first click does not wait on Slack.
+            threading.Thread(target=self.approvers.refresh, name="approvers", daemon=True).start()
         if self.settings.database_url.startswith("sqlite"):
             from bot.db import claim_sqlite_file
             from bot.links.jobs import release_after_restart
