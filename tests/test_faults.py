@@ -86,6 +86,21 @@ def test_card_posted_once_after_two_500s(make_faulty: Callable[..., Flow]) -> No
     assert "Awaiting approval" in flow.status(card.ts)
 
 
+def test_card_stored_by_slack_that_then_answers_500_is_not_posted_again(
+    make_faulty: Callable[..., Flow],
+) -> None:
+    """Slack stores the message and then fails the call: a blind retry would show two cards
+    (one of them with live buttons and a status that never changes)."""
+    flow = make_faulty()
+    flow.slack.fail_next("chat.postMessage", status=500, after_effect=True)
+    card = flow.request()
+    flow.idle(timeout=15)
+    assert len(cards(flow)) == 1
+    assert [c.status for c in posts_to(flow)] == [500]
+    with flow.stack.runtime.store.reading() as s:
+        assert s.scalars(select(Link.message_ts)).one() == card.ts
+
+
 def test_rate_limited_update_waits_for_retry_after_and_lands_once(
     make_faulty: Callable[..., Flow],
 ) -> None:

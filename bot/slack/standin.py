@@ -490,6 +490,20 @@ class _Fault:
     error: str | None
     delay: float
     remaining: int
+    after_effect: bool = False
+
+
+def _apply_fault(fault: _Fault, call: Call, headers: dict[str, str]) -> None:
+    """Turn ``call``'s answer into the one ``fault`` describes."""
+    call.status = 200 if fault.error else fault.status
+    if fault.error:
+        call.response = {"ok": False, "error": fault.error}
+    elif fault.status == 429:
+        call.response = {"ok": False, "error": "ratelimited"}
+        if fault.retry_after is not None:
+            headers["Retry-After"] = _fmt_seconds(fault.retry_after)
+    else:
+        call.response = {"ok": False, "error": "internal_error"}
 
 
 class _ApiError(Exception):
@@ -636,6 +650,7 @@ class SlackStandIn:
         retry_after: float | None = None,
         error: str | None = None,
         delay: float = 0.0,
+        after_effect: bool = False,
     ) -> None:
         """Make the next ``times`` calls of ``method`` fail; faults queue up in order.
 
@@ -645,13 +660,14 @@ class SlackStandIn:
         * otherwise HTTP ``status`` (default 500).
 
         ``delay`` seconds are slept before answering. Failed calls are recorded but do
-        not change any state.
+        not change any state, unless ``after_effect``: then the call takes effect (a message
+        is posted) and only the answer is the failure, as when Slack fails after storing.
         """
         if times < 1:
             raise ValueError("times must be >= 1")
         if retry_after is not None:
             status = 429
-        fault = _Fault(status, retry_after, error, delay, times)
+        fault = _Fault(status, retry_after, error, delay, times, after_effect)
         with self._lock:
             self._faults.setdefault(method, []).append(fault)
 
@@ -826,16 +842,8 @@ class SlackStandIn:
 
         call = Call(method=method, params=params, response={}, at=at)
         headers: dict[str, str] = {}
-        if fault is not None:
-            call.status = 200 if fault.error else fault.status
-            if fault.error:
-                call.response = {"ok": False, "error": fault.error}
-            elif fault.status == 429:
-                call.response = {"ok": False, "error": "ratelimited"}
-                if fault.retry_after is not None:
-                    headers["Retry-After"] = _fmt_seconds(fault.retry_after)
-            else:
-                call.response = {"ok": False, "error": "internal_error"}
+        if fault is not None and not fault.after_effect:
+            _apply_fault(fault, call, headers)
         else:
             with self._lock:
                 try:
@@ -852,6 +860,8 @@ class SlackStandIn:
                     call.response = {"ok": True, **body}
                 except _ApiError as exc:
                     call.response = exc.body
+            if fault is not None:  # the call took effect; only the answer is lost
+                _apply_fault(fault, call, headers)
         with self._cond:
             self.calls.append(call)
             self._cond.notify_all()
