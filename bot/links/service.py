@@ -12,6 +12,8 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Protocol
 
+from sqlalchemy.orm import Session
+
 from bot.checkout import CheckoutRequest
 from bot.links.states import CANCELLABLE, Status
 from bot.links.store import LinkStore
@@ -165,19 +167,24 @@ class LinkService:
                 s, link_id, sources, target, actor=actor, reason=reason, **changes
             )
             if moved is not None:
-                self.store.enqueue(s, moved, "card")
-                if thread:
-                    self.store.enqueue(
-                        s,
-                        moved,
-                        "thread",
-                        payload={"kind": thread},
-                        dedupe_key=f"thread:{moved.id}:{thread}",
-                    )
+                self._announce(s, moved, thread)
         if moved is None:
             raise self._already(self._load(link_id))
         log.info("link %s", target.value, extra={"ref": moved.reference, "user": actor})
         return moved
+
+    def _announce(self, s: Session, link: Link, thread: str | None = None, key: str = "") -> None:
+        """Queue, with the change just made, the card update and a thread reply of kind
+        ``thread`` (at most once per link, kind and ``key``)."""
+        self.store.enqueue(s, link, "card")
+        if thread:
+            self.store.enqueue(
+                s,
+                link,
+                "thread",
+                payload={"kind": thread},
+                dedupe_key=f"thread:{link.id}:{thread}{key}",
+            )
 
     def approve(self, link_id: int, user_id: str) -> Link:
         """Approve a request and start creating its link; one effect however many clicks."""
@@ -306,14 +313,7 @@ class LinkService:
                 reconcile_after=utcnow() + self.reconcile_after,
             )
             if moved is not None:
-                self.store.enqueue(s, moved, "card")
-                self.store.enqueue(
-                    s,
-                    moved,
-                    "thread",
-                    payload={"kind": "link_ready"},
-                    dedupe_key=f"thread:{moved.id}:link_ready:{created.intent_id}",
-                )
+                self._announce(s, moved, "link_ready", f":{created.intent_id}")
         if moved is None:
             log.warning("link moved during gateway call", extra={"ref": link.reference})
             return self._load(link.id)
@@ -339,15 +339,8 @@ class LinkService:
                 lease_until=None,
             )
             if moved is not None:
-                self.store.enqueue(s, moved, "card")
                 # A reply in the thread notifies the approver; a card edit alone does not.
-                self.store.enqueue(
-                    s,
-                    moved,
-                    "thread",
-                    payload={"kind": "link_failed"},
-                    dedupe_key=f"thread:{moved.id}:link_failed:{moved.attempts}",
-                )
+                self._announce(s, moved, "link_failed", f":{moved.attempts}")
         log.warning("link creation %s", status.value, extra={"ref": link.reference})
         return moved or self._load(link.id)
 
@@ -427,10 +420,7 @@ class LinkService:
                 return WebhookResult("ignored", link.id)
             if moved is None:
                 return WebhookResult("stale", link.id)
-            self.store.enqueue(s, moved, "card")
-            self.store.enqueue(
-                s, moved, "thread", payload={"kind": kind}, dedupe_key=f"thread:{moved.id}:{kind}"
-            )
+            self._announce(s, moved, kind)
         log.info("payment %s", outcome, extra={"ref": moved.reference})
         return WebhookResult("applied", moved.id)
 
