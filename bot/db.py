@@ -7,6 +7,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 
+READ_ONLY = "paylink_read_only"
+
 
 class Base(DeclarativeBase):
     """Declarative base for every table (links, history, webhook events, outbox, sandbox)."""
@@ -33,12 +35,20 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Readers (see ``reader``) begin deferred: under WAL they never wait for a writer.
+            deferred = conn.get_execution_options().get(READ_ONLY, False)
+            conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+
+
+def reader(engine: Engine) -> Engine:
+    """The same engine and pool, for transactions that only read (SQLite: a deferred BEGIN,
+    so reads neither take nor wait for the write lock)."""
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:
@@ -49,11 +59,12 @@ def make_sessionmaker(engine: Engine) -> sessionmaker:
 _guards: list[Any] = []
 
 
-def claim_sqlite_file(url: str) -> bool:
-    """Hold a lock beside a SQLite file for this process's lifetime.
+def claim_sqlite_file(url: str, role: str = "all") -> bool:
+    """Hold a lock beside a SQLite file for this process's lifetime, one per role ("all" and
+    "web" share one: both answer HTTP; a "worker" takes its own).
 
     Returns False when another process already holds it: a sign of several replicas on one
-    SQLite file, which start-up reports (SQLite is correct for one process only).
+    SQLite file, which start-up reports (SQLite is correct for one process per role only).
     """
     import fcntl
     from pathlib import Path
@@ -63,9 +74,10 @@ def claim_sqlite_file(url: str) -> bool:
     database = make_url(url).database
     if not database or database == ":memory:":
         return True
-    if any(g.name == database + ".lock" for g in _guards):
+    lock = database + (".worker.lock" if role == "worker" else ".lock")
+    if any(g.name == lock for g in _guards):
         return True  # this process holds it already
-    handle = Path(database + ".lock").open("a")  # noqa: SIM115  (held until exit)
+    handle = Path(lock).open("a")  # noqa: SIM115  (held until exit)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

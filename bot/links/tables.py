@@ -78,7 +78,7 @@ class Link(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     history: Mapped[list[History]] = relationship(
-        back_populates="link", order_by="History.id", lazy="selectin"
+        back_populates="link", order_by="History.id", lazy="select"
     )
 
     __table_args__ = (Index("ix_links_requester_created", "requester_id", "created_at"),)
