@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 
 from bot.links.store import LinkStore
 from bot.links.tables import Link, OutboxMessage, utcnow
@@ -25,6 +25,8 @@ log = logging.getLogger("bot.outbox")
 CLAIM_LEASE = timedelta(seconds=60)
 BASE_BACKOFF = 0.5  # then 1, 2, 4 … seconds: Slack's 5xx are usually over in a moment
 MAX_BACKOFF = 300.0
+# last_error of a row whose delivery was started but whose outcome was not recorded (yet).
+ATTEMPTED = "delivery started, outcome not recorded"
 
 
 class RetryLater(Exception):
@@ -34,6 +36,8 @@ class RetryLater(Exception):
         super().__init__(reason)
         self.delay = delay
 
+
+Claimed = tuple[OutboxMessage, Link]
 
 # deliver(message, link) performs the side effect; raise RetryLater (or anything) to retry.
 Deliver = Callable[[OutboxMessage, Link], None]
@@ -61,6 +65,10 @@ class OutboxDrainer:
         self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
         self._thread.start()
 
+    def wake(self) -> None:
+        """Look for due rows now (rows committed by another process)."""
+        self._wake.set()
+
     def stop(self) -> None:
         """Stop the loop and wait for the current delivery to finish."""
         self._stop.set()
@@ -84,12 +92,17 @@ class OutboxDrainer:
                 self._wake.wait(wait)
                 self._wake.clear()
 
-    def _claim(self, limit: int) -> list[tuple[int, int, str]]:
-        """Claim up to ``limit`` due rows: (id, link_id, kind), oldest first."""
+    def _claim(self, limit: int) -> list[Claimed]:
+        """Claim up to ``limit`` due rows with their links, oldest first, in one transaction.
+
+        The claim also marks each row as attempted: from here on a crash or a lost answer
+        leaves an outcome the next attempt must check rather than repeat. The returned
+        messages keep the ``last_error`` they had before (None: a first attempt).
+        """
         now = utcnow()
         with self.store.transaction() as s:
             query = (
-                select(OutboxMessage.id, OutboxMessage.link_id, OutboxMessage.kind)
+                select(OutboxMessage)
                 .where(
                     OutboxMessage.delivered_at.is_(None),
                     OutboxMessage.next_attempt_at <= now,
@@ -100,40 +113,50 @@ class OutboxDrainer:
             )
             if self.store.is_postgres:
                 query = query.with_for_update(skip_locked=True)
-            rows = [(row.id, row.link_id, row.kind) for row in s.execute(query)]
-            if rows:
-                s.execute(
-                    update(OutboxMessage)
-                    .where(OutboxMessage.id.in_([row[0] for row in rows]))
-                    .values(claimed_until=now + CLAIM_LEASE)
+            messages = list(s.scalars(query))
+            if not messages:
+                return []
+            s.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_([m.id for m in messages]))
+                .values(
+                    claimed_until=now + CLAIM_LEASE,
+                    last_error=func.coalesce(OutboxMessage.last_error, ATTEMPTED),
                 )
-        return rows
+                .execution_options(synchronize_session=False)
+            )
+            links = {
+                link.id: link
+                for link in s.scalars(
+                    select(Link).where(Link.id.in_({m.link_id for m in messages}))
+                )
+            }
+            s.expunge_all()
+        return [(m, links[m.link_id]) for m in messages if m.link_id in links]
 
     def drain_once(self, limit: int = 50) -> int:
         """Deliver what is due now; returns how many rows were handled.
 
         Rows are grouped by link: one link's messages go out in order, different links'
-        in parallel (Slack's latency, not our CPU, is what a serial drainer waits on).
+        in parallel (Slack's latency, not our CPU, is what a serial drainer waits on). The
+        rows delivered are then marked in one transaction.
         """
-        rows = self._claim(limit)
-        batches = [_coalesce_cards(group) for group in _by_link(rows)]
+        claimed = self._claim(limit)
+        batches = [_coalesce_cards(group) for group in _by_link(claimed)]
         if len(batches) == 1:
-            self._deliver_batch(batches[0])
-        elif batches:
-            list(self._pool.map(self._deliver_batch, batches))
-        return len(rows)
+            done = [self._deliver_batch(batches[0])]
+        else:
+            done = list(self._pool.map(self._deliver_batch, batches))
+        delivered = [message for batch in done for message in batch]
+        if delivered:
+            self._mark_delivered(delivered)
+        return len(claimed)
 
-    def _deliver_batch(self, message_ids: list[int]) -> None:
-        for message_id in message_ids:
-            self._deliver_one(message_id)
+    def _deliver_batch(self, batch: list[Claimed]) -> list[OutboxMessage]:
+        """One link's messages, in order; returns those delivered."""
+        return [message for message, link in batch if self._deliver_one(message, link)]
 
-    def _deliver_one(self, message_id: int) -> None:
-        with self.store.reading() as s:
-            message = s.get(OutboxMessage, message_id)
-            link = s.get(Link, message.link_id) if message else None
-            if message is None or link is None or message.delivered_at is not None:
-                return
-            s.expunge_all()
+    def _deliver_one(self, message: OutboxMessage, link: Link) -> bool:
         try:
             self.deliver(message, link)
         except Exception as exc:  # every failure is retried; nothing is dropped
@@ -149,7 +172,7 @@ class OutboxDrainer:
             with self.store.transaction() as s:
                 s.execute(
                     update(OutboxMessage)
-                    .where(OutboxMessage.id == message_id)
+                    .where(OutboxMessage.id == message.id)
                     .values(
                         attempts=OutboxMessage.attempts + 1,
                         next_attempt_at=utcnow() + timedelta(seconds=backoff),
@@ -160,45 +183,58 @@ class OutboxDrainer:
             # Noted after the row is written, with a margin, so that waking then finds it due.
             with self._lock:
                 self._soonest_retry = min(self._soonest_retry, time.monotonic() + backoff + 0.05)
-            return
-        with self.store.transaction() as s:
-            done = utcnow()
-            # A card job renders the link's latest state, so older card jobs are covered too.
-            condition = (
-                (OutboxMessage.link_id == message.link_id)
-                & (OutboxMessage.kind == "card")
-                & (OutboxMessage.id <= message_id)
-                & OutboxMessage.delivered_at.is_(None)
-                if message.kind == "card"
-                else OutboxMessage.id == message_id
-            )
-            s.execute(
-                update(OutboxMessage)
-                .where(condition)
-                .values(delivered_at=done, attempts=OutboxMessage.attempts + 1, claimed_until=None)
-            )
+            return False
         log.info(
             "outbox delivered after %d attempt(s)",
             message.attempts + 1,
             extra={"link_id": message.link_id, "kind": message.kind, "ref": link.reference},
         )
+        return True
+
+    def _mark_delivered(self, messages: list[OutboxMessage]) -> None:
+        """One statement for the whole batch. A card job renders the link's latest state,
+        so the older card jobs of its link are covered too."""
+        covered = [
+            (OutboxMessage.link_id == m.link_id) & (OutboxMessage.id <= m.id)
+            if m.kind == "card"
+            else OutboxMessage.id == m.id
+            for m in messages
+        ]
+        with self.store.transaction() as s:
+            s.execute(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.delivered_at.is_(None),
+                    or_(*covered),
+                    # a thread row of the same link must not be caught by a card's range
+                    or_(
+                        OutboxMessage.kind == "card", OutboxMessage.id.in_([m.id for m in messages])
+                    ),
+                )
+                .values(
+                    delivered_at=utcnow(),
+                    attempts=OutboxMessage.attempts + 1,
+                    claimed_until=None,
+                )
+                .execution_options(synchronize_session=False)
+            )
 
 
-def _by_link(rows: list[tuple[int, int, str]]) -> list[list[tuple[int, int, str]]]:
-    groups: dict[int, list[tuple[int, int, str]]] = {}
+def _by_link(rows: list[Claimed]) -> list[list[Claimed]]:
+    groups: dict[int, list[Claimed]] = {}
     for row in rows:
-        groups.setdefault(row[1], []).append(row)
+        groups.setdefault(row[0].link_id, []).append(row)
     return list(groups.values())
 
 
-def _coalesce_cards(group: list[tuple[int, int, str]]) -> list[int]:
+def _coalesce_cards(group: list[Claimed]) -> list[Claimed]:
     """One card delivery per link and batch: it renders the latest state, so the newest card
     row is delivered where the first stood (a first post still precedes thread replies)."""
-    cards = [row[0] for row in group if row[2] == "card"]
-    ids: list[int] = []
-    for message_id, _link, kind in group:
-        if kind != "card":
-            ids.append(message_id)
-        elif message_id == cards[0]:
-            ids.append(cards[-1])
-    return ids
+    cards = [row for row in group if row[0].kind == "card"]
+    out: list[Claimed] = []
+    for row in group:
+        if row[0].kind != "card":
+            out.append(row)
+        elif row is cards[0]:
+            out.append(cards[-1])
+    return out

@@ -6,7 +6,6 @@ import logging
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import update
 
 from bot.links.outbox import RetryLater
 from bot.links.states import Status
@@ -34,7 +33,6 @@ PERMANENT = {
 # .replies, scopes channels:history and groups:history) and adopts it instead of posting twice.
 CARD_EVENT = "paylink_card"
 REPLY_EVENT = "paylink_reply"
-IN_FLIGHT = "post sent, answer not received yet"
 LOOKBACK = 200
 
 
@@ -77,7 +75,6 @@ class SlackDelivery:
             key = f"card:{link.id}"
             found = self._earlier_post(message, link, CARD_EVENT, key)
             if found is None:
-                self._mark_in_flight(message)
                 response = self.client.chat_postMessage(
                     channel=link.channel_id,
                     text=text,
@@ -106,26 +103,15 @@ class SlackDelivery:
                 channel=link.channel_id, ts=link.message_ts, text=text, blocks=card_blocks
             )
             with self.store.reading() as s:
-                current = self.store.get(s, link.id)
-            if current is None or current.version == link.version:
-                return
-            link = current
+                if self.store.version(s, link.id) in (None, link.version):
+                    return
+                link = self.store.get(s, link.id)
             text, card_blocks = blocks.card(link, approvers_configured=self.approvers_configured)
-
-    def _mark_in_flight(self, message: OutboxMessage) -> None:
-        """Record, before posting, that a post is on its way: a crash or timeout from here on
-        leaves an outcome we must check rather than repeat."""
-        with self.store.transaction() as s:
-            s.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id == message.id, OutboxMessage.last_error.is_(None))
-                .values(last_error=IN_FLIGHT)
-            )
 
     def _earlier_post(self, message: OutboxMessage, link: Link, event: str, key: str) -> str | None:
         """The ts of a post an earlier attempt made for this effect, if it landed."""
         if message.last_error is None or not link.channel_id:
-            return None  # first attempt: nothing can have been posted yet
+            return None  # first attempt (the drainer marks each claim): nothing posted yet
         try:
             if event == CARD_EVENT:
                 found = self.client.conversations_history(
@@ -217,7 +203,6 @@ class SlackDelivery:
         if self._earlier_post(message, link, REPLY_EVENT, key) is not None:
             return
         text, reply_blocks = blocks.thread_reply(link, message.payload["kind"], message.payload)
-        self._mark_in_flight(message)
         self.client.chat_postMessage(
             channel=link.channel_id,
             thread_ts=link.message_ts,
