@@ -23,6 +23,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="HTTP port (default: PORT or 3000)")
     serve.add_argument("--threads", type=int, default=16, help="HTTP worker threads")
     sub.add_parser("socket", help="Slack over Socket Mode; webhooks and health still on PORT")
+    sub.add_parser(
+        "worker", help="deliver Slack messages and run periodic jobs (PAYLINK_WORKER=separate)"
+    )
     demo = sub.add_parser("demo", help="play the whole flow locally and print the Slack thread")
     demo.add_argument("--decline", action="store_true", help="decline the payment instead")
     sub.add_parser("check", help="check configuration, database, Slack and XPay")
@@ -87,6 +90,12 @@ def _socket(settings: Settings, args: argparse.Namespace) -> int:
     return socket_mode(settings)
 
 
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.commands import worker
+
+    return worker(settings)
+
+
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
@@ -120,6 +129,7 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
 COMMANDS = {
     "serve": _serve,
     "socket": _socket,
+    "worker": _worker,
     "demo": _demo,
     "check": _check,
     "migrate": _migrate,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import threading
 from typing import Any
 
 import requests
@@ -12,7 +13,7 @@ import requests
 from bot.checkout import CheckoutInvalid, parse_with_settings
 from bot.config import ConfigError, Settings
 from bot.links.store import DuplicateReference
-from bot.runtime import Runtime
+from bot.runtime import Role, Runtime
 from bot.schema import SchemaOutdated, current_revision, head_revision, require_current, upgrade
 
 log = logging.getLogger("bot")
@@ -33,6 +34,9 @@ def serve(settings: Settings, *, port: int | None = None, threads: int = 16) -> 
     runtime = _serving_runtime(settings)
     if runtime is None:
         return 2
+    import os
+
+    sys.setswitchinterval(float(os.environ.get("SWI", "0.005")))
     server = Server(create_app(runtime), port=settings.port, threads=threads)
     runtime.start()
     signal.signal(signal.SIGTERM, lambda *_: server.close())
@@ -65,24 +69,49 @@ def socket_mode(settings: Settings) -> int:
     return 0
 
 
-def _serving_runtime(settings: Settings) -> Runtime | None:
+def worker(settings: Settings) -> int:
+    """Deliver the outbox to Slack and run the periodic jobs until SIGTERM or Ctrl-C, beside
+    a `paylink serve` run with PAYLINK_WORKER=separate."""
+    settings.require("slack_bot_token")
+    if settings.paylink_worker != "separate":
+        log.warning(
+            "PAYLINK_WORKER is not 'separate': `paylink serve` delivers the outbox too, "
+            "and both processes share the work"
+        )
+    runtime = _serving_runtime(settings, role="worker")
+    if runtime is None:
+        return 2
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    runtime.start()
+    log.info("worker running (outbox and periodic jobs)")
+    try:
+        stopping.wait()
+    finally:
+        runtime.stop()
+    return 0
+
+
+def _serving_runtime(settings: Settings, role: Role | None = None) -> Runtime | None:
     """The runtime for a long-running process, or None (after saying why) when the schema
-    is outdated."""
-    runtime = Runtime(settings)
+    is outdated. Its role comes from PAYLINK_WORKER unless given."""
+    role = role or ("web" if settings.paylink_worker == "separate" else "all")
+    runtime = Runtime(settings, role=role)
     try:
         require_current(runtime.engine)
     except SchemaOutdated as exc:
         _err(str(exc))
         runtime.engine.dispose()
         return None
-    _warn_sqlite_replicas(settings)
+    _warn_sqlite_replicas(settings, role)
     return runtime
 
 
-def _warn_sqlite_replicas(settings: Settings) -> None:
+def _warn_sqlite_replicas(settings: Settings, role: Role) -> None:
     from bot.db import claim_sqlite_file
 
-    if settings.database_url.startswith("sqlite") and not claim_sqlite_file(settings.database_url):
+    url = settings.database_url
+    if url.startswith("sqlite") and not claim_sqlite_file(url, role):
         log.warning(
             "another paylink process is using this SQLite database: SQLite is correct for one "
             "process only; set DATABASE_URL to PostgreSQL to run several replicas"

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     paylink_max_amount: Decimal | None = None
     paylink_public_url: str | None = None
     paylink_reconcile_after: int = Field(default=900, ge=10)
+    # "separate": `paylink serve` only answers HTTP and a `paylink worker` process delivers
+    # Slack messages and runs the jobs, so that background work never slows an ack.
+    paylink_worker: Literal["inline", "separate"] = "inline"
     port: int = Field(default=3000, ge=1, le=65535)
 
     _csv = field_validator(

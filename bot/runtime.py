@@ -6,6 +6,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Literal
 
 from bot.config import Settings
 from bot.db import make_engine
@@ -13,17 +14,34 @@ from bot.links.jobs import Jobs
 from bot.links.outbox import OutboxDrainer
 from bot.links.service import LinkService
 from bot.links.store import LinkStore
+from bot.links.wakeup import WakeListener, WakeSender, socket_path
 from bot.metrics import Metrics
 from bot.xpay.client import XPayClient
 
 log = logging.getLogger("bot")
 
 
-class Runtime:
-    """Everything a process needs; ``slack=False`` for the CLI's create/status commands."""
+Role = Literal["all", "web", "worker"]
 
-    def __init__(self, settings: Settings, *, slack: bool = True, jobs_interval: float = 30.0):
+
+class Runtime:
+    """Everything a process needs; ``slack=False`` for the CLI's create/status commands.
+
+    ``role`` splits the bot over two processes when PAYLINK_WORKER=separate: "web" answers
+    HTTP (acks, webhooks, link creation) and wakes the worker; "worker" delivers the outbox
+    to Slack and runs the periodic jobs. "all" does everything in one process.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        slack: bool = True,
+        jobs_interval: float = 30.0,
+        role: Role = "all",
+    ):
         self.settings = settings
+        self.role = role
         self.metrics = Metrics()
         self.engine = make_engine(settings.database_url)
         self.store = LinkStore(self.engine)
@@ -39,6 +57,8 @@ class Runtime:
         self.slack_client = None
         self.bolt_app = None
         self.drainer: OutboxDrainer | None = None
+        self._wake_listener: WakeListener | None = None
+        self._wake_sender: WakeSender | None = None
 
         from bot.slack.approvers import ApproverDirectory
 
@@ -63,7 +83,12 @@ class Runtime:
             from bot.slack.delivery import SlackDelivery
 
             self.slack_context = SlackContext(settings, self.service, self.approvers)
-            self.bolt_app = build_bolt_app(self.slack_context, self.slack_client)
+            if role != "worker":
+                self.bolt_app = build_bolt_app(self.slack_context, self.slack_client)
+        if role == "web":
+            self._wake_sender = WakeSender(socket_path(settings.database_url))
+            self.store.on_commit(self._wake_sender)
+        elif self.slack_client is not None:
             self.delivery_client = make_web_client(settings, retries=False)
             self.drainer = OutboxDrainer(
                 self.store,
@@ -75,8 +100,8 @@ class Runtime:
             )
 
     def start(self) -> None:
-        """Start the background work: outbox drainer and periodic jobs."""
-        if self.slack_client is not None:
+        """Start the background work of this role: outbox drainer and periodic jobs."""
+        if self.slack_client is not None and self.role != "worker":
             try:
                 self.slack_context.team_url = self.slack_client.auth_test().get("url")
             except Exception as exc:  # the bot still works; App Home just lacks card links
@@ -87,15 +112,26 @@ class Runtime:
             from bot.db import claim_sqlite_file
             from bot.links.jobs import release_after_restart
 
-            if claim_sqlite_file(self.settings.database_url):
-                release_after_restart(self.store)
+            if claim_sqlite_file(self.settings.database_url, self.role):
+                release_after_restart(
+                    self.store, leases=self.role != "worker", claims=self.role != "web"
+                )
+        if self.role == "web":
+            return
         if self.drainer:
             self.drainer.start()
+            if self.role == "worker":
+                path = socket_path(self.settings.database_url)
+                self._wake_listener = WakeListener(path, self.drainer.wake).start()
         self.jobs.start()
 
     def stop(self) -> None:
         """Stop background work and release connections."""
         self.jobs.stop()
+        if self._wake_listener:
+            self._wake_listener.close()
+        if self._wake_sender:
+            self._wake_sender.close()
         if self.drainer:
             self.drainer.stop()
         self.gateway_pool.shutdown(wait=True, cancel_futures=False)

@@ -62,6 +62,7 @@ def test_defaults() -> None:
     assert s.paylink_payment_methods == ["card", "easypaisa", "jazzcash", "googlepay", "dqr"]
     assert s.paylink_success_url is None and s.paylink_failure_url is None
     assert s.paylink_max_amount is None
+    assert s.paylink_worker == "inline"
     assert s.public_url == "http://localhost:3000"
     assert s.xpay_url == "http://localhost:3000/sandbox"
     assert s.slack_bot_token is None
@@ -142,6 +143,7 @@ def test_sandbox_uses_its_own_keys() -> None:
         ("PAYLINK_SUCCESS_URL", "javascript:alert(1)"),
         ("XPAY_ENV", "prod"),
         ("PAYLINK_ALLOW_SELF_APPROVAL", "maybe"),
+        ("PAYLINK_WORKER", "thread"),
     ],
 )
 def test_each_bad_variable_gives_one_line_naming_it(

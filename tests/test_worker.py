@@ -1,0 +1,161 @@
+"""PAYLINK_WORKER=separate: `paylink serve` answers HTTP, `paylink worker` talks to Slack.
+
+Both are real processes on one SQLite file, driven over HTTP with the Slack stand-in; the
+embedded sandbox gateway takes the payment.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from bot.links.wakeup import WakeListener, WakeSender, socket_path
+from bot.local import BOT_TOKEN
+from tests.test_crash_recovery import (
+    BotProcess,
+    WatchedStandIn,
+    approve,
+    cards,
+    link_reply,
+    replies,
+    status,
+    submit_request,
+)
+
+
+class SplitBot(BotProcess):
+    """`paylink serve` (role web) plus a `paylink worker` process that can start later."""
+
+    def __init__(self, workdir: Path, slack: WatchedStandIn):
+        super().__init__(workdir, slack)
+        self.env["PAYLINK_WORKER"] = "separate"
+        self.worker: subprocess.Popen[bytes] | None = None
+
+    def start_worker(self) -> None:
+        log = (self.workdir / "worker.log").open("wb")
+        self.worker = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "bot", "worker"],
+            cwd=self.workdir,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_worker_idle(self) -> None:
+        """Until the worker has started and had its first look at the outbox."""
+        deadline = time.monotonic() + 20
+        while "worker running" not in (self.workdir / "worker.log").read_text():
+            assert self.worker is not None and self.worker.poll() is None, self.logs()
+            assert time.monotonic() < deadline, self.logs()
+            time.sleep(0.05)
+        time.sleep(0.3)
+
+    def stop(self) -> None:
+        super().stop()
+        if self.worker is not None and self.worker.poll() is None:
+            self.worker.terminate()
+            self.worker.wait(timeout=10)
+
+
+@pytest.fixture
+def split(tmp_path: Path) -> Iterator[tuple[SplitBot, WatchedStandIn]]:
+    with WatchedStandIn(bot_token=BOT_TOKEN) as slack:
+        bot = SplitBot(tmp_path, slack)
+        try:
+            yield bot, slack
+        finally:
+            bot.stop()
+
+
+def test_the_whole_flow_with_a_separate_worker(split: tuple[SplitBot, WatchedStandIn]) -> None:
+    """Request, approval, link and payment; the worker posts every Slack message, the web
+    process none, and nothing waits for the worker's 2-second poll (it is woken)."""
+    bot, slack = split
+    bot.start()
+    bot.start_worker()
+    bot.wait_worker_idle()
+    started = time.monotonic()
+    submit_request(bot, slack)
+    card = slack.wait_for(lambda s: next(iter(cards(s)), None), 15)
+    assert time.monotonic() - started < 1.5, "the card waited for a poll, not a wake-up"
+    approve(bot, slack, card.ts)
+    url = link_reply(slack, card.ts)
+    requests.post(url + "/pay", data={"outcome": "pay", "method": "card"}, timeout=15)
+    slack.wait_for(lambda s: "Paid" in status(s, card.ts), 15)
+    slack.wait_for(lambda s: any("Paid:" in r for r in replies(s, card.ts)), 15)
+    bot.wait_db("select count(*) from outbox where delivered_at is null", [(0,)])
+    assert len(cards(slack)) == 1
+
+    serve_log = (bot.workdir / f"serve-{bot.runs}.log").read_text()
+    worker_log = (bot.workdir / "worker.log").read_text()
+    assert "outbox delivered" not in serve_log
+    assert "outbox delivered" in worker_log
+    assert "released" not in worker_log + serve_log  # neither took the other for dead
+
+
+def test_messages_wait_for_a_worker_that_is_not_running(
+    split: tuple[SplitBot, WatchedStandIn],
+) -> None:
+    """With no worker the request is taken and kept (health shows the backlog); the card is
+    posted once the worker starts."""
+    bot, slack = split
+    bot.start()
+    submit_request(bot, slack)
+    bot.wait_db("select count(*) from links", [(1,)])
+    time.sleep(1)
+    assert cards(slack) == []
+    health = requests.get(bot.base_url + "/healthz", timeout=5).json()
+    assert health["outbox_backlog"] == 1
+
+    bot.start_worker()
+    card = slack.wait_for(lambda s: next(iter(cards(s)), None), 15)
+    assert "Awaiting approval" in status(slack, card.ts)
+    bot.wait_db("select count(*) from outbox where delivered_at is null", [(0,)])
+
+
+def test_wake_up_reaches_a_listener_and_is_harmless_without_one(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'paylink.db'}"
+    path = socket_path(url)
+    assert path == str(tmp_path / "paylink.db.wake")
+    sender = WakeSender(path)
+    sender()  # nobody listens: no error, no delay
+
+    woken = threading.Event()
+    listener = WakeListener(path, woken.set).start()
+    try:
+        sender()
+        assert woken.wait(5)
+    finally:
+        listener.close()
+        sender.close()
+    assert not Path(path).exists()
+    WakeSender(path)()  # the listener is gone again
+
+
+def test_socket_path_for_a_server_database_is_shared_and_short() -> None:
+    url = "postgresql://paylink@db.internal:5432/paylink"
+    assert socket_path(url) == socket_path(url)
+    assert socket_path(url) != socket_path(url + "2")
+    assert len(socket_path(url)) < 100
+
+
+def test_worker_without_a_bot_token_says_so(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "worker"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("paylink: SLACK_BOT_TOKEN is not set"), done.stderr
