@@ -74,10 +74,12 @@ def worker(settings: Settings) -> int:
     a `paylink serve` run with PAYLINK_WORKER=separate."""
     settings.require("slack_bot_token")
     if settings.paylink_worker != "separate":
-        log.warning(
-            "PAYLINK_WORKER is not 'separate': `paylink serve` delivers the outbox too, "
-            "and both processes share the work"
+        # An inline `serve` creates links itself: a worker would take its leases for dead.
+        _err(
+            "PAYLINK_WORKER: set it to 'separate' for `paylink serve` and `paylink worker` "
+            "alike (now `serve` does the worker's job itself)"
         )
+        return 2
     runtime = _serving_runtime(settings, role="worker")
     if runtime is None:
         return 2

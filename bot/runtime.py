@@ -11,9 +11,10 @@ from typing import Literal
 from bot.config import Settings
 from bot.db import make_engine
 from bot.links.jobs import Jobs
-from bot.links.outbox import OutboxDrainer
+from bot.links.outbox import Deliver, OutboxDrainer
 from bot.links.service import LinkService
-from bot.links.store import LinkStore
+from bot.links.store import CREATE, LinkStore
+from bot.links.tables import Link, OutboxMessage
 from bot.links.wakeup import WakeListener, WakeSender, socket_path
 from bot.metrics import Metrics
 from bot.xpay.client import XPayClient
@@ -28,8 +29,8 @@ class Runtime:
     """Everything a process needs; ``slack=False`` for the CLI's create/status commands.
 
     ``role`` splits the bot over two processes when PAYLINK_WORKER=separate: "web" answers
-    HTTP (acks, webhooks, link creation) and wakes the worker; "worker" delivers the outbox
-    to Slack and runs the periodic jobs. "all" does everything in one process.
+    HTTP (acks and webhooks) and wakes the worker; "worker" delivers the outbox (Slack
+    messages and gateway calls) and runs the periodic jobs. "all" does everything.
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class Runtime:
             is_approver=self.approvers.is_approver,
             allow_self_approval=settings.paylink_allow_self_approval,
             executor=self.gateway_pool,
+            create_via_outbox=role == "web",
             reconcile_after=timedelta(seconds=settings.paylink_reconcile_after),
             metrics=self.metrics,
         )
@@ -90,14 +92,22 @@ class Runtime:
             self.store.on_commit(self._wake_sender)
         elif self.slack_client is not None:
             self.delivery_client = make_web_client(settings, retries=False)
-            self.drainer = OutboxDrainer(
-                self.store,
-                SlackDelivery(
-                    self.delivery_client,
-                    self.store,
-                    approvers_configured=self.approvers.configured,
-                ),
+            slack_delivery = SlackDelivery(
+                self.delivery_client, self.store, approvers_configured=self.approvers.configured
             )
+            self.drainer = OutboxDrainer(self.store, self._deliver(slack_delivery))
+
+    def _deliver(self, slack: Deliver) -> Deliver:
+        """The drainer's callback: gateway jobs queued by a web process start here (in the
+        gateway pool, so the drainer does not wait for XPay); the rest go to Slack."""
+
+        def deliver(message: OutboxMessage, link: Link) -> None:
+            if message.kind != CREATE:
+                slack(message, link)
+            elif self.service.claim_creation(link.id):
+                self.service.start_creation(link.id)
+
+        return deliver
 
     def start(self) -> None:
         """Start the background work of this role: outbox drainer and periodic jobs."""
@@ -112,10 +122,10 @@ class Runtime:
             from bot.db import claim_sqlite_file
             from bot.links.jobs import release_after_restart
 
-            if claim_sqlite_file(self.settings.database_url, self.role):
-                release_after_restart(
-                    self.store, leases=self.role != "worker", claims=self.role != "web"
-                )
+            # Leases and claims are taken by the process doing the work: a web process
+            # beside a worker holds none, so it must not release the worker's.
+            if self.role != "web" and claim_sqlite_file(self.settings.database_url, self.role):
+                release_after_restart(self.store)
         if self.role == "web":
             return
         if self.drainer:

@@ -139,6 +139,30 @@ def test_approve_creates_the_link_at_the_sandbox(service: LinkService, stack: Lo
     assert kinds == [("card", None), ("card", None), ("card", None), ("thread", "link_ready")]
 
 
+def test_approval_beside_a_worker_queues_the_gateway_call_once(
+    store: LinkStore, stack: LocalStack
+) -> None:
+    """With create_via_outbox (a `serve` beside a worker) the click only records the decision
+    and a "create" row with it; whoever delivers that row takes the lease first, so a row
+    delivered twice makes one gateway call."""
+    client = sandbox_client(stack)
+    service = make_service(store, client, create_via_outbox=True)
+    link = service.request_link(checkout(), requester_id=REP, channel_id="C0APPROVALS")
+    service.approve(link.id, APPROVER)
+    queued = load(service, link.id)
+    assert queued.status == Status.CREATING_LINK.value and queued.intent_id is None
+    assert queued.lease_until is None  # not resumed as stuck before a worker takes it
+    kinds = [m.kind for m in outbox(service, link.id)]
+    assert kinds == ["card", "create", "card"]  # the gateway call ahead of the card update
+
+    assert service.claim_creation(link.id)
+    assert not service.claim_creation(link.id)  # the same job delivered again
+    service.start_creation(link.id)
+    assert load(service, link.id).status == Status.AWAITING_PAYMENT.value
+    assert not service.claim_creation(link.id)  # and after it was created
+    client.close()
+
+
 def test_only_approvers_decide_and_not_on_their_own_request(service: LinkService) -> None:
     link = service.request_link(checkout(), requester_id=APPROVER, channel_id="C1")
     with pytest.raises(Refused, match="PAYLINK_APPROVERS"):

@@ -159,3 +159,24 @@ def test_worker_without_a_bot_token_says_so(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert done.stderr.startswith("paylink: SLACK_BOT_TOKEN is not set"), done.stderr
+
+
+def test_worker_refuses_to_run_beside_an_inline_serve(tmp_path: Path) -> None:
+    """An inline `serve` creates links itself; a worker beside it could take its leases on
+    links being created for those of a dead process, and call XPay twice."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "worker"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("paylink: PAYLINK_WORKER: set it to 'separate'"), done.stderr

@@ -21,37 +21,30 @@ RECONCILE_BACKOFF = timedelta(minutes=10)
 RECONCILE_FOR = timedelta(days=7)
 
 
-def release_after_restart(store: LinkStore, *, leases: bool = True, claims: bool = True) -> int:
-    """Release leases on links being created and outbox claims left by a process that died
-    (SIGKILL, power loss).
+def release_after_restart(store: LinkStore) -> int:
+    """Release leases and outbox claims left by a process that died (SIGKILL, power loss).
 
-    Call only when this process is certainly the only one doing that work (SQLite, whose
-    file lock for its role it holds): they then belong to a dead process, and waiting for
-    them to expire (60 s) would only delay the card and the link. Returns how many were
-    released.
+    Call only when this process is certainly the database's only user (SQLite, whose file
+    lock it holds): they then belong to a dead process, and waiting for them to expire (60 s)
+    would only delay the card and the link. Returns how many were released.
     """
     now = utcnow()
-    released_leases = released_claims = 0
     with store.transaction() as s:
-        if leases:
-            released_leases = s.execute(
-                update(Link)
-                .where(Link.status == Status.CREATING_LINK.value, Link.lease_until > now)
-                .values(lease_until=now)
-            ).rowcount
-        if claims:
-            released_claims = s.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.delivered_at.is_(None), OutboxMessage.claimed_until > now)
-                .values(claimed_until=None)
-            ).rowcount
-    if released_leases or released_claims:
+        leases = s.execute(
+            update(Link)
+            .where(Link.status == Status.CREATING_LINK.value, Link.lease_until > now)
+            .values(lease_until=now)
+        ).rowcount
+        claims = s.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.delivered_at.is_(None), OutboxMessage.claimed_until > now)
+            .values(claimed_until=None)
+        ).rowcount
+    if leases or claims:
         log.info(
-            "released %s lease(s) and %s outbox claim(s) left by a stopped process",
-            released_leases,
-            released_claims,
+            "released %s lease(s) and %s outbox claim(s) left by a stopped process", leases, claims
         )
-    return (released_leases or 0) + (released_claims or 0)
+    return (leases or 0) + (claims or 0)
 
 
 class Jobs:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from bot.checkout import CheckoutRequest
 from bot.links.states import CANCELLABLE, Status
-from bot.links.store import LinkStore
+from bot.links.store import CREATE, LinkStore
 from bot.links.tables import Link, utcnow
 from bot.metrics import Metrics
 from bot.xpay.client import (
@@ -68,6 +68,7 @@ class LinkService:
         is_approver: Callable[[str], bool],
         allow_self_approval: bool = False,
         executor: Executor | None = None,
+        create_via_outbox: bool = False,
         reconcile_after: timedelta = timedelta(minutes=15),
         metrics: Metrics | None = None,
     ):
@@ -76,6 +77,9 @@ class LinkService:
         self.is_approver = is_approver
         self.allow_self_approval = allow_self_approval
         self.executor = executor
+        # True in a `serve` beside a worker: an approval queues the gateway call as an outbox
+        # row (committed with the decision) for the worker, instead of making it here.
+        self.create_via_outbox = create_via_outbox
         self.reconcile_after = reconcile_after
         self.metrics = metrics
 
@@ -167,10 +171,14 @@ class LinkService:
                 s, link_id, sources, target, actor=actor, reason=reason, **changes
             )
             if moved is not None:
+                if target == Status.CREATING_LINK and self.create_via_outbox:
+                    self.store.enqueue(s, moved, CREATE)
                 self._announce(s, moved, thread)
         if moved is None:
             raise self._already(self._load(link_id))
         log.info("link %s", target.value, extra={"ref": moved.reference, "user": actor})
+        if target == Status.CREATING_LINK and not self.create_via_outbox:
+            self.start_creation(moved.id)
         return moved
 
     def _announce(self, s: Session, link: Link, thread: str | None = None, key: str = "") -> None:
@@ -191,36 +199,32 @@ class LinkService:
         link = self._load(link_id)
         self._check_approver(link, user_id)
         now = utcnow()
-        moved = self._decide(
+        return self._decide(
             link_id,
             Status.AWAITING_APPROVAL,
             Status.CREATING_LINK,
             actor=user_id,
             decided_by=user_id,
             decided_at=now,
-            lease_until=now + LEASE,
+            lease_until=self._first_lease(),
             attempts=link.attempts + 1,
         )
-        self._spawn(moved.id)
-        return moved
 
     def retry(self, link_id: int, user_id: str) -> Link:
         """Try the gateway again after a failed or unconfirmed creation (approvers only)."""
         link = self._load(link_id)
         if not self.is_approver(user_id):
             raise Refused("Only approvers can retry creating the link.")
-        moved = self._decide(
+        return self._decide(
             link_id,
             (Status.LINK_FAILED, Status.LINK_UNKNOWN),
             Status.CREATING_LINK,
             actor=user_id,
             reason="retry",
-            lease_until=utcnow() + LEASE,
+            lease_until=self._first_lease(),
             attempts=link.attempts + 1,
             gateway_message=None,
         )
-        self._spawn(moved.id)
-        return moved
 
     def reject(self, link_id: int, user_id: str, reason: str) -> Link:
         """Reject a request with a reason."""
@@ -257,7 +261,21 @@ class LinkService:
 
     # The gateway --------------------------------------------------------------------
 
-    def _spawn(self, link_id: int) -> None:
+    def _first_lease(self) -> datetime | None:
+        """The lease a decision takes on the creation it starts. Queued for a worker, none
+        yet: the worker takes it when it picks the job up (claim_creation)."""
+        return None if self.create_via_outbox else utcnow() + LEASE
+
+    def claim_creation(self, link_id: int) -> bool:
+        """Take the lease on a link whose creation was queued; False when it is taken (the
+        job was delivered twice) or the link moved on. An expired lease is resumed by
+        the periodic jobs, as after a crash."""
+        with self.store.transaction() as s:
+            return self.store.take_lease(s, link_id, utcnow() + LEASE)
+
+    def start_creation(self, link_id: int) -> None:
+        """Call XPay for a link just moved to ``Creating link``: in the executor when there is
+        one (the caller, an ack or the outbox, does not wait for XPay), else right here."""
         if self.executor is None:
             self.create_at_gateway(link_id)
         else:

@@ -20,6 +20,7 @@ from bot.db import make_sessionmaker, reader
 from bot.links.states import Status, can_move
 from bot.links.tables import History, Link, OutboxMessage, WebhookEvent, utcnow
 
+CREATE = "create"  # outbox kind: call XPay for this link (PAYLINK_WORKER=separate)
 WRITE_LOCK_TIMEOUT = 30.0  # as SQLite's own busy timeout
 
 
@@ -189,6 +190,20 @@ class LinkStore:
         session.expire(current, ["history"])
         return current
 
+    def take_lease(self, session: Session, link_id: int, until: datetime) -> bool:
+        """Lease a link in ``Creating link`` that nobody holds yet; False if it is held."""
+        result = session.execute(
+            update(Link)
+            .where(
+                Link.id == link_id,
+                Link.status == Status.CREATING_LINK.value,
+                Link.lease_until.is_(None),
+            )
+            .values(lease_until=until)
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1
+
     def update_fields(self, session: Session, link_id: int, **changes: Any) -> None:
         """Change fields that are not the status (e.g. the card's ts once posted)."""
         session.execute(
@@ -207,8 +222,9 @@ class LinkStore:
         payload: dict[str, Any] | None = None,
         dedupe_key: str | None = None,
     ) -> None:
-        """Queue a Slack side effect in the caller's transaction (links without a card skip)."""
-        if link.channel_id is None:
+        """Queue a side effect in the caller's transaction: a Slack message (links without a
+        card skip these) or, with kind CREATE, the gateway call for a worker."""
+        if link.channel_id is None and kind != CREATE:
             return
         session.info["outbox_queued"] = True
         session.execute(
