@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 
 READ_ONLY = "paylink_read_only"
+BUSY_TIMEOUT = 30.0  # seconds a SQLite statement waits for another process's lock
 
 
 class Base(DeclarativeBase):
@@ -23,12 +26,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            # Let SQLAlchemy issue BEGIN itself so we can make it IMMEDIATE (writers queue on
-            # the busy timeout instead of failing with "database is locked" on upgrade).
+            # BEGIN is issued by the "begin" listener below, so that writers can take the
+            # write lock up front (IMMEDIATE) instead of failing with "database is locked"
+            # when a read turns into a write.
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT * 1000:.0f}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
@@ -36,13 +40,37 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
             # Readers (see ``reader``) begin deferred: under WAL they never wait for a writer.
-            deferred = conn.get_execution_options().get(READ_ONLY, False)
-            conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+            if conn.get_execution_options().get(READ_ONLY, False):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                _begin_immediate(conn.connection.dbapi_connection)
 
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+
+
+def _begin_immediate(raw: sqlite3.Connection) -> None:
+    """Take SQLite's write lock, polling every millisecond or so while another process
+    holds it. SQLite's own busy handler sleeps 1, 2, 5 … up to 100 ms between tries, so a
+    writer that loses twice waits far longer than the other's transaction lasted (Approve
+    ack p99 at c=32 with a worker writing beside: 250 → see README)."""
+    raw.execute("PRAGMA busy_timeout=0")
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    delay = 0.0002
+    try:
+        while True:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.002)
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT * 1000:.0f}")
 
 
 def reader(engine: Engine) -> Engine:

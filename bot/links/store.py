@@ -16,12 +16,11 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.checkout import CheckoutRequest
-from bot.db import make_sessionmaker, reader
+from bot.db import BUSY_TIMEOUT, make_sessionmaker, reader
 from bot.links.states import Status, can_move
 from bot.links.tables import History, Link, OutboxMessage, WebhookEvent, utcnow
 
 CREATE = "create"  # outbox kind: call XPay for this link (PAYLINK_WORKER=separate)
-WRITE_LOCK_TIMEOUT = 30.0  # as SQLite's own busy timeout
 
 
 class DuplicateReference(Exception):
@@ -60,7 +59,7 @@ class LinkStore:
     def transaction(self) -> Iterator[Session]:
         """A session in one transaction: committed on success, rolled back on error."""
         lock = self._write_lock
-        if lock is not None and not lock.acquire(timeout=WRITE_LOCK_TIMEOUT):
+        if lock is not None and not lock.acquire(timeout=BUSY_TIMEOUT):
             raise TimeoutError("the database stayed busy")
         session = self.sessions()
         try:
