@@ -160,13 +160,21 @@ class LinkService:
         target: Status,
         *,
         actor: str,
+        admit: Callable[[Link], dict[str, object] | None],
         reason: str | None = None,
         thread: str | None = None,
         **changes: object,
     ) -> Link:
-        """A person's decision: one compare-and-set, the card update (and a thread reply)
-        queued with it; Refused naming the current status when someone else was first."""
+        """A person's decision: ``admit`` checks the link (raising Refused) and may add
+        changes, then one compare-and-set, with the card update (and a thread reply) queued
+        with it; Refused naming the current status when someone else was first. The link
+        is read once, in the transaction that moves it (a click is an ack's critical path).
+        """
         with self.store.transaction() as s:
+            link = self.store.get(s, link_id)
+            if link is None:
+                raise Refused("That request no longer exists.")
+            changes.update(admit(link) or {})
             moved = self.store.move(
                 s, link_id, sources, target, actor=actor, reason=reason, **changes
             )
@@ -196,48 +204,56 @@ class LinkService:
 
     def approve(self, link_id: int, user_id: str) -> Link:
         """Approve a request and start creating its link; one effect however many clicks."""
-        link = self._load(link_id)
-        self._check_approver(link, user_id)
-        now = utcnow()
+
+        def admit(link: Link) -> dict[str, object]:
+            self._check_approver(link, user_id)
+            return {"attempts": link.attempts + 1}
+
         return self._decide(
             link_id,
             Status.AWAITING_APPROVAL,
             Status.CREATING_LINK,
             actor=user_id,
+            admit=admit,
             decided_by=user_id,
-            decided_at=now,
+            decided_at=utcnow(),
             lease_until=self._first_lease(),
-            attempts=link.attempts + 1,
         )
 
     def retry(self, link_id: int, user_id: str) -> Link:
         """Try the gateway again after a failed or unconfirmed creation (approvers only)."""
-        link = self._load(link_id)
-        if not self.is_approver(user_id):
-            raise Refused("Only approvers can retry creating the link.")
+
+        def admit(link: Link) -> dict[str, object]:
+            if not self.is_approver(user_id):
+                raise Refused("Only approvers can retry creating the link.")
+            return {"attempts": link.attempts + 1}
+
         return self._decide(
             link_id,
             (Status.LINK_FAILED, Status.LINK_UNKNOWN),
             Status.CREATING_LINK,
             actor=user_id,
+            admit=admit,
             reason="retry",
             lease_until=self._first_lease(),
-            attempts=link.attempts + 1,
             gateway_message=None,
         )
 
     def reject(self, link_id: int, user_id: str, reason: str) -> Link:
         """Reject a request with a reason."""
-        link = self._load(link_id)
-        self._check_approver(link, user_id)
         reason = " ".join(reason.split())[:500]
-        if not reason:
-            raise Refused("Give a reason so the rep knows what to change.")
+
+        def admit(link: Link) -> None:
+            self._check_approver(link, user_id)
+            if not reason:
+                raise Refused("Give a reason so the rep knows what to change.")
+
         return self._decide(
             link_id,
             Status.AWAITING_APPROVAL,
             Status.REJECTED,
             actor=user_id,
+            admit=admit,
             reason=reason,
             thread="rejected",
             decided_by=user_id,
@@ -247,14 +263,17 @@ class LinkService:
 
     def cancel(self, link_id: int, user_id: str) -> Link:
         """Cancel a link that is not paid yet: the requester or an approver may."""
-        link = self._load(link_id)
-        if user_id != link.requester_id and not self.is_approver(user_id):
-            raise Refused("Only the rep who asked for this link or an approver can cancel it.")
+
+        def admit(link: Link) -> None:
+            if user_id != link.requester_id and not self.is_approver(user_id):
+                raise Refused("Only the rep who asked for this link or an approver can cancel it.")
+
         return self._decide(
             link_id,
             tuple(CANCELLABLE),
             Status.CANCELLED,
             actor=user_id,
+            admit=admit,
             thread="cancelled",
             cancelled_by=user_id,
         )
