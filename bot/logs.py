@@ -57,7 +57,9 @@ def setup_logging(level: str = "INFO") -> None:
         "slack_bolt",
         "slack_sdk",
         "urllib3",
-        "waitress.queue",
         "alembic",
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # A warning per request queued behind busy threads: under load, thousands of lines that
+    # cost CPU the queue is waiting for (the load shows in latency and /metrics).
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
