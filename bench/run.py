@@ -1,10 +1,11 @@
 """``python -m bench``: Paylink against bare baselines, side by side, on this machine.
 
 Processes: this one generates load (threads, one ``requests.Session`` each) and hosts the
-slow-gateway stub; the Slack stand-in runs in ``bench.standin_proc``; the bot is the real
-``paylink serve`` (waitress) in a subprocess, so its RSS is isolated; the baseline (bare Bolt
-+ bare HMAC webhook endpoint, waitress, same thread count) is ``bench.bare``. All traffic
-stays on 127.0.0.1.
+slow-gateway stub; the Slack stand-in runs in ``bench.standin_proc``; the sandbox gateway, in
+XPay's place, in ``bench.gateway_proc``; the bot is the real ``paylink serve`` (waitress) and
+``paylink worker`` (PAYLINK_WORKER=separate), each a subprocess with its own RSS; the baseline
+(bare Bolt + bare HMAC webhook endpoint, waitress, same thread count) is ``bench.bare``. All
+traffic stays on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -181,9 +182,23 @@ class Secrets:
 class Target:
     """A server under test: the base URL, its process and the Slack signing secret."""
 
-    def __init__(self, name: str, child: Child, port: int, sec: Secrets, db_url: str = ""):
+    def __init__(
+        self,
+        name: str,
+        child: Child,
+        port: int,
+        sec: Secrets,
+        db_url: str = "",
+        worker: Child | None = None,
+    ):
         self.name, self.child, self.sec, self.db_url = name, child, sec, db_url
+        self.worker = worker
         self.base_url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        self.child.stop()
+        if self.worker:
+            self.worker.stop()
 
     def simulator(self, session: requests.Session) -> SlackSimulator:
         return SlackSimulator(self.base_url, self.sec.signing, session=session)
@@ -209,27 +224,46 @@ class Target:
 
 
 def start_paylink(
-    name: str, workdir: Path, db_url: str, standin: StandIn, sec: Secrets, **extra_env: str
+    name: str, workdir: Path, db_url: str, standin: StandIn, sec: Secrets, gateway_url: str
 ) -> Target:
+    """`paylink serve` with PAYLINK_WORKER=separate and its `paylink worker`."""
     port = free_port()
     env = _clean_env() | {
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_SIGNING_SECRET": sec.signing,
         "SLACK_API_URL": standin.url,
         "XPAY_ENV": "sandbox",
+        "XPAY_BASE_URL": gateway_url,
         "XPAY_WEBHOOK_SECRET": sec.webhook,
         "DATABASE_URL": db_url,
         "PAYLINK_APPROVERS": seed.APPROVER,
         "PAYLINK_APPROVAL_CHANNEL": seed.CHANNEL,
         "PAYLINK_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "PAYLINK_WORKER": "separate",
         "PORT": str(port),
-        **extra_env,
     }
     cmd = [sys.executable, "-m", "bot", "serve", "--port", str(port), "--threads", str(THREADS)]
     child = Child(f"paylink-{name}", cmd, env, workdir)
-    target = Target(name, child, port, sec, db_url)
+    worker = Child(f"paylink-{name}-worker", [sys.executable, "-m", "bot", "worker"], env, workdir)
+    target = Target(name, child, port, sec, db_url, worker=worker)
     _wait_http(target.base_url + "/healthz", child)
     return target
+
+
+def start_gateway(workdir: Path, sec: Secrets) -> tuple[Child, str]:
+    """The sandbox gateway in its own process (XPay's work is not the bot's CPU)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = _clean_env() | {
+        "XPAY_ENV": "sandbox",
+        "XPAY_WEBHOOK_SECRET": sec.webhook,
+        "DATABASE_URL": f"sqlite:///{workdir / f'gateway-{port}.db'}",
+        "PAYLINK_PUBLIC_URL": url,
+        "PORT": str(port),
+    }
+    child = Child(f"gateway-{port}", [sys.executable, "-m", "bench.gateway_proc"], env, workdir)
+    _wait_http(url + "/healthz", child)
+    return child, url + "/sandbox"
 
 
 def start_bare(workdir: Path, standin: StandIn, sec: Secrets) -> Target:
@@ -504,12 +538,13 @@ def paylink_run(
         "links_in_store": seed.count_links(url),
         "seed_seconds": round(time.perf_counter() - t0, 1),
     }
-    extra = {"XPAY_BASE_URL": slow.url} if slow else {}
-    target = start_paylink(name, workdir, url, standin, sec, **extra)
+    gateway, gateway_url = (None, slow.url) if slow else start_gateway(workdir, sec)
+    target = start_paylink(name, workdir, url, standin, sec, gateway_url)
     try:
         target.wait_quiet(120)
         time.sleep(1)
         result["rss_idle_mb"] = target.child.rss_mb()
+        result["worker_rss_idle_mb"] = target.worker.rss_mb()
         log(f"{name}: idle RSS {result['rss_idle_mb']} MB; measuring acks")
         if not slow:
             result["ack_command"] = ack_command(target, mode)
@@ -520,12 +555,15 @@ def paylink_run(
         result["home_render"] = home_render(target, standin, mode.home_samples)
         target.wait_quiet(60)
         if webhooks:
-            with RssSampler(target.child) as sampler:
+            with RssSampler(target.child) as sampler, RssSampler(target.worker) as wsampler:
                 result["webhook"] = webhook_ladder(target, mode, seeded.webhooks, standin)
             result["rss_under_load_peak_mb"] = sampler.peak
+            result["worker_rss_under_load_peak_mb"] = wsampler.peak
         return result
     finally:
-        target.child.stop()
+        target.stop()
+        if gateway:
+            gateway.stop()
 
 
 def bare_run(mode: Mode, workdir: Path, standin: StandIn, sec: Secrets) -> dict[str, Any]:
@@ -759,7 +797,9 @@ def budgets(runs: dict[str, Any], mode: Mode) -> list[dict[str, Any]]:
     for run in runs:
         if run.startswith(("sqlite", "postgres")) and "rss_idle_mb" in runs[run]:
             rss = runs[run]["rss_idle_mb"]
-            check(f"{run}: idle RSS < 150 MB", rss < 150, f"{rss} MB")
+            check(f"{run}: idle RSS < 150 MB (serve)", rss < 150, f"{rss} MB")
+            rss = runs[run].get("worker_rss_idle_mb")
+            check(f"{run}: idle RSS < 150 MB (worker)", rss is not None and rss < 150, f"{rss} MB")
     return checks
 
 
@@ -792,13 +832,13 @@ def table(runs: dict[str, Any], mode: Mode) -> str:
     rows.append(
         ("links in store (+ test links)", [str(runs[r].get("links_in_store", "-")) for r in cols])
     )
-    rows.append(("RSS idle MB", [str(runs[r].get("rss_idle_mb", "-")) for r in cols]))
-    rows.append(
-        (
-            "RSS peak under webhooks MB",
-            [str(runs[r].get("rss_under_load_peak_mb", "-")) for r in cols],
-        )
-    )
+    for label, key in (
+        ("RSS idle MB (serve)", "rss_idle_mb"),
+        ("RSS idle MB (worker)", "worker_rss_idle_mb"),
+        ("RSS peak under webhooks MB (serve)", "rss_under_load_peak_mb"),
+        ("RSS peak under webhooks MB (worker)", "worker_rss_under_load_peak_mb"),
+    ):
+        rows.append((label, [str(runs[r].get(key, "-")) for r in cols]))
     width0 = max(len(r[0]) for r in rows)
     widths = [max(len(c), *(len(r[1][i]) for r in rows)) for i, c in enumerate(cols)]
     lines = ["  ".join([" " * width0, *(c.rjust(w) for c, w in zip(cols, widths, strict=True))])]
@@ -893,9 +933,9 @@ def main(argv: list[str] | None = None) -> int:
             "webhook_p99_limit_ms": P99_LIMIT_MS,
             "server_threads": THREADS,
             "slow_gateway_delay_s": mode.slow_gateway_delay,
-            "processes": "load generator + slow-gateway stub | Slack stand-in | `paylink serve` "
-            "(waitress; embedded sandbox gateway) | bare baseline: separate processes; "
-            "RSS is of the `paylink serve` process alone",
+            "processes": "load generator + slow-gateway stub | Slack stand-in | sandbox gateway "
+            "| `paylink serve` (waitress) | `paylink worker` | bare baseline: separate "
+            "processes; RSS is given for serve and worker each",
         },
         "machine": machine()
         | {"loadavg_1_5_15_before": load_before, "loadavg_1_5_15_after": os.getloadavg()},
@@ -909,7 +949,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\nPaylink benchmark ({mode.name}) on {m['cpu_model']} x{m['cores']}, {m['ram_gb']} GB, Python {m['python']}, commit {m['git_commit'][:10]}"
     )
     print(
-        "RSS: of the `paylink serve` subprocess only (stand-in, sandbox stub and load generator are other processes)"
+        "RSS: of `paylink serve` and `paylink worker`, each (stand-in, gateway and load generator are other processes)"
     )
     print(
         f"load average before/after: {load_before[0]:.2f} / {os.getloadavg()[0]:.2f} (other work on this machine skews the figures)\n"
