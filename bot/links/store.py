@@ -20,6 +20,7 @@ from bot.db import BUSY_TIMEOUT, make_sessionmaker, reader
 from bot.links.states import Status, can_move
 from bot.links.tables import History, Link, OutboxMessage, WebhookEvent, utcnow
 
+LINKS = Link.__table__
 CREATE = "create"  # outbox kind: call XPay for this link (PAYLINK_WORKER=separate)
 
 
@@ -152,21 +153,20 @@ class LinkStore:
             return None
         src_value = current.status
         now = utcnow()
+        # Core statements on the table, here and below: the ORM's bulk-update and unit-of-work
+        # machinery costs more than the statements, and these run on every webhook and click.
         result = session.execute(
-            update(Link)
+            update(LINKS)
             .where(
-                Link.id == link_id,
-                Link.status == src_value,
-                Link.status.in_([s.value for s in sources]),
-                Link.version == current.version,
+                LINKS.c.id == link_id,
+                LINKS.c.status == src_value,
+                LINKS.c.status.in_([s.value for s in sources]),
+                LINKS.c.version == current.version,
             )
-            .values(status=target.value, version=Link.version + 1, updated_at=now, **changes)
-            .execution_options(synchronize_session=False)
+            .values(status=target.value, version=LINKS.c.version + 1, updated_at=now, **changes)
         )
         if result.rowcount != 1:
             return None
-        # Core inserts here and in enqueue: the ORM's unit of work costs more than the
-        # statement itself, and these run on every webhook and click.
         session.execute(
             insert(History.__table__).values(
                 link_id=link_id,
@@ -192,25 +192,19 @@ class LinkStore:
     def take_lease(self, session: Session, link_id: int, until: datetime) -> bool:
         """Lease a link in ``Creating link`` that nobody holds yet; False if it is held."""
         result = session.execute(
-            update(Link)
+            update(LINKS)
             .where(
-                Link.id == link_id,
-                Link.status == Status.CREATING_LINK.value,
-                Link.lease_until.is_(None),
+                LINKS.c.id == link_id,
+                LINKS.c.status == Status.CREATING_LINK.value,
+                LINKS.c.lease_until.is_(None),
             )
             .values(lease_until=until)
-            .execution_options(synchronize_session=False)
         )
         return result.rowcount == 1
 
     def update_fields(self, session: Session, link_id: int, **changes: Any) -> None:
         """Change fields that are not the status (e.g. the card's ts once posted)."""
-        session.execute(
-            update(Link)
-            .where(Link.id == link_id)
-            .values(**changes)
-            .execution_options(synchronize_session=False)
-        )
+        session.execute(update(LINKS).where(LINKS.c.id == link_id).values(**changes))
 
     def enqueue(
         self,
@@ -242,7 +236,7 @@ class LinkStore:
         """Remember a webhook; False when the same event was already recorded."""
         insert = pg_insert if self.is_postgres else sqlite_insert
         result = session.execute(
-            insert(WebhookEvent)
+            insert(WebhookEvent.__table__)
             .values(
                 dedupe_key=dedupe_key,
                 intent_id=intent_id,
@@ -251,7 +245,7 @@ class LinkStore:
                 received_at=utcnow(),
             )
             .on_conflict_do_nothing(index_elements=["dedupe_key"])
-            .returning(WebhookEvent.id)
+            .returning(WebhookEvent.__table__.c.id)
         )
         return result.first() is not None
 
