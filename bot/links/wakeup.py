@@ -57,6 +57,11 @@ class WakeListener:
         Path(path).unlink(missing_ok=True)  # left by a worker that was killed
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.bind(path)
+        # The thread checks for close() twice a second: the socket is closed only once the
+        # thread is done with it (closing it under a blocked recv could hand its descriptor
+        # number, reused by then, to that recv).
+        self._sock.settimeout(0.5)
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wake", daemon=True)
 
     def start(self) -> WakeListener:
@@ -65,16 +70,19 @@ class WakeListener:
         return self
 
     def _run(self) -> None:
-        while True:
+        while not self._closing.is_set():
             try:
                 self._sock.recv(64)
+            except TimeoutError:
+                continue
             except OSError:
-                return  # closed
+                return
             self.on_wake()
 
     def close(self) -> None:
         """Stop listening and remove the socket file."""
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
+        self._closing.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
         self._sock.close()
         Path(self.path).unlink(missing_ok=True)
