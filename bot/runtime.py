@@ -58,6 +58,7 @@ class Runtime:
         self.slack_client = None
         self.bolt_app = None
         self.drainer: OutboxDrainer | None = None
+        self.decisions: ThreadPoolExecutor | None = None
         self._wake_listener: WakeListener | None = None
         self._wake_sender: WakeSender | None = None
 
@@ -84,7 +85,11 @@ class Runtime:
             from bot.slack.context import SlackContext
             from bot.slack.delivery import SlackDelivery
 
-            self.slack_context = SlackContext(settings, self.service, self.approvers)
+            # Two threads: decisions are short database writes, which SQLite serialises anyway.
+            self.decisions = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decide")
+            self.slack_context = SlackContext(
+                settings, self.service, self.approvers, self.decisions
+            )
             if role != "worker":
                 self.bolt_app = build_bolt_app(self.slack_context, self.slack_client)
         if role == "web":
@@ -137,6 +142,8 @@ class Runtime:
 
     def stop(self) -> None:
         """Stop background work and release connections."""
+        if self.decisions is not None:  # first: a decision may queue outbox rows or a creation
+            self.decisions.shutdown(wait=True)
         self.jobs.stop()
         if self._wake_listener:
             self._wake_listener.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from bot.config import Settings
@@ -16,6 +17,7 @@ class SlackContext:
     settings: Settings
     service: LinkService
     approvers: ApproverDirectory
+    decisions: Executor  # runs button clicks' decisions after their ack
     team_url: str | None = None
 
     def permalink(self, channel_id: str | None, ts: str | None) -> str | None:
