@@ -24,15 +24,7 @@ def main() -> None:
     settings = load_settings()
     engine = make_engine(settings.database_url)
     upgrade(engine)
-    api_key, account_id, hmac_secret = settings.xpay_credentials()
-    config = SandboxConfig(
-        api_key=api_key,
-        account_id=account_id,
-        hmac_secret=hmac_secret,
-        webhook_secret=settings.webhook_secrets[0],
-        public_url=settings.public_url,
-        webhook_url=f"{settings.public_url}/xpay/webhook",
-    )
+    config = SandboxConfig.from_settings(settings)
     app = Flask("gateway")
     blueprint = make_sandbox_blueprint(config, make_sessionmaker(engine))
     app.register_blueprint(blueprint, url_prefix="/sandbox")

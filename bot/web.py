@@ -111,16 +111,8 @@ def create_app(runtime: Runtime) -> Flask:
     if settings.sandbox:
         from bot.xpay.sandbox import SandboxConfig, make_sandbox_blueprint
 
-        api_key, account_id, hmac_secret = settings.xpay_credentials()
-        sandbox_config = SandboxConfig(
-            api_key=api_key,
-            account_id=account_id,
-            hmac_secret=hmac_secret,
-            webhook_secret=settings.webhook_secrets[0],
-            public_url=settings.public_url,
-            webhook_url=f"{settings.public_url}/xpay/webhook",
-        )
         app.register_blueprint(
-            make_sandbox_blueprint(sandbox_config, runtime.store.sessions), url_prefix="/sandbox"
+            make_sandbox_blueprint(SandboxConfig.from_settings(settings), runtime.store.sessions),
+            url_prefix="/sandbox",
         )
     return app

@@ -146,9 +146,10 @@ def test_socket_path_for_a_server_database_is_shared_and_short() -> None:
     assert len(socket_path(url)) < 100
 
 
-def test_worker_without_a_bot_token_says_so(tmp_path: Path) -> None:
-    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}"}
-    done = subprocess.run(
+def run_worker(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`paylink worker` with only ``env`` (and a SQLite file), expected to stop at once."""
+    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}", **env}
+    return subprocess.run(
         [sys.executable, "-m", "bot", "worker"],
         cwd=tmp_path,
         env=env,
@@ -157,6 +158,10 @@ def test_worker_without_a_bot_token_says_so(tmp_path: Path) -> None:
         timeout=60,
         check=False,
     )
+
+
+def test_worker_without_a_bot_token_says_so(tmp_path: Path) -> None:
+    done = run_worker(tmp_path)
     assert done.returncode == 2
     assert done.stderr.startswith("paylink: SLACK_BOT_TOKEN is not set"), done.stderr
 
@@ -164,19 +169,6 @@ def test_worker_without_a_bot_token_says_so(tmp_path: Path) -> None:
 def test_worker_refuses_to_run_beside_an_inline_serve(tmp_path: Path) -> None:
     """An inline `serve` creates links itself; a worker beside it could take its leases on
     links being created for those of a dead process, and call XPay twice."""
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "bot", "worker"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_worker(tmp_path, SLACK_BOT_TOKEN=BOT_TOKEN)
     assert done.returncode == 2
     assert done.stderr.startswith("paylink: PAYLINK_WORKER: set it to 'separate'"), done.stderr

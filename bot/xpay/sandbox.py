@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from flask import Blueprint, Response, g, redirect, render_template_string, request, url_for
@@ -41,6 +41,9 @@ from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 from bot.db import Base
 from bot.links.tables import UTCDateTime, utcnow
 from bot.xpay.signing import js_stringify, sign, signature_matches
+
+if TYPE_CHECKING:
+    from bot.config import Settings
 
 log = logging.getLogger("bot.sandbox")
 
@@ -111,6 +114,20 @@ class SandboxConfig:
     webhook_retry_delays: Sequence[float] = (0.25, 0.75)
     #: Pauses between the background attempts that follow (about a minute in all).
     webhook_background_delays: Sequence[float] = (2.0, 4.0, 8.0, 16.0, 30.0)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SandboxConfig:
+        """The gateway as the bot's settings describe it (XPAY_ENV=sandbox): its keys, pages
+        under PAYLINK_PUBLIC_URL and webhooks to that URL's /xpay/webhook."""
+        api_key, account_id, hmac_secret = settings.xpay_credentials()
+        return cls(
+            api_key=api_key,
+            account_id=account_id,
+            hmac_secret=hmac_secret,
+            webhook_secret=settings.webhook_secrets[0],
+            public_url=settings.public_url,
+            webhook_url=f"{settings.public_url}/xpay/webhook",
+        )
 
     def checkout_page_url(self, intent_id: str) -> str:
         """The hosted checkout page of ``intent_id``."""
