@@ -59,6 +59,7 @@ class Runtime:
         self.bolt_app = None
         self.drainer: OutboxDrainer | None = None
         self.decisions: ThreadPoolExecutor | None = None
+        self.after_ack: ThreadPoolExecutor | None = None
         self._wake_listener: WakeListener | None = None
         self._wake_sender: WakeSender | None = None
 
@@ -87,8 +88,10 @@ class Runtime:
 
             # Two threads: decisions are short database writes, which SQLite serialises anyway.
             self.decisions = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decide")
+            # Many: these wait on Slack, and a modal must open within 3 s of its command.
+            self.after_ack = ThreadPoolExecutor(max_workers=32, thread_name_prefix="after-ack")
             self.slack_context = SlackContext(
-                settings, self.service, self.approvers, self.decisions
+                settings, self.service, self.approvers, self.decisions, self.after_ack
             )
             if role != "worker":
                 self.bolt_app = build_bolt_app(self.slack_context, self.slack_client)
@@ -142,8 +145,10 @@ class Runtime:
 
     def stop(self) -> None:
         """Stop background work and release connections."""
-        if self.decisions is not None:  # first: a decision may queue outbox rows or a creation
-            self.decisions.shutdown(wait=True)
+        # First: a decision may queue outbox rows or start a link's creation.
+        for pool in (self.decisions, self.after_ack):
+            if pool is not None:
+                pool.shutdown(wait=True)
         self.jobs.stop()
         if self._wake_listener:
             self._wake_listener.close()

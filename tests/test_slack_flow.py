@@ -726,3 +726,22 @@ def test_slow_gateway_does_not_block_acks(
     for card in cards:
         flow.wait_reply(card.ts, "checkout link is ready", timeout=10)
     assert flow.intent_count() == len(cards)
+
+
+def test_slow_slack_does_not_block_acks(flow: Flow) -> None:
+    """Slack taking 2 s over each views.open: forty /paylink commands at once are all acked
+    at once (Slack shows "operation timed out" after 3 s), and every modal still opens."""
+    flow.slack.set_delay("views.open", 2.0)
+    try:
+        with ThreadPoolExecutor(max_workers=40) as pool:
+
+            def command(_: int) -> float:
+                started = time.perf_counter()
+                assert flow.sim.command(REP, "").status_code == 200
+                return time.perf_counter() - started
+
+            acks = list(pool.map(command, range(40)))
+        assert max(acks) < 1.0, sorted(acks)[-5:]
+        flow.slack.wait_for(lambda s: len(s.views_opened) == 40, timeout=15)
+    finally:
+        flow.slack.set_delay("views.open", 0)

@@ -61,8 +61,8 @@ def build_bolt_app(ctx: SlackContext, client: WebClient) -> App:
         else "",
         token_verification_enabled=False,
         process_before_response=False,
-        # Bolt's default pool has 5 threads; gateway calls run in the service's own pool,
-        # so these threads only do quick Slack calls and database writes.
+        # Bolt's default pool has 5 threads. These only ack and check modal submissions:
+        # what follows an ack runs on SlackContext's pools, the gateway on the service's.
         listener_executor=ThreadPoolExecutor(max_workers=32, thread_name_prefix="bolt"),
         logger=bolt_logger,
     )

@@ -18,6 +18,7 @@ class SlackContext:
     service: LinkService
     approvers: ApproverDirectory
     decisions: Executor  # runs button clicks' decisions after their ack
+    after_ack: Executor  # Slack calls made after an ack (views.open)
     team_url: str | None = None
 
     def permalink(self, channel_id: str | None, ts: str | None) -> str | None:

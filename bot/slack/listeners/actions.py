@@ -58,15 +58,19 @@ def register(app: App, ctx: SlackContext) -> None:
     def open_reject(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
         link_id, user = int(body["actions"][0]["value"]), body["user"]["id"]
-        try:
-            link = service.check_decision(link_id, user)
-        except Refused as exc:
-            _tell(client, body, exc.message)
-            return
-        try:
-            client.views_open(trigger_id=body["trigger_id"], view=blocks.reject_modal(link))
-        except SlackApiError as exc:
-            log.warning("views.open (reject) failed: %s", exc.response.get("error"))
+
+        def open_modal() -> None:
+            try:
+                link = service.check_decision(link_id, user)
+            except Refused as exc:
+                _tell(client, body, exc.message)
+                return
+            try:
+                client.views_open(trigger_id=body["trigger_id"], view=blocks.reject_modal(link))
+            except SlackApiError as exc:
+                log.warning("views.open (reject) failed: %s", exc.response.get("error"))
+
+        ctx.after_ack.submit(open_modal)  # as /paylink's modal: off Bolt's threads
 
     @app.action(blocks.ACTION_OPEN_CARD)
     def open_card(ack: Ack) -> None:

@@ -48,10 +48,16 @@ def register(app: App, ctx: SlackContext) -> None:
             return
         ack()
         amount, currency = prefill(text, ctx.settings.paylink_currencies)
-        view = blocks.request_modal(
-            ctx.settings, channel_id=channel_id, amount=amount, currency=currency
-        )
-        try:
-            client.views_open(trigger_id=body["trigger_id"], view=view)
-        except SlackApiError as exc:
-            log.warning("views.open failed: %s", exc.response.get("error"))
+
+        def open_modal() -> None:
+            view = blocks.request_modal(
+                ctx.settings, channel_id=channel_id, amount=amount, currency=currency
+            )
+            try:
+                client.views_open(trigger_id=body["trigger_id"], view=view)
+            except SlackApiError as exc:
+                log.warning("views.open failed: %s", exc.response.get("error"))
+
+        # Off Bolt's threads: were Slack slow to answer, they would all be waiting on it and
+        # the next commands' acks would queue behind (Slack gives up on an ack after 3 s).
+        ctx.after_ack.submit(open_modal)
