@@ -34,9 +34,6 @@ def serve(settings: Settings, *, port: int | None = None, threads: int = 16) -> 
     runtime = _serving_runtime(settings)
     if runtime is None:
         return 2
-    import os
-
-    sys.setswitchinterval(float(os.environ.get("SWI", "0.005")))
     server = Server(create_app(runtime), port=settings.port, threads=threads)
     runtime.start()
     signal.signal(signal.SIGTERM, lambda *_: server.close())
