@@ -762,30 +762,14 @@ def budgets(runs: dict[str, Any], mode: Mode) -> list[dict[str, Any]]:
                             False,
                         )
                     )
-        figures.append(
-            (
-                "home_render p50_ms",
-                _get(runs[run], "home_render", "p50_ms"),
-                _get(runs[large], "home_render", "p50_ms"),
-                False,
+        for path, higher_better in (
+            (("home_render", "p50_ms"), False),
+            (("webhook", "card_update", "p50_ms"), False),
+            (("webhook", "max_sustained_rps"), True),
+        ):
+            figures.append(
+                (" ".join(path), _get(runs[run], *path), _get(runs[large], *path), higher_better)
             )
-        )
-        figures.append(
-            (
-                "webhook card_update p50_ms",
-                _get(runs[run], "webhook", "card_update", "p50_ms"),
-                _get(runs[large], "webhook", "card_update", "p50_ms"),
-                False,
-            )
-        )
-        figures.append(
-            (
-                "webhook max_sustained_rps",
-                _get(runs[run], "webhook", "max_sustained_rps"),
-                _get(runs[large], "webhook", "max_sustained_rps"),
-                True,
-            )
-        )
         for label, a, b, higher_better in figures:
             if a is None or b is None:
                 check(f"scale {large} vs {run}: {label}", False, "missing figure")

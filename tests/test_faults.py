@@ -9,12 +9,10 @@ nothing is shown twice.
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -24,6 +22,7 @@ from bot.links.tables import Link
 from bot.local import APPROVAL_CHANNEL, APPROVER, REP, LocalStack
 from bot.slack.standin import Call
 from tests.conftest import Flow
+from tests.stubs import Answer, StubServer
 
 # --------------------------------------------------------------------------------------
 # Helpers
@@ -172,7 +171,7 @@ def test_slack_down_for_a_while_loses_nothing_and_repeats_nothing(
 # XPay faults
 
 
-class XPayFault:
+class XPayFault(StubServer):
     """A misbehaving XPay: ``mode`` is "error" (HTTP 500 with a message), "hang" (answers
     after ``hang`` seconds) or "drop" (reads the request, then closes the socket unanswered).
     Every request is recorded before anything else happens."""
@@ -181,49 +180,21 @@ class XPayFault:
         self.mode = mode
         self.hang = hang
         self.requests: list[tuple[str, str, bytes]] = []
-        self._closing = threading.Event()
-        stub = self
+        super().__init__(self._answer)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                return
-
-            def _serve(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                stub.requests.append((self.command, self.path, body))
-                if stub.mode == "drop":
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    self.close_connection = True
-                    return
-                if stub.mode == "hang":
-                    stub._closing.wait(stub.hang)
-                data = json.dumps(
-                    {"success": False, "message": "Internal error: database unavailable"}
-                ).encode()
-                try:
-                    self.send_response(500)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except OSError:
-                    pass  # the client gave up
-
-            do_GET = do_POST = _serve
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _answer(self, handler: BaseHTTPRequestHandler, body: bytes) -> Answer | None:
+        self.requests.append((handler.command, handler.path, body))
+        if self.mode == "drop":
+            handler.connection.shutdown(socket.SHUT_RDWR)
+            handler.close_connection = True
+            return None
+        if self.mode == "hang":
+            self.wait(self.hang)
+        return 500, {"success": False, "message": "Internal error: database unavailable"}
 
     @property
     def creates(self) -> list[tuple[str, str, bytes]]:
         return [r for r in self.requests if r[0] == "POST"]
-
-    def close(self) -> None:
-        self._closing.set()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -25,6 +25,7 @@ from bot.local import APPROVAL_CHANNEL, APPROVER, OUTSIDER, REP, LocalStack
 from bot.slack import blocks
 from bot.slack.simulator import state_values
 from tests.conftest import Flow, _text
+from tests.stubs import Answer, StubServer
 
 APPROVER2 = "U0APPROVER2"
 INJECTION = "<!channel> & <https://x|y>"
@@ -87,7 +88,7 @@ RENDERED = {
 # A stub XPay: refuses, answers slowly, or passes requests on to the embedded sandbox.
 
 
-class XPayStub:
+class XPayStub(StubServer):
     """``mode`` is "fail" (400 Store disabled) or "proxy" (to ``target``); ``delay`` seconds."""
 
     def __init__(self) -> None:
@@ -95,52 +96,23 @@ class XPayStub:
         self.delay = 0.0
         self.target = ""
         self.creates = 0
-        stub = self
+        super().__init__(self._answer)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                return
-
-            def _serve(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if self.command == "POST":
-                    stub.creates += 1
-                time.sleep(stub.delay)
-                if stub.mode == "fail":
-                    status = 400
-                    data = json.dumps({"success": False, "message": "Store disabled"}).encode()
-                else:
-                    headers = {
-                        k: v
-                        for k, v in self.headers.items()
-                        if k.lower() in ("x-api-key", "x-account-id", "x-signature", "content-type")
-                    }
-                    answer = requests.request(
-                        self.command,
-                        stub.target + self.path,
-                        data=body,
-                        headers=headers,
-                        timeout=10,
-                    )
-                    status, data = answer.status_code, answer.content
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = _serve
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def _answer(self, handler: BaseHTTPRequestHandler, body: bytes) -> Answer:
+        if handler.command == "POST":
+            self.creates += 1
+        time.sleep(self.delay)
+        if self.mode == "fail":
+            return 400, {"success": False, "message": "Store disabled"}
+        headers = {
+            k: v
+            for k, v in handler.headers.items()
+            if k.lower() in ("x-api-key", "x-account-id", "x-signature", "content-type")
+        }
+        answer = requests.request(
+            handler.command, self.target + handler.path, data=body, headers=headers, timeout=10
+        )
+        return answer.status_code, answer.content
 
 
 @pytest.fixture
