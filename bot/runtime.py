@@ -81,10 +81,9 @@ class Runtime:
             metrics=self.metrics,
         )
         self.jobs = Jobs(self.service, interval=jobs_interval)
-        if self.slack_client is not None:
+        if self.slack_client is not None and role != "worker":
             from bot.slack.app import build_bolt_app
             from bot.slack.context import SlackContext
-            from bot.slack.delivery import SlackDelivery
 
             # Two threads: decisions are short database writes, which SQLite serialises anyway.
             self.decisions = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decide")
@@ -93,12 +92,13 @@ class Runtime:
             self.slack_context = SlackContext(
                 settings, self.service, self.approvers, self.decisions, self.after_ack
             )
-            if role != "worker":
-                self.bolt_app = build_bolt_app(self.slack_context, self.slack_client)
+            self.bolt_app = build_bolt_app(self.slack_context, self.slack_client)
         if role == "web":
             self._wake_sender = WakeSender(socket_path(settings.database_url))
             self.store.on_commit(self._wake_sender)
         elif self.slack_client is not None:
+            from bot.slack.delivery import SlackDelivery
+
             self.delivery_client = make_web_client(settings, retries=False)
             slack_delivery = SlackDelivery(
                 self.delivery_client, self.store, approvers_configured=self.approvers.configured
