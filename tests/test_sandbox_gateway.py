@@ -22,13 +22,12 @@ from typing import Any
 
 import pytest
 import requests
-import waitress
 from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
-from waitress import wasyncore
 
 from bot.db import Base, make_engine, make_sessionmaker
+from bot.server import Server
 from bot.xpay.sandbox import (
     SandboxConfig,
     SandboxIntent,
@@ -256,17 +255,13 @@ def start_gateway(db_path: Path, recorder: Recorder) -> tuple[Gateway, Callable[
     )
     app = Flask("sandbox-test")
     app.register_blueprint(make_sandbox_blueprint(config, sessions), url_prefix="/sandbox")
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8)
-    config.public_url = f"http://127.0.0.1:{server.effective_port}"
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    # The bot's own server wrapper: it knows how to stop waitress from another thread.
+    server = Server(app, host="127.0.0.1", port=0, threads=8)
+    config.public_url = f"http://127.0.0.1:{server.port}"
+    server.start()
 
     def stop() -> None:
-        # server.close() from this thread races the loop's select() (EBADF in the loop
-        # thread); closing every channel from inside the loop ends it cleanly instead.
-        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
-        thread.join(5)
-        server.task_dispatcher.shutdown()
+        server.close()
         engine.dispose()
 
     return Gateway(config.public_url, config, sessions, recorder), stop
