@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -17,6 +18,10 @@ from bot.runtime import Role, Runtime
 from bot.schema import SchemaOutdated, current_revision, head_revision, require_current, upgrade
 
 log = logging.getLogger("bot")
+
+# `paylink worker` runs at this lower CPU priority: its work has no deadline, while serve's
+# answers do (Slack's 3 s, XPay's webhook timeout), and the two often share a machine.
+WORKER_NICENESS = 10
 
 
 def _err(line: str) -> None:
@@ -82,6 +87,7 @@ def worker(settings: Settings) -> int:
         return 2
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    os.nice(WORKER_NICENESS)
     runtime.start()
     log.info("worker running (outbox and periodic jobs)")
     try:

@@ -13,7 +13,7 @@ from bot.db import make_engine
 from bot.links.jobs import Jobs
 from bot.links.outbox import Deliver, OutboxDrainer
 from bot.links.service import LinkService
-from bot.links.store import CREATE, LinkStore
+from bot.links.store import CREATE, PAYMENT, LinkStore
 from bot.links.tables import Link, OutboxMessage
 from bot.links.wakeup import WakeListener, WakeSender, socket_path
 from bot.metrics import Metrics
@@ -76,7 +76,7 @@ class Runtime:
             is_approver=self.approvers.is_approver,
             allow_self_approval=settings.paylink_allow_self_approval,
             executor=self.gateway_pool,
-            create_via_outbox=role == "web",
+            via_worker=role == "web",
             reconcile_after=timedelta(seconds=settings.paylink_reconcile_after),
             metrics=self.metrics,
         )
@@ -103,17 +103,25 @@ class Runtime:
             slack_delivery = SlackDelivery(
                 self.delivery_client, self.store, approvers_configured=self.approvers.configured
             )
-            self.drainer = OutboxDrainer(self.store, self._deliver(slack_delivery))
+            self.drainer = OutboxDrainer(
+                self.store,
+                self._deliver(slack_delivery),
+                together={PAYMENT: self.service.apply_queued},
+            )
 
     def _deliver(self, slack: Deliver) -> Deliver:
-        """The drainer's callback: gateway jobs queued by a web process start here (in the
-        gateway pool, so the drainer does not wait for XPay); the rest go to Slack."""
+        """The drainer's callback: what a web process queued for the worker is done here
+        (gateway jobs start in the gateway pool, so the drainer does not wait for XPay;
+        payment webhooks are applied); the rest go to Slack."""
 
         def deliver(message: OutboxMessage, link: Link) -> None:
-            if message.kind != CREATE:
+            if message.kind == CREATE:
+                if self.service.claim_creation(link.id):
+                    self.service.start_creation(link.id)
+            elif message.kind == PAYMENT:
+                self.service.apply_queued([message])
+            else:
                 slack(message, link)
-            elif self.service.claim_creation(link.id):
-                self.service.start_creation(link.id)
 
         return deliver
 

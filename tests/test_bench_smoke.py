@@ -35,8 +35,10 @@ def test_bench_smoke_writes_results(tmp_path):
         assert "max_sustained_rps" in run["webhook"]
         assert run["rss_idle_mb"] > 0
     for name in ("sqlite_small", "sqlite_large"):
-        # the cards were updated, so the worker beside `paylink serve` delivered them
-        assert runs[name]["webhook"]["card_update"]["n"] > 0
+        # the cards were updated, so the worker beside `paylink serve` applied the queued
+        # payments and delivered the cards
+        assert runs[name]["webhook"]["steps"][0]["card_update"]["n"] > 0
+        assert "end_to_end_rps" in runs[name]["webhook"]
         assert runs[name]["worker_rss_idle_mb"] > 0
         assert "home_render" in runs[name]
     assert runs["sqlite_small"]["filler_links"] == 100

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from bot.checkout import parse_checkout
 from bot.links.states import Status
@@ -68,6 +68,11 @@ def paid_payload(intent_id: str) -> dict[str, Any]:
     }
 
 
+def current_status(stack: LocalStack, link_id: int) -> str:
+    with stack.runtime.store.reading() as s:
+        return s.scalars(select(Link.status).where(Link.id == link_id)).one()
+
+
 def current(stack: LocalStack, link_id: int) -> tuple[str, int, int]:
     """(status, version, webhook events recorded) for a link."""
     with stack.runtime.store.reading() as s:
@@ -105,6 +110,7 @@ def test_metrics(stack: LocalStack) -> None:
     text = response.text
     assert 'paylink_http_requests_total{route="/healthz",status="200"}' in text
     assert 'paylink_webhooks_total{outcome="WebhookSignatureError"}' in text
+    assert 'paylink_http_requests_total{route="/xpay/webhook",status="401"}' in text
     assert "paylink_outbox_backlog" in text
 
 
@@ -171,8 +177,28 @@ def test_unknown_route_is_404_json(stack: LocalStack) -> None:
 
 
 def test_wrong_method_is_json(stack: LocalStack) -> None:
-    reply = assert_json(requests.get(url(stack, "/xpay/webhook"), timeout=10), 405)
+    response = requests.get(url(stack, "/xpay/webhook"), timeout=10)
+    reply = assert_json(response, 405)
     assert reply["success"] is False
+    assert response.headers["Allow"] == "POST"
+
+
+def test_webhook_the_database_cannot_take_is_500_json_and_retried_later() -> None:
+    """A store that fails mid-webhook: XPay gets a 5xx (it retries), as JSON, and the
+    event is not lost for good: once the database works again the retry applies."""
+    with LocalStack(jobs_interval=3600) as broken:
+        link = link_awaiting_payment(broken, "HTTP-500-1")
+        body = js_stringify(paid_payload(link.intent_id))
+        signature = sign(webhook_secret(broken), body)
+        with broken.runtime.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE webhook_events RENAME TO webhook_events_away"))
+        reply = assert_json(post_webhook(broken, body, signature), 500)
+        assert reply == {"success": False, "reason": "internal error"}
+        assert current_status(broken, link.id) == Status.AWAITING_PAYMENT.value
+        with broken.runtime.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE webhook_events_away RENAME TO webhook_events"))
+        assert assert_json(post_webhook(broken, body, signature), 200)["outcome"] == "applied"
+        assert current_status(broken, link.id) == Status.PAID.value
 
 
 def test_two_megabyte_slack_post_is_413(stack: LocalStack) -> None:

@@ -14,9 +14,10 @@ from sqlalchemy import select
 
 from bot.checkout import CheckoutRequest, parse_checkout
 from bot.links.jobs import Jobs
+from bot.links.outbox import OutboxDrainer
 from bot.links.service import LinkService, Refused
 from bot.links.states import Status
-from bot.links.store import LinkStore
+from bot.links.store import PAYMENT, LinkStore
 from bot.links.tables import Link, OutboxMessage, utcnow
 from bot.local import LocalStack, free_port
 from bot.xpay.client import IntentDetails, XPayClient
@@ -142,11 +143,11 @@ def test_approve_creates_the_link_at_the_sandbox(service: LinkService, stack: Lo
 def test_approval_beside_a_worker_queues_the_gateway_call_once(
     store: LinkStore, stack: LocalStack
 ) -> None:
-    """With create_via_outbox (a `serve` beside a worker) the click only records the decision
+    """With via_worker (a `serve` beside a worker) the click only records the decision
     and a "create" row with it; whoever delivers that row takes the lease first, so a row
     delivered twice makes one gateway call."""
     client = sandbox_client(stack)
-    service = make_service(store, client, create_via_outbox=True)
+    service = make_service(store, client, via_worker=True)
     link = service.request_link(checkout(), requester_id=REP, channel_id="C0APPROVALS")
     service.approve(link.id, APPROVER)
     queued = load(service, link.id)
@@ -355,6 +356,60 @@ def test_payment_applies_once(service: LinkService) -> None:
     assert paid.reconcile_after is None
     assert statuses(paid).count("paid") == 1
     assert thread_kinds(service, link.id) == ["link_ready", "paid"]
+
+
+def test_payment_beside_a_worker_is_queued_once_and_changes_nothing_yet(
+    service: LinkService, store: LinkStore, stack: LocalStack
+) -> None:
+    """A `serve` beside a worker answers a webhook with one insert: the event waits in the
+    outbox (once, however often XPay sends it) and the link is untouched until the worker
+    applies it; an unknown intent is still refused."""
+    link = awaiting_payment(service)
+    client = sandbox_client(stack)
+    web = make_service(store, client, via_worker=True)
+    event = paid_event(link.intent_id)
+    assert web.receive_payment(event).outcome == "queued"
+    assert web.receive_payment(event).outcome == "duplicate"
+    assert web.receive_payment(paid_event("xpay_pi_nobody")).outcome == "unknown_intent"
+    assert load(service, link.id).status == Status.AWAITING_PAYMENT.value
+    queued = [m for m in outbox(service, link.id) if m.kind == "payment"]
+    assert len(queued) == 1
+    assert PaymentEvent.model_validate(queued[0].payload) == event  # amount stays exact
+    client.close()
+
+
+def test_the_worker_applies_queued_payments_together_and_one_bad_row_holds_up_none(
+    service: LinkService, store: LinkStore, stack: LocalStack
+) -> None:
+    """The worker's drainer hands every queued payment to one transaction; a row it cannot
+    apply (here one written by another version, lacking the intent id) sends the batch
+    one by one instead: the others are applied, that one is kept for a retry."""
+    links = [awaiting_payment(service) for _ in range(3)]
+    client = sandbox_client(stack)
+    web = make_service(store, client, via_worker=True)
+    with store.transaction() as s:
+        store.enqueue(s, links[0], PAYMENT, payload={"status": "succeeded"}, dedupe_key="bad")
+    for link in links:
+        assert web.receive_payment(paid_event(link.intent_id)).outcome == "queued"
+    batches: list[int] = []
+
+    def together(messages: list[OutboxMessage]) -> object:
+        batches.append(len(messages))
+        return service.apply_queued(messages)
+
+    def deliver(message: OutboxMessage, _link: Link) -> None:
+        if message.kind == PAYMENT:  # Slack's rows need no Slack here
+            service.apply_queued([message])
+
+    OutboxDrainer(store, deliver, together={PAYMENT: together}).drain_once()
+    assert batches == [4]
+    assert [load(service, link.id).status for link in links] == [Status.PAID.value] * 3
+    rows = {m.dedupe_key: m for link in links for m in outbox(service, link.id)}
+    assert rows["bad"].delivered_at is None and rows["bad"].attempts == 1
+    assert "payment_intent_id" in (rows["bad"].last_error or "")
+    payments = [m for m in rows.values() if m.kind == PAYMENT and m.dedupe_key != "bad"]
+    assert len(payments) == 3 and all(m.delivered_at is not None for m in payments)
+    client.close()
 
 
 def test_stale_events_change_nothing(service: LinkService) -> None:

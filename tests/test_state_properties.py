@@ -344,7 +344,7 @@ class LinkMachine(RuleBasedStateMachine):
     def deliver(self, body: dict) -> None:
         event = parse_payment_event(body)
         with self.store.reading() as s:
-            link = self.store.by_intent(s, event.payment_intent_id)
+            link = self.store.by_intents(s, {event.payment_intent_id}).get(event.payment_intent_id)
         before = Status(link.status) if link else None
         result = self.service.apply_payment(event)
         if link is None:

@@ -97,6 +97,9 @@ def test_the_whole_flow_with_a_separate_worker(split: tuple[SplitBot, WatchedSta
     worker_log = (bot.workdir / "worker.log").read_text()
     assert "outbox delivered" not in serve_log
     assert "outbox delivered" in worker_log
+    # serve queued the payment webhook; the worker applied it
+    assert "payment paid" not in serve_log
+    assert "payment paid" in worker_log
     assert "released" not in worker_log + serve_log  # neither took the other for dead
 
 

@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, or_, select, update
 
-from bot.links.store import LinkStore
+from bot.links.store import OUTBOX, LinkStore
 from bot.links.tables import Link, OutboxMessage, utcnow
 
 log = logging.getLogger("bot.outbox")
@@ -41,16 +41,27 @@ Claimed = tuple[OutboxMessage, Link]
 
 # deliver(message, link) performs the side effect; raise RetryLater (or anything) to retry.
 Deliver = Callable[[OutboxMessage, Link], None]
+# deliver_together(messages) performs several rows' effects at once (all or none).
+DeliverTogether = Callable[[list[OutboxMessage]], object]
 
 
 class OutboxDrainer:
     """Claims due outbox rows and hands them to ``deliver``; a thread wakes on each commit."""
 
     def __init__(
-        self, store: LinkStore, deliver: Deliver, *, poll_interval: float = 2.0, workers: int = 4
+        self,
+        store: LinkStore,
+        deliver: Deliver,
+        *,
+        together: dict[str, DeliverTogether] | None = None,
+        poll_interval: float = 2.0,
+        workers: int = 4,
     ):
         self.store = store
         self.deliver = deliver
+        # Kinds whose due rows are handed over in one call (database work: one transaction
+        # for the lot instead of one each); should that call fail, each row goes on its own.
+        self.together = together or {}
         self.poll_interval = poll_interval
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -117,13 +128,12 @@ class OutboxDrainer:
             if not messages:
                 return []
             s.execute(
-                update(OutboxMessage)
+                update(OUTBOX)
                 .where(OutboxMessage.id.in_([m.id for m in messages]))
                 .values(
                     claimed_until=now + CLAIM_LEASE,
                     last_error=func.coalesce(OutboxMessage.last_error, ATTEMPTED),
                 )
-                .execution_options(synchronize_session=False)
             )
             links = {
                 link.id: link
@@ -142,15 +152,32 @@ class OutboxDrainer:
         rows delivered are then marked in one transaction.
         """
         claimed = self._claim(limit)
-        batches = [_coalesce_cards(group) for group in _by_link(claimed)]
+        delivered: list[OutboxMessage] = []
+        for kind, deliver in self.together.items():
+            rows = [row for row in claimed if row[0].kind == kind]
+            if rows:
+                delivered += self._deliver_together(deliver, rows)
+        rest = [row for row in claimed if row[0].kind not in self.together]
+        batches = [_coalesce_cards(group) for group in _by_link(rest)]
         if len(batches) == 1:
             done = [self._deliver_batch(batches[0])]
         else:
             done = list(self._pool.map(self._deliver_batch, batches))
-        delivered = [message for batch in done for message in batch]
+        delivered += [message for batch in done for message in batch]
         if delivered:
             self._mark_delivered(delivered)
         return len(claimed)
+
+    def _deliver_together(
+        self, deliver: DeliverTogether, rows: list[Claimed]
+    ) -> list[OutboxMessage]:
+        messages = [message for message, _link in rows]
+        try:
+            deliver(messages)
+        except Exception:
+            log.exception("outbox batch failed; delivering its rows one by one")
+            return self._deliver_batch(rows)
+        return messages
 
     def _deliver_batch(self, batch: list[Claimed]) -> list[OutboxMessage]:
         """One link's messages, in order; returns those delivered."""
@@ -171,7 +198,7 @@ class OutboxDrainer:
             )
             with self.store.transaction() as s:
                 s.execute(
-                    update(OutboxMessage)
+                    update(OUTBOX)
                     .where(OutboxMessage.id == message.id)
                     .values(
                         attempts=OutboxMessage.attempts + 1,
@@ -202,7 +229,7 @@ class OutboxDrainer:
         ]
         with self.store.transaction() as s:
             s.execute(
-                update(OutboxMessage)
+                update(OUTBOX)
                 .where(
                     OutboxMessage.delivered_at.is_(None),
                     or_(*covered),
@@ -216,7 +243,6 @@ class OutboxDrainer:
                     attempts=OutboxMessage.attempts + 1,
                     claimed_until=None,
                 )
-                .execution_options(synchronize_session=False)
             )
 
 

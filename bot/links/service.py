@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from bot.checkout import CheckoutRequest
 from bot.links.states import CANCELLABLE, Status
-from bot.links.store import CREATE, LinkStore
-from bot.links.tables import Link, utcnow
+from bot.links.store import CREATE, PAYMENT, LinkStore
+from bot.links.tables import Link, OutboxMessage, utcnow
 from bot.metrics import Metrics
 from bot.xpay.client import (
     CheckoutCreated,
@@ -51,7 +51,8 @@ class Refused(Exception):
 
 @dataclass(frozen=True)
 class WebhookResult:
-    """What a payment webhook did: ``outcome`` is applied, duplicate, ignored or stale."""
+    """What a payment webhook did: ``outcome`` is applied, duplicate, ignored, stale,
+    amount_mismatch or unknown_intent, or (beside a worker) queued."""
 
     outcome: str
     link_id: int | None = None
@@ -68,7 +69,7 @@ class LinkService:
         is_approver: Callable[[str], bool],
         allow_self_approval: bool = False,
         executor: Executor | None = None,
-        create_via_outbox: bool = False,
+        via_worker: bool = False,
         reconcile_after: timedelta = timedelta(minutes=15),
         metrics: Metrics | None = None,
     ):
@@ -78,8 +79,9 @@ class LinkService:
         self.allow_self_approval = allow_self_approval
         self.executor = executor
         # True in a `serve` beside a worker: an approval queues the gateway call as an outbox
-        # row (committed with the decision) for the worker, instead of making it here.
-        self.create_via_outbox = create_via_outbox
+        # row (committed with the decision), and a payment webhook is queued the same way,
+        # for the worker to carry out instead of this process.
+        self.via_worker = via_worker
         self.reconcile_after = reconcile_after
         self.metrics = metrics
 
@@ -179,13 +181,13 @@ class LinkService:
                 s, link_id, sources, target, actor=actor, reason=reason, **changes
             )
             if moved is not None:
-                if target == Status.CREATING_LINK and self.create_via_outbox:
+                if target == Status.CREATING_LINK and self.via_worker:
                     self.store.enqueue(s, moved, CREATE)
                 self._announce(s, moved, thread)
         if moved is None:
             raise self._already(self._load(link_id))
         log.info("link %s", target.value, extra={"ref": moved.reference, "user": actor})
-        if target == Status.CREATING_LINK and not self.create_via_outbox:
+        if target == Status.CREATING_LINK and not self.via_worker:
             self.start_creation(moved.id)
         return moved
 
@@ -283,7 +285,7 @@ class LinkService:
     def _first_lease(self) -> datetime | None:
         """The lease a decision takes on the creation it starts. Queued for a worker, none
         yet: the worker takes it when it picks the job up (claim_creation)."""
-        return None if self.create_via_outbox else utcnow() + LEASE
+        return None if self.via_worker else utcnow() + LEASE
 
     def claim_creation(self, link_id: int) -> bool:
         """Take the lease on a link whose creation was queued; False when it is taken (the
@@ -383,83 +385,128 @@ class LinkService:
 
     # Payments -----------------------------------------------------------------------
 
+    def receive_payment(self, event: PaymentEvent) -> WebhookResult:
+        """A webhook's entry point: apply the event here, or beside a worker queue it for the
+        worker (``queued``; ``duplicate`` when already queued), so that the answer to XPay
+        costs one insert however busy the worker is."""
+        if not self.via_worker:
+            return self.apply_payment(event)
+        outcome = self.store.queue_payment(
+            event.payment_intent_id,
+            event.model_dump(mode="json"),
+            dedupe_key=f"{PAYMENT}:{_event_key(event)}",
+        )
+        return WebhookResult(outcome)
+
+    def apply_queued(self, messages: Sequence[OutboxMessage]) -> list[WebhookResult]:
+        """Apply payment events :meth:`receive_payment` queued (the worker's side)."""
+        return self.apply_payments([PaymentEvent.model_validate(m.payload) for m in messages])
+
     def apply_payment(self, event: PaymentEvent, *, source: str = "webhook") -> WebhookResult:
         """Apply a verified payment event once; duplicates and stale events change nothing."""
-        key = hashlib.sha256(
-            js_stringify(
-                [
-                    event.payment_intent_id,
-                    event.status,
-                    event.transaction_status or "",
-                    str(event.amount or ""),
-                    event.currency or "",
-                ]
-            )
-        ).hexdigest()
+        return self.apply_payments([event], source=source)[0]
+
+    def apply_payments(
+        self, events: Sequence[PaymentEvent], *, source: str = "webhook"
+    ) -> list[WebhookResult]:
+        """Apply events in order, each as :meth:`apply_payment` would, in one transaction
+        (a worker applies what `serve` queued a batch at a time: one commit, one read)."""
+        applied: list[tuple[str, str]] = []
         with self.store.transaction() as s:
-            link = self.store.by_intent(s, event.payment_intent_id)
-            if link is None:
-                return WebhookResult("unknown_intent")
-            if not self.store.record_webhook(
-                s, dedupe_key=key, intent_id=event.payment_intent_id, status=event.status
-            ):
-                return WebhookResult("duplicate", link.id)
-            outcome = event.outcome
-            if outcome == "paid" and not _same_money(event, link):
-                # Never claim Paid for a sum other than the one asked: say so in the thread.
-                self.store.enqueue(
+            links = self.store.by_intents(s, {event.payment_intent_id for event in events})
+            results = [
+                self._apply(s, event, links.get(event.payment_intent_id), source, applied)
+                for event in events
+            ]
+        for outcome, reference in applied:
+            log.info("payment %s", outcome, extra={"ref": reference})
+        return results
+
+    def _apply(
+        self,
+        s: Session,
+        event: PaymentEvent,
+        link: Link | None,
+        source: str,
+        applied: list[tuple[str, str]],
+    ) -> WebhookResult:
+        """One event, in the caller's transaction; (outcome, reference) of a status change
+        is added to ``applied``, to be logged once committed."""
+        if link is None:
+            return WebhookResult("unknown_intent")
+        key = _event_key(event)
+        if not self.store.record_webhook(
+            s, dedupe_key=key, intent_id=event.payment_intent_id, status=event.status
+        ):
+            return WebhookResult("duplicate", link.id)
+        outcome = event.outcome
+        if outcome == "paid" and not _same_money(event, link):
+            # Never claim Paid for a sum other than the one asked: say so in the thread.
+            self.store.enqueue(
+                s,
+                link,
+                "thread",
+                payload={
+                    "kind": "amount_mismatch",
+                    "amount": str(event.amount),
+                    "currency": event.currency,
+                },
+                dedupe_key=f"thread:{link.id}:amount_mismatch:{key[:16]}",
+            )
+            log.error("payment amount differs from the link", extra={"ref": link.reference})
+            return WebhookResult("amount_mismatch", link.id)
+        if outcome == "paid":
+            was_cancelled = link.status == Status.CANCELLED.value
+            moved = (
+                self.store.move(
                     s,
-                    link,
-                    "thread",
-                    payload={
-                        "kind": "amount_mismatch",
-                        "amount": str(event.amount),
-                        "currency": event.currency,
-                    },
-                    dedupe_key=f"thread:{link.id}:amount_mismatch:{key[:16]}",
+                    link.id,
+                    (Status.AWAITING_PAYMENT, Status.PAYMENT_FAILED, Status.CANCELLED),
+                    Status.PAID,
+                    actor=source,
+                    reason=event.bank_message,
+                    paid_method=event.method,
+                    bank_message=event.bank_message,
+                    reconcile_after=None,
                 )
-                log.error("payment amount differs from the link", extra={"ref": link.reference})
-                return WebhookResult("amount_mismatch", link.id)
-            if outcome == "paid":
-                was_cancelled = link.status == Status.CANCELLED.value
-                moved = (
-                    self.store.move(
-                        s,
-                        link.id,
-                        (Status.AWAITING_PAYMENT, Status.PAYMENT_FAILED, Status.CANCELLED),
-                        Status.PAID,
-                        actor=source,
-                        reason=event.bank_message,
-                        paid_method=event.method,
-                        bank_message=event.bank_message,
-                        reconcile_after=None,
-                    )
-                    if link.status != Status.PAID.value
-                    else None
+                if link.status != Status.PAID.value
+                else None
+            )
+            kind = "paid_after_cancel" if was_cancelled else "paid"
+        elif outcome == "failed":
+            moved = (
+                self.store.move(
+                    s,
+                    link.id,
+                    Status.AWAITING_PAYMENT,
+                    Status.PAYMENT_FAILED,
+                    actor=source,
+                    reason=event.bank_message,
+                    bank_message=event.bank_message,
                 )
-                kind = "paid_after_cancel" if was_cancelled else "paid"
-            elif outcome == "failed":
-                moved = (
-                    self.store.move(
-                        s,
-                        link.id,
-                        Status.AWAITING_PAYMENT,
-                        Status.PAYMENT_FAILED,
-                        actor=source,
-                        reason=event.bank_message,
-                        bank_message=event.bank_message,
-                    )
-                    if link.status == Status.AWAITING_PAYMENT.value
-                    else None
-                )
-                kind = "payment_failed"
-            else:
-                return WebhookResult("ignored", link.id)
-            if moved is None:
-                return WebhookResult("stale", link.id)
-            self._announce(s, moved, kind)
-        log.info("payment %s", outcome, extra={"ref": moved.reference})
+                if link.status == Status.AWAITING_PAYMENT.value
+                else None
+            )
+            kind = "payment_failed"
+        else:
+            return WebhookResult("ignored", link.id)
+        if moved is None:
+            return WebhookResult("stale", link.id)
+        self._announce(s, moved, kind)
+        applied.append((outcome, moved.reference))
         return WebhookResult("applied", moved.id)
+
+
+def _event_key(event: PaymentEvent) -> str:
+    """The same payment event delivered again has the same key."""
+    fields = [
+        event.payment_intent_id,
+        event.status,
+        event.transaction_status or "",
+        str(event.amount or ""),
+        event.currency or "",
+    ]
+    return hashlib.sha256(js_stringify(fields)).hexdigest()
 
 
 def _same_money(event: PaymentEvent, link: Link) -> bool:

@@ -6,9 +6,9 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, Insert, Table, bindparam, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -21,7 +21,24 @@ from bot.links.states import Status, can_move
 from bot.links.tables import History, Link, OutboxMessage, WebhookEvent, utcnow
 
 LINKS = Link.__table__
-CREATE = "create"  # outbox kind: call XPay for this link (PAYLINK_WORKER=separate)
+OUTBOX = OutboxMessage.__table__
+_INSERT_OUTBOX = insert(OUTBOX)
+_INSERT_HISTORY = insert(History.__table__)
+_VERSION = select(LINKS.c.version).where(LINKS.c.id == bindparam("id"))
+# A status move's compare-and-set; the columns to set come as parameters named after them.
+_MOVE = (
+    update(LINKS)
+    .where(
+        LINKS.c.id == bindparam("b_id"),
+        LINKS.c.status == bindparam("b_status"),
+        LINKS.c.status.in_(bindparam("b_sources", expanding=True)),
+        LINKS.c.version == bindparam("b_version"),
+    )
+    .values(version=LINKS.c.version + 1)
+)
+# Outbox kinds a worker handles itself (PAYLINK_WORKER=separate), beside Slack's:
+CREATE = "create"  # call XPay for this link
+PAYMENT = "payment"  # apply this verified payment webhook to the link
 
 
 class DuplicateReference(Exception):
@@ -38,13 +55,21 @@ class LinkStore:
     def __init__(self, engine: Engine):
         self.engine = engine
         self.sessions = make_sessionmaker(engine)
-        self._read_sessions = make_sessionmaker(reader(engine))
+        self._reader = reader(engine)
+        self._read_sessions = make_sessionmaker(self._reader)
         self._after_commit: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         # SQLite has one writer at a time, and a writer that finds the file locked polls in
         # sleeps of up to 100 ms: queueing our own threads on a lock first hands the file
         # over as soon as it is free (p99 of webhooks at 200/s: 342 → see README).
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+        insert_or_skip = pg_insert if self.is_postgres else sqlite_insert
+        self._queue_payment = _queue_payment_statement(insert_or_skip)
+        self._record_webhook = (
+            insert_or_skip(WebhookEvent.__table__)
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(WebhookEvent.__table__.c.id)
+        )
 
     @property
     def is_postgres(self) -> bool:
@@ -57,25 +82,31 @@ class LinkStore:
             self._after_commit.append(callback)
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """A session in one transaction: committed on success, rolled back on error."""
+    def _writing(self) -> Iterator[None]:
+        """Hold this process's SQLite write lock (no-op elsewhere) for one transaction."""
         lock = self._write_lock
         if lock is not None and not lock.acquire(timeout=BUSY_TIMEOUT):
             raise TimeoutError("the database stayed busy")
-        session = self.sessions()
         try:
-            with session.begin():
-                yield session
-            queued = session.info.get("outbox_queued", False)
+            yield
         finally:
-            session.close()
             if lock is not None:
                 lock.release()
-        # Only commits that queued Slack work wake the drainer (its own writes must not, or
+
+    def _committed(self, queued: bool) -> None:
+        # Only commits that queued outbox work wake the drainer (its own writes must not, or
         # it would wake itself forever).
         if queued:
             for callback in list(self._after_commit):
                 callback()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on error."""
+        with self._writing(), self.sessions() as session, session.begin():
+            yield session
+            queued = session.info.get("outbox_queued", False)
+        self._committed(queued)
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
@@ -153,29 +184,33 @@ class LinkStore:
             return None
         src_value = current.status
         now = utcnow()
-        # Core statements on the table, here and below: the ORM's bulk-update and unit-of-work
-        # machinery costs more than the statements, and these run on every webhook and click.
+        # Core statements built once, executed with parameters, here and below: the ORM's
+        # unit of work, and even building a statement anew, cost more than running it, and
+        # these run on every webhook and click.
         result = session.execute(
-            update(LINKS)
-            .where(
-                LINKS.c.id == link_id,
-                LINKS.c.status == src_value,
-                LINKS.c.status.in_([s.value for s in sources]),
-                LINKS.c.version == current.version,
-            )
-            .values(status=target.value, version=LINKS.c.version + 1, updated_at=now, **changes)
+            _MOVE,
+            {
+                "b_id": link_id,
+                "b_status": src_value,
+                "b_sources": [s.value for s in sources],
+                "b_version": current.version,
+                "status": target.value,
+                "updated_at": now,
+                **changes,
+            },
         )
         if result.rowcount != 1:
             return None
         session.execute(
-            insert(History.__table__).values(
-                link_id=link_id,
-                from_status=src_value,
-                to_status=target.value,
-                actor=actor,
-                reason=reason,
-                at=now,
-            )
+            _INSERT_HISTORY,
+            {
+                "link_id": link_id,
+                "from_status": src_value,
+                "to_status": target.value,
+                "actor": actor,
+                "reason": reason,
+                "at": now,
+            },
         )
         # Reflect the update on the loaded object without another SELECT (nor a second
         # UPDATE: committed values do not mark it dirty).
@@ -217,35 +252,49 @@ class LinkStore:
     ) -> None:
         """Queue a side effect in the caller's transaction: a Slack message (links without a
         card skip these) or, with kind CREATE, the gateway call for a worker."""
-        if link.channel_id is None and kind != CREATE:
+        if link.channel_id is None and kind not in (CREATE, PAYMENT):
             return
         session.info["outbox_queued"] = True
         session.execute(
-            insert(OutboxMessage.__table__).values(
-                link_id=link.id,
-                kind=kind,
-                payload=payload or {},
-                dedupe_key=dedupe_key,
-                next_attempt_at=utcnow(),
-            )
+            _INSERT_OUTBOX,
+            {
+                "link_id": link.id,
+                "kind": kind,
+                "payload": payload or {},
+                "dedupe_key": dedupe_key,
+                "next_attempt_at": utcnow(),
+            },
         )
+
+    def queue_payment(
+        self, intent_id: str, payload: dict[str, Any], dedupe_key: str
+    ) -> Literal["queued", "duplicate", "unknown_intent"]:
+        """Queue a verified payment event for the worker, in a transaction of its own: one
+        statement inserts the row for the link of ``intent_id`` unless the same event is
+        already queued (the webhook's answer waits on nothing else)."""
+        # A Core connection, not a Session: this is every webhook's whole critical path.
+        with self._writing(), self.engine.begin() as conn:
+            params = {"intent": intent_id, "payload": payload, "key": dedupe_key, "now": utcnow()}
+            queued = conn.execute(self._queue_payment, params).first() is not None
+            known = queued or conn.scalar(select(LINKS.c.id).where(LINKS.c.intent_id == intent_id))
+        self._committed(queued)
+        if queued:
+            return "queued"
+        return "duplicate" if known is not None else "unknown_intent"
 
     def record_webhook(
         self, session: Session, *, dedupe_key: str, intent_id: str, status: str
     ) -> bool:
         """Remember a webhook; False when the same event was already recorded."""
-        insert = pg_insert if self.is_postgres else sqlite_insert
         result = session.execute(
-            insert(WebhookEvent.__table__)
-            .values(
-                dedupe_key=dedupe_key,
-                intent_id=intent_id,
-                status=status,
-                outcome="received",
-                received_at=utcnow(),
-            )
-            .on_conflict_do_nothing(index_elements=["dedupe_key"])
-            .returning(WebhookEvent.__table__.c.id)
+            self._record_webhook,
+            {
+                "dedupe_key": dedupe_key,
+                "intent_id": intent_id,
+                "status": status,
+                "outcome": "received",
+                "received_at": utcnow(),
+            },
         )
         return result.first() is not None
 
@@ -255,17 +304,20 @@ class LinkStore:
         """The link with this id."""
         return session.get(Link, link_id)
 
-    def version(self, session: Session, link_id: int) -> int | None:
-        """The link's version (bumped by every status move), without loading the link."""
-        return session.scalar(select(Link.version).where(Link.id == link_id))
+    def version(self, link_id: int) -> int | None:
+        """The link's version now (bumped by every status move), read on its own: a
+        connection and one prepared statement, no session (checked after each card update)."""
+        with self._reader.connect() as conn:
+            return conn.scalar(_VERSION, {"id": link_id})
 
     def by_reference(self, session: Session, reference: str) -> Link | None:
         """The link with this order reference."""
         return session.scalar(select(Link).where(Link.reference == reference))
 
-    def by_intent(self, session: Session, intent_id: str) -> Link | None:
-        """The link created as this XPay payment intent."""
-        return session.scalar(select(Link).where(Link.intent_id == intent_id))
+    def by_intents(self, session: Session, intent_ids: set[str]) -> dict[str, Link]:
+        """The links created as these XPay payment intents, by intent id."""
+        links = session.scalars(select(Link).where(Link.intent_id.in_(intent_ids)))
+        return {link.intent_id: link for link in links if link.intent_id}
 
     def recent_for(self, session: Session, requester_id: str, limit: int = 20) -> list[Link]:
         """A requester's most recent links, newest first."""
@@ -327,3 +379,22 @@ class LinkStore:
             oldest = oldest.replace(tzinfo=utcnow().tzinfo)
         age = (utcnow() - oldest).total_seconds() if oldest else 0.0
         return int(count), max(age, 0.0)
+
+
+def _queue_payment_statement(insert: Callable[[Table], Any]) -> Insert:
+    """INSERT an outbox row of kind PAYMENT for the link of :intent, unless one with the
+    same :key exists (built once: building it costs as much as running it)."""
+    event = select(
+        LINKS.c.id,
+        literal(PAYMENT),
+        bindparam("payload", type_=OUTBOX.c.payload.type),
+        bindparam("key", type_=OUTBOX.c.dedupe_key.type),
+        bindparam("now", type_=OUTBOX.c.next_attempt_at.type),
+    ).where(LINKS.c.intent_id == bindparam("intent"))
+    columns = ("link_id", "kind", "payload", "dedupe_key", "next_attempt_at")
+    return (
+        insert(OUTBOX)
+        .from_select(columns, event)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(OUTBOX.c.id)  # rowcount of INSERT … SELECT is -1 on psycopg
+    )

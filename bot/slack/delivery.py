@@ -102,9 +102,9 @@ class SlackDelivery:
             self.client.chat_update(
                 channel=link.channel_id, ts=link.message_ts, text=text, blocks=card_blocks
             )
+            if self.store.version(link.id) in (None, link.version):
+                return
             with self.store.reading() as s:
-                if self.store.version(s, link.id) in (None, link.version):
-                    return
                 link = self.store.get(s, link.id)
             text, card_blocks = blocks.card(link, approvers_configured=self.approvers_configured)
 
