@@ -427,9 +427,15 @@ def webhook_ladder(
     webhooks: list[tuple[bytes, str, str, str]],
     standin: StandIn | None,
 ) -> dict[str, Any]:
-    """Signed webhooks at rising rates until p99 passes 500 ms (or a step has errors)."""
+    """Signed webhooks at rising rates until p99 passes 500 ms (or a step has errors).
+
+    With the stand-in, each step also times webhook → card update. The cards keep pace
+    while that p99 stays within the same 500 ms; past that rate webhooks are still answered
+    (they are queued) but cards lag behind. ``end_to_end_rps`` is the highest rate whose
+    cards kept pace, and the card figure pools the steps up to it.
+    """
     url = target.base_url + "/xpay/webhook"
-    steps, offset, best = [], 0, 0
+    steps, offset, best, end_to_end = [], 0, 0, 0
     card_latencies: list[float] = []
     if standin:
         standin.new_calls("chat.update")
@@ -465,10 +471,14 @@ def webhook_ladder(
         step["sustained"] = sustained
         if standin:
             step["card_update"] = _card_updates(target, standin, batch, out, mode)
-            if sustained:
-                card_latencies.extend(step["card_update"].pop("_raw"))
-            else:
-                step["card_update"].pop("_raw")
+            raw = step["card_update"].pop("_raw")
+            cards = step["card_update"]
+            step["cards_keep_pace"] = (
+                cards["errors"] == 0 and (cards["p99_ms"] or 1e9) <= P99_LIMIT_MS
+            )
+            if sustained and step["cards_keep_pace"] and end_to_end == best:
+                card_latencies.extend(raw)
+                end_to_end = rate
         steps.append(step)
         log(
             f"{target.name}: webhooks {rate}/s p50 {step['p50_ms']} p99 {step['p99_ms']} ms "
@@ -485,6 +495,7 @@ def webhook_ladder(
     }
     if standin:
         result["card_update"] = summary(card_latencies)
+        result["end_to_end_rps"] = end_to_end
     return result
 
 
@@ -741,10 +752,11 @@ def budgets(runs: dict[str, Any], mode: Mode) -> list[dict[str, Any]]:
                 f"{rate} vs {bare_rate} req/s{capped}",
             )
         card = _get(runs[run], "webhook", "card_update", "p50_ms")
+        end_to_end = _get(runs[run], "webhook", "end_to_end_rps")
         check(
             f"{run}: webhook -> card update p50 < 250 ms",
             card is not None and card < 250,
-            f"{card} ms (sustained steps pooled)",
+            f"{card} ms (the steps whose cards kept pace pooled: up to {end_to_end}/s)",
         )
     for run in small_runs:
         large = run.replace("_small", "_large")
@@ -766,6 +778,7 @@ def budgets(runs: dict[str, Any], mode: Mode) -> list[dict[str, Any]]:
             (("home_render", "p50_ms"), False),
             (("webhook", "card_update", "p50_ms"), False),
             (("webhook", "max_sustained_rps"), True),
+            (("webhook", "end_to_end_rps"), True),
         ):
             figures.append(
                 (" ".join(path), _get(runs[run], *path), _get(runs[large], *path), higher_better)
@@ -813,6 +826,12 @@ def table(runs: dict[str, Any], mode: Mode) -> str:
         )
     )
     rows.append(
+        (
+            "webhook end-to-end req/s (cards keep pace)",
+            [str(_get(runs[r], "webhook", "end_to_end_rps") or "-") for r in cols],
+        )
+    )
+    rows.append(
         ("webhook->card update ms", [_fmt(_get(runs[r], "webhook", "card_update")) for r in cols])
     )
     rows.append(("App Home render ms", [_fmt(_get(runs[r], "home_render")) for r in cols]))
@@ -837,12 +856,13 @@ def table(runs: dict[str, Any], mode: Mode) -> str:
             )
         )
     lines.append("")
-    lines.append("webhook steps (rate: p50/p95/p99 ms, card p50 ms):")
+    lines.append("webhook steps (rate: p50/p95/p99 ms, card p50 ms; cards lag: card p99 > 500 ms):")
     for r in cols:
         steps = _get(runs[r], "webhook", "steps") or []
         parts = [
             f"{s['rate']}/s: {_fmt(s)}"
             + (f" card {s['card_update']['p50_ms']}" if "card_update" in s else "")
+            + ("" if s.get("cards_keep_pace", True) else " (cards lag)")
             + ("" if s["sustained"] else " FAIL")
             for s in steps
         ]
