@@ -6,18 +6,21 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from bot.config import Settings
 from bot.db import make_engine
 from bot.links.jobs import Jobs
 from bot.links.outbox import Deliver, OutboxDrainer
 from bot.links.service import LinkService
-from bot.links.store import CREATE, PAYMENT, LinkStore
+from bot.links.store import CREATE, DECISION, PAYMENT, LinkStore
 from bot.links.tables import Link, OutboxMessage
 from bot.links.wakeup import WakeListener, WakeSender, socket_path
 from bot.metrics import Metrics
 from bot.xpay.client import XPayClient
+
+if TYPE_CHECKING:
+    from bot.slack.delivery import SlackDelivery
 
 log = logging.getLogger("bot")
 
@@ -109,10 +112,11 @@ class Runtime:
                 together={PAYMENT: self.service.apply_queued},
             )
 
-    def _deliver(self, slack: Deliver) -> Deliver:
+    def _deliver(self, slack: SlackDelivery) -> Deliver:
         """The drainer's callback: what a web process queued for the worker is done here
         (gateway jobs start in the gateway pool, so the drainer does not wait for XPay;
-        payment webhooks are applied); the rest go to Slack."""
+        payment webhooks are applied; clicks decided, a refusal told to the clicker); the
+        rest go to Slack."""
 
         def deliver(message: OutboxMessage, link: Link) -> None:
             if message.kind == CREATE:
@@ -120,6 +124,10 @@ class Runtime:
                     self.service.start_creation(link.id)
             elif message.kind == PAYMENT:
                 self.service.apply_queued([message])
+            elif message.kind == DECISION:
+                refusal = self.service.decide_queued(link.id, message.payload)
+                if refusal:
+                    slack.tell(message.payload.get("channel"), message.payload["user"], refusal)
             else:
                 slack(message, link)
 
@@ -132,7 +140,8 @@ class Runtime:
                 self.slack_context.team_url = self.slack_client.auth_test().get("url")
             except Exception as exc:  # the bot still works; App Home just lacks card links
                 log.warning("auth.test failed: %s", type(exc).__name__)
-            # Warm the approver groups so the first click does not wait on Slack.
+        if self.slack_client is not None:
+            # Warm the approver groups so the first click decided here does not wait on Slack.
             threading.Thread(target=self.approvers.refresh, name="approvers", daemon=True).start()
         if self.settings.database_url.startswith("sqlite"):
             from bot.db import claim_sqlite_file

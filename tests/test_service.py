@@ -164,6 +164,34 @@ def test_approval_beside_a_worker_queues_the_gateway_call_once(
     client.close()
 
 
+def test_clicks_beside_a_worker_are_stored_first_and_decided_by_the_worker(
+    store: LinkStore, stack: LocalStack
+) -> None:
+    """serve records the click (nothing decided yet, an unknown link refused at once); the
+    worker decides it, and a refusal comes back as text for the clicker."""
+    client = sandbox_client(stack)
+    web = make_service(store, client, via_worker=True)
+    link = web.request_link(checkout(), requester_id=REP, channel_id="C0APPROVALS")
+    assert web.queue_decision("approve", link.id, OUTSIDER, channel="C0APPROVALS")
+    assert web.queue_decision("approve", link.id, APPROVER, channel="C0APPROVALS")
+    assert not web.queue_decision("approve", 999_999, APPROVER, channel="C0APPROVALS")
+    assert load(web, link.id).status == Status.AWAITING_APPROVAL.value
+    clicks = [m for m in outbox(web, link.id) if m.kind == "decision"]
+    assert [m.payload for m in clicks] == [
+        {"action": "approve", "user": OUTSIDER, "channel": "C0APPROVALS"},
+        {"action": "approve", "user": APPROVER, "channel": "C0APPROVALS"},
+    ]
+    refusals = [web.decide_queued(link.id, m.payload) for m in clicks]
+    assert refusals[0] is not None and "PAYLINK_APPROVERS" in refusals[0]
+    assert refusals[1] is None
+    assert load(web, link.id).status == Status.CREATING_LINK.value
+    again = web.decide_queued(link.id, clicks[1].payload)
+    assert again is not None and "already" in again
+    with pytest.raises(ValueError):
+        web.queue_decision("reject", link.id, APPROVER)  # needs a reason: not a click
+    client.close()
+
+
 def test_only_approvers_decide_and_not_on_their_own_request(service: LinkService) -> None:
     link = service.request_link(checkout(), requester_id=APPROVER, channel_id="C1")
     with pytest.raises(Refused, match="PAYLINK_APPROVERS"):

@@ -187,6 +187,15 @@ def test_move_writes_the_changes(store: LinkStore) -> None:
     assert (link.status, link.decided_by, link.reject_reason) == ("rejected", "U2", "wrong amount")
 
 
+def test_a_change_that_is_not_a_column_is_refused_not_dropped(store: LinkStore) -> None:
+    link_id = new_link(store)
+    with pytest.raises(TypeError, match="reject_reasn"), store.transaction() as s:
+        store.move(
+            s, link_id, Status.AWAITING_APPROVAL, Status.REJECTED, actor="U2", reject_reasn="x"
+        )
+    assert load(store, link_id).status == Status.AWAITING_APPROVAL.value
+
+
 def test_a_failed_transaction_rolls_the_move_back(store: LinkStore) -> None:
     link_id = new_link(store)
     with pytest.raises(RuntimeError), store.transaction() as s:

@@ -17,7 +17,8 @@ import pytest
 import requests
 
 from bot.links.wakeup import WakeListener, WakeSender, socket_path
-from bot.local import BOT_TOKEN
+from bot.local import APPROVAL_CHANNEL, APPROVER, BOT_TOKEN, REP
+from bot.slack.standin import Ephemeral
 from tests.test_crash_recovery import (
     BotProcess,
     WatchedStandIn,
@@ -74,6 +75,11 @@ def split(tmp_path: Path) -> Iterator[tuple[SplitBot, WatchedStandIn]]:
             bot.stop()
 
 
+def told(slack: WatchedStandIn, user: str, words: str) -> Ephemeral | None:
+    """The ephemeral message to ``user`` that says ``words``, if any."""
+    return next((e for e in slack.ephemerals if e.user == user and words in (e.text or "")), None)
+
+
 def test_the_whole_flow_with_a_separate_worker(split: tuple[SplitBot, WatchedStandIn]) -> None:
     """Request, approval, link and payment; the worker posts every Slack message, the web
     process none, and nothing waits for the worker's 2-second poll (it is woken)."""
@@ -85,8 +91,17 @@ def test_the_whole_flow_with_a_separate_worker(split: tuple[SplitBot, WatchedSta
     submit_request(bot, slack)
     card = slack.wait_for(lambda s: next(iter(cards(s)), None), 15)
     assert time.monotonic() - started < 1.5, "the card waited for a poll, not a wake-up"
+    # Clicks are stored by serve and decided by the worker, refusals included.
+    message = {"ts": card.ts, "blocks": card.blocks}
+    bot.sim.click(REP, message, "paylink_approve", channel=APPROVAL_CHANNEL).raise_for_status()
+    refusal = slack.wait_for(lambda s: told(s, REP, "PAYLINK_APPROVERS"), 15)
+    assert refusal.channel == APPROVAL_CHANNEL
     approve(bot, slack, card.ts)
     url = link_reply(slack, card.ts)
+    # A second click, on the card as it was before (a client not yet refreshed): told,
+    # nothing else happens.
+    bot.sim.click(APPROVER, message, "paylink_approve", channel=APPROVAL_CHANNEL)
+    slack.wait_for(lambda s: told(s, APPROVER, "already"), 15)
     requests.post(url + "/pay", data={"outcome": "pay", "method": "card"}, timeout=15)
     slack.wait_for(lambda s: "Paid" in status(s, card.ts), 15)
     slack.wait_for(lambda s: any("Paid:" in r for r in replies(s, card.ts)), 15)
@@ -97,9 +112,10 @@ def test_the_whole_flow_with_a_separate_worker(split: tuple[SplitBot, WatchedSta
     worker_log = (bot.workdir / "worker.log").read_text()
     assert "outbox delivered" not in serve_log
     assert "outbox delivered" in worker_log
-    # serve queued the payment webhook; the worker applied it
-    assert "payment paid" not in serve_log
-    assert "payment paid" in worker_log
+    # serve queued the clicks and the payment webhook; the worker decided and applied them
+    for line in ("link creating_link", "payment paid"):
+        assert line not in serve_log
+        assert line in worker_log
     assert "released" not in worker_log + serve_log  # neither took the other for dead
 
 

@@ -10,13 +10,13 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
 from bot.checkout import CheckoutRequest
 from bot.links.states import CANCELLABLE, Status
-from bot.links.store import CREATE, PAYMENT, LinkStore
+from bot.links.store import CREATE, DECISION, PAYMENT, LinkStore
 from bot.links.tables import Link, OutboxMessage, utcnow
 from bot.metrics import Metrics
 from bot.xpay.client import (
@@ -279,6 +279,28 @@ class LinkService:
             thread="cancelled",
             cancelled_by=user_id,
         )
+
+    def queue_decision(self, action: str, link_id: int, user_id: str, **context: object) -> bool:
+        """Beside a worker: record a click (``action`` is approve, retry or cancel) for the
+        worker to decide, durably, before the click is acknowledged; ``context`` is kept for
+        whoever tells the clicker a refusal. False when there is no such link."""
+        if action not in self._decisions:
+            raise ValueError(f"not a queued decision: {action}")
+        payload = {"action": action, "user": user_id, **context}
+        return self.store.queue_for_link(link_id, DECISION, payload)
+
+    def decide_queued(self, link_id: int, payload: dict[str, Any]) -> str | None:
+        """Carry out a click :meth:`queue_decision` recorded; the refusal to show the person
+        who clicked, if any (someone else was first, not an approver …)."""
+        try:
+            self._decisions[payload["action"]](link_id, payload["user"])
+        except Refused as exc:
+            return exc.message
+        return None
+
+    @property
+    def _decisions(self) -> dict[str, Callable[[int, str], Link]]:
+        return {"approve": self.approve, "retry": self.retry, "cancel": self.cancel}
 
     # The gateway --------------------------------------------------------------------
 

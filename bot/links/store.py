@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Engine, Insert, Table, bindparam, func, insert, literal, select, update
+from sqlalchemy import Column, Engine, Insert, Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -25,6 +25,7 @@ OUTBOX = OutboxMessage.__table__
 _INSERT_OUTBOX = insert(OUTBOX)
 _INSERT_HISTORY = insert(History.__table__)
 _VERSION = select(LINKS.c.version).where(LINKS.c.id == bindparam("id"))
+_LINK_COLUMNS = frozenset(LINKS.c.keys())
 # A status move's compare-and-set; the columns to set come as parameters named after them.
 _MOVE = (
     update(LINKS)
@@ -39,6 +40,8 @@ _MOVE = (
 # Outbox kinds a worker handles itself (PAYLINK_WORKER=separate), beside Slack's:
 CREATE = "create"  # call XPay for this link
 PAYMENT = "payment"  # apply this verified payment webhook to the link
+DECISION = "decision"  # carry out this button click (approve, retry, cancel)
+WORKER_KINDS = frozenset({CREATE, PAYMENT, DECISION})
 
 
 class DuplicateReference(Exception):
@@ -64,7 +67,8 @@ class LinkStore:
         # over as soon as it is free (p99 of webhooks at 200/s: 342 → see README).
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
         insert_or_skip = pg_insert if self.is_postgres else sqlite_insert
-        self._queue_payment = _queue_payment_statement(insert_or_skip)
+        self._queue_for_intent = _queue_statement(insert_or_skip, LINKS.c.intent_id, "intent")
+        self._queue_for_id = _queue_statement(insert_or_skip, LINKS.c.id, "id")
         self._record_webhook = (
             insert_or_skip(WebhookEvent.__table__)
             .on_conflict_do_nothing(index_elements=["dedupe_key"])
@@ -179,6 +183,8 @@ class LinkStore:
         for src in sources:
             if not can_move(src, target):
                 raise IllegalMove(f"{src.value} → {target.value}")
+        if unknown := changes.keys() - _LINK_COLUMNS:  # as parameters they would be ignored
+            raise TypeError(f"not columns of links: {sorted(unknown)}")
         current = session.get(Link, link_id)
         if current is None:
             return None
@@ -252,7 +258,7 @@ class LinkStore:
     ) -> None:
         """Queue a side effect in the caller's transaction: a Slack message (links without a
         card skip these) or, with kind CREATE, the gateway call for a worker."""
-        if link.channel_id is None and kind not in (CREATE, PAYMENT):
+        if link.channel_id is None and kind not in WORKER_KINDS:
             return
         session.info["outbox_queued"] = True
         session.execute(
@@ -272,15 +278,25 @@ class LinkStore:
         """Queue a verified payment event for the worker, in a transaction of its own: one
         statement inserts the row for the link of ``intent_id`` unless the same event is
         already queued (the webhook's answer waits on nothing else)."""
-        # A Core connection, not a Session: this is every webhook's whole critical path.
-        with self._writing(), self.engine.begin() as conn:
-            params = {"intent": intent_id, "payload": payload, "key": dedupe_key, "now": utcnow()}
-            queued = conn.execute(self._queue_payment, params).first() is not None
-            known = queued or conn.scalar(select(LINKS.c.id).where(LINKS.c.intent_id == intent_id))
-        self._committed(queued)
-        if queued:
+        params = {"intent": intent_id, "kind": PAYMENT, "payload": payload, "key": dedupe_key}
+        if self._queue(self._queue_for_intent, params):
             return "queued"
+        with self.reading() as s:
+            known = s.scalar(select(LINKS.c.id).where(LINKS.c.intent_id == intent_id))
         return "duplicate" if known is not None else "unknown_intent"
+
+    def queue_for_link(self, link_id: int, kind: str, payload: dict[str, Any]) -> bool:
+        """Queue work of ``kind`` on a link for the worker, in a transaction of its own (a
+        click's ack waits for it); False when there is no such link."""
+        params = {"id": link_id, "kind": kind, "payload": payload, "key": None}
+        return self._queue(self._queue_for_id, params)
+
+    def _queue(self, statement: Insert, params: dict[str, Any]) -> bool:
+        # A Core connection, not a Session: this is a webhook's or click's critical path.
+        with self._writing(), self.engine.begin() as conn:
+            queued = conn.execute(statement, params | {"now": utcnow()}).first() is not None
+        self._committed(queued)
+        return queued
 
     def record_webhook(
         self, session: Session, *, dedupe_key: str, intent_id: str, status: str
@@ -381,20 +397,21 @@ class LinkStore:
         return int(count), max(age, 0.0)
 
 
-def _queue_payment_statement(insert: Callable[[Table], Any]) -> Insert:
-    """INSERT an outbox row of kind PAYMENT for the link of :intent, unless one with the
-    same :key exists (built once: building it costs as much as running it)."""
-    event = select(
+def _queue_statement(insert: Callable[[Table], Any], column: Column[Any], name: str) -> Insert:
+    """INSERT an outbox row (:kind, :payload, :key, :now) for the link whose ``column``
+    equals :``name``, unless one with the same :key exists; it returns the new row's id
+    (built once: building it costs as much as running it)."""
+    row = select(
         LINKS.c.id,
-        literal(PAYMENT),
+        bindparam("kind", type_=OUTBOX.c.kind.type),
         bindparam("payload", type_=OUTBOX.c.payload.type),
         bindparam("key", type_=OUTBOX.c.dedupe_key.type),
         bindparam("now", type_=OUTBOX.c.next_attempt_at.type),
-    ).where(LINKS.c.intent_id == bindparam("intent"))
+    ).where(column == bindparam(name))
     columns = ("link_id", "kind", "payload", "dedupe_key", "next_attempt_at")
     return (
         insert(OUTBOX)
-        .from_select(columns, event)
+        .from_select(columns, row)
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(OUTBOX.c.id)  # rowcount of INSERT … SELECT is -1 on psycopg
     )

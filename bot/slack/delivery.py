@@ -36,6 +36,16 @@ REPLY_EVENT = "paylink_reply"
 LOOKBACK = 200
 
 
+def tell(client: WebClient, channel: str | None, user: str, text: str) -> None:
+    """An ephemeral note to ``user`` in ``channel`` (no channel, as in App Home: nothing)."""
+    if not channel:
+        return
+    try:
+        client.chat_postEphemeral(channel=channel, user=user, text=text)
+    except SlackApiError as exc:
+        log.warning("could not send ephemeral: %s", exc.response.get("error"))
+
+
 class SlackDelivery:
     """The outbox's ``deliver`` callback for Slack."""
 
@@ -43,6 +53,10 @@ class SlackDelivery:
         self.client = client
         self.store = store
         self.approvers_configured = approvers_configured
+
+    def tell(self, channel: str | None, user: str, text: str) -> None:
+        """An ephemeral note, e.g. a refusal of a click the worker decided."""
+        tell(self.client, channel, user, text)
 
     def __call__(self, message: OutboxMessage, link: Link) -> None:
         try:

@@ -13,35 +13,46 @@ from slack_sdk.errors import SlackApiError
 from bot.links.service import Refused
 from bot.slack import blocks
 from bot.slack.context import SlackContext
+from bot.slack.delivery import tell
 
 log = logging.getLogger("bot.slack")
 
 
 def _tell(client: WebClient, body: dict[str, Any], text: str) -> None:
     """An ephemeral note to the person who clicked, in the channel where they clicked."""
-    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
-        "channel_id"
-    )
-    if not channel:  # App Home buttons only open URLs; there is nothing to explain there
-        return
-    try:
-        client.chat_postEphemeral(channel=channel, user=body["user"]["id"], text=text)
-    except SlackApiError as exc:
-        log.warning("could not send ephemeral: %s", exc.response.get("error"))
+    tell(client, _channel(body), body["user"]["id"], text)
+
+
+def _channel(body: dict[str, Any]) -> str | None:
+    return (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
 
 
 def register(app: App, ctx: SlackContext) -> None:
     """Register the block_actions listeners."""
     service = ctx.service
 
-    def on_click(action_id: str, run: Callable[[int, str], object]) -> None:
+    def on_click(action_id: str, action: str, run: Callable[[int, str], object]) -> None:
         @app.action(action_id)
         def handler(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+            try:
+                link_id, user = int(body["actions"][0]["value"]), str(body["user"]["id"])
+            except (KeyError, IndexError, TypeError, ValueError):  # not from our buttons
+                ack()
+                log.warning("%s click without a link id or user: ignored", action_id)
+                return
+            if service.via_worker:
+                # Beside a worker the click is stored before it is acknowledged, and the
+                # worker decides it: a click acknowledged is a click that will be decided.
+                known = service.queue_decision(action, link_id, user, channel=_channel(body))
+                ack()
+                if not known:
+                    ctx.after_ack.submit(_tell, client, body, "That request no longer exists.")
+                return
             ack()
 
             def decide() -> None:
                 try:
-                    run(int(body["actions"][0]["value"]), body["user"]["id"])
+                    run(link_id, user)
                 except Refused as exc:
                     _tell(client, body, exc.message)
 
@@ -50,9 +61,9 @@ def register(app: App, ctx: SlackContext) -> None:
             # README). Each decision is still one compare-and-set, however many clicks.
             ctx.decisions.submit(decide)
 
-    on_click(blocks.ACTION_APPROVE, service.approve)
-    on_click(blocks.ACTION_RETRY, service.retry)
-    on_click(blocks.ACTION_CANCEL, service.cancel)
+    on_click(blocks.ACTION_APPROVE, "approve", service.approve)
+    on_click(blocks.ACTION_RETRY, "retry", service.retry)
+    on_click(blocks.ACTION_CANCEL, "cancel", service.cancel)
 
     @app.action(blocks.ACTION_REJECT)
     def open_reject(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
