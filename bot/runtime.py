@@ -80,6 +80,9 @@ class Runtime:
             allow_self_approval=settings.paylink_allow_self_approval,
             executor=self.gateway_pool,
             via_worker=role == "web",
+            # SQLite: every write queues for its one lock, and the worker's batches (one
+            # transaction for many webhooks) use it best; all webhooks go to the worker.
+            inline_payments=0 if self.engine.dialect.name == "sqlite" else 2,
             reconcile_after=timedelta(seconds=settings.paylink_reconcile_after),
             metrics=self.metrics,
         )
@@ -125,9 +128,10 @@ class Runtime:
             elif message.kind == PAYMENT:
                 self.service.apply_queued([message])
             elif message.kind == DECISION:
-                refusal = self.service.decide_queued(link.id, message.payload)
+                click = message.payload
+                refusal = self.service.decide_click(click["action"], link.id, click["user"])
                 if refusal:
-                    slack.tell(message.payload.get("channel"), message.payload["user"], refusal)
+                    slack.tell(click.get("channel"), click["user"], refusal)
             else:
                 slack(message, link)
 

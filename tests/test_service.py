@@ -181,11 +181,11 @@ def test_clicks_beside_a_worker_are_stored_first_and_decided_by_the_worker(
         {"action": "approve", "user": OUTSIDER, "channel": "C0APPROVALS"},
         {"action": "approve", "user": APPROVER, "channel": "C0APPROVALS"},
     ]
-    refusals = [web.decide_queued(link.id, m.payload) for m in clicks]
+    refusals = [web.decide_click("approve", link.id, m.payload["user"]) for m in clicks]
     assert refusals[0] is not None and "PAYLINK_APPROVERS" in refusals[0]
     assert refusals[1] is None
     assert load(web, link.id).status == Status.CREATING_LINK.value
-    again = web.decide_queued(link.id, clicks[1].payload)
+    again = web.decide_click("approve", link.id, APPROVER)
     assert again is not None and "already" in again
     with pytest.raises(ValueError):
         web.queue_decision("reject", link.id, APPROVER)  # needs a reason: not a click
@@ -386,19 +386,25 @@ def test_payment_applies_once(service: LinkService) -> None:
     assert thread_kinds(service, link.id) == ["link_ready", "paid"]
 
 
-def test_payment_beside_a_worker_is_queued_once_and_changes_nothing_yet(
+def test_payment_beside_a_worker_is_applied_at_once_unless_busy_then_queued_once(
     service: LinkService, store: LinkStore, stack: LocalStack
 ) -> None:
-    """A `serve` beside a worker answers a webhook with one insert: the event waits in the
+    """A `serve` beside a worker applies a webhook itself while it has a slot free; in a
+    burst (no slot: here none at all) it answers with one insert: the event waits in the
     outbox (once, however often XPay sends it) and the link is untouched until the worker
     applies it; an unknown intent is still refused."""
-    link = awaiting_payment(service)
     client = sandbox_client(stack)
     web = make_service(store, client, via_worker=True)
+    first = awaiting_payment(service)
+    assert web.receive_payment(paid_event(first.intent_id)).outcome == "applied"
+    assert load(service, first.id).status == Status.PAID.value
+
+    link = awaiting_payment(service)
+    busy = make_service(store, client, via_worker=True, inline_payments=0)
     event = paid_event(link.intent_id)
-    assert web.receive_payment(event).outcome == "queued"
-    assert web.receive_payment(event).outcome == "duplicate"
-    assert web.receive_payment(paid_event("xpay_pi_nobody")).outcome == "unknown_intent"
+    assert busy.receive_payment(event).outcome == "queued"
+    assert busy.receive_payment(event).outcome == "duplicate"
+    assert busy.receive_payment(paid_event("xpay_pi_nobody")).outcome == "unknown_intent"
     assert load(service, link.id).status == Status.AWAITING_PAYMENT.value
     queued = [m for m in outbox(service, link.id) if m.kind == "payment"]
     assert len(queued) == 1
@@ -414,7 +420,7 @@ def test_the_worker_applies_queued_payments_together_and_one_bad_row_holds_up_no
     one by one instead: the others are applied, that one is kept for a retry."""
     links = [awaiting_payment(service) for _ in range(3)]
     client = sandbox_client(stack)
-    web = make_service(store, client, via_worker=True)
+    web = make_service(store, client, via_worker=True, inline_payments=0)
     with store.transaction() as s:
         store.enqueue(s, links[0], PAYMENT, payload={"status": "succeeded"}, dedupe_key="bad")
     for link in links:

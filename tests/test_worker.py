@@ -112,7 +112,7 @@ def test_the_whole_flow_with_a_separate_worker(split: tuple[SplitBot, WatchedSta
     worker_log = (bot.workdir / "worker.log").read_text()
     assert "outbox delivered" not in serve_log
     assert "outbox delivered" in worker_log
-    # serve queued the clicks and the payment webhook; the worker decided and applied them
+    # serve stored the clicks and (on SQLite) the webhook; the worker decided and applied
     for line in ("link creating_link", "payment paid"):
         assert line not in serve_log
         assert line in worker_log

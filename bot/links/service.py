@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy.orm import Session
 
@@ -70,6 +71,7 @@ class LinkService:
         allow_self_approval: bool = False,
         executor: Executor | None = None,
         via_worker: bool = False,
+        inline_payments: int = 2,
         reconcile_after: timedelta = timedelta(minutes=15),
         metrics: Metrics | None = None,
     ):
@@ -82,6 +84,9 @@ class LinkService:
         # row (committed with the decision), and a payment webhook is queued the same way,
         # for the worker to carry out instead of this process.
         self.via_worker = via_worker
+        # Applying a webhook at once is the shortest way to the card, and spares the
+        # worker's capacity for bursts: a few at a time here, the rest queued.
+        self._inline_payments = threading.BoundedSemaphore(inline_payments)
         self.reconcile_after = reconcile_after
         self.metrics = metrics
 
@@ -282,18 +287,19 @@ class LinkService:
 
     def queue_decision(self, action: str, link_id: int, user_id: str, **context: object) -> bool:
         """Beside a worker: record a click (``action`` is approve, retry or cancel) for the
-        worker to decide, durably, before the click is acknowledged; ``context`` is kept for
-        whoever tells the clicker a refusal. False when there is no such link."""
+        worker to decide; ``context`` is kept for whoever tells the clicker a refusal. False
+        when there is no such link."""
         if action not in self._decisions:
             raise ValueError(f"not a queued decision: {action}")
         payload = {"action": action, "user": user_id, **context}
         return self.store.queue_for_link(link_id, DECISION, payload)
 
-    def decide_queued(self, link_id: int, payload: dict[str, Any]) -> str | None:
-        """Carry out a click :meth:`queue_decision` recorded; the refusal to show the person
-        who clicked, if any (someone else was first, not an approver …)."""
+    def decide_click(self, action: str, link_id: int, user_id: str) -> str | None:
+        """Carry out a click (``action`` is approve, retry or cancel), here or in the worker
+        that :meth:`queue_decision` left it to; the refusal to show the person who clicked,
+        if any (someone else was first, not an approver …)."""
         try:
-            self._decisions[payload["action"]](link_id, payload["user"])
+            self._decisions[action](link_id, user_id)
         except Refused as exc:
             return exc.message
         return None
@@ -408,11 +414,17 @@ class LinkService:
     # Payments -----------------------------------------------------------------------
 
     def receive_payment(self, event: PaymentEvent) -> WebhookResult:
-        """A webhook's entry point: apply the event here, or beside a worker queue it for the
-        worker (``queued``; ``duplicate`` when already queued), so that the answer to XPay
-        costs one insert however busy the worker is."""
+        """A webhook's entry point: apply the event here. Beside a worker, only while fewer
+        than ``inline_payments`` are being applied here; past that queue it for the worker
+        (``queued``; ``duplicate`` when already queued), so that in a burst the answer to
+        XPay costs one insert however busy this process is."""
         if not self.via_worker:
             return self.apply_payment(event)
+        if self._inline_payments.acquire(blocking=False):
+            try:
+                return self.apply_payment(event)
+            finally:
+                self._inline_payments.release()
         outcome = self.store.queue_payment(
             event.payment_intent_id,
             event.model_dump(mode="json"),

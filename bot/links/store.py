@@ -286,8 +286,8 @@ class LinkStore:
         return "duplicate" if known is not None else "unknown_intent"
 
     def queue_for_link(self, link_id: int, kind: str, payload: dict[str, Any]) -> bool:
-        """Queue work of ``kind`` on a link for the worker, in a transaction of its own (a
-        click's ack waits for it); False when there is no such link."""
+        """Queue work of ``kind`` on a link for the worker, in a transaction of its own;
+        False when there is no such link."""
         params = {"id": link_id, "kind": kind, "payload": payload, "key": None}
         return self._queue(self._queue_for_id, params)
 
