@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from functools import partial
 
 from sqlalchemy import func, or_, select, update
 
@@ -148,25 +147,25 @@ class OutboxDrainer:
     def drain_once(self, limit: int = 50) -> int:
         """Deliver what is due now; returns how many rows were handled.
 
-        Rows are grouped by link: one link's messages go out in order, different links'
-        in parallel (Slack's latency, not our CPU, is what a serial drainer waits on), and
-        beside them the rows of each kind delivered together. The rows delivered are then
-        marked in one transaction.
+        First the rows of each kind delivered together, then the rest grouped by link: one
+        link's messages go out in order, different links' in parallel (Slack's latency, not
+        our CPU, is what a serial drainer waits on). The rows delivered are then marked in
+        one transaction. (The batches are not run beside the Slack deliveries: on SQLite
+        that held the write lock against `serve`, webhooks at 400/s: p99 60 ms → 1.5 s.)
         """
         claimed = self._claim(limit)
-        jobs: list[Callable[[], list[OutboxMessage]]] = []
+        delivered: list[OutboxMessage] = []
         for kind, deliver in self.together.items():
             rows = [row for row in claimed if row[0].kind == kind]
             if rows:
-                jobs.append(partial(self._deliver_together, deliver, rows))
+                delivered += self._deliver_together(deliver, rows)
         rest = [row for row in claimed if row[0].kind not in self.together]
-        for group in _by_link(rest):
-            jobs.append(partial(self._deliver_batch, _coalesce_cards(group)))
-        if len(jobs) == 1:
-            done = [jobs[0]()]
+        batches = [_coalesce_cards(group) for group in _by_link(rest)]
+        if len(batches) == 1:
+            done = [self._deliver_batch(batches[0])]
         else:
-            done = [future.result() for future in [self._pool.submit(job) for job in jobs]]
-        delivered = [message for batch in done for message in batch]
+            done = list(self._pool.map(self._deliver_batch, batches))
+        delivered += [message for batch in done for message in batch]
         if delivered:
             self._mark_delivered(delivered)
         return len(claimed)
