@@ -82,7 +82,7 @@ class Runtime:
             via_worker=role == "web",
             # SQLite: every write queues for its one lock, and the worker's batches (one
             # transaction for many webhooks) use it best; all webhooks go to the worker.
-            inline_payments=0 if self.engine.dialect.name == "sqlite" else 2,
+            inline_payments=2 if self.store.is_postgres else 0,
             reconcile_after=timedelta(seconds=settings.paylink_reconcile_after),
             metrics=self.metrics,
         )

@@ -114,19 +114,12 @@ def webhook_route(runtime: Runtime, fallback: WSGIApplication) -> WSGIApplicatio
     """
     secrets, service, metrics = runtime.settings.webhook_secrets, runtime.service, runtime.metrics
 
-    def answer(start_response: StartResponse, status: int, **body: object) -> list[bytes]:
-        payload = json.dumps(body).encode()
-        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
-        if status == 405:
-            headers.append(("Allow", "POST"))
-        start_response(f"{status} {HTTPStatus(status).phrase}", headers)
-        return [payload]
-
-    def handle(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+    def handle(environ: WSGIEnvironment) -> tuple[int, dict[str, object]]:
+        """The status and JSON body of the answer to one webhook."""
         try:
             length = int(environ.get("CONTENT_LENGTH") or MAX_WEBHOOK_BYTES + 1)
         except ValueError:
-            return answer(start_response, 400, success=False, reason="invalid Content-Length")
+            return 400, {"success": False, "reason": "invalid Content-Length"}
         # Never more than one byte past the limit: verify_webhook then answers 413.
         raw = environ["wsgi.input"].read(min(max(length, 0), MAX_WEBHOOK_BYTES + 1))
         try:
@@ -134,33 +127,32 @@ def webhook_route(runtime: Runtime, fallback: WSGIApplication) -> WSGIApplicatio
             event = parse_payment_event(data)
         except WebhookError as exc:
             metrics.webhooks.labels(type(exc).__name__).inc()
-            return answer(start_response, exc.http_status, success=False, reason=exc.reason)
+            return exc.http_status, {"success": False, "reason": exc.reason}
         result = service.receive_payment(event)
         metrics.webhooks.labels(result.outcome).inc()
         if result.outcome == "unknown_intent":
-            return answer(start_response, 404, success=False, reason="unknown payment intent")
-        return answer(start_response, 200, success=True, outcome=result.outcome)
+            return 404, {"success": False, "reason": "unknown payment intent"}
+        return 200, {"success": True, "outcome": result.outcome}
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != WEBHOOK_PATH:
             return fallback(environ, start_response)
-        method = environ.get("REQUEST_METHOD", "")
-        started, status = time.perf_counter(), 500
-
-        def observed(code: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
-            nonlocal status
-            status = int(code.split(" ", 1)[0])
-            return start_response(code, headers, *exc)
-
-        try:
-            if method != "POST":
-                return answer(observed, 405, success=False, reason="only POST is allowed here")
-            return handle(environ, observed)
-        except Exception:
-            log.exception("webhook failed")  # XPay retries a 5xx
-            return answer(observed, 500, success=False, reason="internal error")
-        finally:
-            _observe(metrics, method, WEBHOOK_PATH, status, started)
+        method, started = environ.get("REQUEST_METHOD", ""), time.perf_counter()
+        headers = [("Content-Type", "application/json")]
+        if method != "POST":
+            status, body = 405, {"success": False, "reason": "only POST is allowed here"}
+            headers.append(("Allow", "POST"))
+        else:
+            try:
+                status, body = handle(environ)
+            except Exception:
+                log.exception("webhook failed")  # XPay retries a 5xx
+                status, body = 500, {"success": False, "reason": "internal error"}
+        payload = json.dumps(body).encode()
+        headers.append(("Content-Length", str(len(payload))))
+        start_response(f"{status} {HTTPStatus(status).phrase}", headers)
+        _observe(metrics, method, WEBHOOK_PATH, status, started)
+        return [payload]
 
     return app
 

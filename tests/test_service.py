@@ -172,9 +172,10 @@ def test_clicks_beside_a_worker_are_stored_first_and_decided_by_the_worker(
     client = sandbox_client(stack)
     web = make_service(store, client, via_worker=True)
     link = web.request_link(checkout(), requester_id=REP, channel_id="C0APPROVALS")
-    assert web.queue_decision("approve", link.id, OUTSIDER, channel="C0APPROVALS")
-    assert web.queue_decision("approve", link.id, APPROVER, channel="C0APPROVALS")
-    assert not web.queue_decision("approve", 999_999, APPROVER, channel="C0APPROVALS")
+    assert web.receive_click("approve", link.id, OUTSIDER, channel="C0APPROVALS") is None
+    assert web.receive_click("approve", link.id, APPROVER, channel="C0APPROVALS") is None
+    gone = web.receive_click("approve", 999_999, APPROVER, channel="C0APPROVALS")
+    assert gone == "That request no longer exists."
     assert load(web, link.id).status == Status.AWAITING_APPROVAL.value
     clicks = [m for m in outbox(web, link.id) if m.kind == "decision"]
     assert [m.payload for m in clicks] == [
@@ -188,7 +189,7 @@ def test_clicks_beside_a_worker_are_stored_first_and_decided_by_the_worker(
     again = web.decide_click("approve", link.id, APPROVER)
     assert again is not None and "already" in again
     with pytest.raises(ValueError):
-        web.queue_decision("reject", link.id, APPROVER)  # needs a reason: not a click
+        web.receive_click("reject", link.id, APPROVER)  # needs a reason: not a click
     client.close()
 
 

@@ -32,6 +32,7 @@ from bot.xpay.webhooks import PaymentEvent
 log = logging.getLogger("bot.links")
 
 LEASE = timedelta(seconds=60)
+GONE = "That request no longer exists."  # told to whoever acts on a link that is not there
 
 
 class Gateway(Protocol):
@@ -87,6 +88,11 @@ class LinkService:
         # Applying a webhook at once is the shortest way to the card, and spares the
         # worker's capacity for bursts: a few at a time here, the rest queued.
         self._inline_payments = threading.BoundedSemaphore(inline_payments)
+        self._clicks: dict[str, Callable[[int, str], Link]] = {
+            "approve": self.approve,
+            "retry": self.retry,
+            "cancel": self.cancel,
+        }
         self.reconcile_after = reconcile_after
         self.metrics = metrics
 
@@ -146,7 +152,7 @@ class LinkService:
         with self.store.reading() as s:
             link = self.store.get(s, link_id)
         if link is None:
-            raise Refused("That request no longer exists.")
+            raise Refused(GONE)
         return link
 
     def _already(self, link: Link) -> Refused:
@@ -180,7 +186,7 @@ class LinkService:
         with self.store.transaction() as s:
             link = self.store.get(s, link_id)
             if link is None:
-                raise Refused("That request no longer exists.")
+                raise Refused(GONE)
             changes.update(admit(link) or {})
             moved = self.store.move(
                 s, link_id, sources, target, actor=actor, reason=reason, **changes
@@ -285,28 +291,27 @@ class LinkService:
             cancelled_by=user_id,
         )
 
-    def queue_decision(self, action: str, link_id: int, user_id: str, **context: object) -> bool:
-        """Beside a worker: record a click (``action`` is approve, retry or cancel) for the
-        worker to decide; ``context`` is kept for whoever tells the clicker a refusal. False
-        when there is no such link."""
-        if action not in self._decisions:
-            raise ValueError(f"not a queued decision: {action}")
+    def receive_click(
+        self, action: str, link_id: int, user_id: str, **context: object
+    ) -> str | None:
+        """A click's entry point (``action`` is approve, retry or cancel): decided here, or
+        beside a worker stored for the worker to decide (``context`` is kept for whoever
+        tells the clicker a refusal). Returns the refusal to show now, if any."""
+        if action not in self._clicks:
+            raise ValueError(f"not a click: {action}")
+        if not self.via_worker:
+            return self.decide_click(action, link_id, user_id)
         payload = {"action": action, "user": user_id, **context}
-        return self.store.queue_for_link(link_id, DECISION, payload)
+        return None if self.store.queue_for_link(link_id, DECISION, payload) else GONE
 
     def decide_click(self, action: str, link_id: int, user_id: str) -> str | None:
-        """Carry out a click (``action`` is approve, retry or cancel), here or in the worker
-        that :meth:`queue_decision` left it to; the refusal to show the person who clicked,
-        if any (someone else was first, not an approver …)."""
+        """Carry out a click; the refusal to show the person who clicked, if any (someone
+        else was first, not an approver …)."""
         try:
-            self._decisions[action](link_id, user_id)
+            self._clicks[action](link_id, user_id)
         except Refused as exc:
             return exc.message
         return None
-
-    @property
-    def _decisions(self) -> dict[str, Callable[[int, str], Link]]:
-        return {"approve": self.approve, "retry": self.retry, "cancel": self.cancel}
 
     # The gateway --------------------------------------------------------------------
 

@@ -42,20 +42,16 @@ def register(app: App, ctx: SlackContext) -> None:
             ack()
 
             def decide() -> None:
-                refusal = service.decide_click(action, link_id, user)
+                refusal = service.receive_click(action, link_id, user, channel=_channel(body))
                 if refusal:
                     _tell(client, body, refusal)
-
-            def queue() -> None:
-                if not service.queue_decision(action, link_id, user, channel=_channel(body)):
-                    _tell(client, body, "That request no longer exists.")
 
             # After the ack, on a pool of its own: Bolt's threads stay free for acks, which
             # would otherwise queue behind a burst of decisions (Approve ack p99 at c=32:
             # 163 → see README). Beside a worker the click is only stored here and the worker
             # decides it (storing it before the ack made the ack wait for the database: p99
             # 64 → 105 ms). Each decision is one compare-and-set, however many clicks.
-            ctx.decisions.submit(queue if service.via_worker else decide)
+            ctx.decisions.submit(decide)
 
     on_click(blocks.ACTION_APPROVE, "approve")
     on_click(blocks.ACTION_RETRY, "retry")
