@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -153,20 +152,8 @@ def _bulk(engine: Engine, rows: list[dict[str, Any]], prefix: str, now: datetime
                 )
 
 
-def engine_for(url: str) -> Engine:
-    return make_engine(url)
-
-
-def prepare(
-    url: str,
-    *,
-    filler: int,
-    home_links: int,
-    webhook_links: int,
-    webhook_secret: str,
-) -> Seeded:
-    """Migrate, bulk-insert ``filler`` links (``home_links`` of them by HOME_USER) and
-    ``webhook_links`` links awaiting payment whose card exists; build their signed webhooks."""
+def prepare(url: str, *, filler: int, home_links: int) -> None:
+    """Migrate and bulk-insert ``filler`` links (``home_links`` of them by HOME_USER)."""
     engine = make_engine(url)
     upgrade(engine)
     now = datetime.now(UTC)
@@ -174,19 +161,32 @@ def prepare(
     for row in rows[:home_links]:
         row["requester_id"] = HOME_USER
     _bulk(engine, rows, "fill", now)
-    seeded = Seeded()
+    if engine.dialect.name == "postgresql":
+        # autovacuum would analyze soon after a bulk load; do it now so plans are stable.
+        # (No ANALYZE on SQLite: Paylink never runs it, so its plans use no statistics.)
+        with engine.begin() as conn:
+            conn.execute(text("ANALYZE"))
+    engine.dispose()
+
+
+def webhook_links(url: str, start: int, count: int, *, secret: str, ts_second: int) -> Seeded:
+    """``count`` links awaiting payment whose cards exist (ts ``{ts_second}.{i}``), numbered
+    from ``start``, and their signed payment webhooks, one each."""
+    engine = engine_for(url)
+    now = datetime.now(UTC)
     hooks = [
         _row(
             i,
             "hook",
             now,
             status=Status.AWAITING_PAYMENT,
-            message_ts=f"1600000000.{i:06d}",
+            message_ts=f"{ts_second}.{i:06d}",
             reconcile_after=now + timedelta(days=1),
         )
-        for i in range(webhook_links)
+        for i in range(start, start + count)
     ]
     _bulk(engine, hooks, "hook", now)
+    seeded = Seeded()
     for row in hooks:
         intent = SimpleNamespace(
             id=row["intent_id"],
@@ -197,13 +197,7 @@ def prepare(
         )
         body = js_stringify(sandbox_webhook_payload(intent, "pay", "card"))  # type: ignore[arg-type]
         seeded.webhook_cards.append((CHANNEL, row["message_ts"]))
-        seeded.webhooks.append((body, sign(webhook_secret, body), CHANNEL, row["message_ts"]))
-    if engine.dialect.name == "postgresql":
-        # autovacuum would analyze soon after a bulk load; do it now so plans are stable.
-        # (No ANALYZE on SQLite: Paylink never runs it, so its plans use no statistics.)
-        with engine.begin() as conn:
-            conn.execute(text("ANALYZE"))
-    engine.dispose()
+        seeded.webhooks.append((body, sign(secret, body), CHANNEL, row["message_ts"]))
     return seeded
 
 
@@ -236,17 +230,13 @@ def request_approvals(url: str, count: int, tag: str) -> list[int]:
 
 
 def count_links(url: str) -> int:
-    engine = make_engine(url)
-    with engine.connect() as conn:
-        n = conn.execute(text("SELECT count(*) FROM links")).scalar_one()
-    engine.dispose()
-    return int(n)
+    with engine_for(url).connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM links")).scalar_one())
 
 
 def creating(url: str) -> int:
     """Links still being created at the gateway (background work after an approval)."""
-    engine = _engines.get(url) or _engines.setdefault(url, make_engine(url))
-    with engine.connect() as conn:
+    with engine_for(url).connect() as conn:
         return int(
             conn.execute(
                 text("SELECT count(*) FROM links WHERE status = :s"),
@@ -258,5 +248,13 @@ def creating(url: str) -> int:
 _engines: dict[str, Engine] = {}
 
 
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, default=str)
+def engine_for(url: str) -> Engine:
+    """One engine per database for the whole run (the seeding between steps reuses it)."""
+    return _engines.get(url) or _engines.setdefault(url, make_engine(url))
+
+
+def dispose(url: str) -> None:
+    """Close the run's connections to ``url`` (before its scratch schema is dropped)."""
+    engine = _engines.pop(url, None)
+    if engine is not None:
+        engine.dispose()

@@ -15,6 +15,7 @@ import requests
 from slack_sdk.signature import SignatureVerifier
 
 TEAM = {"id": "T0PAYLINK", "domain": "paylink-demo"}
+FORM = "application/x-www-form-urlencoded"  # slash commands and interactivity
 
 
 class SlackSimulator:
@@ -27,6 +28,17 @@ class SlackSimulator:
         self.verifier = SignatureVerifier(signing_secret)
         self.http = session or requests.Session()
 
+    def signed_headers(
+        self, body: str, content_type: str, *, timestamp: int | None = None
+    ) -> dict[str, str]:
+        """The headers Slack sends with ``body``: its content type, timestamp and signature."""
+        ts = str(timestamp if timestamp is not None else int(time.time()))
+        return {
+            "Content-Type": content_type,
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": self.verifier.generate_signature(timestamp=ts, body=body),
+        }
+
     def post(
         self,
         body: str,
@@ -36,18 +48,10 @@ class SlackSimulator:
         signature: str | None = None,
     ) -> requests.Response:
         """POST a body signed as Slack signs it (or with the given bad signature)."""
-        ts = str(timestamp if timestamp is not None else int(time.time()))
-        sig = signature or self.verifier.generate_signature(timestamp=ts, body=body)
-        return self.http.post(
-            self.url,
-            data=body.encode("utf-8"),
-            headers={
-                "Content-Type": content_type,
-                "X-Slack-Request-Timestamp": ts,
-                "X-Slack-Signature": sig,
-            },
-            timeout=10,
-        )
+        headers = self.signed_headers(body, content_type, timestamp=timestamp)
+        if signature:
+            headers["X-Slack-Signature"] = signature
+        return self.http.post(self.url, data=body.encode("utf-8"), headers=headers, timeout=10)
 
     def command(
         self,
@@ -59,26 +63,11 @@ class SlackSimulator:
         **kwargs: Any,
     ) -> requests.Response:
         """``/paylink <text>`` typed by ``user`` in ``channel``."""
-        form = {
-            "token": "verification-token-unused",
-            "team_id": TEAM["id"],
-            "team_domain": TEAM["domain"],
-            "channel_id": channel,
-            "channel_name": "sales",
-            "user_id": user,
-            "user_name": user.lower(),
-            "command": "/paylink",
-            "text": text,
-            "api_app_id": "A0PAYLINK",
-            "response_url": "https://hooks.slack.com/commands/T0PAYLINK/1/x",
-            "trigger_id": trigger_id or new_trigger_id(),
-        }
-        return self.post(urlencode(form), "application/x-www-form-urlencoded", **kwargs)
+        return self.post(command_body(user, text, channel, trigger_id), FORM, **kwargs)
 
     def interactive(self, payload: dict[str, Any], **kwargs: Any) -> requests.Response:
         """An interactivity payload (``payload=<json>``)."""
-        body = urlencode({"payload": json.dumps(payload)})
-        return self.post(body, "application/x-www-form-urlencoded", **kwargs)
+        return self.post(interactive_body(payload), FORM, **kwargs)
 
     def submit_view(
         self, user: str, view: dict[str, Any], values: dict[str, Any], **kwargs: Any
@@ -142,6 +131,33 @@ class SlackSimulator:
             "event": {"type": "app_home_opened", "user": user, "channel": "D0HOME", "tab": "home"},
         }
         return self.post(json.dumps(envelope), "application/json", **kwargs)
+
+
+def command_body(
+    user: str, text: str = "", channel: str = "C0SALES", trigger_id: str | None = None
+) -> str:
+    """The form body of ``/paylink <text>`` typed by ``user`` in ``channel``."""
+    return urlencode(
+        {
+            "token": "verification-token-unused",
+            "team_id": TEAM["id"],
+            "team_domain": TEAM["domain"],
+            "channel_id": channel,
+            "channel_name": "sales",
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": "/paylink",
+            "text": text,
+            "api_app_id": "A0PAYLINK",
+            "response_url": "https://hooks.slack.com/commands/T0PAYLINK/1/x",
+            "trigger_id": trigger_id or new_trigger_id(),
+        }
+    )
+
+
+def interactive_body(payload: dict[str, Any]) -> str:
+    """The form body of an interactivity payload."""
+    return urlencode({"payload": json.dumps(payload)})
 
 
 def new_trigger_id() -> str:
