@@ -80,9 +80,6 @@ class Runtime:
             allow_self_approval=settings.paylink_allow_self_approval,
             executor=self.gateway_pool,
             via_worker=role == "web",
-            # SQLite: every write queues for its one lock, and the worker's batches (one
-            # transaction for many webhooks) use it best; all webhooks go to the worker.
-            inline_payments=2 if self.store.is_postgres else 0,
             reconcile_after=timedelta(seconds=settings.paylink_reconcile_after),
             metrics=self.metrics,
         )
@@ -179,4 +176,4 @@ class Runtime:
             self.drainer.stop()
         self.gateway_pool.shutdown(wait=True, cancel_futures=False)
         self.xpay.close()
-        self.engine.dispose()
+        self.store.close()

@@ -4,6 +4,7 @@ against a scripted stub HTTP server when the gateway has to fail."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from itertools import count
 from pathlib import Path
@@ -387,30 +388,44 @@ def test_payment_applies_once(service: LinkService) -> None:
     assert thread_kinds(service, link.id) == ["link_ready", "paid"]
 
 
-def test_payment_beside_a_worker_is_applied_at_once_unless_busy_then_queued_once(
+def test_payment_beside_a_worker_is_queued_once(
     service: LinkService, store: LinkStore, stack: LocalStack
 ) -> None:
-    """A `serve` beside a worker applies a webhook itself while it has a slot free; in a
-    burst (no slot: here none at all) it answers with one insert: the event waits in the
+    """A `serve` beside a worker answers a webhook with one insert: the event waits in the
     outbox (once, however often XPay sends it) and the link is untouched until the worker
     applies it; an unknown intent is still refused."""
     client = sandbox_client(stack)
-    web = make_service(store, client, via_worker=True)
-    first = awaiting_payment(service)
-    assert web.receive_payment(paid_event(first.intent_id)).outcome == "applied"
-    assert load(service, first.id).status == Status.PAID.value
-
     link = awaiting_payment(service)
-    busy = make_service(store, client, via_worker=True, inline_payments=0)
+    web = make_service(store, client, via_worker=True)
     event = paid_event(link.intent_id)
-    assert busy.receive_payment(event).outcome == "queued"
-    assert busy.receive_payment(event).outcome == "duplicate"
-    assert busy.receive_payment(paid_event("xpay_pi_nobody")).outcome == "unknown_intent"
+    assert web.receive_payment(event).outcome == "queued"
+    assert web.receive_payment(event).outcome == "duplicate"
+    assert web.receive_payment(paid_event("xpay_pi_nobody")).outcome == "unknown_intent"
     assert load(service, link.id).status == Status.AWAITING_PAYMENT.value
     queued = [m for m in outbox(service, link.id) if m.kind == "payment"]
     assert len(queued) == 1
     assert PaymentEvent.model_validate(queued[0].payload) == event  # amount stays exact
     client.close()
+
+
+def test_many_copies_of_one_webhook_at_once_queue_one_row(
+    service: LinkService, store: LinkStore
+) -> None:
+    """Twenty deliveries of the same event from twenty threads: one is queued, the others
+    are duplicates (in one batch or across batches alike), and an unknown intent among
+    them changes nothing."""
+    link = awaiting_payment(service)
+    event = paid_event(link.intent_id)
+
+    def queue(intent: str) -> str:
+        return store.queue_payment(intent, event.model_dump(mode="json"), "payment:same-event")
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        outcomes = list(pool.map(queue, [link.intent_id] * 20 + ["xpay_pi_nobody"]))
+    assert outcomes.count("queued") == 1
+    assert outcomes.count("duplicate") == 19
+    assert outcomes[-1] == "unknown_intent"
+    assert [m.kind for m in outbox(service, link.id)].count(PAYMENT) == 1
 
 
 def test_the_worker_applies_queued_payments_together_and_one_bad_row_holds_up_none(
@@ -421,7 +436,7 @@ def test_the_worker_applies_queued_payments_together_and_one_bad_row_holds_up_no
     one by one instead: the others are applied, that one is kept for a retry."""
     links = [awaiting_payment(service) for _ in range(3)]
     client = sandbox_client(stack)
-    web = make_service(store, client, via_worker=True, inline_payments=0)
+    web = make_service(store, client, via_worker=True)
     with store.transaction() as s:
         store.enqueue(s, links[0], PAYMENT, payload={"status": "succeeded"}, dedupe_key="bad")
     for link in links:

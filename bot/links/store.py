@@ -8,7 +8,18 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Column, Engine, Insert, Table, bindparam, func, insert, select, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Insert,
+    Table,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -17,6 +28,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.checkout import CheckoutRequest
 from bot.db import BUSY_TIMEOUT, make_sessionmaker, reader
+from bot.links.batching import GroupCommit
 from bot.links.states import Status, can_move
 from bot.links.tables import History, Link, OutboxMessage, WebhookEvent, utcnow
 
@@ -42,6 +54,10 @@ CREATE = "create"  # call XPay for this link
 PAYMENT = "payment"  # apply this verified payment webhook to the link
 DECISION = "decision"  # carry out this button click (approve, retry, cancel)
 WORKER_KINDS = frozenset({CREATE, PAYMENT, DECISION})
+
+
+# What queueing a row for the worker did (a payment event's key may be queued already).
+Queued = Literal["queued", "duplicate", "unknown_intent"]
 
 
 class DuplicateReference(Exception):
@@ -74,6 +90,7 @@ class LinkStore:
             .on_conflict_do_nothing(index_elements=["dedupe_key"])
             .returning(WebhookEvent.__table__.c.id)
         )
+        self._queued = GroupCommit(self._queue_batch, name="queue", timeout=2 * BUSY_TIMEOUT)
 
     @property
     def is_postgres(self) -> bool:
@@ -272,31 +289,55 @@ class LinkStore:
             },
         )
 
-    def queue_payment(
-        self, intent_id: str, payload: dict[str, Any], dedupe_key: str
-    ) -> Literal["queued", "duplicate", "unknown_intent"]:
-        """Queue a verified payment event for the worker, in a transaction of its own: one
-        statement inserts the row for the link of ``intent_id`` unless the same event is
-        already queued (the webhook's answer waits on nothing else)."""
+    def queue_payment(self, intent_id: str, payload: dict[str, Any], dedupe_key: str) -> Queued:
+        """Queue a verified payment event for the worker: one row for the link of
+        ``intent_id`` unless the same event is already queued, committed before this returns
+        (with whatever else is being queued meanwhile: see :mod:`bot.links.batching`)."""
         params = {"intent": intent_id, "kind": PAYMENT, "payload": payload, "key": dedupe_key}
-        if self._queue(self._queue_for_intent, params):
-            return "queued"
-        with self.reading() as s:
-            known = s.scalar(select(LINKS.c.id).where(LINKS.c.intent_id == intent_id))
-        return "duplicate" if known is not None else "unknown_intent"
+        return self._queued.submit((self._queue_for_intent, params))
 
     def queue_for_link(self, link_id: int, kind: str, payload: dict[str, Any]) -> bool:
-        """Queue work of ``kind`` on a link for the worker, in a transaction of its own;
+        """Queue work of ``kind`` on a link for the worker, committed before this returns;
         False when there is no such link."""
         params = {"id": link_id, "kind": kind, "payload": payload, "key": None}
-        return self._queue(self._queue_for_id, params)
+        return self._queued.submit((self._queue_for_id, params)) != "unknown_intent"
 
-    def _queue(self, statement: Insert, params: dict[str, Any]) -> bool:
-        # A Core connection, not a Session: this is a webhook's or click's critical path.
+    def _queue_batch(self, items: Sequence[tuple[Insert, dict[str, Any]]]) -> list[Queued]:
+        """Insert the rows of several queue_* calls in one transaction: two reads tell which
+        links exist and which events are queued already, then one executemany per statement
+        (a Core connection, not a Session: this is a webhook's or click's critical path).
+
+        On PostgreSQL another replica may queue the same event between the read and the
+        insert: the insert then skips it (ON CONFLICT), and both answer "queued"."""
+        now = utcnow()
+        intents = {p["intent"] for _, p in items if "intent" in p}
+        ids = {p["id"] for _, p in items if "id" in p}
+        keys = {p["key"] for _, p in items if p["key"]}
+        outcomes: list[Queued] = []
+        rows: dict[Insert, list[dict[str, Any]]] = {}
         with self._writing(), self.engine.begin() as conn:
-            queued = conn.execute(statement, params | {"now": utcnow()}).first() is not None
-        self._committed(queued)
-        return queued
+            known = _values(conn, LINKS.c.intent_id, intents) | _values(conn, LINKS.c.id, ids)
+            queued = _values(conn, OUTBOX.c.dedupe_key, keys)
+            for statement, params in items:
+                key = params["key"]
+                if params.get("intent", params.get("id")) not in known:
+                    outcomes.append("unknown_intent")
+                elif key in queued:
+                    outcomes.append("duplicate")
+                else:
+                    outcomes.append("queued")
+                    if key:  # the same event twice in one batch: the second is a duplicate
+                        queued.add(key)
+                    rows.setdefault(statement, []).append(params | {"now": now})
+            for statement, batch in rows.items():
+                conn.execute(statement, batch)
+        self._committed(bool(rows))
+        return outcomes
+
+    def close(self) -> None:
+        """Finish queued writes and release the database connections."""
+        self._queued.close()
+        self.engine.dispose()
 
     def record_webhook(
         self, session: Session, *, dedupe_key: str, intent_id: str, status: str
@@ -399,8 +440,8 @@ class LinkStore:
 
 def _queue_statement(insert: Callable[[Table], Any], column: Column[Any], name: str) -> Insert:
     """INSERT an outbox row (:kind, :payload, :key, :now) for the link whose ``column``
-    equals :``name``, unless one with the same :key exists; it returns the new row's id
-    (built once: building it costs as much as running it)."""
+    equals :``name``, unless one with the same :key exists (built once: building it costs as
+    much as running it)."""
     row = select(
         LINKS.c.id,
         bindparam("kind", type_=OUTBOX.c.kind.type),
@@ -413,5 +454,11 @@ def _queue_statement(insert: Callable[[Table], Any], column: Column[Any], name: 
         insert(OUTBOX)
         .from_select(columns, row)
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(OUTBOX.c.id)  # rowcount of INSERT … SELECT is -1 on psycopg
     )
+
+
+def _values(conn: Connection, column: Column[Any], candidates: set[Any]) -> set[Any]:
+    """Those of ``candidates`` that ``column`` holds."""
+    if not candidates:
+        return set()
+    return set(conn.scalars(select(column).where(column.in_(candidates))))
