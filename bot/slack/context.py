@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import Any
 
 from bot.config import Settings
 from bot.links.service import LinkService
 from bot.slack.approvers import ApproverDirectory
+
+log = logging.getLogger("bot.slack")
 
 
 @dataclass
@@ -18,8 +23,20 @@ class SlackContext:
     service: LinkService
     approvers: ApproverDirectory
     decisions: Executor  # runs button clicks' decisions after their ack
-    after_ack: Executor  # Slack calls made after an ack (views.open)
+    after_ack: Executor  # Slack calls made after an ack (views.open, views.publish)
     team_url: str | None = None
+
+    def later(self, pool: Executor, work: Callable[..., None], *args: Any) -> None:
+        """Run ``work(*args)`` on ``pool`` once the listener has acked; nobody waits for it,
+        so a failure is logged here rather than kept in a future nobody reads."""
+
+        def run() -> None:
+            try:
+                work(*args)
+            except Exception as exc:
+                log.error("work after an ack failed: %s", type(exc).__name__, exc_info=exc)
+
+        pool.submit(run)
 
     def permalink(self, channel_id: str | None, ts: str | None) -> str | None:
         """A message permalink built from the team URL (no Web API call per message)."""

@@ -46,12 +46,12 @@ def register(app: App, ctx: SlackContext) -> None:
                 if refusal:
                     _tell(client, body, refusal)
 
-            # After the ack, on a pool of its own: Bolt's threads stay free for acks, which
-            # would otherwise queue behind a burst of decisions (Approve ack p99 at c=32:
+            # After the ack, on a pool of its own: the request's thread answers Slack at once,
+            # and a burst of decisions cannot hold up later acks (Approve ack p99 at c=32:
             # 163 → see README). Beside a worker the click is only stored here and the worker
             # decides it (storing it before the ack made the ack wait for the database: p99
             # 64 → 105 ms). Each decision is one compare-and-set, however many clicks.
-            ctx.decisions.submit(decide)
+            ctx.later(ctx.decisions, decide)
 
     on_click(blocks.ACTION_APPROVE, "approve")
     on_click(blocks.ACTION_RETRY, "retry")
@@ -73,7 +73,7 @@ def register(app: App, ctx: SlackContext) -> None:
             except SlackApiError as exc:
                 log.warning("views.open (reject) failed: %s", exc.response.get("error"))
 
-        ctx.after_ack.submit(open_modal)  # as /paylink's modal: off Bolt's threads
+        ctx.later(ctx.after_ack, open_modal)  # as /paylink's modal
 
     @app.action(blocks.ACTION_OPEN_CARD)
     def open_card(ack: Ack) -> None:

@@ -58,6 +58,6 @@ def register(app: App, ctx: SlackContext) -> None:
             except SlackApiError as exc:
                 log.warning("views.open failed: %s", exc.response.get("error"))
 
-        # Off Bolt's threads: were Slack slow to answer, they would all be waiting on it and
-        # the next commands' acks would queue behind (Slack gives up on an ack after 3 s).
-        ctx.after_ack.submit(open_modal)
+        # After the ack: the answer to Slack must not wait on Slack's own views.open (Slack
+        # gives up on an ack after 3 s, and would then show the user an error).
+        ctx.later(ctx.after_ack, open_modal)

@@ -20,9 +20,11 @@ def register(app: App, ctx: SlackContext) -> None:
 
     @app.event("app_home_opened")
     def home(event: dict[str, Any], client: WebClient) -> None:
-        if event.get("tab") != "home":
-            return
-        user = event["user"]
+        if event.get("tab") == "home":
+            # After the ack (Bolt acks an event once its listener returns), as modals are.
+            ctx.later(ctx.after_ack, publish_home, event["user"], client)
+
+    def publish_home(user: str, client: WebClient) -> None:
         is_approver = ctx.approvers.is_approver(user)
         with store.reading() as s:
             mine = store.recent_for(s, user)
