@@ -77,38 +77,76 @@ def _slack_requests(target: Target, bodies: list[str]) -> list[bytes]:
     ]
 
 
-def _ack_bodies(target: Target, kind: str, n: int) -> list[str]:
-    if kind == "ack_command":
-        return [command_body(seed.REP, "15000 PKR", channel="C0SALES") for _ in range(n)]
+def _approve_round(target: Target, n: int, concurrency: int) -> Outcome:
+    """``n`` Approve clicks, each on a distinct request; then, unless behind the slow gateway
+    (busy on purpose), wait until their links are created and their cards updated."""
     ids, target.approvals = target.approvals[:n], target.approvals[n:]
     if len(ids) < n:
         raise RuntimeError(f"{target.name}: not enough requests awaiting approval")
-    return [interactive_body(_click_payload(link_id)) for link_id in ids]
+    bodies = [interactive_body(_click_payload(link_id)) for link_id in ids]
+    out = closed_loop(target.base_url, _slack_requests(target, bodies), concurrency)
+    if not target.slow_gateway:
+        target.wait_quiet(120)
+    return out
 
 
-def acks(targets: list[Target], kind: str, concurrency: tuple[int, ...], n: int, rounds: int):
-    """``kind`` (ack_command: `/paylink`; ack_approve: Approve clicks, each on a distinct
-    request) at each concurrency, ``n`` requests per target in ``rounds`` interleaved rounds;
-    the figures pool the rounds, and each round's p99 is kept beside them. After a target's
-    Approve round, its links are created and their cards updated before the next round
-    starts (not behind a slow gateway, which is busy on purpose)."""
+def _command_round(
+    target: Target, n: int, concurrency: int, standin: StandIn, modals: Outcome
+) -> Outcome:
+    """``n`` `/paylink` commands; then wait until each one's modal is opened (views.open with
+    its trigger_id reaching the stand-in, the modals' figures added to ``modals``), so that
+    no modal of this round is still being opened during the next target's."""
+    triggers = [new_trigger_id() for _ in range(n)]
+    bodies = [command_body(seed.REP, "15000 PKR", "C0SALES", trigger) for trigger in triggers]
+    standin.new_calls("views.open")  # from here on: this round's modals
+    out = closed_loop(target.base_url, _slack_requests(target, bodies), concurrency)
+    sent = {triggers[i]: at for i, at in out.sent_at.items()}
+    opened: dict[str, float] = {}
+    deadline = time.monotonic() + 60
+    while len(opened) < len(sent) and time.monotonic() < deadline:
+        for _ch, _ts, _u, at, ok, trigger in standin.new_calls("views.open"):
+            if ok and trigger in sent:
+                opened.setdefault(trigger, at)
+        time.sleep(0.02)
+    modals.latencies += [opened[t] - sent[t] for t in opened]
+    modals.errors += len(sent) - len(opened)
+    return out
+
+
+def acks(
+    targets: list[Target],
+    kind: str,
+    concurrency: tuple[int, ...],
+    n: int,
+    rounds: int,
+    standin: StandIn,
+) -> None:
+    """``kind`` (ack_command: `/paylink`; ack_approve: Approve clicks) at each concurrency,
+    ``n`` requests per target in ``rounds`` interleaved rounds; the figures pool the rounds,
+    and each round's p99 is kept beside them. For `/paylink` the time from command to modal
+    (views.open) is kept too: Slack's trigger_id dies 3 s after the command."""
     per_round = math.ceil(n / rounds)
     for c in concurrency:
         pooled = {t.name: Outcome() for t in targets}
+        modals = {t.name: Outcome() for t in targets}
         p99s: dict[str, list[float | None]] = {t.name: [] for t in targets}
         for r, target in rotations(targets, rounds):
             count = min(per_round, n - r * per_round)
             if count <= 0:
                 continue
-            reqs = _slack_requests(target, _ack_bodies(target, kind, count))
-            out = closed_loop(target.base_url, reqs, c)
+            if kind == "ack_command":
+                out = _command_round(target, count, c, standin, modals[target.name])
+            else:
+                out = _approve_round(target, count, c)
             pooled[target.name].merge(out)
             p99s[target.name].append(summary(out.latencies, out.errors)["p99_ms"])
-            if kind == "ack_approve" and not target.slow_gateway:
-                target.wait_quiet(120)
         for target in targets:
             out = pooled[target.name]
             figures = summary(out.latencies, out.errors) | {"round_p99_ms": p99s[target.name]}
+            if kind == "ack_command":
+                figures["modal_open"] = summary(
+                    modals[target.name].latencies, modals[target.name].errors
+                )
             target.result.setdefault(kind, {})[str(c)] = figures
         log(
             f"{kind} c={c}: "
@@ -141,7 +179,7 @@ def _published(standin: StandIn, sent: float) -> float | None:
     """When the stand-in recorded the home user's views.publish sent after ``sent``."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        for _ch, _ts, user, at, _ok in standin.new_calls("views.publish"):
+        for _ch, _ts, user, at, _ok, _trigger in standin.new_calls("views.publish"):
             if user == seed.HOME_USER and at >= sent:
                 return at
         time.sleep(0.002)
@@ -262,7 +300,7 @@ def _card_updates(
     deadline = time.monotonic() + max(60.0, 20 * seconds)
     drained = False
     while time.monotonic() < deadline:
-        for ch, ts, _u, at, ok in standin.new_calls("chat.update"):
+        for ch, ts, _u, at, ok, _trigger in standin.new_calls("chat.update"):
             key = (ch, ts)
             if ok and key in sent and key not in first:
                 first[key] = at

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 # Doubling up to 200/s, then by √2: the ceilings compared (bare against Paylink, 100,000
 # links against 100) are found to within a step of 30 % instead of 50 %.
-RATES = (25, 50, 100, 200, 283, 400, 566, 800, 1131, 1600, 2263, 3200, 4525)
+RATES = (25, 50, 100, 200, 283, 400, 566, 800, 1131, 1600, 2263, 3200, 4525, 6400, 9051)
 
 
 @dataclass(frozen=True)

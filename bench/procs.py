@@ -85,7 +85,7 @@ class StandIn(Child):
         )
         self._lock = threading.Lock()
         self.url = json.loads(self._readline())["url"]
-        self._next = {"chat.update": 0, "views.publish": 0}
+        self._next = {"chat.update": 0, "views.publish": 0, "views.open": 0}
 
     def _readline(self) -> str:
         line = self.proc.stdout.readline()  # type: ignore[union-attr]

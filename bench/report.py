@@ -107,6 +107,14 @@ def budgets(runs: dict[str, Any], mode: Mode) -> list[dict[str, Any]]:
                 ok,
                 f"{p99:.1f} ms vs bare {base:.1f} ms (x{ratio:.2f})",
             )
+    for run in [*small_runs, *(n for n in runs if n.endswith("_large"))]:
+        modal = _get(runs[run], "ack_command", top, "modal_open")
+        if modal is not None:
+            check(
+                f"{run}: /paylink modal opened within 3 s (trigger_id lifetime) @c={top}, every one",
+                modal["errors"] == 0 and (modal["max_ms"] or 1e9) < 3000,
+                f"max {modal['max_ms']} ms, p99 {modal['p99_ms']} ms, {modal['errors']} not opened",
+            )
     slow = runs.get("sqlite_slow_gateway")
     if slow:
         normal = _get(runs, "sqlite_small", "ack_approve", top, "p99_ms")
@@ -192,6 +200,14 @@ def table(runs: dict[str, Any], mode: Mode) -> str:
             rows.append(
                 (f"{label} c={c} p50/p95/p99 ms", [_fmt(_get(runs[r], kind, str(c))) for r in cols])
             )
+        if kind == "ack_command":
+            for c in mode.concurrency:
+                rows.append(
+                    (
+                        f"/paylink -> modal open c={c} p50/p95/p99 ms",
+                        [_fmt(_get(runs[r], kind, str(c), "modal_open")) for r in cols],
+                    )
+                )
     rows.append(
         (
             "webhook max sustained req/s",

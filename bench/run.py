@@ -81,8 +81,8 @@ def measure(targets: list[Target], mode: Mode, standin: StandIn) -> None:
             target.result[rss_key(role, "idle")] = child.rss_mb()
     log("idle RSS: " + ", ".join(f"{t.name} {t.result['rss_idle_mb']} MB" for t in targets))
     fast = [t for t in targets if not t.slow_gateway]
-    acks(fast, "ack_command", mode.concurrency, mode.requests, mode.rounds)
-    acks(targets, "ack_approve", mode.concurrency, mode.requests, mode.rounds)
+    acks(fast, "ack_command", mode.concurrency, mode.requests, mode.rounds, standin)
+    acks(targets, "ack_approve", mode.concurrency, mode.requests, mode.rounds, standin)
     for target in fast:
         target.wait_quiet(120)
     for target in targets:

@@ -161,12 +161,24 @@ def prepare(url: str, *, filler: int, home_links: int) -> None:
     for row in rows[:home_links]:
         row["requester_id"] = HOME_USER
     _bulk(engine, rows, "fill", now)
+    settle(engine)
+    engine.dispose()
+
+
+def settle(engine: Engine) -> None:
+    """Leave the database as a running store would be after a bulk load: on PostgreSQL
+    analyzed (autovacuum would do it soon; plans are then stable), on SQLite with its WAL
+    checkpointed (or the first commit after the load copies it all, with everyone waiting).
+    No ANALYZE on SQLite: Paylink never runs it, so its plans use no statistics."""
     if engine.dialect.name == "postgresql":
-        # autovacuum would analyze soon after a bulk load; do it now so plans are stable.
-        # (No ANALYZE on SQLite: Paylink never runs it, so its plans use no statistics.)
         with engine.begin() as conn:
             conn.execute(text("ANALYZE"))
-    engine.dispose()
+        return
+    raw = engine.raw_connection()  # outside any transaction (the driver is in autocommit)
+    try:
+        raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        raw.close()
 
 
 def webhook_links(url: str, start: int, count: int, *, secret: str, ts_second: int) -> Seeded:
@@ -186,6 +198,7 @@ def webhook_links(url: str, start: int, count: int, *, secret: str, ts_second: i
         for i in range(start, start + count)
     ]
     _bulk(engine, hooks, "hook", now)
+    settle(engine)
     seeded = Seeded()
     for row in hooks:
         intent = SimpleNamespace(

@@ -5,7 +5,8 @@ of the load generator's process keeps its work off the generator's GIL.
 
 Commands (one JSON object per line, one JSON answer per line):
   {"cmd": "cards", "cards": [[channel, ts], ...]}   make these messages exist (bot cards)
-  {"cmd": "calls", "method": "chat.update", "since": 0}  -> {"calls": [[channel, ts, user, at]], "next": n}
+  {"cmd": "calls", "method": "chat.update", "since": 0}
+      -> {"calls": [[channel, ts, user, at, ok, trigger_id]], "next": n}
   {"cmd": "quit"}
 """
 
@@ -48,6 +49,7 @@ def main() -> int:
                     c.params.get("user_id"),
                     c.at,
                     c.ok,
+                    c.params.get("trigger_id"),
                 ]
                 for c in calls
                 if c.method == req["method"]
