@@ -257,6 +257,11 @@ def start_bare(workdir: Path, standin: StandIn, sec: Secrets) -> Target:
     return target
 
 
+class _BacklogServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # socketserver's default, 5, drops a burst's connections
+
+
 class SlowGateway:
     """A stand-in XPay that answers every request after ``delay`` seconds (with a 503)."""
 
@@ -279,8 +284,7 @@ class SlowGateway:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = _BacklogServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

@@ -519,6 +519,9 @@ _EPOCH_US = 1_700_000_000_000_000
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog is 5: a burst of calls (each slack_sdk call is a new
+    # connection) overflowed it, and the dropped connections were retried a second later.
+    request_queue_size = 1024
 
 
 # --------------------------------------------------------------------------------------
