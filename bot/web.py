@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
+from slack_bolt.request import BoltRequest
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
@@ -32,6 +34,7 @@ log = logging.getLogger("bot.http")
 MAX_BODY = 1024 * 1024
 SLOW_MS = 1000.0  # a request this slow is logged even when it succeeded
 WEBHOOK_PATH = "/xpay/webhook"
+SLACK_PATH = "/slack/events"
 
 
 def create_app(runtime: Runtime) -> Flask:
@@ -54,23 +57,6 @@ def create_app(runtime: Runtime) -> Flask:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Response, int]:
         return jsonify(success=False, reason=exc.description), exc.code or 500
-
-    # Without a signing secret (Socket Mode) nothing could be verified: no HTTP route at all.
-    if runtime.bolt_app is not None and settings.slack_signing_secret:
-        from slack_bolt.adapter.flask.handler import to_bolt_request, to_flask_response
-
-        bolt_app = runtime.bolt_app
-
-        @app.post("/slack/events")
-        def slack_events() -> Any:
-            try:
-                # Bolt parses the body (and reads team/user ids out of it) before it checks
-                # the signature: invalid JSON, or JSON of another shape, from anyone would
-                # otherwise be a 500. Slack itself never sends such a body.
-                bolt_request = to_bolt_request(request)
-            except (ValueError, TypeError, AttributeError, KeyError):
-                return jsonify(success=False, reason="malformed request body"), 400
-            return to_flask_response(bolt_app.dispatch(bolt_request))
 
     @app.get("/healthz")
     def healthz() -> Any:
@@ -100,26 +86,34 @@ def create_app(runtime: Runtime) -> Flask:
             make_sandbox_blueprint(SandboxConfig.from_settings(settings), runtime.store.sessions),
             url_prefix="/sandbox",
         )
-    app.wsgi_app = webhook_route(runtime, app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = front_routes(runtime, app.wsgi_app)  # type: ignore[method-assign]
     return app
 
 
-def webhook_route(runtime: Runtime, fallback: WSGIApplication) -> WSGIApplication:
-    """``POST /xpay/webhook`` as plain WSGI in front of Flask, ``fallback`` for the rest.
+Answer = tuple[int, dict[str, object] | bytes, list[tuple[str, str]]]
 
-    Every payment webhook of a burst comes through here, and Flask's request and response
-    machinery cost more than the webhook's own work (verify, one insert). The answers are
-    the same JSON as every other route's: 200 with the outcome, 404 for an unknown intent,
-    401/400/413 with a reason from :mod:`bot.xpay.webhooks`.
+
+def front_routes(runtime: Runtime, fallback: WSGIApplication) -> WSGIApplication:
+    """``POST /xpay/webhook`` and ``POST /slack/events`` as plain WSGI in front of Flask,
+    ``fallback`` for the rest.
+
+    Every webhook and every Slack request of a burst comes through here, and Flask's request
+    and response machinery cost more than a webhook's own work (verify, one insert) and a
+    tenth of a click's. The answers are the same as every other route's: JSON with a reason
+    for a refusal (401/400/413 from :mod:`bot.xpay.webhooks`, 404 for an unknown intent,
+    413 for a Slack body over 1 MB, 400 for one Bolt cannot read), Bolt's own otherwise.
     """
     secrets, service, metrics = runtime.settings.webhook_secrets, runtime.service, runtime.metrics
+    bolt_app = runtime.bolt_app
+    # Without a signing secret (Socket Mode) nothing could be verified: no Slack route.
+    slack = bolt_app is not None and bool(runtime.settings.slack_signing_secret)
 
-    def handle(environ: WSGIEnvironment) -> tuple[int, dict[str, object]]:
-        """The status and JSON body of the answer to one webhook."""
+    def webhook(environ: WSGIEnvironment) -> Answer:
+        """The answer to one payment webhook."""
         try:
             length = int(environ.get("CONTENT_LENGTH") or MAX_WEBHOOK_BYTES + 1)
         except ValueError:
-            return 400, {"success": False, "reason": "invalid Content-Length"}
+            return 400, {"success": False, "reason": "invalid Content-Length"}, []
         # Never more than one byte past the limit: verify_webhook then answers 413.
         raw = environ["wsgi.input"].read(min(max(length, 0), MAX_WEBHOOK_BYTES + 1))
         try:
@@ -127,32 +121,63 @@ def webhook_route(runtime: Runtime, fallback: WSGIApplication) -> WSGIApplicatio
             event = parse_payment_event(data)
         except WebhookError as exc:
             metrics.webhooks.labels(type(exc).__name__).inc()
-            return exc.http_status, {"success": False, "reason": exc.reason}
+            return exc.http_status, {"success": False, "reason": exc.reason}, []
         result = service.receive_payment(event)
         metrics.webhooks.labels(result.outcome).inc()
         if result.outcome == "unknown_intent":
-            return 404, {"success": False, "reason": "unknown payment intent"}
-        return 200, {"success": True, "outcome": result.outcome}
+            return 404, {"success": False, "reason": "unknown payment intent"}, []
+        return 200, {"success": True, "outcome": result.outcome}, []
+
+    def slack_event(environ: WSGIEnvironment) -> Answer:
+        """Bolt's answer to one Slack request (it checks the signature)."""
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return 400, {"success": False, "reason": "invalid Content-Length"}, []
+        if length > MAX_BODY:
+            return 413, {"success": False, "reason": "request body too large"}, []
+        request = WsgiHttpRequest(environ)
+        try:
+            # Bolt parses the body (and reads team/user ids out of it) before it checks
+            # the signature: invalid JSON, or JSON of another shape, from anyone would
+            # otherwise be a 500. Slack itself never sends such a body.
+            bolt_request = BoltRequest(
+                body=request.get_body(),
+                query=request.query_string,
+                headers=request.get_headers(),
+            )
+        except (ValueError, TypeError, AttributeError, KeyError):
+            return 400, {"success": False, "reason": "malformed request body"}, []
+        answer = bolt_app.dispatch(bolt_request)  # type: ignore[union-attr]
+        headers = [(name, value) for name, values in answer.headers.items() for value in values]
+        return answer.status, answer.body.encode(), headers
+
+    routes = {WEBHOOK_PATH: webhook} | ({SLACK_PATH: slack_event} if slack else {})
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") != WEBHOOK_PATH:
+        path = environ.get("PATH_INFO", "")
+        route = routes.get(path)
+        if route is None:
             return fallback(environ, start_response)
         method, started = environ.get("REQUEST_METHOD", ""), time.perf_counter()
-        headers = [("Content-Type", "application/json")]
+        headers: list[tuple[str, str]] = []
         if method != "POST":
             status, body = 405, {"success": False, "reason": "only POST is allowed here"}
             headers.append(("Allow", "POST"))
         else:
             try:
-                status, body = handle(environ)
+                status, body, headers = route(environ)
             except Exception:
-                log.exception("webhook failed")  # XPay retries a 5xx
+                log.exception("%s failed", path)  # XPay and Slack retry a 5xx
                 status, body = 500, {"success": False, "reason": "internal error"}
-        payload = json.dumps(body).encode()
-        headers.append(("Content-Length", str(len(payload))))
+        if isinstance(body, dict):
+            body = json.dumps(body).encode()
+            headers.append(("Content-Type", "application/json"))
+        headers = [h for h in headers if h[0].lower() != "content-length"]
+        headers.append(("Content-Length", str(len(body))))
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
-        _observe(metrics, method, WEBHOOK_PATH, status, started)
-        return [payload]
+        _observe(metrics, method, path, status, started)
+        return [body]
 
     return app
 
