@@ -428,6 +428,39 @@ def test_many_copies_of_one_webhook_at_once_queue_one_row(
     assert [m.kind for m in outbox(service, link.id)].count(PAYMENT) == 1
 
 
+def test_one_card_delivery_covers_its_links_older_cards_and_nothing_else(
+    service: LinkService, store: LinkStore
+) -> None:
+    """A card renders the link's latest state: of three queued card rows one delivery is
+    made (the newest) and all three are marked delivered, while the link's thread reply and
+    another link's card are delivered on their own, and a card queued afterwards waits."""
+    a = service.request_link(checkout(), requester_id=REP, channel_id="C0APPROVALS")
+    b = service.request_link(checkout(), requester_id=REP, channel_id="C0APPROVALS")
+    with store.transaction() as s:
+        for link in (a, b):
+            store.update_fields(s, link.id, message_ts="1700000000.000100")
+        store.enqueue(s, a, "card", payload={"n": 2})
+        store.enqueue(s, a, "thread", payload={"kind": "paid"})
+        store.enqueue(s, a, "card", payload={"n": 3})
+    delivered: list[tuple[int, str, dict]] = []
+
+    def deliver(message: OutboxMessage, link: Link) -> None:
+        delivered.append((link.id, message.kind, message.payload))
+
+    drainer = OutboxDrainer(store, deliver)
+    assert drainer.drain_once() == 5  # a's three cards and reply, b's card
+    assert sorted((link_id, kind) for link_id, kind, _ in delivered) == sorted(
+        [(a.id, "card"), (a.id, "thread"), (b.id, "card")]
+    )
+    assert (a.id, "card", {"n": 3}) in delivered
+    assert all(m.delivered_at is not None for m in outbox(service, a.id) + outbox(service, b.id))
+    with store.transaction() as s:
+        store.enqueue(s, a, "card", payload={"n": 4})
+    assert [m.payload for m in outbox(service, a.id) if m.delivered_at is None] == [{"n": 4}]
+    assert drainer.drain_once() == 1
+    drainer.stop()
+
+
 def test_the_worker_applies_queued_payments_together_and_one_bad_row_holds_up_none(
     service: LinkService, store: LinkStore, stack: LocalStack
 ) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 
 from bot.links.store import OUTBOX, LinkStore
 from bot.links.tables import Link, OutboxMessage, utcnow
@@ -119,7 +119,10 @@ class OutboxDrainer:
                     OutboxMessage.next_attempt_at <= now,
                     or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
                 )
-                .order_by(OutboxMessage.id)
+                # next_attempt_at first: the pending index gives that order, so a backlog of
+                # thousands is not sorted for every claim (ids break ties: a link's card
+                # before its replies).
+                .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
                 .limit(limit)
             )
             if self.store.is_postgres:
@@ -221,31 +224,46 @@ class OutboxDrainer:
         return True
 
     def _mark_delivered(self, messages: list[OutboxMessage]) -> None:
-        """One statement for the whole batch. A card job renders the link's latest state,
-        so the older card jobs of its link are covered too."""
-        covered = [
-            (OutboxMessage.link_id == m.link_id) & (OutboxMessage.id <= m.id)
-            if m.kind == "card"
-            else OutboxMessage.id == m.id
-            for m in messages
-        ]
+        """Mark the batch delivered in one transaction: its rows by primary key, and for
+        each card the older card rows of its link (a card job renders the link's latest
+        state, so those are covered too), by the link's index. (One statement with every
+        row's condition OR-ed made SQLite scan the whole backlog, every batch, while
+        holding the write lock.)"""
+        now = utcnow()
         with self.store.transaction() as s:
             s.execute(
                 update(OUTBOX)
-                .where(
-                    OutboxMessage.delivered_at.is_(None),
-                    or_(*covered),
-                    # a thread row of the same link must not be caught by a card's range
-                    or_(
-                        OutboxMessage.kind == "card", OutboxMessage.id.in_([m.id for m in messages])
-                    ),
-                )
+                .where(OutboxMessage.id.in_([m.id for m in messages]))
                 .values(
-                    delivered_at=utcnow(),
+                    delivered_at=func.coalesce(OutboxMessage.delivered_at, now),
                     attempts=OutboxMessage.attempts + 1,
                     claimed_until=None,
                 )
             )
+            cards = [
+                {"b_link": m.link_id, "b_id": m.id, "b_now": now}
+                for m in messages
+                if m.kind == "card"
+            ]
+            if cards:
+                s.execute(_COVER_OLDER_CARDS, cards)
+
+
+# Older undelivered card rows of a link, covered by the card delivered after them.
+_COVER_OLDER_CARDS = (
+    update(OUTBOX)
+    .where(
+        OutboxMessage.link_id == bindparam("b_link"),
+        OutboxMessage.kind == "card",
+        OutboxMessage.id < bindparam("b_id"),
+        OutboxMessage.delivered_at.is_(None),
+    )
+    .values(
+        delivered_at=bindparam("b_now"),
+        attempts=OutboxMessage.attempts + 1,
+        claimed_until=None,
+    )
+)
 
 
 def _by_link(rows: list[Claimed]) -> list[list[Claimed]]:
