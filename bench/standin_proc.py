@@ -12,16 +12,32 @@ Commands (one JSON object per line, one JSON answer per line):
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
+import threading
+import time
 from typing import Any
 
 from bot.local import APPROVER, BOT_TOKEN
 from bot.slack.standin import PostedMessage, SlackStandIn
 
 
+def _freeze_every(seconds: float) -> None:
+    """Set what the stand-in has recorded so far aside from the garbage collector, again and
+    again. It keeps every call (views, blocks) for the run, so its heap grows to millions of
+    objects (1.8 GB in a full run), and a full collection walks them all while every Slack
+    call waits: here 10,000 recorded modals took 0.36 s to collect, 60,000 took 2 s, and a
+    full run's modal opens had a p99 of up to 1.8 s. The calls live until the process ends
+    anyway, so freezing them costs nothing."""
+    while True:
+        time.sleep(seconds)
+        gc.freeze()
+
+
 def main() -> int:
+    threading.Thread(target=_freeze_every, args=(1.0,), daemon=True).start()
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # stray prints go to stderr, never into the protocol
     slack = SlackStandIn(bot_token=BOT_TOKEN, usergroups={"S0FINANCE": [APPROVER]}).start()
