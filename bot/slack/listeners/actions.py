@@ -26,6 +26,17 @@ def _channel(body: dict[str, Any]) -> str | None:
     return (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
 
 
+def _clicked(action_id: str, body: dict[str, Any]) -> tuple[int, str] | None:
+    """The link id and user of a button click, or None (logged) when the click did not come
+    from one of our buttons. Listeners run in the request's thread, so a parse error here
+    would answer Slack with a 500."""
+    try:
+        return int(body["actions"][0]["value"]), str(body["user"]["id"])
+    except (KeyError, IndexError, TypeError, ValueError):
+        log.warning("%s click without a link id or user: ignored", action_id)
+        return None
+
+
 def register(app: App, ctx: SlackContext) -> None:
     """Register the block_actions listeners."""
     service = ctx.service
@@ -33,13 +44,11 @@ def register(app: App, ctx: SlackContext) -> None:
     def on_click(action_id: str, action: str) -> None:
         @app.action(action_id)
         def handler(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
-            try:
-                link_id, user = int(body["actions"][0]["value"]), str(body["user"]["id"])
-            except (KeyError, IndexError, TypeError, ValueError):  # not from our buttons
-                ack()
-                log.warning("%s click without a link id or user: ignored", action_id)
-                return
             ack()
+            clicked = _clicked(action_id, body)
+            if clicked is None:
+                return
+            link_id, user = clicked
 
             def decide() -> None:
                 refusal = service.receive_click(action, link_id, user, channel=_channel(body))
@@ -60,7 +69,10 @@ def register(app: App, ctx: SlackContext) -> None:
     @app.action(blocks.ACTION_REJECT)
     def open_reject(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
-        link_id, user = int(body["actions"][0]["value"]), body["user"]["id"]
+        clicked = _clicked(blocks.ACTION_REJECT, body)
+        if clicked is None:
+            return
+        link_id, user = clicked
 
         def open_modal() -> None:
             try:

@@ -20,7 +20,7 @@ def register(app: App, ctx: SlackContext) -> None:
 
     @app.event("app_home_opened")
     def home(event: dict[str, Any], client: WebClient) -> None:
-        if event.get("tab") == "home":
+        if event.get("tab") == "home" and event.get("user"):
             # After the ack (Bolt acks an event once its listener returns), as modals are.
             ctx.later(ctx.after_ack, publish_home, event["user"], client)
 
