@@ -28,6 +28,7 @@ from sqlalchemy import func, select
 from bot.checkout import FIELDS, CheckoutInvalid, CheckoutRequest, parse_checkout
 from bot.links.states import Status
 from bot.links.tables import History, Link, OutboxMessage
+from bot.slack.simulator import FORM
 from bot.xpay.signing import js_stringify, sign
 from bot.xpay.webhooks import (
     MAX_WEBHOOK_BYTES,
@@ -413,7 +414,7 @@ slack_bodies = (
 @example(
     body=block_action("", "paylink_reject_open", "U0OUTSIDER"),
     signed=True,
-    content_type="application/x-www-form-urlencoded",
+    content_type=FORM,
     stale=False,
 )
 def test_slack_endpoint_never_fails_on_garbage(

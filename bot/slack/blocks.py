@@ -350,7 +350,8 @@ def request_modal(
     )
     view["private_metadata"] = json.dumps({"channel_id": channel_id})
     if amount:
-        view["blocks"][0]["element"]["initial_value"] = _clip(amount, 50)
+        (block,) = (b for b in view["blocks"] if b["block_id"] == FIELD_BLOCKS["amount"])
+        block["element"]["initial_value"] = _clip(amount, 50)
     return view
 
 
