@@ -93,7 +93,12 @@ class Runtime:
             # Many: these wait on Slack, and a modal must open within 3 s of its command.
             self.after_ack = ThreadPoolExecutor(max_workers=32, thread_name_prefix="after-ack")
             self.slack_context = SlackContext(
-                settings, self.service, self.approvers, self.decisions, self.after_ack
+                settings,
+                self.service,
+                self.approvers,
+                self.slack_client,
+                self.decisions,
+                self.after_ack,
             )
             self.bolt_app = build_bolt_app(self.slack_context, self.slack_client)
         if role == "web":

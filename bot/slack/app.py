@@ -16,6 +16,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 from bot.config import Settings
 from bot.slack.context import SlackContext
 from bot.slack.listeners import register_all
+from bot.slack.transport import PooledWebClient
 
 log = logging.getLogger("bot.slack")
 
@@ -34,7 +35,7 @@ def make_web_client(settings: Settings, *, retries: bool = True) -> WebClient:
         if retries
         else []
     )
-    return WebClient(
+    return PooledWebClient(
         token=token,
         base_url=settings.slack_api_url
         if settings.slack_api_url.endswith("/")

@@ -8,6 +8,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
+from slack_sdk import WebClient
+
 from bot.config import Settings
 from bot.links.service import LinkService
 from bot.slack.approvers import ApproverDirectory
@@ -22,6 +24,9 @@ class SlackContext:
     settings: Settings
     service: LinkService
     approvers: ApproverDirectory
+    # Listeners call Slack through this one client rather than the one Bolt builds for each
+    # request: it keeps its connections open (bot.slack.transport), Bolt's would not.
+    client: WebClient
     decisions: Executor  # runs button clicks' decisions after their ack
     after_ack: Executor  # Slack calls made after an ack (views.open, views.publish)
     team_url: str | None = None

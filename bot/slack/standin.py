@@ -28,11 +28,13 @@ Behaviour worth knowing:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import email.parser
 import email.policy
 import itertools
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -519,9 +521,35 @@ _EPOCH_US = 1_700_000_000_000_000
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    # socketserver's default backlog is 5: a burst of calls (each slack_sdk call is a new
-    # connection) overflowed it, and the dropped connections were retried a second later.
+    # socketserver's default backlog is 5: a burst of calls (each of plain slack_sdk's calls
+    # is a new connection) overflowed it, and the dropped connections were retried a second
+    # later.
     request_queue_size = 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        self.accepted = 0
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+            self.accepted += 1
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        """End every kept-alive connection: a stopped Slack answers nothing, not even on a
+        connection opened before it stopped."""
+        with self._open_lock:
+            for sock in self._open:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
 
 # --------------------------------------------------------------------------------------
@@ -620,6 +648,7 @@ class SlackStandIn:
             self._server = self._thread = None
         if server is not None:
             server.shutdown()
+            server.drop_connections()
             server.server_close()
         if thread is not None:
             thread.join(timeout=5)
@@ -641,6 +670,12 @@ class SlackStandIn:
     def base_url(self) -> str:
         """Base URL for ``WebClient(base_url=...)``, e.g. ``http://127.0.0.1:PORT/api/``."""
         return f"http://{self._host}:{self.port}/api/"
+
+    @property
+    def connections_accepted(self) -> int:
+        """TCP connections accepted since start (a client keeping its connection open makes
+        many calls over one)."""
+        return self._server.accepted if self._server is not None else 0
 
     # ---------------------------------------------------------------- fault injection
 
@@ -1308,6 +1343,7 @@ def _decode_json_params(params: dict[str, Any]) -> str | None:
 def _make_handler(standin: SlackStandIn) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "SlackStandIn/1.0"
+        protocol_version = "HTTP/1.1"  # keep-alive, as Slack's API does
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             return  # keep test output quiet

@@ -43,7 +43,7 @@ def register(app: App, ctx: SlackContext) -> None:
 
     def on_click(action_id: str, action: str) -> None:
         @app.action(action_id)
-        def handler(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        def handler(ack: Ack, body: dict[str, Any]) -> None:
             ack()
             clicked = _clicked(action_id, body)
             if clicked is None:
@@ -53,7 +53,7 @@ def register(app: App, ctx: SlackContext) -> None:
             def decide() -> None:
                 refusal = service.receive_click(action, link_id, user, channel=_channel(body))
                 if refusal:
-                    _tell(client, body, refusal)
+                    _tell(ctx.client, body, refusal)
 
             # After the ack, on a pool of its own: the request's thread answers Slack at once,
             # and a burst of decisions cannot hold up later acks (Approve ack p99 at c=32:
@@ -67,7 +67,7 @@ def register(app: App, ctx: SlackContext) -> None:
     on_click(blocks.ACTION_CANCEL, "cancel")
 
     @app.action(blocks.ACTION_REJECT)
-    def open_reject(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+    def open_reject(ack: Ack, body: dict[str, Any]) -> None:
         ack()
         clicked = _clicked(blocks.ACTION_REJECT, body)
         if clicked is None:
@@ -78,10 +78,10 @@ def register(app: App, ctx: SlackContext) -> None:
             try:
                 link = service.check_decision(link_id, user)
             except Refused as exc:
-                _tell(client, body, exc.message)
+                _tell(ctx.client, body, exc.message)
                 return
             try:
-                client.views_open(trigger_id=body["trigger_id"], view=blocks.reject_modal(link))
+                ctx.client.views_open(trigger_id=body["trigger_id"], view=blocks.reject_modal(link))
             except SlackApiError as exc:
                 log.warning("views.open (reject) failed: %s", exc.response.get("error"))
 

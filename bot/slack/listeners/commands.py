@@ -7,7 +7,6 @@ import logging
 from typing import Any
 
 from slack_bolt import Ack, App
-from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.checkout import parse_amount
@@ -34,7 +33,7 @@ def register(app: App, ctx: SlackContext) -> None:
     """Register the slash command."""
 
     @app.command("/paylink")
-    def paylink(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+    def paylink(ack: Ack, body: dict[str, Any]) -> None:
         text = (body.get("text") or "").strip()
         if text.lower() in ("help", "?", "-h", "--help"):
             ack(text=blocks.help_text(ctx.settings.paylink_currencies))
@@ -54,7 +53,7 @@ def register(app: App, ctx: SlackContext) -> None:
                 ctx.settings, channel_id=channel_id, amount=amount, currency=currency
             )
             try:
-                client.views_open(trigger_id=body["trigger_id"], view=view)
+                ctx.client.views_open(trigger_id=body["trigger_id"], view=view)
             except SlackApiError as exc:
                 log.warning("views.open failed: %s", exc.response.get("error"))
 

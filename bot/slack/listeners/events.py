@@ -6,7 +6,6 @@ import logging
 from typing import Any
 
 from slack_bolt import App
-from slack_sdk import WebClient
 
 from bot.slack import blocks
 from bot.slack.context import SlackContext
@@ -19,12 +18,12 @@ def register(app: App, ctx: SlackContext) -> None:
     store = ctx.service.store
 
     @app.event("app_home_opened")
-    def home(event: dict[str, Any], client: WebClient) -> None:
+    def home(event: dict[str, Any]) -> None:
         if event.get("tab") == "home" and event.get("user"):
             # After the ack (Bolt acks an event once its listener returns), as modals are.
-            ctx.later(ctx.after_ack, publish_home, event["user"], client)
+            ctx.later(ctx.after_ack, publish_home, event["user"])
 
-    def publish_home(user: str, client: WebClient) -> None:
+    def publish_home(user: str) -> None:
         is_approver = ctx.approvers.is_approver(user)
         with store.reading() as s:
             mine = store.recent_for(s, user)
@@ -40,7 +39,7 @@ def register(app: App, ctx: SlackContext) -> None:
             for link in [*mine, *waiting]
             if (url := ctx.permalink(link.channel_id, link.message_ts))
         }
-        client.views_publish(
+        ctx.client.views_publish(
             user_id=user,
             view=blocks.home_view(
                 my_links=mine,

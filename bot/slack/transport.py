@@ -1,0 +1,69 @@
+"""A slack_sdk WebClient that keeps its HTTP connections open between calls.
+
+slack_sdk's sync client sends every call through ``urllib.request.urlopen``, which opens a
+new TCP (and, against slack.com, TLS) connection per call and closes it after the answer. In
+the worker that was a quarter of the CPU spent per card update. This client sends the same
+requests over a urllib3 connection pool, and hands slack_sdk what urllib would have: the
+answer, or ``HTTPError`` for a 4xx/5xx, ``TimeoutError`` when the answer did not come in
+time, ``URLError`` when the connection failed. So slack_sdk's retry handlers (connection
+errors, 429, 5xx) and its ``SlackApiError`` work as they do with urllib.
+"""
+
+from __future__ import annotations
+
+import io
+from http.client import HTTPMessage
+from typing import Any
+from urllib.error import HTTPError, URLError
+from urllib.request import Request
+
+import urllib3
+from slack_sdk import WebClient
+
+# Connections kept open per host: serve's 16 request threads and its after-ack pool, or the
+# worker's drainer threads. Calls beyond that still go out, on a connection closed after.
+POOL_SIZE = 16
+
+
+class PooledWebClient(WebClient):
+    """``WebClient`` over a urllib3 pool: one connection reused for many calls."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pool = urllib3.PoolManager(
+            num_pools=2,
+            maxsize=POOL_SIZE,
+            # No retries here: slack_sdk's retry handlers decide, and a chat.postMessage
+            # must never be sent twice behind the outbox's back.
+            retries=False,
+            timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout),
+            ssl_context=self.ssl,
+        )
+
+    def _perform_urllib_http_request_internal(self, url: str, req: Request) -> dict[str, Any]:
+        if self.proxy is not None or not url.lower().startswith("http"):
+            return super()._perform_urllib_http_request_internal(url, req)
+        try:
+            resp = self._pool.request(
+                "POST",
+                url,
+                body=req.data,
+                headers={k: str(v) for k, v in req.header_items()},
+                redirect=False,
+            )
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            raise TimeoutError(str(exc)) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            # Refused, reset, connect timeout: urllib raises these as URLError too.
+            raise URLError(exc) from exc
+        headers = HTTPMessage()
+        for name, value in resp.headers.items():
+            headers[name] = value
+        if resp.status >= 400:
+            raise HTTPError(url, resp.status, resp.reason or "", headers, io.BytesIO(resp.data))
+        charset = headers.get_content_charset() or "utf-8"
+        return {"status": resp.status, "headers": headers, "body": resp.data.decode(charset)}
+
+    def close(self) -> None:
+        """Close the pooled connections (a later call opens new ones)."""
+        self._pool.clear()
