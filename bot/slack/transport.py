@@ -20,9 +20,10 @@ from urllib.request import Request
 import urllib3
 from slack_sdk import WebClient
 
-# Connections kept open per host: serve's 16 request threads and its after-ack pool, or the
-# worker's drainer threads. Calls beyond that still go out, on a connection closed after.
-POOL_SIZE = 16
+# Connections kept open per host: as many as threads call Slack at once (serve's after-ack
+# pool has 32). A call beyond that still goes out, on a connection closed after it, and
+# urllib3 logs a warning for each such connection.
+POOL_SIZE = 40
 
 
 class PooledWebClient(WebClient):
