@@ -21,6 +21,7 @@ from bot.xpay.client import XPayClient
 
 if TYPE_CHECKING:
     from bot.slack.delivery import SlackDelivery
+    from bot.slack.transport import PooledWebClient
 
 log = logging.getLogger("bot")
 
@@ -58,7 +59,8 @@ class Runtime:
             read_timeout=settings.xpay_timeout,
         )
         self.gateway_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="gateway")
-        self.slack_client = None
+        self.slack_client: PooledWebClient | None = None
+        self.delivery_client: PooledWebClient | None = None
         self.bolt_app = None
         self.drainer: OutboxDrainer | None = None
         self.decisions: ThreadPoolExecutor | None = None
@@ -180,5 +182,8 @@ class Runtime:
         if self.drainer:
             self.drainer.stop()
         self.gateway_pool.shutdown(wait=True, cancel_futures=False)
+        for client in (self.slack_client, self.delivery_client):
+            if client is not None:
+                client.close()
         self.xpay.close()
         self.store.close()

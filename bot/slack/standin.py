@@ -22,6 +22,8 @@ Behaviour worth knowing:
   returns that channel ID, as Slack does; ``chat.update`` then needs the ``D…`` ID.
 * A ``trigger_id`` is single use: reusing one answers ``exchanged_trigger_id``; one that
   starts with ``expired`` answers ``expired_trigger_id``.
+* Connections are kept alive (HTTP/1.1), as Slack's are; ``connections_accepted`` counts
+  them, and ``stop()`` ends the open ones.
 * Invalid blocks/views answer ``invalid_blocks`` with Slack-style ``errors`` messages
   (``"must be less than 25 characters [json-pointer:/view/title/text]"``).
 """
