@@ -908,6 +908,13 @@ class SlackStandIn:
         return call.status, headers, call.response
 
     # ---------------------------------------------------------------- helpers (under lock)
+    #
+    # What a call stores (views, blocks) is the request's own parsed JSON, and it is only
+    # ever replaced, never changed in place; so handlers keep and answer with it as it is,
+    # and only the public accessors above copy it for their callers. (Copying the /paylink
+    # modal twice per views.open, under the one lock every call takes, cost 0.6 ms of CPU
+    # per call, 3.9 → 3.3 ms for a round trip with slack_sdk's client: the stand-in shares
+    # the benchmark's two cores with the bot.)
 
     def _next_ts(self) -> str:
         us = _EPOCH_US + 100 * next(self._ts_counter)
@@ -931,9 +938,9 @@ class SlackStandIn:
             "text": msg.text or "",
         }
         if msg.blocks is not None:
-            out["blocks"] = copy.deepcopy(msg.blocks)
+            out["blocks"] = msg.blocks
         if msg.attachments is not None:
-            out["attachments"] = copy.deepcopy(msg.attachments)
+            out["attachments"] = msg.attachments
         if msg.thread_ts and msg.thread_ts != msg.ts:
             out["thread_ts"] = msg.thread_ts
             out["parent_user_id"] = self.bot_user_id
@@ -967,7 +974,7 @@ class SlackStandIn:
             raise _ApiError("invalid_arguments")
         self._require_blocks_ok(validate_blocks(view.get("blocks", []), surface=surface, view=view))
         vid = view_id or f"V{next(self._view_counter):010d}"
-        stored = copy.deepcopy(view)
+        stored = dict(view)  # the call's params keep the view as it was sent
         stored.update(
             id=vid,
             team_id=self.team_id,
@@ -1025,9 +1032,9 @@ class SlackStandIn:
             channel=channel,
             thread_ts=thread_ts,
             text=params.get("text"),
-            blocks=copy.deepcopy(blocks),
-            attachments=copy.deepcopy(params.get("attachments")),
-            metadata=copy.deepcopy(params.get("metadata")),
+            blocks=blocks,
+            attachments=params.get("attachments"),
+            metadata=params.get("metadata"),
             user=self.bot_user_id,
         )
         self._messages[(channel, msg.ts)] = msg
@@ -1051,11 +1058,11 @@ class SlackStandIn:
         if "text" in params:
             msg.text = params["text"]
         if blocks is not None:
-            msg.blocks = copy.deepcopy(blocks) or None
+            msg.blocks = blocks or None
         if "attachments" in params:
-            msg.attachments = copy.deepcopy(params["attachments"])
+            msg.attachments = params["attachments"]
         if "metadata" in params:
-            msg.metadata = copy.deepcopy(params["metadata"])
+            msg.metadata = params["metadata"]
         msg.updated += 1
         body = {
             "channel": channel,
@@ -1081,7 +1088,7 @@ class SlackStandIn:
             channel=channel,
             user=str(user),
             text=params.get("text"),
-            blocks=copy.deepcopy(blocks),
+            blocks=blocks,
             thread_ts=params.get("thread_ts") or None,
         )
         self._ephemerals.append(eph)
@@ -1103,7 +1110,7 @@ class SlackStandIn:
     def _history_payload(self, msg: PostedMessage, params: Mapping[str, Any]) -> dict[str, Any]:
         out = self._message_payload(msg)
         if str(params.get("include_all_metadata", "")).lower() in ("1", "true") and msg.metadata:
-            out["metadata"] = copy.deepcopy(msg.metadata)
+            out["metadata"] = msg.metadata
         return out
 
     def _conversations_history(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
@@ -1148,13 +1155,13 @@ class SlackStandIn:
         view = self._make_view(params.get("view"), "modal")
         self._views[view["id"]] = view
         self._views_opened.append(view["id"])
-        return {"view": copy.deepcopy(view)}
+        return {"view": view}
 
     def _views_push(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
         self._use_trigger(params)
         view = self._make_view(params.get("view"), "modal")
         self._views[view["id"]] = view
-        return {"view": copy.deepcopy(view)}
+        return {"view": view}
 
     def _views_update(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
         view_id, external_id = params.get("view_id"), params.get("external_id")
@@ -1174,7 +1181,7 @@ class SlackStandIn:
         view = self._make_view(params.get("view"), surface, view_id=current["id"])
         view["root_view_id"] = current.get("root_view_id", current["id"])
         self._views[current["id"]] = view
-        return {"view": copy.deepcopy(view)}
+        return {"view": view}
 
     def _views_publish(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
         user = params.get("user_id")
@@ -1187,7 +1194,7 @@ class SlackStandIn:
         view = self._make_view(params.get("view"), "home", view_id=previous_id)
         self._views[view["id"]] = view
         self._home_views[str(user)] = view["id"]
-        return {"view": copy.deepcopy(view)}
+        return {"view": view}
 
     def _usergroups_users_list(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
         group = params.get("usergroup")
