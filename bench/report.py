@@ -136,7 +136,9 @@ def budgets(runs: dict[str, Any], mode: Mode) -> list[dict[str, Any]]:
             )
             check(
                 f"{run}: webhook throughput >= 0.5x bare",
-                rate >= 0.5 * bare_rate,
+                # The rungs are √2 apart, rounded to whole requests: two rungs down is half
+                # (1131 of 2263, 800 of 1600), give or take that rounding.
+                2 * rate >= bare_rate - 1,
                 f"{rate} vs {bare_rate} req/s{capped}",
             )
         card = _get(runs[run], "webhook", "card_update", "p50_ms")

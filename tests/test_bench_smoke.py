@@ -45,3 +45,24 @@ def test_bench_smoke_writes_results(tmp_path):
     assert "ack_approve" in runs["sqlite_slow_gateway"]
     assert report["budgets"]
     assert all({"budget", "pass", "detail"} <= set(b) for b in report["budgets"])
+
+
+def _throughput_verdict(ours: int, bare: int) -> bool:
+    from bench.modes import MODES
+    from bench.report import budgets
+
+    runs = {
+        "bare": {"webhook": {"max_sustained_rps": bare, "ceiling_reached": True}},
+        "sqlite_small": {"webhook": {"max_sustained_rps": ours}},
+    }
+    (verdict,) = [b["pass"] for b in budgets(runs, MODES["full"]) if "throughput" in b["budget"]]
+    return verdict
+
+
+def test_webhook_throughput_budget_reads_the_ladder():
+    # Two rungs of the √2 ladder below the bare endpoint's is half its rate, although
+    # rounding to whole requests puts 1131 a hair under half of 2263.
+    assert _throughput_verdict(1131, 2263)
+    assert _throughput_verdict(800, 1600)
+    assert not _throughput_verdict(800, 2263)
+    assert not _throughput_verdict(1131, 3200)
