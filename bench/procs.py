@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bench import seed
+from bot.commands import WORKER_NICENESS
 from bot.db import make_engine
 from bot.local import BOT_TOKEN, free_port
 from bot.slack.simulator import SlackSimulator
@@ -31,7 +32,7 @@ THREADS = 16  # `paylink serve` default
 # The Slack stand-in and the sandbox gateways play Slack's and XPay's machines: here they
 # share the bot's two cores, so they run at the worker's priority, below `serve`, the bare
 # baselines and the load generator, rather than taking CPU from what is being measured.
-ELSEWHERE_NICENESS = 10
+ELSEWHERE_NICENESS = WORKER_NICENESS
 
 
 def log(msg: str) -> None:
