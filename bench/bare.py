@@ -1,6 +1,7 @@
 """The baseline: a bare Bolt app and a bare webhook endpoint on the same server kind.
 
-``python -m bench.bare`` serves, with waitress and the same thread count as ``paylink serve``:
+``python -m bench.bare`` serves on Paylink's own server (:class:`bot.server.Server`, waitress)
+with the same thread count as ``paylink serve``:
   POST /slack/events  Bolt (same adapter, same executor size as Paylink): ``/paylink`` acks
                       and opens a fixed modal (Paylink's, built once) with views.open; the
                       Approve button only acks
@@ -24,9 +25,9 @@ from flask import Flask, request
 from slack_bolt import App
 from slack_bolt.adapter.flask import SlackRequestHandler
 from slack_sdk import WebClient
-from waitress.server import create_server
 
 from bot.config import load_settings
+from bot.server import Server
 from bot.slack.blocks import request_modal
 
 APPROVE = "paylink_approve"  # bot.slack.blocks.ACTION_APPROVE
@@ -89,10 +90,10 @@ def build(env: dict[str, str]) -> Any:
 def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     env = dict(os.environ)
-    server = create_server(
+    server = Server(
         build(env), host="127.0.0.1", port=int(env["PORT"]), threads=int(env["THREADS"])
     )
-    server.run()
+    server.serve_forever()
     return 0
 
 
