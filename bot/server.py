@@ -16,7 +16,7 @@ class _AcceptingServer(TcpWSGIServer):
     Stock waitress accepts one connection per pass, and each pass needs the GIL several
     times beside busy request threads: of 32 connections opened at once (a burst of Slack
     clicks), the last waited some 70 ms to be accepted while the first ones were answered
-    again and again (Approve ack p99 at concurrency 32: 76 → 46 ms, see README).
+    again and again (Approve ack p99 at concurrency 32: 76 → 46–56 ms, see README).
     """
 
     def handle_accept(self) -> None:
@@ -29,7 +29,8 @@ class _AcceptingServer(TcpWSGIServer):
 
 
 class Server:
-    """A waitress server for ``app``; port 0 picks a free port (see ``port``)."""
+    """A waitress server for ``app`` on one socket: ``host`` is an address (not a name that
+    could resolve to several); port 0 picks a free port (see ``port``)."""
 
     def __init__(self, app: Any, *, host: str = "0.0.0.0", port: int = 3000, threads: int = 16):  # noqa: S104
         self._server = _AcceptingServer(
