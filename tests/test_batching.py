@@ -58,3 +58,43 @@ def test_closed_group_commit_refuses_new_items() -> None:
     commit.close()
     with pytest.raises(RuntimeError):
         commit.submit(2)
+
+
+def test_a_caller_alone_writes_in_its_own_thread() -> None:
+    """With nobody else writing there is no hand-over: the caller's own thread writes."""
+    writers: list[str] = []
+
+    def write(items: Sequence[int]) -> list[int]:
+        writers.append(threading.current_thread().name)
+        return list(items)
+
+    commit = GroupCommit(write, name="test", timeout=5)
+    assert [commit.submit(i) for i in range(3)] == [0, 1, 2]
+    assert writers == [threading.current_thread().name] * 3
+    commit.close()
+
+
+def test_a_caller_whose_batch_never_starts_times_out_and_is_not_written() -> None:
+    """While one batch is stuck, a later caller gives up after its timeout; its item is
+    then dropped, not written later behind its back, and the next caller is served."""
+    written: list[int] = []
+    started, release = threading.Event(), threading.Event()
+
+    def write(items: Sequence[int]) -> list[int]:
+        if 1 in items:
+            started.set()
+            release.wait(5)
+        written.extend(items)
+        return list(items)
+
+    commit = GroupCommit(write, name="test", timeout=0.2)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        stuck = pool.submit(commit.submit, 1)
+        assert started.wait(5)
+        with pytest.raises(TimeoutError):
+            commit.submit(2)
+        release.set()
+        assert stuck.result() == 1
+    assert commit.submit(3) == 3
+    assert written == [1, 3]
+    commit.close()

@@ -72,6 +72,10 @@ WORKER_KINDS = frozenset({CREATE, PAYMENT, DECISION})
 Queued = Literal["queued", "duplicate", "unknown_intent"]
 
 
+class _SomeSkipped(Exception):
+    """Rolls back an optimistic batch of queue_* inserts (see ``LinkStore._queue_batch``)."""
+
+
 class DuplicateReference(Exception):
     """The order reference is already used by another link."""
 
@@ -315,13 +319,37 @@ class LinkStore:
         return self._queued.submit((self._queue_for_id, params)) != "unknown_intent"
 
     def _queue_batch(self, items: Sequence[tuple[Insert, dict[str, Any]]]) -> list[Queued]:
-        """Insert the rows of several queue_* calls in one transaction: two reads tell which
-        links exist and which events are queued already, then one executemany per statement
-        (a Core connection, not a Session: this is a webhook's or click's critical path).
+        """Insert the rows of several queue_* calls in one transaction, one executemany per
+        statement (a Core connection, not a Session: this is a webhook's or click's critical
+        path).
+
+        Each INSERT … SELECT skips a row whose link does not exist or whose event is queued
+        already. When every row went in, the usual case, that is each item's outcome; when
+        some did not, the transaction is rolled back and :meth:`_queue_checked` tells them
+        apart (two reads in the same transaction beforehand cost a batch of one as much as
+        the insert and the commit together)."""
+        now = utcnow()
+        rows: dict[Insert, list[dict[str, Any]]] = {}
+        for statement, params in items:
+            rows.setdefault(statement, []).append(params | {"now": now})
+        try:
+            with self._writing(), self.engine.begin() as conn:
+                inserted = sum(conn.execute(st, batch).rowcount for st, batch in rows.items())
+                if inserted != len(items):
+                    raise _SomeSkipped
+        except _SomeSkipped:
+            return self._queue_checked(items, now)
+        self._committed(True)
+        return ["queued"] * len(items)
+
+    def _queue_checked(
+        self, items: Sequence[tuple[Insert, dict[str, Any]]], now: datetime
+    ) -> list[Queued]:
+        """:meth:`_queue_batch` for a batch where some row would be skipped: two reads tell
+        which links exist and which events are queued already, then the rest is inserted.
 
         On PostgreSQL another replica may queue the same event between the read and the
         insert: the insert then skips it (ON CONFLICT), and both answer "queued"."""
-        now = utcnow()
         intents = {p["intent"] for _, p in items if "intent" in p}
         ids = {p["id"] for _, p in items if "id" in p}
         keys = {p["key"] for _, p in items if p["key"]}
