@@ -11,12 +11,12 @@ from itertools import count
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, inspect, select
+from sqlalchemy import Engine, event, func, inspect, select
 
 from bot.checkout import CheckoutRequest, parse_checkout
 from bot.links.states import TRANSITIONS, Status, can_move
-from bot.links.store import DuplicateReference, IllegalMove, LinkStore
-from bot.links.tables import History, Link, WebhookEvent
+from bot.links.store import PAYMENT, DuplicateReference, IllegalMove, LinkStore
+from bot.links.tables import History, Link, OutboxMessage, WebhookEvent
 from bot.schema import current_revision, head_revision, require_current, upgrade
 from tests.dbs import BACKENDS, migrated_engine
 
@@ -279,6 +279,35 @@ def test_record_webhook_once(store: LinkStore) -> None:
         assert store.record_webhook(s, dedupe_key="k2", intent_id="pi_1", status="failed") is False
     with store.reading() as s:
         assert s.scalar(select(func.count(WebhookEvent.id))) == 2
+
+
+def test_a_new_event_is_queued_by_its_insert_alone_and_the_others_are_told_apart(
+    store: LinkStore, engine: Engine
+) -> None:
+    """A webhook's critical path: a new event costs one INSERT and no read; a repeat of it
+    and an event for no link are still answered as such (on PostgreSQL too, where the
+    driver reports no row count unless asked)."""
+    link_id = new_link(store, Status.AWAITING_PAYMENT)
+    with store.transaction() as s:
+        store.update_fields(s, link_id, intent_id="pi_queued")
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement.split()[0].upper())
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert store.queue_payment("pi_queued", {"status": "succeeded"}, "payment:1") == "queued"
+        assert statements.count("INSERT") == 1 and "SELECT" not in statements
+        assert store.queue_payment("pi_queued", {"status": "succeeded"}, "payment:1") == (
+            "duplicate"
+        )
+        assert store.queue_payment("pi_nobody", {}, "payment:2") == "unknown_intent"
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    with store.reading() as s:
+        kinds = s.scalars(select(OutboxMessage.kind).where(OutboxMessage.link_id == link_id))
+        assert list(kinds) == [PAYMENT]
 
 
 # Forward only --------------------------------------------------------------------------------

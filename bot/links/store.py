@@ -61,6 +61,7 @@ def _present(column: Column[Any]) -> Select[Any]:
 _KNOWN_INTENTS = _present(LINKS.c.intent_id)
 _KNOWN_IDS = _present(LINKS.c.id)
 _QUEUED_KEYS = _present(OUTBOX.c.dedupe_key)
+_ROWCOUNT = {"preserve_rowcount": True}
 # Outbox kinds a worker handles itself (PAYLINK_WORKER=separate), beside Slack's:
 CREATE = "create"  # call XPay for this link
 PAYMENT = "payment"  # apply this verified payment webhook to the link
@@ -334,7 +335,11 @@ class LinkStore:
             rows.setdefault(statement, []).append(params | {"now": now})
         try:
             with self._writing(), self.engine.begin() as conn:
-                inserted = sum(conn.execute(st, batch).rowcount for st, batch in rows.items())
+                # Without preserve_rowcount psycopg's INSERT counts come back as -1.
+                inserted = sum(
+                    conn.execute(st, batch, execution_options=_ROWCOUNT).rowcount
+                    for st, batch in rows.items()
+                )
                 if inserted != len(items):
                     raise _SomeSkipped
         except _SomeSkipped:
