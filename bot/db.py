@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import threading
 import time
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
+
+log = logging.getLogger("bot.db")
 
 READ_ONLY = "paylink_read_only"
 BUSY_TIMEOUT = 30.0  # seconds a SQLite statement waits for another process's lock
@@ -71,6 +75,61 @@ def _begin_immediate(raw: sqlite3.Connection) -> None:
             delay = min(delay * 2, 0.002)
     finally:
         raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT * 1000:.0f}")
+
+
+class WalCheckpointer:
+    """Copies a SQLite database's write-ahead log into the database file from a thread of
+    its own, every ``interval`` seconds, rather than in whichever commit fills the log.
+
+    By default the commit that takes the log past 1,000 pages checkpoints before it returns,
+    syncing the log and the database file; a webhook's group commit (and every webhook in
+    it) then waited on the disk, which here took up to hundreds of milliseconds while the
+    worker wrote beside. Connections of an engine given to this class never checkpoint
+    themselves (``wal_autocheckpoint=0``); its thread runs PASSIVE checkpoints, which
+    neither wait for nor block readers and writers. Create it before the engine's first
+    connection.
+    """
+
+    def __init__(self, engine: Engine, interval: float = 1.0):
+        self.engine = engine
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        event.listen(engine, "connect", _no_autocheckpoint)
+
+    def start(self) -> WalCheckpointer:
+        """Checkpoint every ``interval`` seconds from a daemon thread."""
+        self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the thread after one last checkpoint."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=BUSY_TIMEOUT)
+
+    def checkpoint(self) -> None:
+        """One PASSIVE checkpoint: what the log holds that no reader still needs."""
+        raw = self.engine.raw_connection()
+        try:
+            raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").close()
+        finally:
+            raw.close()
+
+    def _run(self) -> None:
+        while True:
+            stopping = self._stop.wait(self.interval)
+            try:
+                self.checkpoint()
+            except sqlite3.Error as exc:  # the next one will catch up
+                log.warning("WAL checkpoint failed: %s", exc)
+            if stopping:
+                return
+
+
+def _no_autocheckpoint(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
 
 
 def reader(engine: Engine) -> Engine:

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Literal
 
 from bot.config import Settings
-from bot.db import make_engine
+from bot.db import WalCheckpointer, make_engine
 from bot.links.jobs import Jobs
 from bot.links.outbox import Deliver, OutboxDrainer
 from bot.links.service import LinkService
@@ -49,6 +49,9 @@ class Runtime:
         self.role = role
         self.metrics = Metrics()
         self.engine = make_engine(settings.database_url)
+        self.checkpointer = (
+            WalCheckpointer(self.engine) if settings.database_url.startswith("sqlite") else None
+        )
         self.store = LinkStore(self.engine)
         api_key, account_id, hmac_secret = settings.xpay_credentials()
         self.xpay = XPayClient(
@@ -159,6 +162,8 @@ class Runtime:
             # beside a worker holds none, so it must not release the worker's.
             if self.role != "web" and claim_sqlite_file(self.settings.database_url, self.role):
                 release_after_restart(self.store)
+        if self.checkpointer is not None:
+            self.checkpointer.start()
         if self.role == "web":
             return
         if self.drainer:
@@ -186,4 +191,6 @@ class Runtime:
             if client is not None:
                 client.close()
         self.xpay.close()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.store.close()
