@@ -83,8 +83,9 @@ class WalCheckpointer:
 
     By default the commit that takes the log past 1,000 pages checkpoints before it returns,
     syncing the log and the database file; a webhook's group commit (and every webhook in
-    it) then waited on the disk, which here took up to hundreds of milliseconds while the
-    worker wrote beside. Connections of an engine given to this class never checkpoint
+    it) then waited on the disk, whose syncs on this project's machines sometimes take
+    hundreds of milliseconds under load (PostgreSQL's commits waited up to 185 ms for
+    theirs). Connections of an engine given to this class never checkpoint
     themselves (``wal_autocheckpoint=0``); its thread runs PASSIVE checkpoints, which
     neither wait for nor block readers and writers. Create it before the engine's first
     connection.
