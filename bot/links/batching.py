@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 log = logging.getLogger("bot.links")
 
@@ -123,7 +123,7 @@ class GroupCommit(Generic[T, R]):
     def _settle(self, batch: Sequence[_Waiter[T, R]]) -> None:
         """Set every waiter's outcome (nobody is woken here)."""
         try:
-            results: list[Any] = self._write([waiter.item for waiter in batch])
+            results = self._write([waiter.item for waiter in batch])
         except Exception as exc:
             if len(batch) == 1:
                 batch[0].error = exc

@@ -73,10 +73,6 @@ WORKER_KINDS = frozenset({CREATE, PAYMENT, DECISION})
 Queued = Literal["queued", "duplicate", "unknown_intent"]
 
 
-class _SomeSkipped(Exception):
-    """Rolls back an optimistic batch of queue_* inserts (see ``LinkStore._queue_batch``)."""
-
-
 class DuplicateReference(Exception):
     """The order reference is already used by another link."""
 
@@ -320,9 +316,8 @@ class LinkStore:
         return self._queued.submit((self._queue_for_id, params)) != "unknown_intent"
 
     def _queue_batch(self, items: Sequence[tuple[Insert, dict[str, Any]]]) -> list[Queued]:
-        """Insert the rows of several queue_* calls in one transaction, one executemany per
-        statement (a Core connection, not a Session: this is a webhook's or click's critical
-        path).
+        """Insert the rows of several queue_* calls in one transaction (a Core connection,
+        not a Session: this is a webhook's or click's critical path).
 
         Each INSERT … SELECT skips a row whose link does not exist or whose event is queued
         already. When every row went in, the usual case, that is each item's outcome; when
@@ -330,19 +325,11 @@ class LinkStore:
         apart (two reads in the same transaction beforehand cost a batch of one as much as
         the insert and the commit together)."""
         now = utcnow()
-        rows: dict[Insert, list[dict[str, Any]]] = {}
-        for statement, params in items:
-            rows.setdefault(statement, []).append(params | {"now": now})
-        try:
-            with self._writing(), self.engine.begin() as conn:
-                # Without preserve_rowcount psycopg's INSERT counts come back as -1.
-                inserted = sum(
-                    conn.execute(st, batch, execution_options=_ROWCOUNT).rowcount
-                    for st, batch in rows.items()
-                )
-                if inserted != len(items):
-                    raise _SomeSkipped
-        except _SomeSkipped:
+        with self._writing(), self.engine.connect() as conn, conn.begin() as transaction:
+            all_in = _insert(conn, items, now) == len(items)
+            if not all_in:
+                transaction.rollback()
+        if not all_in:
             return self._queue_checked(items, now)
         self._committed(True)
         return ["queued"] * len(items)
@@ -359,7 +346,7 @@ class LinkStore:
         ids = {p["id"] for _, p in items if "id" in p}
         keys = {p["key"] for _, p in items if p["key"]}
         outcomes: list[Queued] = []
-        rows: dict[Insert, list[dict[str, Any]]] = {}
+        rows: list[tuple[Insert, dict[str, Any]]] = []
         with self._writing(), self.engine.begin() as conn:
             known = _values(conn, _KNOWN_INTENTS, intents) | _values(conn, _KNOWN_IDS, ids)
             queued = _values(conn, _QUEUED_KEYS, keys)
@@ -373,9 +360,8 @@ class LinkStore:
                     outcomes.append("queued")
                     if key:  # the same event twice in one batch: the second is a duplicate
                         queued.add(key)
-                    rows.setdefault(statement, []).append(params | {"now": now})
-            for statement, batch in rows.items():
-                conn.execute(statement, batch)
+                    rows.append((statement, params))
+            _insert(conn, rows, now)
         self._committed(bool(rows))
         return outcomes
 
@@ -499,6 +485,18 @@ def _queue_statement(insert: Callable[[Table], Any], column: Column[Any], name: 
         insert(OUTBOX)
         .from_select(columns, row)
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
+    )
+
+
+def _insert(conn: Connection, items: Sequence[tuple[Insert, dict[str, Any]]], now: datetime) -> int:
+    """Run queue_* inserts, one executemany per statement; how many rows went in."""
+    rows: dict[Insert, list[dict[str, Any]]] = {}
+    for statement, params in items:
+        rows.setdefault(statement, []).append(params | {"now": now})
+    # Without preserve_rowcount psycopg's INSERT counts come back as -1.
+    return sum(
+        conn.execute(statement, batch, execution_options=_ROWCOUNT).rowcount
+        for statement, batch in rows.items()
     )
 
 
