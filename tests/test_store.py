@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, event, func, inspect, select
+from sqlalchemy.exc import StatementError
 
 from bot.checkout import CheckoutRequest, parse_checkout
+from bot.links import store as store_module
 from bot.links.states import TRANSITIONS, Status, can_move
 from bot.links.store import PAYMENT, DuplicateReference, IllegalMove, LinkStore
 from bot.links.tables import History, Link, OutboxMessage, WebhookEvent
@@ -308,6 +310,38 @@ def test_a_new_event_is_queued_by_its_insert_alone_and_the_others_are_told_apart
     with store.reading() as s:
         kinds = s.scalars(select(OutboxMessage.kind).where(OutboxMessage.link_id == link_id))
         assert list(kinds) == [PAYMENT]
+
+
+def test_the_group_commit_keeps_its_connection_while_batches_follow_each_other(
+    store: LinkStore, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Back-to-back batches take no connection from the pool (on PostgreSQL each checkout
+    pings the server); after a pause, or after a batch that failed, one is taken again."""
+    link_id = new_link(store, Status.AWAITING_PAYMENT)
+    with store.transaction() as s:
+        store.update_fields(s, link_id, intent_id="pi_kept")
+    checkouts: list[object] = []
+    event.listen(engine, "checkout", lambda *args: checkouts.append(args))
+    for n in range(1, 4):
+        assert store.queue_payment("pi_kept", {"n": n}, f"payment:{n}") == "queued"
+    assert len(checkouts) == 1
+    assert store.queue_payment("pi_kept", {"n": 3}, "payment:3") == "duplicate"
+    assert len(checkouts) == 1
+    # A payload JSON cannot hold fails in the insert (psycopg raises TypeError itself).
+    with pytest.raises((StatementError, TypeError)):
+        store.queue_payment("pi_kept", {"n": object()}, "payment:4")
+    assert store.queue_payment("pi_kept", {"n": 4}, "payment:4") == "queued"
+    assert len(checkouts) == 2
+    monkeypatch.setattr(store_module, "WRITER_KEEP_SECONDS", -1.0)  # every gap is a pause
+    assert store.queue_payment("pi_kept", {"n": 5}, "payment:5") == "queued"
+    assert len(checkouts) == 3
+    with store.reading() as s:
+        count_ = s.scalar(
+            select(func.count(OutboxMessage.id)).where(OutboxMessage.link_id == link_id)
+        )
+        assert count_ == 5
+    store.close()  # gives the kept connection back: nothing is left checked out
+    assert engine.pool.checkedout() == 0
 
 
 # Forward only --------------------------------------------------------------------------------
