@@ -254,7 +254,10 @@ def table(runs: dict[str, Any], mode: Mode) -> str:
             )
         )
     lines.append("")
-    lines.append("webhook steps (rate: p50/p95/p99 ms, card p50 ms; cards lag: card p99 > 500 ms):")
+    lines.append(
+        "webhook steps (rate: p50/p95/p99 ms, card p50 ms; cards lag: card p99 > 500 ms; "
+        "stalled: p99 > 500 ms, p50 <= 50 ms):"
+    )
     for r in cols:
         steps = _get(runs[r], "webhook", "steps") or []
         parts = [
@@ -262,6 +265,7 @@ def table(runs: dict[str, Any], mode: Mode) -> str:
             + (f" card {s['card_update']['p50_ms']}" if "card_update" in s else "")
             + ("" if s.get("cards_keep_pace", True) else " (cards lag)")
             + ("" if s["sustained"] else " FAIL")
+            + (" (stalled: run again)" if s.get("stalled") else "")
             for s in steps
         ]
         if parts:

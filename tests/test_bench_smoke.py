@@ -66,3 +66,17 @@ def test_webhook_throughput_budget_reads_the_ladder():
     assert _throughput_verdict(800, 1600)
     assert not _throughput_verdict(800, 2263)
     assert not _throughput_verdict(1131, 3200)
+
+
+def test_a_step_that_only_stalled_is_run_again_and_one_that_fell_behind_is_not():
+    from bench.measure import _stalled
+
+    def step(p50: float, p99: float, errors: int = 0) -> dict[str, object]:
+        return {"p50_ms": p50, "p99_ms": p99, "errors": errors, "sustained": p99 <= 500}
+
+    # Figures of earlier full runs: one disk sync of 0.6 s at 25/s, and a collapse.
+    assert _stalled(step(4.1, 605.5))
+    assert _stalled(step(7.3, 516.8))
+    assert not _stalled(step(3222.4, 5390.0))
+    assert not _stalled(step(4.1, 12.0))  # sustained: nothing to run again
+    assert not _stalled(step(4.1, 605.5, errors=3))  # refused or dropped webhooks are failures
