@@ -33,7 +33,7 @@ from bot.xpay.signing import js_stringify, sign
 
 P99_LIMIT_MS = 500.0  # a webhook step whose p99 passes this is not sustained
 # A target that cannot keep up with a rate falls further behind every second, and its median
-# goes with it (0.5-3 s in every collapse seen); a stall (one slow disk sync) delays a few
+# goes with it (0.4-7 s in every collapse seen); a stall (one slow disk sync) delays a few
 # hundred of a step's webhooks and leaves the median alone. A failed step whose median
 # stayed under this is run once more before the ladder ends there.
 STALL_P50_MS = 50.0
