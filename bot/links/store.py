@@ -333,7 +333,8 @@ class LinkStore:
         if conn is not None and time.monotonic() - self._writer_used > WRITER_KEEP_SECONDS:
             conn.close()
             conn = None
-        conn = conn or self.engine.connect()
+        if conn is None:
+            conn = self.engine.connect()
         try:
             yield conn
         except BaseException:
