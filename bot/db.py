@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import sqlite3
 import threading
 import time
+import weakref
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -25,7 +28,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine; SQLite gets WAL, a busy timeout and immediate write transactions."""
     if url.startswith("sqlite"):
         engine = create_engine(
-            url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs
+            url,
+            connect_args={"timeout": 30, "check_same_thread": False, "factory": _Connection},
+            **kwargs,
         )
 
         @event.listens_for(engine, "connect")
@@ -55,11 +60,82 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
 
 
+class _Connection(sqlite3.Connection):
+    """A SQLite connection whose write transactions also hold an flock on
+    ``<database>.write``, which every process of ours on the file takes before SQLite's own
+    write lock (see :func:`_begin_immediate`)."""
+
+    _lock_fd = -1
+    _locked = False
+    _held = threading.local()  # .conn: a weak reference to the one this thread took it by
+
+    def take_write_lock(self) -> None:
+        """Wait until no other connection of ours is in a write transaction on this file.
+
+        The kernel wakes a waiter the moment the holder lets go, whereas polling for
+        SQLite's lock let the worker, which begins its transactions back to back, take it
+        again and again first (webhooks at 1,131/s beside the worker: p99 see README). There
+        is no timeout: the holder is inside one write transaction, and ours make no network
+        calls; a process that dies lets go with its descriptors. (Threads of a process queue
+        on ``LinkStore``'s lock, with a timeout, before this.) A thread that holds it through
+        another connection already goes without: waiting would be waiting on itself, and
+        SQLite's lock then fails it after BUSY_TIMEOUT as before."""
+        held = getattr(self._held, "conn", None)
+        if held is not None and getattr(held(), "_locked", False):
+            return
+        if self._lock_fd < 0:
+            path = self.execute("PRAGMA database_list").fetchone()[2]
+            if not path:  # in memory or temporary: no other process can open it
+                return
+            self._lock_fd = os.open(path + ".write", os.O_RDONLY | os.O_CREAT, 0o644)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self._locked = True
+        self._held.conn = weakref.ref(self)
+
+    def release_write_lock(self) -> None:
+        """Let the next writer in (the transaction has ended)."""
+        if self._locked:
+            self._locked = False
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.release_write_lock()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.release_write_lock()
+
+    def close(self) -> None:
+        try:
+            super().close()  # rolls back a transaction still open
+        finally:
+            self.release_write_lock()
+            self._close_lock_file()
+
+    def __del__(self) -> None:
+        # A connection dropped unclosed must not keep the flock for the process's lifetime.
+        self._close_lock_file()
+
+    def _close_lock_file(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+
 def _begin_immediate(raw: sqlite3.Connection) -> None:
-    """Take SQLite's write lock, polling every millisecond or so while another process
-    holds it. SQLite's own busy handler sleeps 1, 2, 5 … up to 100 ms between tries, so a
-    writer that loses twice waits far longer than the other's transaction lasted (Approve
-    ack p99 at c=32 with a worker writing beside: 250 → see README)."""
+    """Take the write lock: first our processes' flock (:class:`_Connection`), then
+    SQLite's, polling every millisecond or so while a process that is not ours (the sqlite3
+    shell, say) holds it. SQLite's own busy handler sleeps 1, 2, 5 … up to 100 ms between
+    tries, so a writer that loses twice waits far longer than the other's transaction
+    lasted (Approve ack p99 at c=32 with a worker writing beside: 250 → see README)."""
+    ours = isinstance(raw, _Connection)
+    if ours:
+        raw.take_write_lock()
     raw.execute("PRAGMA busy_timeout=0")
     deadline = time.monotonic() + BUSY_TIMEOUT
     delay = 0.0002
@@ -73,6 +149,10 @@ def _begin_immediate(raw: sqlite3.Connection) -> None:
                     raise
             time.sleep(delay)
             delay = min(delay * 2, 0.002)
+    except BaseException:
+        if ours:
+            raw.release_write_lock()
+        raise
     finally:
         raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT * 1000:.0f}")
 
@@ -154,7 +234,6 @@ def claim_sqlite_file(url: str, role: str = "all") -> bool:
     Returns False when another process already holds it: a sign of several replicas on one
     SQLite file, which start-up reports (SQLite is correct for one process per role only).
     """
-    import fcntl
     from pathlib import Path
 
     from sqlalchemy.engine import make_url
