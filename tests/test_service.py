@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from bot.checkout import CheckoutRequest, parse_checkout
 from bot.links.jobs import Jobs
-from bot.links.outbox import OutboxDrainer
+from bot.links.outbox import SQLITE_BATCH, OutboxDrainer
 from bot.links.service import LinkService, Refused
 from bot.links.states import Status
 from bot.links.store import PAYMENT, LinkStore
@@ -458,6 +458,30 @@ def test_one_card_delivery_covers_its_links_older_cards_and_nothing_else(
         store.enqueue(s, a, "card", payload={"n": 4})
     assert [m.payload for m in outbox(service, a.id) if m.delivered_at is None] == [{"n": 4}]
     assert drainer.drain_once() == 1
+    drainer.stop()
+
+
+def test_on_sqlite_a_drain_takes_fewer_rows_at_a_time(
+    service: LinkService, store: LinkStore
+) -> None:
+    """The worker's transactions on SQLite hold the write lock `serve`'s webhooks wait for,
+    so there a drain claims SQLITE_BATCH rows, elsewhere BATCH; what is left goes next."""
+    link = service.request_link(checkout(), requester_id=REP, channel_id="C0APPROVALS")
+    with store.transaction() as s:
+        for n in range(SQLITE_BATCH + 5):
+            store.enqueue(s, link, "thread", payload={"n": n})
+    delivered: list[int] = []
+
+    def deliver(message: OutboxMessage, _link: Link) -> None:
+        if message.kind == "thread":  # (the request's own card is the first row)
+            delivered.append(message.payload["n"])
+
+    drainer = OutboxDrainer(store, deliver)
+    rows = SQLITE_BATCH + 6
+    assert drainer.drain_once() == (SQLITE_BATCH if store.engine.dialect.name == "sqlite" else rows)
+    while drainer.drain_once():
+        pass
+    assert delivered == list(range(SQLITE_BATCH + 5))  # in order, each once
     drainer.stop()
 
 

@@ -37,6 +37,14 @@ class RetryLater(Exception):
         self.delay = delay
 
 
+# Rows claimed per drain. On SQLite the worker's transactions (the claim, a batch of
+# payments) hold the write lock that `serve`'s webhooks and clicks wait for: batches of 20
+# rather than 50 cut webhook p99 at 1131/s beside the worker from 61-100 to 20-22 ms, for
+# 6-10% more of the worker's CPU per payment. PostgreSQL has no such lock, and there the
+# smaller batch only cost CPU (10% more, no change in webhook latency).
+BATCH = 50
+SQLITE_BATCH = 20
+
 Claimed = tuple[OutboxMessage, Link]
 
 # deliver(message, link) performs the side effect; raise RetryLater (or anything) to retry.
@@ -58,6 +66,7 @@ class OutboxDrainer:
         workers: int = 4,
     ):
         self.store = store
+        self.batch = BATCH if store.is_postgres else SQLITE_BATCH
         self.deliver = deliver
         # Kinds whose due rows are handed over in one call (database work: one transaction
         # for the lot instead of one each); should that call fail, each row goes on its own.
@@ -147,8 +156,9 @@ class OutboxDrainer:
             s.expunge_all()
         return [(m, links[m.link_id]) for m in messages if m.link_id in links]
 
-    def drain_once(self, limit: int = 50) -> int:
-        """Deliver what is due now; returns how many rows were handled.
+    def drain_once(self, limit: int | None = None) -> int:
+        """Deliver what is due now, up to ``limit`` rows (by default :data:`BATCH`, on SQLite
+        :data:`SQLITE_BATCH`); returns how many rows were handled.
 
         First the rows of each kind delivered together, then the rest grouped by link: one
         link's messages go out in order, different links' in parallel (Slack's latency, not
@@ -156,7 +166,7 @@ class OutboxDrainer:
         one transaction. (The batches are not run beside the Slack deliveries: on SQLite
         that held the write lock against `serve`, webhooks at 400/s: p99 60 ms → 1.5 s.)
         """
-        claimed = self._claim(limit)
+        claimed = self._claim(limit or self.batch)
         delivered: list[OutboxMessage] = []
         for kind, deliver in self.together.items():
             rows = [row for row in claimed if row[0].kind == kind]
