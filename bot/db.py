@@ -74,7 +74,7 @@ class _Connection(sqlite3.Connection):
 
         The kernel wakes a waiter the moment the holder lets go, whereas polling for
         SQLite's lock let the worker, which begins its transactions back to back, take it
-        again and again first (webhooks at 1,131/s beside the worker: p99 see README). There
+        again and again first (webhook p99 beside the worker: README, Performance). There
         is no timeout: the holder is inside one write transaction, and ours make no network
         calls; a process that dies lets go with its descriptors. (Threads of a process queue
         on ``LinkStore``'s lock, with a timeout, before this.) A thread that holds it through
