@@ -5,13 +5,14 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import select
 import sqlite3
 import threading
 import time
 import weakref
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 
 log = logging.getLogger("bot.db")
@@ -58,6 +59,21 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+
+
+def server_hung_up(conn: Connection) -> bool:
+    """True when an idle connection's server has said something unasked: on PostgreSQL that
+    is the notice it sends before it closes the connection (a restart, an administrator's
+    ``pg_terminate_backend``), after which the next statement would fail. Costs one
+    ``select`` rather than a round trip; SQLite has no server (False)."""
+    raw = conn.connection.dbapi_connection
+    fileno = getattr(raw, "fileno", None)
+    if fileno is None:
+        return False
+    if raw.closed:
+        return True
+    readable, _, _ = select.select([fileno()], [], [], 0)
+    return bool(readable)
 
 
 class _Connection(sqlite3.Connection):

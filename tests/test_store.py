@@ -11,7 +11,7 @@ from itertools import count
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, event, func, inspect, select
+from sqlalchemy import Engine, event, func, inspect, select, text
 from sqlalchemy.exc import StatementError
 
 from bot.checkout import CheckoutRequest, parse_checkout
@@ -342,6 +342,33 @@ def test_the_group_commit_keeps_its_connection_while_batches_follow_each_other(
         assert count_ == 5
     store.close()  # gives the kept connection back: nothing is left checked out
     assert engine.pool.checkedout() == 0
+
+
+def test_the_group_commit_does_not_write_on_a_connection_the_server_has_closed(
+    tmp_path: Path,
+) -> None:
+    """PostgreSQL restarted (here: our backend terminated) between two webhooks: the second
+    is still queued, on a fresh connection, instead of failing on the kept one."""
+    with migrated_engine("postgresql", tmp_path) as engine:
+        store = LinkStore(engine)
+        link_id = new_link(store, Status.AWAITING_PAYMENT)
+        with store.transaction() as s:
+            store.update_fields(s, link_id, intent_id="pi_restart")
+        backends: list[int] = []
+        event.listen(engine, "checkout", lambda raw, *_: backends.append(raw.info.backend_pid))
+        assert store.queue_payment("pi_restart", {"n": 1}, "payment:1") == "queued"
+        assert len(backends) == 1  # the connection the group commit keeps
+        with engine.connect() as admin:
+            assert admin.scalar(
+                text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": backends[0]}
+            )
+        assert store.queue_payment("pi_restart", {"n": 2}, "payment:2") == "queued"
+        with store.reading() as s:
+            keys = s.scalars(
+                select(OutboxMessage.dedupe_key).where(OutboxMessage.link_id == link_id)
+            )
+            assert sorted(keys) == ["payment:1", "payment:2"]
+        store.close()
 
 
 # Forward only --------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.checkout import CheckoutRequest
-from bot.db import BUSY_TIMEOUT, make_sessionmaker, reader
+from bot.db import BUSY_TIMEOUT, make_sessionmaker, reader, server_hung_up
 from bot.links.batching import GroupCommit
 from bot.links.states import Status, can_move
 from bot.links.tables import History, Link, OutboxMessage, WebhookEvent, utcnow
@@ -72,7 +72,8 @@ WORKER_KINDS = frozenset({CREATE, PAYMENT, DECISION})
 
 # How long the group commit keeps its connection between two batches. Busy, each batch
 # skips a pool checkout (on PostgreSQL a ping, a round trip: a batch of one took 1.90 →
-# 1.43-1.56 ms, see README); idle, the next batch takes a pinged connection again.
+# 1.43-1.56 ms, see README); idle, the next batch takes a pinged connection again. A kept
+# connection the server has hung up on meanwhile is not used (see ``server_hung_up``).
 WRITER_KEEP_SECONDS = 5.0
 
 # What queueing a row for the worker did (a payment event's key may be queued already).
@@ -326,11 +327,13 @@ class LinkStore:
     @contextmanager
     def _writer_connection(self) -> Iterator[Connection]:
         """The group commit's connection (it writes one batch at a time): the one kept from
-        the batch before unless that was over WRITER_KEEP_SECONDS ago, else one from the
-        pool. A batch that fails gives its connection back to the pool, which drops it if
-        it is broken."""
+        the batch before unless that was over WRITER_KEEP_SECONDS ago or the server has
+        hung up on it since (a restart), else one from the pool. A batch that fails gives
+        its connection back to the pool, which drops it if it is broken."""
         conn, self._writer = self._writer, None
-        if conn is not None and time.monotonic() - self._writer_used > WRITER_KEEP_SECONDS:
+        if conn is not None and (
+            time.monotonic() - self._writer_used > WRITER_KEEP_SECONDS or server_hung_up(conn)
+        ):
             conn.close()
             conn = None
         if conn is None:
