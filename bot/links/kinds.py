@@ -1,0 +1,48 @@
+"""Names the link service shares with Slack, the web endpoints and the job queue."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ThreadKind(StrEnum):
+    """A reply the bot posts in a request's thread; each has one renderer in Slack."""
+
+    LINK_READY = "link_ready"
+    PAID = "paid"
+    PAYMENT_FAILED = "payment_failed"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    LINK_FAILED = "link_failed"
+    PAID_AFTER_CANCEL = "paid_after_cancel"
+    AMOUNT_MISMATCH = "amount_mismatch"
+
+
+class JobKind(StrEnum):
+    """A queued job: written in the transaction that caused it, carried out at least once."""
+
+    CARD = "card"  # post or update the request's card in Slack
+    THREAD = "thread"  # post a reply in the card's thread
+    CREATE = "create"  # call XPay for this link
+    PAYMENT = "payment"  # apply a verified payment webhook to the link
+    DECISION = "decision"  # carry out a button click (approve, retry, cancel)
+
+
+class WebhookOutcome(StrEnum):
+    """What a payment webhook did (the JSON answer's ``outcome`` and a metric label)."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    IGNORED = "ignored"
+    STALE = "stale"
+    AMOUNT_MISMATCH = "amount_mismatch"
+    UNKNOWN_INTENT = "unknown_intent"
+    QUEUED = "queued"  # stored for the worker, which applies it
+
+
+class Click(StrEnum):
+    """A button click the service decides."""
+
+    APPROVE = "approve"
+    RETRY = "retry"
+    CANCEL = "cancel"
