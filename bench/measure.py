@@ -19,8 +19,7 @@ import requests
 from bench import seed
 from bench.load import Outcome, closed_loop, http_request, open_loop, summary
 from bench.procs import RssSampler, StandIn, Target, log
-from bot.slack.blocks import ACTION_APPROVE
-from bot.slack.simulator import (
+from bot.local.simulator import (
     FORM,
     TEAM,
     SlackSimulator,
@@ -28,6 +27,7 @@ from bot.slack.simulator import (
     interactive_body,
     new_trigger_id,
 )
+from bot.slack.blocks import ACTION_APPROVE
 from bot.xpay.sandbox import sandbox_webhook_payload
 from bot.xpay.signing import js_stringify, sign
 

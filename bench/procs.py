@@ -24,8 +24,8 @@ from sqlalchemy.engine import make_url
 from bench import seed
 from bot.commands import WORKER_NICENESS
 from bot.db import make_engine
-from bot.local import BOT_TOKEN, free_port
-from bot.slack.simulator import SlackSimulator
+from bot.local.simulator import SlackSimulator
+from bot.local.stack import BOT_TOKEN, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 THREADS = 16  # `paylink serve` default

@@ -13,11 +13,11 @@ from sqlalchemy import Engine, insert, select, text
 
 from bot.checkout import Shipping, parse_checkout
 from bot.db import make_engine
-from bot.demo import DEMO_FIELDS
 from bot.links.service import LinkService
 from bot.links.states import Status
 from bot.links.store import LinkStore
 from bot.links.tables import History, Link, OutboxMessage, WebhookEvent
+from bot.local.demo import DEMO_FIELDS
 from bot.schema import upgrade
 from bot.xpay.sandbox import sandbox_webhook_payload
 from bot.xpay.signing import js_stringify, sign

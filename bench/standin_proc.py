@@ -20,8 +20,8 @@ import threading
 import time
 from typing import Any
 
-from bot.local import APPROVER, BOT_TOKEN
-from bot.slack.standin import PostedMessage, SlackStandIn
+from bot.local.stack import APPROVER, BOT_TOKEN
+from bot.local.standin import PostedMessage, SlackStandIn
 
 
 def _freeze_every(seconds: float) -> None:

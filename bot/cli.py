@@ -97,7 +97,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.demo import run_demo
+    from bot.local.demo import run_demo
 
     return run_demo(decline=args.decline)
 

@@ -15,10 +15,10 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from bot.demo import DEMO_FIELDS
-from bot.local import APPROVAL_CHANNEL, APPROVER, REP, LocalStack
-from bot.slack.simulator import state_values
-from bot.slack.standin import PostedMessage
+from bot.local.demo import DEMO_FIELDS
+from bot.local.simulator import state_values
+from bot.local.stack import APPROVAL_CHANNEL, APPROVER, REP, LocalStack
+from bot.local.standin import PostedMessage
 from bot.xpay.sandbox import SandboxIntent, sandbox_webhook_payload
 from bot.xpay.signing import js_stringify, sign
 

@@ -6,8 +6,8 @@ import time
 
 from slack_sdk import WebClient
 
+from bot.local.standin import SlackStandIn
 from bot.slack.approvers import ApproverDirectory
-from bot.slack.standin import SlackStandIn
 
 
 def test_groups_are_resolved_and_a_stale_list_answers_at_once() -> None:

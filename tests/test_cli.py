@@ -15,7 +15,7 @@ import requests
 
 from bot.checkout import parse_checkout
 from bot.db import make_engine
-from bot.local import LocalStack, free_port
+from bot.local.stack import LocalStack, free_port
 from bot.schema import head_revision, upgrade
 
 PAYLINK = Path(sys.executable).parent / "paylink"

@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 import requests
 
-from bot.local import APPROVAL_CHANNEL, APPROVER, BOT_TOKEN, REP, free_port
-from bot.slack.simulator import SlackSimulator, state_values
-from bot.slack.standin import SlackStandIn
+from bot.local.simulator import SlackSimulator, state_values
+from bot.local.stack import APPROVAL_CHANNEL, APPROVER, BOT_TOKEN, REP, free_port
+from bot.local.standin import SlackStandIn
 from tests.conftest import FIELDS, _text
 from tests.test_faults import XPayFault
 

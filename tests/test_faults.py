@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import select
 
 from bot.links.tables import Link
-from bot.local import APPROVAL_CHANNEL, APPROVER, REP, LocalStack
-from bot.slack.standin import Call
+from bot.local.stack import APPROVAL_CHANNEL, APPROVER, REP, LocalStack
+from bot.local.standin import Call
 from tests.conftest import Flow
 from tests.stubs import Answer, StubServer
 

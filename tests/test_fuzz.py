@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from bot.checkout import FIELDS, CheckoutInvalid, CheckoutRequest, parse_checkout
 from bot.links.states import Status
 from bot.links.tables import History, Link, OutboxMessage
-from bot.slack.simulator import FORM
+from bot.local.simulator import FORM
 from bot.xpay.signing import js_stringify, sign
 from bot.xpay.webhooks import (
     MAX_WEBHOOK_BYTES,
@@ -192,7 +192,7 @@ FIELD_NAMES_FOR_VIEWS = [
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Any]:
     """A LocalStack with one link awaiting approval and one awaiting payment."""
-    from bot.local import APPROVER, REP, LocalStack
+    from bot.local.stack import APPROVER, REP, LocalStack
 
     with LocalStack() as stack:
         service = stack.runtime.service

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, text
 from bot.checkout import parse_checkout
 from bot.links.states import Status
 from bot.links.tables import Link, WebhookEvent
-from bot.local import LocalStack
+from bot.local.stack import LocalStack
 from bot.xpay.signing import js_stringify, sign
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import logging
 
-from bot.demo import DEMO_FIELDS, play_flow
-from bot.local import BOT_TOKEN, LocalStack
+from bot.local.demo import DEMO_FIELDS, play_flow
+from bot.local.stack import BOT_TOKEN, LocalStack
 from bot.logs import LineFormatter
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from bot.demo import play_flow
-from bot.local import APPROVER, REP, LocalStack
+from bot.local.demo import play_flow
+from bot.local.stack import APPROVER, REP, LocalStack
 
 MANIFEST = yaml.safe_load((Path(__file__).parent.parent / "manifest.yml").read_text())
 

@@ -287,7 +287,7 @@ def test_reconcile_in_four_processes_asks_xpay_once_per_link(pg: tuple[str, Engi
 
 
 def test_twenty_identical_webhooks_over_http_pay_once(tmp_path: Path) -> None:
-    from bot.local import LocalStack
+    from bot.local.stack import LocalStack
     from bot.xpay.sandbox import SandboxIntent, sandbox_webhook_payload
     from bot.xpay.signing import js_stringify, sign
 

@@ -20,7 +20,7 @@ from bot.links.service import LinkService, Refused
 from bot.links.states import Status
 from bot.links.store import PAYMENT, LinkStore
 from bot.links.tables import Link, OutboxMessage, utcnow
-from bot.local import LocalStack, free_port
+from bot.local.stack import LocalStack, free_port
 from bot.xpay.client import IntentDetails, XPayClient
 from bot.xpay.webhooks import PaymentEvent
 from tests.dbs import BACKENDS, migrated_engine

@@ -13,8 +13,8 @@ import pytest
 from bot.config import Settings
 from bot.links.states import Status
 from bot.links.tables import Link
+from bot.local.standin import validate_blocks
 from bot.slack import blocks as b
-from bot.slack.standin import validate_blocks
 
 EMAIL = "ayesha.khan@example.com"
 PHONE = "03415682456"

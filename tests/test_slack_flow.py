@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 import requests
 
-from bot.local import APPROVAL_CHANNEL, APPROVER, OUTSIDER, REP, LocalStack
+from bot.local.simulator import state_values
+from bot.local.stack import APPROVAL_CHANNEL, APPROVER, OUTSIDER, REP, LocalStack
 from bot.slack import blocks
-from bot.slack.simulator import state_values
 from tests.conftest import Flow, _text
 from tests.stubs import Answer, StubServer
 

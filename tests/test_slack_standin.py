@@ -28,7 +28,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.slack.standin import SlackStandIn, validate_blocks
+from bot.local.standin import SlackStandIn, validate_blocks
 
 
 @pytest.fixture

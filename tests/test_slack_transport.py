@@ -14,7 +14,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
 
-from bot.slack.standin import SlackStandIn
+from bot.local.standin import SlackStandIn
 from bot.slack.transport import PooledWebClient
 
 TOKEN = "xoxb-test"  # noqa: S105 - the stand-in's test token

@@ -17,8 +17,8 @@ import pytest
 import requests
 
 from bot.links.wakeup import WakeListener, WakeSender, socket_path
-from bot.local import APPROVAL_CHANNEL, APPROVER, BOT_TOKEN, REP
-from bot.slack.standin import Ephemeral
+from bot.local.stack import APPROVAL_CHANNEL, APPROVER, BOT_TOKEN, REP
+from bot.local.standin import Ephemeral
 from tests.test_crash_recovery import (
     BotProcess,
     WatchedStandIn,

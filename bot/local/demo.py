@@ -11,9 +11,9 @@ from typing import Any
 
 import requests
 
-from bot.local import APPROVAL_CHANNEL, APPROVER, REP, LocalStack
+from bot.local.simulator import state_values
+from bot.local.stack import APPROVAL_CHANNEL, APPROVER, REP, LocalStack
 from bot.slack import blocks
-from bot.slack.simulator import state_values
 
 DEMO_FIELDS = {
     "amount": "15000",

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Settings, load_settings
+from bot.local.simulator import SlackSimulator
+from bot.local.standin import SlackStandIn
 from bot.runtime import Runtime
 from bot.schema import upgrade
 from bot.server import Server
-from bot.slack.simulator import SlackSimulator
-from bot.slack.standin import SlackStandIn
 from bot.web import create_app
 
 REP, APPROVER, OUTSIDER = "U0REP", "U0APPROVER", "U0OUTSIDER"

@@ -2,8 +2,10 @@
 
 Used by the project's tests, benchmarks and ``paylink demo``: point a
 ``slack_sdk.WebClient`` at it with ``base_url=standin.base_url`` and every Web API
-call is answered locally, recorded, and checked against Slack's Block Kit limits
-(see ``/work/shared/slack/REFERENCE.md``) the way Slack would check them.
+call is answered locally, recorded, and checked against Slack's Block Kit limits the way
+Slack would check them: at most 50 blocks in a message and 100 in a modal or Home tab, views
+of at most 250 kB, and the per-field text, option and element limits of Slack's Block Kit
+reference (https://docs.slack.dev/reference/block-kit/blocks).
 
 Example::
 
