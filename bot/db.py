@@ -1,4 +1,7 @@
-"""Database engine and ORM base: SQLite by default (WAL, busy timeout), PostgreSQL via URL."""
+"""Database engine, ORM base and UTC timestamps.
+
+SQLite by default (WAL, busy timeout), PostgreSQL via URL.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +13,12 @@ import sqlite3
 import threading
 import time
 import weakref
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
+from sqlalchemy.types import DateTime, TypeDecorator
 
 log = logging.getLogger("bot.db")
 
@@ -23,6 +28,28 @@ BUSY_TIMEOUT = 30.0  # seconds a SQLite statement waits for another process's lo
 
 class Base(DeclarativeBase):
     """Declarative base for every table (links, history, webhook events, outbox, sandbox)."""
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+def utcnow() -> datetime:
+    """Now, in UTC."""
+    return datetime.now(UTC)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -23,13 +23,13 @@ import requests
 from sqlalchemy import Engine, func, select, text
 
 from bot.checkout import CheckoutRequest, parse_checkout
-from bot.db import make_engine
+from bot.db import make_engine, utcnow
 from bot.links.jobs import Jobs
 from bot.links.outbox import OutboxDrainer
 from bot.links.service import LinkService, Refused
 from bot.links.states import Status
 from bot.links.store import LinkStore
-from bot.links.tables import History, Link, OutboxMessage, utcnow
+from bot.links.tables import History, Link, OutboxMessage
 from bot.schema import upgrade
 from bot.xpay.client import CheckoutCreated, IntentDetails
 from tests.dbs import PG_ENV, database_url

@@ -14,12 +14,13 @@ import requests
 from sqlalchemy import select
 
 from bot.checkout import CheckoutRequest, parse_checkout
+from bot.db import utcnow
 from bot.links.jobs import Jobs
 from bot.links.outbox import SQLITE_BATCH, OutboxDrainer
 from bot.links.service import LinkService, Refused
 from bot.links.states import Status
 from bot.links.store import PAYMENT, LinkStore
-from bot.links.tables import Link, OutboxMessage, utcnow
+from bot.links.tables import Link, OutboxMessage
 from bot.local.stack import LocalStack, free_port
 from bot.xpay.client import IntentDetails, XPayClient
 from bot.xpay.webhooks import PaymentEvent

@@ -32,12 +32,12 @@ from hypothesis.stateful import (
 from sqlalchemy import select, update
 
 from bot.checkout import parse_checkout
-from bot.db import make_engine
+from bot.db import make_engine, utcnow
 from bot.links.jobs import Jobs
 from bot.links.service import LinkService, Refused
 from bot.links.states import CANCELLABLE, TRANSITIONS, Status, can_move
 from bot.links.store import LinkStore
-from bot.links.tables import History, Link, OutboxMessage, utcnow
+from bot.links.tables import History, Link, OutboxMessage
 from bot.schema import upgrade
 from bot.xpay.client import (
     CheckoutCreated,

@@ -8,10 +8,11 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
+from bot.db import utcnow
 from bot.links.service import LinkService
 from bot.links.states import Status
 from bot.links.store import LinkStore
-from bot.links.tables import Link, OutboxMessage, utcnow
+from bot.links.tables import Link, OutboxMessage
 from bot.xpay.client import XPayError
 from bot.xpay.webhooks import PaymentEvent
 

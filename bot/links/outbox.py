@@ -17,8 +17,9 @@ from datetime import timedelta
 
 from sqlalchemy import bindparam, func, or_, select, update
 
+from bot.db import utcnow
 from bot.links.store import OUTBOX, LinkStore
-from bot.links.tables import Link, OutboxMessage, utcnow
+from bot.links.tables import Link, OutboxMessage
 
 log = logging.getLogger("bot.outbox")
 

@@ -15,9 +15,10 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 from bot.checkout import CheckoutRequest
+from bot.db import utcnow
 from bot.links.states import CANCELLABLE, Status
 from bot.links.store import CREATE, DECISION, PAYMENT, LinkStore
-from bot.links.tables import Link, OutboxMessage, utcnow
+from bot.links.tables import Link, OutboxMessage
 from bot.metrics import Metrics
 from bot.xpay.client import (
     CheckoutCreated,

@@ -38,8 +38,7 @@ from sqlalchemy import JSON, Numeric, String, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
-from bot.db import Base
-from bot.links.tables import UTCDateTime, utcnow
+from bot.db import Base, UTCDateTime, utcnow
 from bot.xpay.signing import js_stringify, sign, signature_matches
 
 if TYPE_CHECKING:
