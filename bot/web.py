@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Iterable
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from flask import Flask, Response, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -25,9 +25,12 @@ from bot.xpay.webhooks import (
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from slack_bolt import App
 
+    from bot.config import Settings
+    from bot.links.service import LinkService
+    from bot.links.store import LinkStore
     from bot.metrics import Metrics
-    from bot.runtime import Runtime
 
 log = logging.getLogger("bot.http")
 
@@ -37,7 +40,20 @@ WEBHOOK_PATH = "/xpay/webhook"
 SLACK_PATH = "/slack/events"
 
 
-def create_app(runtime: Runtime) -> Flask:
+class WebRuntime(Protocol):
+    """The parts of the process the routes use; ``bot.runtime.Runtime`` has them all.
+
+    A protocol rather than ``Runtime`` itself, so the web layer never imports the entry points.
+    """
+
+    settings: Settings
+    metrics: Metrics
+    store: LinkStore
+    service: LinkService
+    bolt_app: App | None  # None when this process does not answer Slack (no token, worker)
+
+
+def create_app(runtime: WebRuntime) -> Flask:
     """Mount every route on one Flask app (served by waitress)."""
     app = Flask("paylink")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
@@ -93,7 +109,7 @@ def create_app(runtime: Runtime) -> Flask:
 Answer = tuple[int, dict[str, object] | bytes, list[tuple[str, str]]]
 
 
-def front_routes(runtime: Runtime, fallback: WSGIApplication) -> WSGIApplication:
+def front_routes(runtime: WebRuntime, fallback: WSGIApplication) -> WSGIApplication:
     """``POST /xpay/webhook`` and ``POST /slack/events`` as plain WSGI in front of Flask,
     ``fallback`` for the rest.
 
