@@ -208,3 +208,13 @@ def test_check_passes_against_a_running_stack(stack: LocalStack, tmp_path: Path)
     assert f"webhook URL to set in the XPay portal: {stack.base_url}/xpay/webhook" in result.stdout
     assert "problem:" not in result.stdout
     assert stack.signing_secret not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("args", "final"), [((), "Paid"), (("--decline",), "Payment failed")])
+def test_demo_from_the_console_script(tmp_path: Path, args: tuple[str, ...], final: str) -> None:
+    # `paylink demo` is the first command the README suggests; it needs no configuration.
+    result = paylink("demo", *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "The thread in #C0APPROVALS:" in result.stdout
+    assert "the checkout link is ready" in result.stdout
+    assert result.stdout.rstrip().endswith(f"the card ends in {final}.")
