@@ -29,7 +29,7 @@ from bot.xpay.webhooks import (
 SECRET = "whsec_current"
 OLD_SECRET = "whsec_previous"
 
-# The sample payload from shared/xpay/REFERENCE.md (abridged from XPay's webhooks guide).
+# The sample payload of XPay's webhooks guide, abridged.
 SUCCEEDED: dict[str, Any] = {
     "type": "PAYMENT_INTENT_NOTIFICATION",
     "payment_intent_id": "xpay_pi_1573edc2",
