@@ -614,7 +614,7 @@ def test_webhook_target_down_still_redirects_and_warns(
     gateway.config.webhook_url = f"http://127.0.0.1:{closed_port}/xpay/webhook"
     data = gateway.create_ok(**_urls(gateway))
 
-    with caplog.at_level(logging.INFO, logger="bot.sandbox"):
+    with caplog.at_level(logging.INFO, logger="bot.xpay.sandbox"):
         started = time.monotonic()
         response = gateway.submit(data["_id"], "pay")
         elapsed = time.monotonic() - started
@@ -642,7 +642,7 @@ def test_background_retry_delivers_when_the_target_comes_back(gateway: Gateway) 
 def test_logs_one_line_per_request_without_customer_contact_or_secrets(
     gateway: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="bot.sandbox"):
+    with caplog.at_level(logging.INFO, logger="bot.xpay.sandbox"):
         data = gateway.create_ok(**_urls(gateway))
         requests.get(data["checkout_page_url"])
         gateway.submit(data["_id"], "pay")
