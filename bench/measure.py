@@ -19,7 +19,7 @@ import requests
 from bench import seed
 from bench.load import Outcome, closed_loop, http_request, open_loop, summary
 from bench.procs import RssSampler, StandIn, Target, log
-from bot.slack.blocks import ACTION_APPROVE
+from bot.slack.blocks import ActionId
 from bot.slack.simulator import (
     FORM,
     TEAM,
@@ -62,7 +62,7 @@ def _click_payload(link_id: int) -> dict[str, Any]:
         "actions": [
             {
                 "type": "button",
-                "action_id": ACTION_APPROVE,
+                "action_id": ActionId.APPROVE,
                 "block_id": "paylink_actions",
                 "value": str(link_id),
                 "action_ts": f"{time.time():.6f}",
