@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bot.config import Settings
+from bot.links.kinds import ThreadKind
 from bot.links.states import Status
 from bot.links.tables import Link
 from bot.slack import blocks as b
@@ -359,6 +360,12 @@ def test_reply_kinds_cover_contract() -> None:
     assert set(REPLY_STATUS) == set(b.THREAD_KINDS)
     with pytest.raises(ValueError):
         b.thread_reply(make_link(), "bogus")
+
+
+def test_every_thread_kind_has_a_renderer() -> None:
+    assert set(ThreadKind) == b.THREAD_KINDS
+    text, _ = b.thread_reply(make_link(Status.AWAITING_PAYMENT), ThreadKind.LINK_READY)
+    assert text == "Checkout link ready for Ayesha Khan: PKR 1,500.50"
 
 
 @pytest.mark.parametrize("kind", sorted(REPLY_STATUS))
