@@ -60,14 +60,15 @@ def _link_ready(link: Link, details: dict[str, Any]) -> _Reply:
     )
 
 
-def _paid(link: Link, details: dict[str, Any]) -> _Reply:
+def _bank_lines(link: Link) -> list[str]:
     bank = _bank(link)
+    return [f"Bank: {bank}"] if bank else []
+
+
+def _paid(link: Link, details: dict[str, Any]) -> _Reply:
     return _Reply(
         text=f":white_check_mark: Paid: {amount_text(link)}{_via(link)}",
-        details=[
-            *([f"Bank: {bank}"] if bank else []),
-            f"{mention(link.requester_id)} {_name(link)} has paid.",
-        ],
+        details=[*_bank_lines(link), f"{mention(link.requester_id)} {_name(link)} has paid."],
         fallback=f"Paid: {amount_text(link)}{_via(link)}",
     )
 
@@ -121,21 +122,16 @@ def _link_failed(link: Link, details: dict[str, Any]) -> _Reply:
 
 
 def _paid_after_cancel(link: Link, details: dict[str, Any]) -> _Reply:
-    bank = _bank(link)
     paid = f"{amount_text(link)}{_via(link)}"
+    lines = _bank_lines(link)
+    if link.cancelled_by:
+        lines.append(f"It had been cancelled by {mention(link.cancelled_by)}.")
     return _Reply(
         text=(
             f":warning: {mention(link.requester_id)} Paid after the request was cancelled: "
             f"{paid}. The money has moved; refund or fulfil the order as appropriate."
         ),
-        details=[
-            *([f"Bank: {bank}"] if bank else []),
-            *(
-                [f"It had been cancelled by {mention(link.cancelled_by)}."]
-                if link.cancelled_by
-                else []
-            ),
-        ],
+        details=lines,
         fallback=f"Paid after cancel: {paid}",
     )
 
