@@ -30,7 +30,7 @@ from bot.config import load_settings
 from bot.server import Server
 from bot.slack.blocks import request_modal
 
-APPROVE = "paylink_approve"  # bot.slack.blocks.ACTION_APPROVE
+APPROVE = "paylink_approve"  # bot.slack.blocks.ActionId.APPROVE
 # Paylink's own request modal, built once: the Slack stand-in then does the same work for
 # both apps, and the difference measured is what Paylink does per request, not modal size.
 FIXED_MODAL = request_modal(load_settings(_env_file=None), channel_id="C0BENCH")

@@ -27,7 +27,7 @@ from bot.local.simulator import (
     interactive_body,
     new_trigger_id,
 )
-from bot.slack.blocks import ACTION_APPROVE
+from bot.slack.blocks import ActionId
 from bot.xpay.sandbox import sandbox_webhook_payload
 from bot.xpay.signing import js_stringify, sign
 
@@ -62,7 +62,7 @@ def _click_payload(link_id: int) -> dict[str, Any]:
         "actions": [
             {
                 "type": "button",
-                "action_id": ACTION_APPROVE,
+                "action_id": ActionId.APPROVE,
                 "block_id": "paylink_actions",
                 "value": str(link_id),
                 "action_ts": f"{time.time():.6f}",

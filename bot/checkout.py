@@ -11,6 +11,8 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.urls import is_http_url
+
 if TYPE_CHECKING:
     from bot.config import Settings
 
@@ -155,7 +157,7 @@ def normalise_phone(raw: str) -> str:
 
 
 def _url(raw: str) -> str:
-    if not re.match(r"^https?://[^\s/?#]+[^\s]*$", raw, re.IGNORECASE):
+    if not is_http_url(raw):
         raise ValueError("Enter a full http:// or https:// address.")
     if len(raw) > 2000:
         raise ValueError("That address is too long.")

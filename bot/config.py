@@ -9,11 +9,13 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.payment_methods import PAYMENT_METHODS
+from bot.urls import is_http_url
+
 XPAY_BASE_URLS = {
     "staging": "https://xstak-pay-stg.xstak.com",
     "live": "https://xstak-pay.xstak.com",
 }
-ALL_PAYMENT_METHODS = ("card", "easypaisa", "jazzcash", "googlepay", "dqr")
 SANDBOX_SECRET = "sandbox-not-a-secret"  # noqa: S105  (the embedded gateway's keys; never used with real XPay)
 
 CsvList = Annotated[list[str], NoDecode]
@@ -61,7 +63,7 @@ class Settings(BaseSettings):
     paylink_approval_channel: str | None = None
     paylink_allow_self_approval: bool = False
     paylink_currencies: CsvList = Field(default_factory=lambda: ["PKR"])
-    paylink_payment_methods: CsvList = Field(default_factory=lambda: list(ALL_PAYMENT_METHODS))
+    paylink_payment_methods: CsvList = Field(default_factory=lambda: list(PAYMENT_METHODS))
     paylink_success_url: str | None = None
     paylink_failure_url: str | None = None
     paylink_max_amount: Decimal | None = None
@@ -81,7 +83,7 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if not value.startswith(("http://", "https://")):
+        if not is_http_url(value):
             raise ValueError("expected an http:// or https:// URL")
         return value
 
@@ -113,9 +115,9 @@ class Settings(BaseSettings):
     @classmethod
     def _methods(cls, value: list[str]) -> list[str]:
         methods = [v.lower() for v in value]
-        bad = [m for m in methods if m not in ALL_PAYMENT_METHODS]
+        bad = [m for m in methods if m not in PAYMENT_METHODS]
         if bad or not methods:
-            raise ValueError(f"expected some of {','.join(ALL_PAYMENT_METHODS)}, got {bad}")
+            raise ValueError(f"expected some of {','.join(PAYMENT_METHODS)}, got {bad}")
         return methods
 
     @field_validator("paylink_max_amount")

@@ -16,10 +16,10 @@ from bot.checkout import (
     mask_phone,
     parse_checkout,
 )
-from bot.config import ALL_PAYMENT_METHODS
+from bot.payment_methods import PAYMENT_METHODS
 from bot.xpay.signing import js_stringify
 
-METHODS = list(ALL_PAYMENT_METHODS)
+METHODS = list(PAYMENT_METHODS)
 
 
 def fields(**changes: Any) -> dict[str, Any]:

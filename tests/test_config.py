@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ALL_PAYMENT_METHODS, ConfigError, Settings, load_settings
+from bot.config import ConfigError, Settings, load_settings
+from bot.payment_methods import PAYMENT_METHODS
 
 PREFIXES = ("PAYLINK_", "SLACK_", "XPAY_")
 PLAIN_NAMES = ("DATABASE_URL", "PORT")
@@ -58,7 +59,7 @@ def test_defaults() -> None:
     assert s.paylink_approval_channel is None
     assert s.paylink_allow_self_approval is False
     assert s.paylink_currencies == ["PKR"]
-    assert s.paylink_payment_methods == list(ALL_PAYMENT_METHODS)
+    assert s.paylink_payment_methods == list(PAYMENT_METHODS)
     assert s.paylink_payment_methods == ["card", "easypaisa", "jazzcash", "googlepay", "dqr"]
     assert s.paylink_success_url is None and s.paylink_failure_url is None
     assert s.paylink_max_amount is None

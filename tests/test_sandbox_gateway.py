@@ -26,8 +26,13 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
+from bot.config import Settings
 from bot.db import Base, make_engine, make_sessionmaker
+from bot.links.states import Status
+from bot.links.tables import Link
+from bot.payment_methods import PAYMENT_METHODS
 from bot.server import Server
+from bot.slack import blocks
 from bot.xpay.sandbox import (
     SandboxConfig,
     SandboxIntent,
@@ -341,6 +346,40 @@ def test_page_offers_every_method_when_none_requested(gateway: Gateway) -> None:
     ]
 
 
+def test_payment_methods_read_the_same_in_settings_slack_and_on_the_page(
+    gateway: Gateway,
+) -> None:
+    methods = list(PAYMENT_METHODS.items())
+    codes = [code for code, _ in methods]
+    settings = Settings(_env_file=None, paylink_payment_methods=",".join(reversed(codes)))
+    assert Settings(_env_file=None).paylink_payment_methods == codes
+
+    modal = blocks.request_modal(settings, channel_id="C0SALES")
+    (checkboxes,) = (b["element"] for b in modal["blocks"] if b["block_id"] == "payment_methods")
+    offered = [(o["value"], o["text"]["text"]) for o in checkboxes["options"]]
+    assert sorted(offered) == sorted(methods)
+
+    link = Link(
+        id=1,
+        reference="PL-METHODS",
+        amount=Decimal("100"),
+        currency="PKR",
+        customer_name="Ali",
+        payment_methods=codes,
+        requester_id="U0REP",
+        status=Status.AWAITING_APPROVAL.value,
+    )
+    _, card = blocks.card(link)
+    (details,) = (b for b in card if b["block_id"] == "details")
+    assert {"type": "mrkdwn", "text": "*Methods*\n" + ", ".join(PAYMENT_METHODS.values())} in (
+        details["fields"]
+    )
+
+    html = requests.get(gateway.create_ok(payment_methods=codes)["checkout_page_url"]).text
+    on_page = re.findall(r'name="method" value="(\w+)".*?>\s*([^<]+?)\s*</label>', html, re.S)
+    assert on_page == methods
+
+
 def test_bad_signature_is_401_json_and_creates_nothing(gateway: Gateway) -> None:
     body = js_stringify(make_payload())
     response = gateway.create(body=body, signature=sign("wrong-secret", body))
@@ -614,7 +653,7 @@ def test_webhook_target_down_still_redirects_and_warns(
     gateway.config.webhook_url = f"http://127.0.0.1:{closed_port}/xpay/webhook"
     data = gateway.create_ok(**_urls(gateway))
 
-    with caplog.at_level(logging.INFO, logger="bot.sandbox"):
+    with caplog.at_level(logging.INFO, logger="bot.xpay.sandbox"):
         started = time.monotonic()
         response = gateway.submit(data["_id"], "pay")
         elapsed = time.monotonic() - started
@@ -642,7 +681,7 @@ def test_background_retry_delivers_when_the_target_comes_back(gateway: Gateway) 
 def test_logs_one_line_per_request_without_customer_contact_or_secrets(
     gateway: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="bot.sandbox"):
+    with caplog.at_level(logging.INFO, logger="bot.xpay.sandbox"):
         data = gateway.create_ok(**_urls(gateway))
         requests.get(data["checkout_page_url"])
         gateway.submit(data["_id"], "pay")

@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 
 from bot.config import Settings
+from bot.links.kinds import ThreadKind
 from bot.links.states import Status
 from bot.links.tables import Link
 from bot.local.standin import validate_blocks
 from bot.slack import blocks as b
+from bot.slack.blocks.common import clip_mrkdwn
 
 EMAIL = "ayesha.khan@example.com"
 PHONE = "03415682456"
@@ -194,10 +196,10 @@ def test_format_amount(amount: Any, currency: str, expected: str) -> None:
 
 def test_clip_mrkdwn_never_cuts_an_entity() -> None:
     text = b.escape("&" * 1000)
-    clipped = b._clip_mrkdwn(text, 3000)
+    clipped = clip_mrkdwn(text, 3000)
     assert len(clipped) <= 3000
     assert not BAD_AMP.search(clipped)
-    clipped = b._clip_mrkdwn("x <@U123> " * 400, 3000)
+    clipped = clip_mrkdwn("x <@U123> " * 400, 3000)
     assert len(clipped) <= 3000
     assert_safe_mrkdwn(clipped)
 
@@ -205,14 +207,14 @@ def test_clip_mrkdwn_never_cuts_an_entity() -> None:
 # --- the card ------------------------------------------------------------------------------
 
 EXPECTED_BUTTONS = {
-    Status.AWAITING_APPROVAL: {b.ACTION_APPROVE, b.ACTION_REJECT, b.ACTION_CANCEL},
+    Status.AWAITING_APPROVAL: {b.ActionId.APPROVE, b.ActionId.REJECT, b.ActionId.CANCEL},
     Status.REJECTED: set(),
     Status.CREATING_LINK: set(),
-    Status.LINK_FAILED: {b.ACTION_RETRY, b.ACTION_CANCEL},
-    Status.LINK_UNKNOWN: {b.ACTION_RETRY, b.ACTION_CANCEL},
-    Status.AWAITING_PAYMENT: {b.ACTION_OPEN_CARD, b.ACTION_CANCEL},
+    Status.LINK_FAILED: {b.ActionId.RETRY, b.ActionId.CANCEL},
+    Status.LINK_UNKNOWN: {b.ActionId.RETRY, b.ActionId.CANCEL},
+    Status.AWAITING_PAYMENT: {b.ActionId.OPEN_CARD, b.ActionId.CANCEL},
     Status.PAID: set(),
-    Status.PAYMENT_FAILED: {b.ACTION_OPEN_CARD, b.ACTION_CANCEL},
+    Status.PAYMENT_FAILED: {b.ActionId.OPEN_CARD, b.ActionId.CANCEL},
     Status.CANCELLED: set(),
 }
 
@@ -243,17 +245,17 @@ def test_card_every_status(status: Status) -> None:
 def test_card_buttons_styles_and_confirms() -> None:
     _, blocks = b.card(make_link(Status.AWAITING_APPROVAL))
     found = buttons(blocks)
-    assert found[b.ACTION_APPROVE]["style"] == "primary"
-    assert found[b.ACTION_REJECT]["style"] == "danger"
-    assert found[b.ACTION_CANCEL]["confirm"]["title"]["text"] == "Cancel this payment link?"
+    assert found[b.ActionId.APPROVE]["style"] == "primary"
+    assert found[b.ActionId.REJECT]["style"] == "danger"
+    assert found[b.ActionId.CANCEL]["confirm"]["title"]["text"] == "Cancel this payment link?"
     _, blocks = b.card(make_link(Status.LINK_FAILED))
     found = buttons(blocks)
-    assert found[b.ACTION_RETRY]["style"] == "primary"
-    assert "confirm" in found[b.ACTION_RETRY]
+    assert found[b.ActionId.RETRY]["style"] == "primary"
+    assert "confirm" in found[b.ActionId.RETRY]
     _, blocks = b.card(make_link(Status.AWAITING_PAYMENT))
     found = buttons(blocks)
-    assert found[b.ACTION_OPEN_CARD]["url"] == "https://xstak-pay.xstak.com/checkout/pi_1?a=1&b=2"
-    assert found[b.ACTION_OPEN_CARD]["text"]["text"] == "Open checkout page"
+    assert found[b.ActionId.OPEN_CARD]["url"] == "https://xstak-pay.xstak.com/checkout/pi_1?a=1&b=2"
+    assert found[b.ActionId.OPEN_CARD]["text"]["text"] == "Open checkout page"
 
 
 def test_card_status_details() -> None:
@@ -360,6 +362,12 @@ def test_reply_kinds_cover_contract() -> None:
         b.thread_reply(make_link(), "bogus")
 
 
+def test_every_thread_kind_has_a_renderer() -> None:
+    assert set(ThreadKind) == b.THREAD_KINDS
+    text, _ = b.thread_reply(make_link(Status.AWAITING_PAYMENT), ThreadKind.LINK_READY)
+    assert text == "Checkout link ready for Ayesha Khan: PKR 1,500.50"
+
+
 @pytest.mark.parametrize("kind", sorted(REPLY_STATUS))
 def test_thread_reply(kind: str) -> None:
     link = make_link(REPLY_STATUS[kind])
@@ -442,7 +450,7 @@ def test_request_modal_defaults() -> None:
     view = b.request_modal(settings(), channel_id="C0SALES")
     assert validate_blocks(None, surface="modal", view=view) == []
     assert view["type"] == "modal"
-    assert view["callback_id"] == b.CALLBACK_REQUEST
+    assert view["callback_id"] == b.CallbackId.REQUEST
     assert view["title"]["text"] == "New payment link"
     assert view["submit"]["text"] == "Send for approval"
     assert view["close"]["text"] == "Cancel"
@@ -546,7 +554,7 @@ def slack_state(**over: Any) -> dict[str, Any]:
     return {
         "id": "V123",
         "type": "modal",
-        "callback_id": b.CALLBACK_REQUEST,
+        "callback_id": b.CallbackId.REQUEST,
         "private_metadata": json.dumps({"channel_id": "C0SALES"}),
         "state": {"values": values},
     }
@@ -606,7 +614,7 @@ def test_submission_channel_bad_metadata() -> None:
 def test_reject_modal() -> None:
     view = b.reject_modal(make_link())
     assert validate_blocks(None, surface="modal", view=view) == []
-    assert view["callback_id"] == b.CALLBACK_REJECT
+    assert view["callback_id"] == b.CallbackId.REJECT
     assert view["private_metadata"] == "42"
     assert view["title"]["text"] == "Reject request"
     assert view["submit"]["text"] == "Reject"
@@ -672,7 +680,7 @@ def test_home_view_full_lists_fit() -> None:
     assert len(rows) == 20
     first = rows[0]
     assert "PL-0001" in first["text"]["text"] and "Awaiting payment" in first["text"]["text"]
-    assert first["accessory"]["action_id"] == b.ACTION_OPEN_CARD
+    assert first["accessory"]["action_id"] == b.ActionId.OPEN_CARD
     assert first["accessory"]["url"] == permalinks[1]
     assert first["accessory"]["value"] == "1"
     assert "accessory" not in rows[1]

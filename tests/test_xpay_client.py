@@ -284,7 +284,7 @@ def test_errors_and_logs_never_leak_secrets_or_customer_data(
     stub.replies = [json_reply(401, {"success": False, "message": "Invalid signature"})]
     with pytest.raises(XPayError) as info:
         client.create_checkout(payload())
-    xpay_lines = [r.getMessage() for r in caplog.records if r.name == "bot.xpay"]
+    xpay_lines = [r.getMessage() for r in caplog.records if r.name == "bot.xpay.client"]
     assert len(xpay_lines) == 2
     assert "POST /public/v1/payment/checkout status=200" in xpay_lines[0]
     assert "status=401" in xpay_lines[1]

@@ -62,7 +62,7 @@ def play_flow(
     card = slack.wait_for(lambda s: next(iter(s.messages(APPROVAL_CHANNEL)), None))
 
     step(f"{APPROVER} approves in #{APPROVAL_CHANNEL}")
-    sim.click(APPROVER, _as_message(card), blocks.ACTION_APPROVE, channel=APPROVAL_CHANNEL)
+    sim.click(APPROVER, _as_message(card), blocks.ActionId.APPROVE, channel=APPROVAL_CHANNEL)
     reply = slack.wait_for(lambda s: _reply_with_link(s, card.ts))
     checkout_url = reply
 

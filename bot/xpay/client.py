@@ -33,9 +33,10 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.util.retry import Retry
 
+from bot.urls import is_http_url
 from bot.xpay.signing import js_stringify, sign
 
-logger = logging.getLogger("bot.xpay")
+logger = logging.getLogger(__name__)
 
 CHECKOUT_PATH = "/public/v1/payment/checkout"
 INTENT_PATH = "/public/v1/payment/intent/details/{pi_id}"
@@ -198,7 +199,7 @@ class XPayClient:
         read_timeout: float = 10.0,
         session: requests.Session | None = None,
     ) -> None:
-        if not base_url.startswith(("http://", "https://")):
+        if not is_http_url(base_url):
             raise ValueError("base_url must be an http(s) URL")
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key

@@ -39,29 +39,22 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from bot.db import Base, UTCDateTime, utcnow
+from bot.payment_methods import PAYMENT_METHODS, method_label
+from bot.urls import is_http_url
 from bot.xpay.signing import js_stringify, sign, signature_matches
 
 if TYPE_CHECKING:
     from bot.config import Settings
 
-log = logging.getLogger("bot.sandbox")
+log = logging.getLogger(__name__)
 
 REQUIRES_PAYMENT_METHOD = "requires_payment_method"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 
-#: Every method XPay knows, in the order the checkout page offers them.
-PAYMENT_METHODS: dict[str, str] = {
-    "card": "Credit / debit card",
-    "easypaisa": "Easypaisa",
-    "jazzcash": "JazzCash",
-    "googlepay": "Google Pay",
-    "dqr": "QR payment (DQR)",
-}
 MAX_BODY_BYTES = 64 * 1024
 MAX_AMOUNT = Decimal("1e12")  # Numeric(14, 2)
 _CURRENCY = re.compile(r"^[A-Za-z]{3}$")
-_HTTP_URL = re.compile(r"^https?://[^\s/?#]+\S*$", re.IGNORECASE)
 
 
 class SandboxIntent(Base):
@@ -225,7 +218,7 @@ def _validate(body: Any) -> dict[str, Any]:
         raise _BadRequest("metadata.order_reference is too long")
     for field in ("success_url", "failure_url"):
         url = body.get(field)
-        if url is not None and not (isinstance(url, str) and _HTTP_URL.match(url)):
+        if url is not None and not is_http_url(url):
             raise _BadRequest(f"{field} must be an http(s) URL")
     methods = body.get("payment_methods")
     if methods is not None:
@@ -658,7 +651,7 @@ def make_sandbox_blueprint(config: SandboxConfig, sessions: sessionmaker) -> Blu
             customer=intent.customer.get("name", ""),
             reference=intent.order_reference,
             status=intent.status,
-            method=PAYMENT_METHODS.get(intent.payment_method or "", intent.payment_method),
+            method=method_label(intent.payment_method),
             methods=[(m, PAYMENT_METHODS[m]) for m in intent.payment_methods],
             action=url_for("sandbox.pay", pi_id=intent.id),
         )

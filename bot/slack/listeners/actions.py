@@ -9,12 +9,21 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.links.kinds import Click
 from bot.links.service import Refused
 from bot.slack import blocks
+from bot.slack.blocks import ActionId
 from bot.slack.context import SlackContext
 from bot.slack.delivery import tell
 
-log = logging.getLogger("bot.slack")
+log = logging.getLogger(__name__)
+
+#: The buttons whose click the service decides.
+CLICKS = {
+    ActionId.APPROVE: Click.APPROVE,
+    ActionId.RETRY: Click.RETRY,
+    ActionId.CANCEL: Click.CANCEL,
+}
 
 
 def _tell(client: WebClient, body: dict[str, Any], text: str) -> None:
@@ -26,7 +35,7 @@ def _channel(body: dict[str, Any]) -> str | None:
     return (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
 
 
-def _clicked(action_id: str, body: dict[str, Any]) -> tuple[int, str] | None:
+def _clicked(action_id: ActionId, body: dict[str, Any]) -> tuple[int, str] | None:
     """The link id and user of a button click, or None (logged) when the click did not come
     from one of our buttons. Listeners run in the request's thread, so a parse error here
     would answer Slack with a 500."""
@@ -41,7 +50,7 @@ def register(app: App, ctx: SlackContext) -> None:
     """Register the block_actions listeners."""
     service = ctx.service
 
-    def on_click(action_id: str, action: str) -> None:
+    def on_click(action_id: ActionId, click: Click) -> None:
         @app.action(action_id)
         def handler(ack: Ack, body: dict[str, Any]) -> None:
             ack()
@@ -51,25 +60,24 @@ def register(app: App, ctx: SlackContext) -> None:
             link_id, user = clicked
 
             def decide() -> None:
-                refusal = service.receive_click(action, link_id, user, channel=_channel(body))
+                refusal = service.receive_click(click, link_id, user, channel=_channel(body))
                 if refusal:
                     _tell(ctx.client, body, refusal)
 
             # After the ack, on a pool of its own: the request's thread answers Slack at once,
-            # and a burst of decisions cannot hold up later acks (Approve ack p99 at c=32:
-            # 163 → see README). Beside a worker the click is only stored here and the worker
-            # decides it (storing it before the ack made the ack wait for the database: p99
-            # 64 → 105 ms). Each decision is one compare-and-set, however many clicks.
+            # and a burst of decisions cannot hold up later acks. Beside a worker the click is
+            # only stored here and the worker decides it; storing it before the ack would make
+            # the ack wait for the database. Each decision is one compare-and-set, however
+            # many clicks.
             ctx.later(ctx.decisions, decide)
 
-    on_click(blocks.ACTION_APPROVE, "approve")
-    on_click(blocks.ACTION_RETRY, "retry")
-    on_click(blocks.ACTION_CANCEL, "cancel")
+    for action_id, click in CLICKS.items():
+        on_click(action_id, click)
 
-    @app.action(blocks.ACTION_REJECT)
+    @app.action(ActionId.REJECT)
     def open_reject(ack: Ack, body: dict[str, Any]) -> None:
         ack()
-        clicked = _clicked(blocks.ACTION_REJECT, body)
+        clicked = _clicked(ActionId.REJECT, body)
         if clicked is None:
             return
         link_id, user = clicked
@@ -87,6 +95,6 @@ def register(app: App, ctx: SlackContext) -> None:
 
         ctx.later(ctx.after_ack, open_modal)  # as /paylink's modal
 
-    @app.action(blocks.ACTION_OPEN_CARD)
+    @app.action(ActionId.OPEN_CARD)
     def open_card(ack: Ack) -> None:
         ack()

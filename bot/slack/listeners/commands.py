@@ -13,7 +13,7 @@ from bot.checkout import parse_amount
 from bot.slack import blocks
 from bot.slack.context import SlackContext
 
-log = logging.getLogger("bot.slack")
+log = logging.getLogger(__name__)
 
 
 def prefill(text: str, currencies: list[str]) -> tuple[str | None, str | None]:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from slack_bolt import App
 
 from bot.slack import blocks
 from bot.slack.context import SlackContext
-
-log = logging.getLogger("bot.slack")
 
 
 def register(app: App, ctx: SlackContext) -> None:

@@ -1,0 +1,212 @@
+"""The request card in the approval channel: details, status and the buttons that fit it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ConfirmObject,
+    HeaderBlock,
+    MarkdownTextObject,
+    PlainTextObject,
+    SectionBlock,
+)
+
+from bot.checkout import mask_email, mask_phone
+from bot.links.states import Status
+from bot.links.tables import Link
+from bot.slack.blocks.common import (
+    FALLBACK_MAX,
+    FIELD_TEXT_MAX,
+    HEADER_MAX,
+    MESSAGE_BUDGET,
+    NAME_BUDGET,
+    REASON_BUDGET,
+    SHIPPING_BUDGET,
+    STATUS_EMOJI,
+    UNKNOWN_NOTE,
+    amount_text,
+    clip,
+    clip_mrkdwn,
+    context,
+    escape,
+    mention,
+    methods_text,
+    paid_method,
+    safe,
+    section,
+    slack_date,
+    to_dicts,
+)
+from bot.slack.blocks.ids import ActionId, BlockId
+from bot.urls import is_http_url
+
+NO_APPROVERS_NOTE = (
+    "No approvers are configured (PAYLINK_APPROVERS), so nobody can approve this request."
+)
+
+
+def _shipping_line(shipping: dict[str, str] | None) -> str:
+    if not shipping:
+        return ""
+    parts = [
+        shipping.get(key, "")
+        for key in ("address1", "city", "province", "zip", "country")
+        if shipping.get(key)
+    ]
+    line = ", ".join(parts)
+    method = shipping.get("shipping_method")
+    if method:
+        line = f"{line} ({method})" if line else method
+    return line
+
+
+def _status_text(link: Link, status: Status) -> str:
+    lines = [f"*Status:* {STATUS_EMOJI[status]} {status.label}"]
+    if link.decided_by and status is not Status.REJECTED:
+        when = slack_date(link.decided_at)
+        lines.append(f"Approved by {mention(link.decided_by)}" + (f" {when}" if when else ""))
+    if status is Status.REJECTED:
+        when = slack_date(link.decided_at)
+        line = f"Rejected by {mention(link.decided_by)}" + (f" {when}" if when else "")
+        if link.reject_reason:
+            line += f": {safe(link.reject_reason, REASON_BUDGET)}"
+        lines.append(line)
+    elif status is Status.LINK_FAILED:
+        message = safe(link.gateway_message, MESSAGE_BUDGET) or "no message from XPay"
+        lines.append(f"Link creation failed: {message}")
+    elif status is Status.LINK_UNKNOWN:
+        lines.append(UNKNOWN_NOTE)
+        if link.gateway_message:
+            lines.append(f"XPay said: {safe(link.gateway_message, MESSAGE_BUDGET)}")
+    elif status is Status.PAID:
+        method = paid_method(link)
+        lines.append("Paid" + (f" via {method}" if method else ""))
+        if link.cancelled_by:
+            lines.append(
+                f":warning: Paid even though {mention(link.cancelled_by)} had cancelled it: "
+                "the money has moved."
+            )
+    elif status is Status.PAYMENT_FAILED:
+        message = safe(link.bank_message, MESSAGE_BUDGET) or "no message from the bank"
+        lines.append(f"Payment failed: {message}")
+        lines.append("The customer can try again on the same checkout page.")
+    elif status is Status.CANCELLED:
+        lines.append(f"Cancelled by {mention(link.cancelled_by)}")
+    return "\n".join(lines)
+
+
+def _cancel_button(link: Link) -> ButtonElement:
+    return ButtonElement(
+        action_id=ActionId.CANCEL,
+        text="Cancel",
+        value=str(link.id),
+        confirm=ConfirmObject(
+            title="Cancel this payment link?",
+            # plain_text: the reference is user-supplied and a confirm's text defaults to mrkdwn
+            text=PlainTextObject(
+                text=clip(f"{link.reference}: the request will be marked as cancelled.", 300),
+                emoji=False,
+            ),
+            confirm="Cancel link",
+            deny="Keep it",
+        ),
+    )
+
+
+def _buttons(link: Link, status: Status) -> list[ButtonElement]:
+    value = str(link.id)
+    if status is Status.AWAITING_APPROVAL:
+        return [
+            ButtonElement(action_id=ActionId.APPROVE, text="Approve", value=value, style="primary"),
+            ButtonElement(action_id=ActionId.REJECT, text="Reject", value=value, style="danger"),
+            _cancel_button(link),
+        ]
+    if status in (Status.LINK_FAILED, Status.LINK_UNKNOWN):
+        return [
+            ButtonElement(
+                action_id=ActionId.RETRY,
+                text="Retry",
+                value=value,
+                style="primary",
+                confirm=ConfirmObject(
+                    title="Create the link again?",
+                    text=PlainTextObject(
+                        text="Retry only if the customer has no working link for this request."
+                    ),
+                    confirm="Retry",
+                    deny="Not now",
+                ),
+            ),
+            _cancel_button(link),
+        ]
+    if status in (Status.AWAITING_PAYMENT, Status.PAYMENT_FAILED):
+        buttons: list[ButtonElement] = []
+        if is_http_url(link.checkout_url):
+            buttons.append(
+                ButtonElement(
+                    action_id=ActionId.OPEN_CARD,
+                    text="Open checkout page",
+                    url=link.checkout_url,
+                    value=value,
+                )
+            )
+        buttons.append(_cancel_button(link))
+        return buttons
+    return []
+
+
+def card(link: Link, *, approvers_configured: bool = True) -> tuple[str, list[dict[str, Any]]]:
+    """The request card in the approval channel: ``(fallback text, blocks)``.
+
+    Used for ``chat.postMessage`` and every later ``chat.update``; the buttons follow the status.
+    """
+    status = Status(link.status)
+    reference = safe(link.reference, 64)
+    name = safe(link.customer_name, NAME_BUDGET)
+    fields = [
+        f"*Requested by*\n{mention(link.requester_id)}",
+        f"*Amount*\n{amount_text(link)}",
+        f"*Customer*\n{name}",
+    ]
+    if link.customer_email:
+        fields.append(f"*E-mail*\n{escape(mask_email(link.customer_email))}")
+    if link.customer_phone:
+        fields.append(f"*Phone*\n{escape(mask_phone(link.customer_phone))}")
+    fields.append(f"*Order reference*\n{reference}")
+    fields.append(f"*Methods*\n{escape(methods_text(link.payment_methods))}")
+    shipping = _shipping_line(link.shipping)
+    if shipping:
+        fields.append(f"*Shipping*\n{safe(shipping, SHIPPING_BUDGET)}")
+
+    blocks: list[Block] = [
+        HeaderBlock(
+            block_id=BlockId.TITLE,
+            text=PlainTextObject(
+                text=clip(f"Payment link request · {link.reference}", HEADER_MAX), emoji=False
+            ),
+        ),
+        SectionBlock(
+            block_id=BlockId.DETAILS,
+            fields=[MarkdownTextObject(text=clip_mrkdwn(f, FIELD_TEXT_MAX)) for f in fields],
+        ),
+        section(BlockId.STATUS, _status_text(link, status)),
+    ]
+    if status is Status.AWAITING_APPROVAL and not approvers_configured:
+        blocks.append(context(BlockId.NO_APPROVERS, f":warning: {NO_APPROVERS_NOTE}"))
+    buttons = _buttons(link, status)
+    if buttons:
+        blocks.append(ActionsBlock(block_id=BlockId.ACTIONS, elements=buttons))
+    footer = f"Request #{link.id}"
+    if link.created_at:
+        footer += f" · created {slack_date(link.created_at)}"
+    blocks.append(context(BlockId.FOOTER, footer))
+
+    fallback = clip_mrkdwn(
+        f"Payment link request {reference}: {amount_text(link)} for {name} ({status.label})",
+        FALLBACK_MAX,
+    )
+    return fallback, to_dicts(blocks)

@@ -1,0 +1,180 @@
+"""Replies in a request card's thread: one renderer per :class:`ThreadKind`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_sdk.models.blocks import Block
+
+from bot.links.kinds import ThreadKind
+from bot.links.states import Status
+from bot.links.tables import Link
+from bot.slack.blocks.common import (
+    FALLBACK_MAX,
+    MESSAGE_BUDGET,
+    NAME_BUDGET,
+    REASON_BUDGET,
+    UNKNOWN_NOTE,
+    amount_text,
+    clip_mrkdwn,
+    context,
+    format_amount,
+    mention,
+    paid_method,
+    safe,
+    section,
+    to_dicts,
+    url_link,
+)
+from bot.slack.blocks.ids import BlockId
+
+
+@dataclass(frozen=True)
+class _Reply:
+    text: str  # the reply's first line, in a section
+    fallback: str  # the notification text
+    details: list[str] = field(default_factory=list)  # further lines, in a context block
+
+
+def _name(link: Link) -> str:
+    return safe(link.customer_name, NAME_BUDGET)
+
+
+def _via(link: Link) -> str:
+    method = paid_method(link)
+    return f" via {method}" if method else ""
+
+
+def _bank(link: Link) -> str:
+    return safe(link.bank_message, MESSAGE_BUDGET)
+
+
+def _link_ready(link: Link, details: dict[str, Any]) -> _Reply:
+    url = url_link(link.checkout_url) or "(XPay returned no address)"
+    return _Reply(
+        text=f":link: {mention(link.requester_id)} the checkout link is ready: {url}",
+        details=[f"Share this link with {_name(link)}. Amount: {amount_text(link)}."],
+        fallback=f"Checkout link ready for {_name(link)}: {amount_text(link)}",
+    )
+
+
+def _bank_lines(link: Link) -> list[str]:
+    bank = _bank(link)
+    return [f"Bank: {bank}"] if bank else []
+
+
+def _paid(link: Link, details: dict[str, Any]) -> _Reply:
+    return _Reply(
+        text=f":white_check_mark: Paid: {amount_text(link)}{_via(link)}",
+        details=[*_bank_lines(link), f"{mention(link.requester_id)} {_name(link)} has paid."],
+        fallback=f"Paid: {amount_text(link)}{_via(link)}",
+    )
+
+
+def _payment_failed(link: Link, details: dict[str, Any]) -> _Reply:
+    return _Reply(
+        text=f":x: Payment failed: {_bank(link) or 'no message from the bank'}",
+        details=[
+            f"{mention(link.requester_id)} {_name(link)} can try again on the same checkout "
+            "page, or you can cancel the request."
+        ],
+        fallback=f"Payment failed for {amount_text(link)}",
+    )
+
+
+def _rejected(link: Link, details: dict[str, Any]) -> _Reply:
+    reason = safe(link.reject_reason, REASON_BUDGET) or "no reason given"
+    approver = mention(link.decided_by)
+    return _Reply(
+        text=f":no_entry: {mention(link.requester_id)} your request was rejected by {approver}.",
+        details=[f"Reason: {reason}"],
+        fallback=f"Rejected by {approver}",
+    )
+
+
+def _cancelled(link: Link, details: dict[str, Any]) -> _Reply:
+    by = mention(link.cancelled_by)
+    note = "If the customer already has the checkout link and pays anyway, this thread will say so."
+    return _Reply(
+        text=f":no_entry_sign: Cancelled by {by}.",
+        details=[note] if link.checkout_url else [],
+        fallback=f"Cancelled by {by}",
+    )
+
+
+def _link_failed(link: Link, details: dict[str, Any]) -> _Reply:
+    message = safe(link.gateway_message, MESSAGE_BUDGET) or "no message from XPay"
+    # The approver clicked and is waiting for the link; without one (a CLI create), the rep.
+    who = mention(link.decided_by or link.requester_id)
+    if Status(link.status) is Status.LINK_UNKNOWN:
+        text = f":grey_question: {who} {UNKNOWN_NOTE}"
+        lines = [f"XPay said: {message}"]
+    else:
+        text = f":warning: {who} Link creation failed: {message}"
+        lines = []
+    return _Reply(
+        text=text,
+        details=[*lines, "Use Retry or Cancel on the request above."],
+        fallback="Link creation failed",
+    )
+
+
+def _paid_after_cancel(link: Link, details: dict[str, Any]) -> _Reply:
+    paid = f"{amount_text(link)}{_via(link)}"
+    lines = _bank_lines(link)
+    if link.cancelled_by:
+        lines.append(f"It had been cancelled by {mention(link.cancelled_by)}.")
+    return _Reply(
+        text=(
+            f":warning: {mention(link.requester_id)} Paid after the request was cancelled: "
+            f"{paid}. The money has moved; refund or fulfil the order as appropriate."
+        ),
+        details=lines,
+        fallback=f"Paid after cancel: {paid}",
+    )
+
+
+def _amount_mismatch(link: Link, details: dict[str, Any]) -> _Reply:
+    reported = safe(format_amount(details.get("amount"), details.get("currency")), 64)
+    return _Reply(
+        text=(
+            f":warning: {mention(link.requester_id)} XPay reports a payment of "
+            f"{reported or 'an unknown amount'} for this request of {amount_text(link)}. The "
+            "status is unchanged: check the payment in the XPay portal before fulfilling the "
+            "order."
+        ),
+        fallback=f"Payment amount differs: {reported} for {amount_text(link)}",
+    )
+
+
+_RENDERERS: dict[ThreadKind, Callable[[Link, dict[str, Any]], _Reply]] = {
+    ThreadKind.LINK_READY: _link_ready,
+    ThreadKind.PAID: _paid,
+    ThreadKind.PAYMENT_FAILED: _payment_failed,
+    ThreadKind.REJECTED: _rejected,
+    ThreadKind.CANCELLED: _cancelled,
+    ThreadKind.LINK_FAILED: _link_failed,
+    ThreadKind.PAID_AFTER_CANCEL: _paid_after_cancel,
+    ThreadKind.AMOUNT_MISMATCH: _amount_mismatch,
+}
+
+#: Every kind of thread reply there is a renderer for.
+THREAD_KINDS = frozenset(_RENDERERS)
+
+
+def thread_reply(
+    link: Link, kind: ThreadKind | str, details: dict[str, Any] | None = None
+) -> tuple[str, list[dict[str, Any]]]:
+    """A reply in the card's thread: ``(fallback text, blocks)``.
+
+    ``details`` is the reply's payload; an amount mismatch reads the ``amount`` and
+    ``currency`` XPay reported from it. A ``kind`` that is not a :class:`ThreadKind` raises
+    ValueError.
+    """
+    reply = _RENDERERS[ThreadKind(kind)](link, details or {})
+    blocks: list[Block] = [section(BlockId.REPLY, reply.text)]
+    if reply.details:
+        blocks.append(context(BlockId.REPLY_DETAILS, "\n".join(reply.details)))
+    return clip_mrkdwn(reply.fallback, FALLBACK_MAX), to_dicts(blocks)
