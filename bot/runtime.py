@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Literal
 
 from bot.config import Settings
-from bot.db import WalCheckpointer, make_engine
+from bot.db import make_engine
 from bot.links.jobs import Jobs
 from bot.links.outbox import Deliver, OutboxDrainer
 from bot.links.service import LinkService
@@ -17,6 +17,7 @@ from bot.links.store import CREATE, DECISION, PAYMENT, LinkStore
 from bot.links.tables import Link, OutboxMessage
 from bot.links.wakeup import WakeListener, WakeSender, socket_path
 from bot.metrics import Metrics
+from bot.sqlite import WalCheckpointer
 from bot.xpay.client import XPayClient
 
 if TYPE_CHECKING:
@@ -155,8 +156,8 @@ class Runtime:
             # Warm the approver groups so the first click decided here does not wait on Slack.
             threading.Thread(target=self.approvers.refresh, name="approvers", daemon=True).start()
         if self.settings.database_url.startswith("sqlite"):
-            from bot.db import claim_sqlite_file
             from bot.links.jobs import release_after_restart
+            from bot.sqlite import claim_sqlite_file
 
             # Leases and claims are taken by the process doing the work: a web process
             # beside a worker holds none, so it must not release the worker's.

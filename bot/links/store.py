@@ -29,10 +29,11 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.checkout import CheckoutRequest
-from bot.db import BUSY_TIMEOUT, make_sessionmaker, reader, server_hung_up
+from bot.db import make_sessionmaker, reader, server_hung_up
 from bot.links.batching import GroupCommit
 from bot.links.states import Status, can_move
 from bot.links.tables import History, Link, OutboxMessage, WebhookEvent, utcnow
+from bot.sqlite import BUSY_TIMEOUT
 
 LINKS = Link.__table__
 OUTBOX = OutboxMessage.__table__
