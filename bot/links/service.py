@@ -341,25 +341,9 @@ class LinkService:
         link = self._load(link_id)
         if link.status != Status.CREATING_LINK.value:
             return link
-        request = CheckoutRequest.model_validate(
-            {
-                "amount": link.amount,
-                "currency": link.currency,
-                "customer": {
-                    "name": link.customer_name,
-                    "email": link.customer_email,
-                    "phone": link.customer_phone,
-                },
-                "shipping": link.shipping or {},
-                "order_reference": link.reference,
-                "success_url": link.success_url,
-                "failure_url": link.failure_url,
-                "payment_methods": tuple(link.payment_methods or ()),
-            }
-        )
         started = time.perf_counter()
         try:
-            created = self.gateway.create_checkout(request.to_xpay_payload())
+            created = self.gateway.create_checkout(link.to_request().to_xpay_payload())
         except XPayOutcomeUnknown as exc:
             self._observe(started, "unknown")
             return self._gateway_failed(link, Status.LINK_UNKNOWN, exc.message)

@@ -173,17 +173,8 @@ class LinkStore:
     ) -> Link:
         """Insert a new link with its first history row; DuplicateReference if taken."""
         now = utcnow()
-        link = Link(
-            reference=request.order_reference,
-            amount=request.amount,
-            currency=request.currency,
-            customer_name=request.customer.name,
-            customer_email=request.customer.email,
-            customer_phone=request.customer.phone,
-            shipping=request.shipping.model_dump(),
-            payment_methods=list(request.payment_methods),
-            success_url=request.success_url,
-            failure_url=request.failure_url,
+        link = Link.from_request(
+            request,
             requester_id=requester_id,
             origin_channel_id=origin_channel_id,
             channel_id=channel_id,

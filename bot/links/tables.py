@@ -10,6 +10,7 @@ from sqlalchemy import JSON, ForeignKey, Index, Integer, Numeric, String, Text, 
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator
 
+from bot.checkout import CheckoutRequest
 from bot.db import Base
 from bot.links.states import LABELS, Status
 
@@ -87,6 +88,44 @@ class Link(Base):
     def status_label(self) -> str:
         """The status as people see it."""
         return LABELS[Status(self.status)]
+
+    # The one mapping between a link and the checkout request it was made from.
+
+    @classmethod
+    def from_request(cls, request: CheckoutRequest, **columns: Any) -> Link:
+        """A new link for ``request``; ``columns`` sets the rest (requester, status …)."""
+        return cls(
+            reference=request.order_reference,
+            amount=request.amount,
+            currency=request.currency,
+            customer_name=request.customer.name,
+            customer_email=request.customer.email,
+            customer_phone=request.customer.phone,
+            shipping=request.shipping.model_dump(),
+            payment_methods=list(request.payment_methods),
+            success_url=request.success_url,
+            failure_url=request.failure_url,
+            **columns,
+        )
+
+    def to_request(self) -> CheckoutRequest:
+        """The checkout request this link was made from (what XPay is asked to create)."""
+        return CheckoutRequest.model_validate(
+            {
+                "amount": self.amount,
+                "currency": self.currency,
+                "customer": {
+                    "name": self.customer_name,
+                    "email": self.customer_email,
+                    "phone": self.customer_phone,
+                },
+                "shipping": self.shipping or {},
+                "order_reference": self.reference,
+                "success_url": self.success_url,
+                "failure_url": self.failure_url,
+                "payment_methods": tuple(self.payment_methods or ()),
+            }
+        )
 
 
 class History(Base):
