@@ -16,6 +16,7 @@ from sqlalchemy import select
 from bot.checkout import CheckoutRequest, parse_checkout
 from bot.links.jobs import Jobs
 from bot.links.outbox import SQLITE_BATCH, OutboxDrainer
+from bot.links.outcomes import AlreadyDecided, Incomplete, LinkGone, NotAllowed
 from bot.links.service import LinkService, Refused
 from bot.links.states import Status
 from bot.links.store import PAYMENT, LinkStore
@@ -196,12 +197,14 @@ def test_clicks_beside_a_worker_are_stored_first_and_decided_by_the_worker(
 
 def test_only_approvers_decide_and_not_on_their_own_request(service: LinkService) -> None:
     link = service.request_link(checkout(), requester_id=APPROVER, channel_id="C1")
-    with pytest.raises(Refused, match="PAYLINK_APPROVERS"):
+    with pytest.raises(NotAllowed, match="PAYLINK_APPROVERS"):
         service.approve(link.id, OUTSIDER)
-    with pytest.raises(Refused, match="another approver"):
+    with pytest.raises(NotAllowed, match="another approver"):
         service.approve(link.id, APPROVER)
-    with pytest.raises(Refused):
+    with pytest.raises(NotAllowed):
         service.reject(link.id, OUTSIDER, "no")
+    with pytest.raises(LinkGone):
+        service.approve(999_999, APPROVER)
     assert load(service, link.id).status == Status.AWAITING_APPROVAL.value
     assert len(load(service, link.id).history) == 1
 
@@ -217,9 +220,9 @@ def test_self_approval_when_allowed(store: LinkStore, stack: LocalStack) -> None
 
 def test_second_decision_has_no_effect(service: LinkService) -> None:
     link = awaiting_payment(service)
-    with pytest.raises(Refused, match="Nothing changed"):
+    with pytest.raises(AlreadyDecided, match="Nothing changed"):
         service.approve(link.id, OTHER_APPROVER)
-    with pytest.raises(Refused, match="Nothing changed"):
+    with pytest.raises(AlreadyDecided, match="Nothing changed"):
         service.reject(link.id, OTHER_APPROVER, "too late")
     after = load(service, link.id)
     assert statuses(after) == statuses(link)
@@ -228,7 +231,7 @@ def test_second_decision_has_no_effect(service: LinkService) -> None:
 
 def test_reject_needs_a_reason(service: LinkService) -> None:
     link = service.request_link(checkout(), requester_id=REP, channel_id="C1")
-    with pytest.raises(Refused, match="reason"):
+    with pytest.raises(Incomplete, match="reason"):
         service.reject(link.id, APPROVER, "   ")
     rejected = service.reject(link.id, APPROVER, "  wrong\n amount ")
     assert rejected.status == Status.REJECTED.value

@@ -7,7 +7,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
@@ -15,6 +14,15 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 from bot.checkout import CheckoutRequest
+from bot.links.outcomes import (
+    GONE,
+    AlreadyDecided,
+    Incomplete,
+    LinkGone,
+    NotAllowed,
+    Refused,
+    WebhookResult,
+)
 from bot.links.states import CANCELLABLE, Status
 from bot.links.store import CREATE, DECISION, PAYMENT, LinkStore
 from bot.links.tables import Link, OutboxMessage, utcnow
@@ -31,7 +39,6 @@ from bot.xpay.webhooks import PaymentEvent
 log = logging.getLogger("bot.links")
 
 LEASE = timedelta(seconds=60)
-GONE = "That request no longer exists."  # told to whoever acts on a link that is not there
 
 
 class Gateway(Protocol):
@@ -40,23 +47,6 @@ class Gateway(Protocol):
     def create_checkout(self, payload: dict) -> CheckoutCreated: ...
 
     def get_intent(self, intent_id: str) -> IntentDetails: ...
-
-
-class Refused(Exception):
-    """The person may not do this, or it was already done; ``message`` says why."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-
-@dataclass(frozen=True)
-class WebhookResult:
-    """What a payment webhook did: ``outcome`` is applied, duplicate, ignored, stale,
-    amount_mismatch or unknown_intent, or (beside a worker) queued."""
-
-    outcome: str
-    link_id: int | None = None
 
 
 class LinkService:
@@ -139,19 +129,21 @@ class LinkService:
 
     def _check_approver(self, link: Link, user_id: str) -> None:
         if not self.is_approver(user_id):
-            raise Refused("Only the approvers set in PAYLINK_APPROVERS can approve or reject.")
+            raise NotAllowed("Only the approvers set in PAYLINK_APPROVERS can approve or reject.")
         if link.requester_id == user_id and not self.allow_self_approval:
-            raise Refused("You asked for this link, so another approver has to decide on it.")
+            raise NotAllowed("You asked for this link, so another approver has to decide on it.")
 
     def _load(self, link_id: int) -> Link:
         with self.store.reading() as s:
             link = self.store.get(s, link_id)
         if link is None:
-            raise Refused(GONE)
+            raise LinkGone()
         return link
 
-    def _already(self, link: Link) -> Refused:
-        return Refused(f"Nothing changed: this request is already {link.status_label.lower()}.")
+    def _already(self, link: Link) -> AlreadyDecided:
+        return AlreadyDecided(
+            f"Nothing changed: this request is already {link.status_label.lower()}."
+        )
 
     def check_decision(self, link_id: int, user_id: str) -> Link:
         """The link, if ``user_id`` may approve or reject it now; Refused otherwise."""
@@ -175,13 +167,14 @@ class LinkService:
     ) -> Link:
         """A person's decision: ``admit`` checks the link (raising Refused) and may add
         changes, then one compare-and-set, with the card update (and a thread reply) queued
-        with it; Refused naming the current status when someone else was first. The link
-        is read once, in the transaction that moves it (a click is an ack's critical path).
+        with it; AlreadyDecided naming the current status when someone else was first. The
+        link is read once, in the transaction that moves it (a click is an ack's critical
+        path).
         """
         with self.store.transaction() as s:
             link = self.store.get(s, link_id)
             if link is None:
-                raise Refused(GONE)
+                raise LinkGone()
             changes.update(admit(link) or {})
             moved = self.store.move(
                 s, link_id, sources, target, actor=actor, reason=reason, **changes
@@ -233,7 +226,7 @@ class LinkService:
 
         def admit(link: Link) -> dict[str, object]:
             if not self.is_approver(user_id):
-                raise Refused("Only approvers can retry creating the link.")
+                raise NotAllowed("Only approvers can retry creating the link.")
             return {"attempts": link.attempts + 1}
 
         return self._decide(
@@ -254,7 +247,7 @@ class LinkService:
         def admit(link: Link) -> None:
             self._check_approver(link, user_id)
             if not reason:
-                raise Refused("Give a reason so the rep knows what to change.")
+                raise Incomplete("Give a reason so the rep knows what to change.")
 
         return self._decide(
             link_id,
@@ -274,7 +267,9 @@ class LinkService:
 
         def admit(link: Link) -> None:
             if user_id != link.requester_id and not self.is_approver(user_id):
-                raise Refused("Only the rep who asked for this link or an approver can cancel it.")
+                raise NotAllowed(
+                    "Only the rep who asked for this link or an approver can cancel it."
+                )
 
         return self._decide(
             link_id,
