@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from bot.metrics import Metrics
     from bot.runtime import Runtime
 
-log = logging.getLogger("bot.http")
+log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
 SLOW_MS = 1000.0  # a request this slow is logged even when it succeeded
@@ -63,10 +63,11 @@ def create_app(runtime: Runtime) -> Flask:
         try:
             with runtime.store.reading() as s:
                 s.execute(text("SELECT 1"))
-                backlog, age = runtime.store.outbox_backlog(s)
+                backlog, age = runtime.queue.backlog(s)
         except Exception as exc:
             log.warning("health check: database unavailable: %s", type(exc).__name__)
             return jsonify(status="unavailable", database="unavailable"), 503
+        # The job queue's backlog, under the keys health checks and monitors already read.
         return jsonify(
             status="ok", database="ok", outbox_backlog=backlog, outbox_oldest_seconds=round(age, 1)
         )
@@ -74,9 +75,9 @@ def create_app(runtime: Runtime) -> Flask:
     @app.get("/metrics")
     def prometheus() -> Response:
         with runtime.store.reading() as s:
-            backlog, age = runtime.store.outbox_backlog(s)
-        metrics.outbox_backlog.set(backlog)
-        metrics.outbox_age.set(age)
+            backlog, age = runtime.queue.backlog(s)
+        metrics.jobs_backlog.set(backlog)
+        metrics.jobs_age.set(age)
         return Response(generate_latest(metrics.registry), mimetype=CONTENT_TYPE_LATEST)
 
     if settings.sandbox:
