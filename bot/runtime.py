@@ -74,8 +74,8 @@ class Runtime:
         self.plan = PLANS[role]
         self.metrics = Metrics()
         self.engine = make_engine(settings.database_url)
-        self.sqlite = settings.database_url.startswith("sqlite")
-        self.checkpointer = WalCheckpointer(self.engine) if self.sqlite else None
+        self.on_sqlite = settings.database_url.startswith("sqlite")
+        self.checkpointer = WalCheckpointer(self.engine) if self.on_sqlite else None
         self.store = LinkStore(self.engine)
         self.queue = JobQueue(self.store)
         api_key, account_id, hmac_secret = settings.xpay_credentials()
@@ -168,7 +168,7 @@ class Runtime:
         # Leases and claims are taken by the process running the jobs: a web process beside
         # a worker holds none, so it must not release the worker's.
         if (
-            self.sqlite
+            self.on_sqlite
             and self.plan.runs_jobs
             and claim_sqlite_file(self.settings.database_url, self.role)
         ):
