@@ -16,7 +16,7 @@ from bot.db import make_engine
 from bot.links.service import LinkService
 from bot.links.states import Status
 from bot.links.store import LinkStore
-from bot.links.tables import History, Link, OutboxMessage, WebhookEvent
+from bot.links.tables import History, Job, Link, WebhookEvent
 from bot.local.demo import DEMO_FIELDS
 from bot.schema import upgrade
 from bot.xpay.sandbox import sandbox_webhook_payload
@@ -121,7 +121,7 @@ def _bulk(engine: Engine, rows: list[dict[str, Any]], prefix: str, now: datetime
                 ],
             )
             conn.execute(
-                insert(OutboxMessage.__table__),
+                insert(Job.__table__),
                 [
                     {
                         "link_id": ids[r["reference"]],
@@ -129,7 +129,7 @@ def _bulk(engine: Engine, rows: list[dict[str, Any]], prefix: str, now: datetime
                         "payload": {},
                         "attempts": 1,
                         "next_attempt_at": r["created_at"],
-                        "delivered_at": r["created_at"] + timedelta(seconds=1),
+                        "done_at": r["created_at"] + timedelta(seconds=1),
                         "created_at": r["created_at"],
                     }
                     for r in chunk

@@ -128,7 +128,7 @@ def _serving_runtime(settings: Settings, role: Role | None = None) -> Runtime | 
 
 
 def _warn_sqlite_replicas(settings: Settings, role: Role) -> None:
-    from bot.db import claim_sqlite_file
+    from bot.sqlite import claim_sqlite_file
 
     url = settings.database_url
     if url.startswith("sqlite") and not claim_sqlite_file(url, role):

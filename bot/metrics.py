@@ -25,11 +25,13 @@ class Metrics:
             ["call", "result"],
             registry=self.registry,
         )
-        self.outbox_backlog = Gauge(
-            "paylink_outbox_backlog", "Slack messages not yet delivered", registry=self.registry
+        self.jobs_backlog = Gauge(
+            "paylink_jobs_backlog",
+            "Queued jobs not done yet (Slack messages, link creations, payments, clicks)",
+            registry=self.registry,
         )
-        self.outbox_age = Gauge(
-            "paylink_outbox_oldest_seconds",
-            "Age of the oldest undelivered Slack message",
+        self.jobs_age = Gauge(
+            "paylink_jobs_oldest_seconds",
+            "Age of the oldest queued job not done yet",
             registry=self.registry,
         )

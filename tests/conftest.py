@@ -162,13 +162,13 @@ class Flow:
         return sandbox_webhook_payload(self.intent(url), outcome, method)
 
     def idle(self, timeout: float = 5.0) -> None:
-        """Wait until the outbox has delivered everything queued so far."""
+        """Wait until the job runner has done every job queued so far."""
         deadline = time.monotonic() + timeout
         while True:
             health = requests.get(self.stack.base_url + "/healthz", timeout=5).json()
             if health["outbox_backlog"] == 0:
                 return
-            assert time.monotonic() < deadline, f"outbox not drained: {health}"
+            assert time.monotonic() < deadline, f"jobs not done: {health}"
             time.sleep(0.02)
 
 

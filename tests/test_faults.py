@@ -2,7 +2,7 @@
 
 Slack faults come from the stand-in (``fail_next``, ``set_delay``); XPay faults from a tiny
 HTTP server in this module wired in with ``LocalStack(xpay_base_url=...)``. Nothing is mocked:
-the bot runs on waitress, the outbox drains on its own thread, the WebClient and the XPay client
+the bot runs on waitress, the job runner on its own thread, the WebClient and the XPay client
 make real requests. Each test says what a person would see and checks that nothing is lost and
 nothing is shown twice.
 """
@@ -147,7 +147,7 @@ def test_slack_down_for_a_while_loses_nothing_and_repeats_nothing(
     make_faulty: Callable[..., Flow],
 ) -> None:
     flow = make_faulty()
-    # Four failures: the outbox's backoff (0.5, 1, 2, 4 s, ±20%) keeps this within the waits.
+    # Four failures: the job runner's backoff (0.5, 1, 2, 4 s, ±20%) keeps this within the waits.
     flow.slack.fail_next("chat.postMessage", status=500, times=4)
     flow.submit()
     card = flow.slack.wait_for(lambda s: next(iter(cards(flow)), None), timeout=20)
@@ -247,8 +247,8 @@ def test_xpay_outcome_unknown_is_unconfirmed_not_failed_and_not_repeated(
     flow.idle()
     if mode == "hang":
         assert time.monotonic() - started >= 1.0
-    # The periodic jobs leave an unconfirmed link alone: no second create is sent.
-    flow.stack.runtime.jobs.run_once()
+    # The periodic timers leave an unconfirmed link alone: no second create is sent.
+    flow.stack.runtime.periodic.run_once()
     flow.idle()
     assert len(stub.creates) == 1, stub.requests
     assert "Link creation unconfirmed" in flow.status(card.ts)

@@ -27,7 +27,7 @@ from sqlalchemy import func, select
 
 from bot.checkout import FIELDS, CheckoutInvalid, CheckoutRequest, parse_checkout
 from bot.links.states import Status
-from bot.links.tables import History, Link, OutboxMessage
+from bot.links.tables import History, Job, Link
 from bot.local.simulator import FORM
 from bot.xpay.signing import js_stringify, sign
 from bot.xpay.webhooks import (
@@ -225,7 +225,7 @@ def snapshot(stack: Any) -> dict[str, Any]:
                 for link in s.scalars(select(Link))
             },
             "history": s.scalar(select(func.count(History.id))),
-            "outbox": s.scalar(select(func.count(OutboxMessage.id))),
+            "jobs": s.scalar(select(func.count(Job.id))),
         }
 
 

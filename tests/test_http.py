@@ -111,7 +111,7 @@ def test_metrics(stack: LocalStack) -> None:
     assert 'paylink_http_requests_total{route="/healthz",status="200"}' in text
     assert 'paylink_webhooks_total{outcome="WebhookSignatureError"}' in text
     assert 'paylink_http_requests_total{route="/xpay/webhook",status="401"}' in text
-    assert "paylink_outbox_backlog" in text
+    assert "paylink_jobs_backlog" in text
 
 
 # The webhook endpoint -----------------------------------------------------------------------

@@ -24,12 +24,14 @@ from sqlalchemy import Engine, func, select, text
 
 from bot.checkout import CheckoutRequest, parse_checkout
 from bot.db import make_engine, utcnow
-from bot.links.jobs import Jobs
-from bot.links.outbox import OutboxDrainer
+from bot.links.kinds import JobKind
+from bot.links.periodic import Periodic
+from bot.links.queue import JobQueue
+from bot.links.runner import JobRunner
 from bot.links.service import LinkService, Refused
 from bot.links.states import Status
 from bot.links.store import LinkStore
-from bot.links.tables import History, Link, OutboxMessage
+from bot.links.tables import History, Job, Link
 from bot.schema import upgrade
 from bot.xpay.client import CheckoutCreated, IntentDetails
 from tests.dbs import PG_ENV, database_url
@@ -92,35 +94,33 @@ def run_processes(target: Any, args: tuple[Any, ...], n: int = PROCESSES) -> Non
                 p.join(5)
 
 
-# 1. Outbox drainers in several processes --------------------------------------------------
+# 1. Job runners in several processes ------------------------------------------------------
 
 
-def _drain_worker(url: str, barrier: Any) -> None:
-    """One replica's drainer: deliver() records (message id, pid) in ``deliveries``."""
+def _runner_worker(url: str, barrier: Any) -> None:
+    """One replica's job runner: deliver() records (job id, pid) in ``deliveries``."""
     engine = make_engine(url)
     store = LinkStore(engine)
     pid = os.getpid()
 
-    def deliver(message: OutboxMessage, link: Link) -> None:
-        assert link.channel_id is not None and message.kind == "thread"
+    def deliver(job: Job, link: Link) -> None:
+        assert link.channel_id is not None and job.kind == "thread"
         with engine.begin() as conn:
             conn.execute(
                 text("INSERT INTO deliveries (message_id, pid) VALUES (:m, :p)"),
-                {"m": message.id, "p": pid},
+                {"m": job.id, "p": pid},
             )
         time.sleep(0.001)  # a Slack call takes a while: widen the window for overlaps
 
-    drainer = OutboxDrainer(store, deliver)
+    runner = JobRunner(JobQueue(store), {kind: deliver for kind in JobKind})
     barrier.wait(timeout=60)
     deadline = time.monotonic() + 60
     try:
         while time.monotonic() < deadline:
-            if drainer.drain_once(limit=5):
+            if runner.run_once(limit=5):
                 continue
             with store.reading() as s:
-                left = s.scalar(
-                    select(func.count(OutboxMessage.id)).where(OutboxMessage.delivered_at.is_(None))
-                )
+                left = s.scalar(select(func.count(Job.id)).where(Job.done_at.is_(None)))
             if not left:
                 return
             time.sleep(0.01)
@@ -129,7 +129,7 @@ def _drain_worker(url: str, barrier: Any) -> None:
         engine.dispose()
 
 
-def test_outbox_drainers_in_four_processes_deliver_each_message_once(
+def test_job_runners_in_four_processes_run_each_job_once(
     pg: tuple[str, Engine],
 ) -> None:
     url, engine = pg
@@ -142,14 +142,14 @@ def test_outbox_drainers_in_four_processes_deliver_each_message_once(
                 s, checkout(f"OUT-{n}"), requester_id=REP, actor=REP, channel_id=CHANNEL
             )
             for m in range(10):
-                store.enqueue(
+                JobQueue(store).enqueue(
                     s, link, "thread", payload={"kind": "note"}, dedupe_key=f"t:{link.id}:{m}"
                 )
     with store.reading() as s:
-        ids = set(s.scalars(select(OutboxMessage.id)))
+        ids = set(s.scalars(select(Job.id)))
     assert len(ids) == 200
 
-    run_processes(_drain_worker, (url,))
+    run_processes(_runner_worker, (url,))
 
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT message_id, pid FROM deliveries")).all()
@@ -162,15 +162,13 @@ def test_outbox_drainers_in_four_processes_deliver_each_message_once(
     assert set(delivered) == ids
     assert len(delivered) == 200
     with store.reading() as s:
-        pending = s.scalar(
-            select(func.count(OutboxMessage.id)).where(OutboxMessage.delivered_at.is_(None))
-        )
-        attempts = set(s.scalars(select(OutboxMessage.attempts)))
+        pending = s.scalar(select(func.count(Job.id)).where(Job.done_at.is_(None)))
+        attempts = set(s.scalars(select(Job.attempts)))
     assert pending == 0
     assert attempts == {1}
     # Not a correctness condition, but the test means nothing if one process did it all.
     assert len(per_pid) >= 2, per_pid
-    print(f"outbox: {len(delivered)} deliveries of {len(ids)} rows; per process {per_pid}")
+    print(f"jobs: {len(delivered)} runs of {len(ids)} jobs; per process {per_pid}")
 
 
 # 2. Reconciliation in several processes ------------------------------------------------------
@@ -208,13 +206,13 @@ def _reconcile_worker(url: str, barrier: Any) -> None:
     engine = make_engine(url)
     store = LinkStore(engine)
     service = LinkService(store, RecordingGateway(engine), is_approver=lambda u: u == APPROVER)
-    jobs = Jobs(service)
+    periodic = Periodic(service)
     barrier.wait(timeout=60)
     applied = 0
     deadline = time.monotonic() + 60
     try:
         while time.monotonic() < deadline:
-            applied += jobs.reconcile(limit=3)
+            applied += periodic.reconcile(limit=3)
             with store.reading() as s:
                 left = s.scalar(
                     select(func.count(Link.id)).where(
@@ -274,8 +272,8 @@ def test_reconcile_in_four_processes_asks_xpay_once_per_link(pg: tuple[str, Engi
             .group_by(History.link_id)
         ).all()
         paid_threads = s.scalar(
-            select(func.count(OutboxMessage.id)).where(
-                OutboxMessage.kind == "thread", OutboxMessage.dedupe_key.like("thread:%:paid")
+            select(func.count(Job.id)).where(
+                Job.kind == "thread", Job.dedupe_key.like("thread:%:paid")
             )
         )
     assert statuses == {Status.PAID.value}
@@ -344,11 +342,7 @@ def test_twenty_identical_webhooks_over_http_pay_once(tmp_path: Path) -> None:
                 )
             )
             paid_threads = list(
-                s.scalars(
-                    select(OutboxMessage.payload).where(
-                        OutboxMessage.link_id == link.id, OutboxMessage.kind == "thread"
-                    )
-                )
+                s.scalars(select(Job.payload).where(Job.link_id == link.id, Job.kind == "thread"))
             )
             final = store.get(s, link.id)
             assert final is not None
@@ -409,9 +403,7 @@ def test_ten_concurrent_approvals_have_one_effect(pg: tuple[str, Engine]) -> Non
             )
         )
         cards = s.scalar(
-            select(func.count(OutboxMessage.id)).where(
-                OutboxMessage.link_id == link.id, OutboxMessage.kind == "card"
-            )
+            select(func.count(Job.id)).where(Job.link_id == link.id, Job.kind == "card")
         )
         final = store.get(s, link.id)
         assert final is not None

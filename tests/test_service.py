@@ -15,12 +15,17 @@ from sqlalchemy import select
 
 from bot.checkout import CheckoutRequest, parse_checkout
 from bot.db import utcnow
-from bot.links.jobs import Jobs
-from bot.links.outbox import SQLITE_BATCH, OutboxDrainer
+from bot.links.followup import Inline, Queued, QueuedWork
+from bot.links.intake import JobIntake
+from bot.links.kinds import JobKind
+from bot.links.outcomes import AlreadyDecided, Incomplete, LinkGone, NotAllowed
+from bot.links.periodic import Periodic
+from bot.links.queue import JobQueue
+from bot.links.runner import SQLITE_BATCH, Handler, JobRunner
 from bot.links.service import LinkService, Refused
 from bot.links.states import Status
-from bot.links.store import PAYMENT, LinkStore
-from bot.links.tables import Link, OutboxMessage
+from bot.links.store import LinkStore
+from bot.links.tables import Job, Link
 from bot.local.stack import LocalStack, free_port
 from bot.xpay.client import IntentDetails, XPayClient
 from bot.xpay.webhooks import PaymentEvent
@@ -48,13 +53,23 @@ def sandbox_client(stack: LocalStack) -> XPayClient:
 
 
 def make_service(store: LinkStore, client: XPayClient, **kw: object) -> LinkService:
+    """A service whose follow-up is inline and synchronous (creates at the gateway before
+    a decision returns) unless ``follow_up`` says otherwise."""
     return LinkService(
         store,
         client,
         is_approver=lambda user: user in (APPROVER, OTHER_APPROVER),
-        executor=None,  # create at the gateway synchronously
         **kw,  # type: ignore[arg-type]
     )
+
+
+def beside_worker(store: LinkStore, client: XPayClient) -> LinkService:
+    """The service of a `serve` beside a worker: its follow-up work is queued as jobs."""
+    return make_service(store, client, follow_up=Queued(JobIntake(store)))
+
+
+def every_kind(handler: Handler) -> dict[JobKind, Handler]:
+    return {kind: handler for kind in JobKind}
 
 
 @pytest.fixture
@@ -101,15 +116,9 @@ def statuses(link: Link) -> list[str]:
     return [row.to_status for row in link.history]
 
 
-def outbox(service: LinkService, link_id: int) -> list[OutboxMessage]:
+def job_rows(service: LinkService, link_id: int) -> list[Job]:
     with service.store.reading() as s:
-        return list(
-            s.scalars(
-                select(OutboxMessage)
-                .where(OutboxMessage.link_id == link_id)
-                .order_by(OutboxMessage.id)
-            )
-        )
+        return list(s.scalars(select(Job).where(Job.link_id == link_id).order_by(Job.id)))
 
 
 def awaiting_payment(service: LinkService) -> Link:
@@ -138,29 +147,29 @@ def test_approve_creates_the_link_at_the_sandbox(service: LinkService, stack: Lo
     page = requests.get(link.checkout_url, timeout=5)
     assert page.status_code == 200
     assert "PKR 1,500.50" in page.text and link.reference in page.text
-    kinds = [(m.kind, m.payload.get("kind")) for m in outbox(service, link.id)]
+    kinds = [(m.kind, m.payload.get("kind")) for m in job_rows(service, link.id)]
     assert kinds == [("card", None), ("card", None), ("card", None), ("thread", "link_ready")]
 
 
 def test_approval_beside_a_worker_queues_the_gateway_call_once(
     store: LinkStore, stack: LocalStack
 ) -> None:
-    """With via_worker (a `serve` beside a worker) the click only records the decision
-    and a "create" row with it; whoever delivers that row takes the lease first, so a row
-    delivered twice makes one gateway call."""
+    """With a queued follow-up (a `serve` beside a worker) the click only records the
+    decision and a "create" job with it; whoever runs that job takes the lease first, so a
+    job run twice makes one gateway call."""
     client = sandbox_client(stack)
-    service = make_service(store, client, via_worker=True)
+    service = beside_worker(store, client)
     link = service.request_link(checkout(), requester_id=REP, channel_id="C0APPROVALS")
     service.approve(link.id, APPROVER)
     queued = load(service, link.id)
     assert queued.status == Status.CREATING_LINK.value and queued.intent_id is None
     assert queued.lease_until is None  # not resumed as stuck before a worker takes it
-    kinds = [m.kind for m in outbox(service, link.id)]
+    kinds = [m.kind for m in job_rows(service, link.id)]
     assert kinds == ["card", "create", "card"]  # the gateway call ahead of the card update
 
     assert service.claim_creation(link.id)
-    assert not service.claim_creation(link.id)  # the same job delivered again
-    service.start_creation(link.id)
+    assert not service.claim_creation(link.id)  # the same job run again
+    Inline().start_creation(service, link.id)
     assert load(service, link.id).status == Status.AWAITING_PAYMENT.value
     assert not service.claim_creation(link.id)  # and after it was created
     client.close()
@@ -172,14 +181,14 @@ def test_clicks_beside_a_worker_are_stored_first_and_decided_by_the_worker(
     """serve records the click (nothing decided yet, an unknown link refused at once); the
     worker decides it, and a refusal comes back as text for the clicker."""
     client = sandbox_client(stack)
-    web = make_service(store, client, via_worker=True)
+    web = beside_worker(store, client)
     link = web.request_link(checkout(), requester_id=REP, channel_id="C0APPROVALS")
     assert web.receive_click("approve", link.id, OUTSIDER, channel="C0APPROVALS") is None
     assert web.receive_click("approve", link.id, APPROVER, channel="C0APPROVALS") is None
     gone = web.receive_click("approve", 999_999, APPROVER, channel="C0APPROVALS")
     assert gone == "That request no longer exists."
     assert load(web, link.id).status == Status.AWAITING_APPROVAL.value
-    clicks = [m for m in outbox(web, link.id) if m.kind == "decision"]
+    clicks = [m for m in job_rows(web, link.id) if m.kind == "decision"]
     assert [m.payload for m in clicks] == [
         {"action": "approve", "user": OUTSIDER, "channel": "C0APPROVALS"},
         {"action": "approve", "user": APPROVER, "channel": "C0APPROVALS"},
@@ -197,12 +206,14 @@ def test_clicks_beside_a_worker_are_stored_first_and_decided_by_the_worker(
 
 def test_only_approvers_decide_and_not_on_their_own_request(service: LinkService) -> None:
     link = service.request_link(checkout(), requester_id=APPROVER, channel_id="C1")
-    with pytest.raises(Refused, match="PAYLINK_APPROVERS"):
+    with pytest.raises(NotAllowed, match="PAYLINK_APPROVERS"):
         service.approve(link.id, OUTSIDER)
-    with pytest.raises(Refused, match="another approver"):
+    with pytest.raises(NotAllowed, match="another approver"):
         service.approve(link.id, APPROVER)
-    with pytest.raises(Refused):
+    with pytest.raises(NotAllowed):
         service.reject(link.id, OUTSIDER, "no")
+    with pytest.raises(LinkGone):
+        service.approve(999_999, APPROVER)
     assert load(service, link.id).status == Status.AWAITING_APPROVAL.value
     assert len(load(service, link.id).history) == 1
 
@@ -218,9 +229,9 @@ def test_self_approval_when_allowed(store: LinkStore, stack: LocalStack) -> None
 
 def test_second_decision_has_no_effect(service: LinkService) -> None:
     link = awaiting_payment(service)
-    with pytest.raises(Refused, match="Nothing changed"):
+    with pytest.raises(AlreadyDecided, match="Nothing changed"):
         service.approve(link.id, OTHER_APPROVER)
-    with pytest.raises(Refused, match="Nothing changed"):
+    with pytest.raises(AlreadyDecided, match="Nothing changed"):
         service.reject(link.id, OTHER_APPROVER, "too late")
     after = load(service, link.id)
     assert statuses(after) == statuses(link)
@@ -229,7 +240,7 @@ def test_second_decision_has_no_effect(service: LinkService) -> None:
 
 def test_reject_needs_a_reason(service: LinkService) -> None:
     link = service.request_link(checkout(), requester_id=REP, channel_id="C1")
-    with pytest.raises(Refused, match="reason"):
+    with pytest.raises(Incomplete, match="reason"):
         service.reject(link.id, APPROVER, "   ")
     rejected = service.reject(link.id, APPROVER, "  wrong\n amount ")
     assert rejected.status == Status.REJECTED.value
@@ -373,7 +384,7 @@ def failed_event(intent_id: str) -> PaymentEvent:
 
 
 def thread_kinds(service: LinkService, link_id: int) -> list[str]:
-    return [m.payload["kind"] for m in outbox(service, link_id) if m.kind == "thread"]
+    return [m.payload["kind"] for m in job_rows(service, link_id) if m.kind == "thread"]
 
 
 def test_payment_applies_once(service: LinkService) -> None:
@@ -393,17 +404,17 @@ def test_payment_beside_a_worker_is_queued_once(
     service: LinkService, store: LinkStore, stack: LocalStack
 ) -> None:
     """A `serve` beside a worker answers a webhook with one insert: the event waits in the
-    outbox (once, however often XPay sends it) and the link is untouched until the worker
+    job queue (once, however often XPay sends it) and the link is untouched until the worker
     applies it; an unknown intent is still refused."""
     client = sandbox_client(stack)
     link = awaiting_payment(service)
-    web = make_service(store, client, via_worker=True)
+    web = beside_worker(store, client)
     event = paid_event(link.intent_id)
     assert web.receive_payment(event).outcome == "queued"
     assert web.receive_payment(event).outcome == "duplicate"
     assert web.receive_payment(paid_event("xpay_pi_nobody")).outcome == "unknown_intent"
     assert load(service, link.id).status == Status.AWAITING_PAYMENT.value
-    queued = [m for m in outbox(service, link.id) if m.kind == "payment"]
+    queued = [m for m in job_rows(service, link.id) if m.kind == "payment"]
     assert len(queued) == 1
     assert PaymentEvent.model_validate(queued[0].payload) == event  # amount stays exact
     client.close()
@@ -417,106 +428,113 @@ def test_many_copies_of_one_webhook_at_once_queue_one_row(
     them changes nothing."""
     link = awaiting_payment(service)
     event = paid_event(link.intent_id)
+    intake = JobIntake(store)
 
     def queue(intent: str) -> str:
-        return store.queue_payment(intent, event.model_dump(mode="json"), "payment:same-event")
+        return intake.payment(intent, event.model_dump(mode="json"), "payment:same-event")
 
     with ThreadPoolExecutor(max_workers=20) as pool:
         outcomes = list(pool.map(queue, [link.intent_id] * 20 + ["xpay_pi_nobody"]))
     assert outcomes.count("queued") == 1
     assert outcomes.count("duplicate") == 19
     assert outcomes[-1] == "unknown_intent"
-    assert [m.kind for m in outbox(service, link.id)].count(PAYMENT) == 1
+    assert [m.kind for m in job_rows(service, link.id)].count(JobKind.PAYMENT) == 1
 
 
 def test_one_card_delivery_covers_its_links_older_cards_and_nothing_else(
     service: LinkService, store: LinkStore
 ) -> None:
-    """A card renders the link's latest state: of three queued card rows one delivery is
-    made (the newest) and all three are marked delivered, while the link's thread reply and
-    another link's card are delivered on their own, and a card queued afterwards waits."""
+    """A card renders the link's latest state: of three queued card jobs one is run (the
+    newest) and all three are marked done, while the link's thread reply and another link's
+    card are run on their own, and a card queued afterwards waits."""
     a = service.request_link(checkout(), requester_id=REP, channel_id="C0APPROVALS")
     b = service.request_link(checkout(), requester_id=REP, channel_id="C0APPROVALS")
+    queue = JobQueue(store)
     with store.transaction() as s:
         for link in (a, b):
             store.update_fields(s, link.id, message_ts="1700000000.000100")
-        store.enqueue(s, a, "card", payload={"n": 2})
-        store.enqueue(s, a, "thread", payload={"kind": "paid"})
-        store.enqueue(s, a, "card", payload={"n": 3})
+        queue.enqueue(s, a, JobKind.CARD, payload={"n": 2})
+        queue.enqueue(s, a, JobKind.THREAD, payload={"kind": "paid"})
+        queue.enqueue(s, a, JobKind.CARD, payload={"n": 3})
     delivered: list[tuple[int, str, dict]] = []
 
-    def deliver(message: OutboxMessage, link: Link) -> None:
-        delivered.append((link.id, message.kind, message.payload))
+    def deliver(job: Job, link: Link) -> None:
+        delivered.append((link.id, job.kind, job.payload))
 
-    drainer = OutboxDrainer(store, deliver)
-    assert drainer.drain_once() == 5  # a's three cards and reply, b's card
+    runner = JobRunner(queue, every_kind(deliver))
+    assert runner.run_once() == 5  # a's three cards and reply, b's card
     assert sorted((link_id, kind) for link_id, kind, _ in delivered) == sorted(
         [(a.id, "card"), (a.id, "thread"), (b.id, "card")]
     )
     assert (a.id, "card", {"n": 3}) in delivered
-    assert all(m.delivered_at is not None for m in outbox(service, a.id) + outbox(service, b.id))
+    assert all(m.done_at is not None for m in job_rows(service, a.id) + job_rows(service, b.id))
     with store.transaction() as s:
-        store.enqueue(s, a, "card", payload={"n": 4})
-    assert [m.payload for m in outbox(service, a.id) if m.delivered_at is None] == [{"n": 4}]
-    assert drainer.drain_once() == 1
-    drainer.stop()
+        queue.enqueue(s, a, JobKind.CARD, payload={"n": 4})
+    assert [m.payload for m in job_rows(service, a.id) if m.done_at is None] == [{"n": 4}]
+    assert runner.run_once() == 1
+    runner.stop()
 
 
-def test_on_sqlite_a_drain_takes_fewer_rows_at_a_time(
+def test_on_sqlite_a_pass_takes_fewer_jobs_at_a_time(
     service: LinkService, store: LinkStore
 ) -> None:
     """The worker's transactions on SQLite hold the write lock `serve`'s webhooks wait for,
-    so there a drain claims SQLITE_BATCH rows, elsewhere BATCH; what is left goes next."""
+    so there a pass claims SQLITE_BATCH jobs, elsewhere BATCH; what is left goes next."""
     link = service.request_link(checkout(), requester_id=REP, channel_id="C0APPROVALS")
+    queue = JobQueue(store)
     with store.transaction() as s:
         for n in range(SQLITE_BATCH + 5):
-            store.enqueue(s, link, "thread", payload={"n": n})
+            queue.enqueue(s, link, JobKind.THREAD, payload={"n": n})
     delivered: list[int] = []
 
-    def deliver(message: OutboxMessage, _link: Link) -> None:
-        if message.kind == "thread":  # (the request's own card is the first row)
-            delivered.append(message.payload["n"])
+    def deliver(job: Job, _link: Link) -> None:
+        if job.kind == JobKind.THREAD:  # (the request's own card is the first job)
+            delivered.append(job.payload["n"])
 
-    drainer = OutboxDrainer(store, deliver)
+    runner = JobRunner(queue, every_kind(deliver))
     due = SQLITE_BATCH + 6  # the replies and the request's card
-    assert drainer.drain_once() == (due if store.is_postgres else SQLITE_BATCH)
-    while drainer.drain_once():
+    assert runner.run_once() == (due if store.is_postgres else SQLITE_BATCH)
+    while runner.run_once():
         pass
     assert delivered == list(range(SQLITE_BATCH + 5))  # in order, each once
-    drainer.stop()
+    runner.stop()
 
 
 def test_the_worker_applies_queued_payments_together_and_one_bad_row_holds_up_none(
     service: LinkService, store: LinkStore, stack: LocalStack
 ) -> None:
-    """The worker's drainer hands every queued payment to one transaction; a row it cannot
+    """The worker's runner hands every queued payment to one transaction; a job it cannot
     apply (here one written by another version, lacking the intent id) sends the batch
     one by one instead: the others are applied, that one is kept for a retry."""
     links = [awaiting_payment(service) for _ in range(3)]
     client = sandbox_client(stack)
-    web = make_service(store, client, via_worker=True)
+    web = beside_worker(store, client)
+    queue = JobQueue(store)
     with store.transaction() as s:
-        store.enqueue(s, links[0], PAYMENT, payload={"status": "succeeded"}, dedupe_key="bad")
+        queue.enqueue(
+            s, links[0], JobKind.PAYMENT, payload={"status": "succeeded"}, dedupe_key="bad"
+        )
     for link in links:
         assert web.receive_payment(paid_event(link.intent_id)).outcome == "queued"
     batches: list[int] = []
+    work = QueuedWork(service, Inline(), tell=lambda *_: None)
 
-    def together(messages: list[OutboxMessage]) -> object:
-        batches.append(len(messages))
-        return service.apply_queued(messages)
+    def together(jobs: list[Job]) -> object:
+        batches.append(len(jobs))
+        return work.payments(jobs)
 
-    def deliver(message: OutboxMessage, _link: Link) -> None:
-        if message.kind == PAYMENT:  # Slack's rows need no Slack here
-            service.apply_queued([message])
+    def deliver(job: Job, link: Link) -> None:
+        if job.kind == JobKind.PAYMENT:  # Slack's jobs need no Slack here
+            work.payment(job, link)
 
-    OutboxDrainer(store, deliver, together={PAYMENT: together}).drain_once()
+    JobRunner(queue, every_kind(deliver), together={JobKind.PAYMENT: together}).run_once()
     assert batches == [4]
     assert [load(service, link.id).status for link in links] == [Status.PAID.value] * 3
-    rows = {m.dedupe_key: m for link in links for m in outbox(service, link.id)}
-    assert rows["bad"].delivered_at is None and rows["bad"].attempts == 1
+    rows = {m.dedupe_key: m for link in links for m in job_rows(service, link.id)}
+    assert rows["bad"].done_at is None and rows["bad"].attempts == 1
     assert "payment_intent_id" in (rows["bad"].last_error or "")
-    payments = [m for m in rows.values() if m.kind == PAYMENT and m.dedupe_key != "bad"]
-    assert len(payments) == 3 and all(m.delivered_at is not None for m in payments)
+    payments = [m for m in rows.values() if m.kind == JobKind.PAYMENT and m.dedupe_key != "bad"]
+    assert len(payments) == 3 and all(m.done_at is not None for m in payments)
     client.close()
 
 
@@ -558,7 +576,7 @@ def test_unknown_intent_and_ignored_statuses(service: LinkService) -> None:
     assert load(service, link.id).status == Status.AWAITING_PAYMENT.value
 
 
-# Jobs -------------------------------------------------------------------------------------------
+# Periodic timers ----------------------------------------------------------------------------------
 
 
 def test_link_stuck_in_creating_is_resumed(service: LinkService) -> None:
@@ -585,12 +603,12 @@ def test_link_stuck_in_creating_is_resumed(service: LinkService) -> None:
             lease_until=utcnow() + timedelta(minutes=5),
             attempts=1,
         )
-    assert Jobs(service).run_once() == {"resumed": 1, "reconciled": 0}
+    assert Periodic(service).run_once() == {"resumed": 1, "reconciled": 0}
     resumed = load(service, stuck.id)
     assert resumed.status == Status.AWAITING_PAYMENT.value
     assert resumed.checkout_url
     assert load(service, busy.id).status == Status.CREATING_LINK.value  # its lease still holds
-    assert Jobs(service).run_once() == {"resumed": 0, "reconciled": 0}
+    assert Periodic(service).run_once() == {"resumed": 0, "reconciled": 0}
 
 
 def pay_at_sandbox(checkout_url: str, outcome: str = "pay") -> None:
@@ -606,27 +624,27 @@ def pay_at_sandbox(checkout_url: str, outcome: str = "pay") -> None:
 def test_reconcile_finds_a_payment_whose_webhook_was_lost(service: LinkService) -> None:
     # The sandbox sends its webhook to the stack, which does not know this service's links:
     # for this service the webhook is lost, and only reconciliation can notice the payment.
-    jobs = Jobs(service)
+    periodic = Periodic(service)
     link = awaiting_payment(service)
     pay_at_sandbox(link.checkout_url)
     assert load(service, link.id).status == Status.AWAITING_PAYMENT.value
-    assert jobs.reconcile() == 0  # not due yet
+    assert periodic.reconcile() == 0  # not due yet
 
     with service.store.transaction() as s:
         service.store.update_fields(s, link.id, reconcile_after=utcnow() - timedelta(seconds=1))
-    assert jobs.run_once() == {"resumed": 0, "reconciled": 1}
+    assert periodic.run_once() == {"resumed": 0, "reconciled": 1}
     paid = load(service, link.id)
     assert paid.status == Status.PAID.value
     assert paid.history[-1].actor == "reconcile"
     assert paid.reconcile_after is None
-    assert jobs.reconcile() == 0
+    assert periodic.reconcile() == 0
 
 
 def test_reconcile_leaves_an_unpaid_link_and_checks_again_later(service: LinkService) -> None:
     link = awaiting_payment(service)
     with service.store.transaction() as s:
         service.store.update_fields(s, link.id, reconcile_after=utcnow() - timedelta(seconds=1))
-    assert Jobs(service).reconcile() == 0
+    assert Periodic(service).reconcile() == 0
     after = load(service, link.id)
     assert after.status == Status.AWAITING_PAYMENT.value
     assert after.reconcile_after is not None and after.reconcile_after > utcnow()
@@ -645,6 +663,6 @@ def test_reconcile_finds_a_second_attempt_paid_after_a_failed_one(service: LinkS
     service.gateway = PaidAtXPay()  # type: ignore[assignment]
     with service.store.transaction() as s:
         service.store.update_fields(s, link.id, reconcile_after=utcnow() - timedelta(seconds=1))
-    assert Jobs(service).reconcile() == 1
+    assert Periodic(service).reconcile() == 1
     paid = load(service, link.id)
     assert [h.to_status for h in paid.history][-2:] == ["payment_failed", "paid"]

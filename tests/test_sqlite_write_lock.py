@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from bot import db
+from bot import sqlite
 from bot.db import make_engine, reader
 
 # Another process of ours: holds a write transaction until told to commit.
@@ -116,7 +116,7 @@ def test_a_thread_writing_through_a_second_connection_fails_rather_than_wait_on_
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Taking the lock again would wait forever; SQLite's own lock refuses it instead."""
-    monkeypatch.setattr(db, "BUSY_TIMEOUT", 0.2)
+    monkeypatch.setattr(sqlite, "BUSY_TIMEOUT", 0.2)
     with engine.begin() as first:
         first.exec_driver_sql("INSERT INTO t VALUES ('first')")
         with pytest.raises(sqlite3.OperationalError, match="locked"), engine.begin() as second:

@@ -33,11 +33,12 @@ from sqlalchemy import select, update
 
 from bot.checkout import parse_checkout
 from bot.db import make_engine, utcnow
-from bot.links.jobs import Jobs
+from bot.links.followup import Inline
+from bot.links.periodic import Periodic
 from bot.links.service import LinkService, Refused
 from bot.links.states import CANCELLABLE, TRANSITIONS, Status, can_move
 from bot.links.store import LinkStore
-from bot.links.tables import History, Link, OutboxMessage
+from bot.links.tables import History, Job, Link
 from bot.schema import upgrade
 from bot.xpay.client import (
     CheckoutCreated,
@@ -164,9 +165,9 @@ class LinkMachine(RuleBasedStateMachine):
             self.store,
             self.gateway,
             is_approver=APPROVERS.__contains__,
-            executor=SyncExecutor(),  # type: ignore[arg-type]
+            follow_up=Inline(SyncExecutor()),  # type: ignore[arg-type]
         )
-        self.jobs = Jobs(self.service)
+        self.periodic = Periodic(self.service)
         self.seen: dict[int, Status] = {}
         self.visited: set[Status] = set()
         self.steps = 0
@@ -373,7 +374,7 @@ class LinkMachine(RuleBasedStateMachine):
                 .values(reconcile_after=utcnow() - timedelta(seconds=1))
             )
         before = Status(link.status)
-        self.jobs.reconcile()
+        self.periodic.reconcile()
         after = self.status(link_id)
         # Failed and cancelled links are reconciled too: XPay's page still takes payments.
         unpaid = (Status.AWAITING_PAYMENT, Status.PAYMENT_FAILED, Status.CANCELLED)
@@ -399,7 +400,7 @@ class LinkMachine(RuleBasedStateMachine):
             )
         calls = len(self.gateway.calls)
         try:
-            resumed = self.jobs.resume_stuck()
+            resumed = self.periodic.resume_stuck()
         except Crash:
             assert self.gateway.mode == "crash"
             return
@@ -418,9 +419,9 @@ class LinkMachine(RuleBasedStateMachine):
             history: dict[int, list[History]] = {}
             for row in s.scalars(select(History).order_by(History.id)):
                 history.setdefault(row.link_id, []).append(row)
-            outbox: dict[int, list[OutboxMessage]] = {}
-            for message in s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)):
-                outbox.setdefault(message.link_id, []).append(message)
+            queued: dict[int, list[Job]] = {}
+            for job in s.scalars(select(Job).order_by(Job.id)):
+                queued.setdefault(job.link_id, []).append(job)
         assert set(links) == set(self.seen)
         for link_id, link in links.items():
             now, last = Status(link.status), self.seen[link_id]
@@ -443,7 +444,7 @@ class LinkMachine(RuleBasedStateMachine):
             assert link.version == len(rows)  # every change bumped the version exactly once
 
             # The request's card, then exactly one card update per status change.
-            messages = outbox.get(link_id, [])
+            messages = queued.get(link_id, [])
             cards = [m for m in messages if m.kind == "card"]
             assert len(cards) == len(rows), (len(cards), len(rows))
             assert cards[0].payload == {"notify_requester": True}

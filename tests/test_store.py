@@ -1,4 +1,4 @@
-"""LinkStore on SQLite and PostgreSQL, schema made by the Alembic migration.
+"""LinkStore and JobIntake on SQLite and PostgreSQL, schema made by the Alembic migration.
 
 PostgreSQL runs when PAYLINK_TEST_DATABASE_URL is set (each test in a schema of its own).
 """
@@ -15,10 +15,12 @@ from sqlalchemy import Engine, event, func, inspect, select, text
 from sqlalchemy.exc import StatementError
 
 from bot.checkout import CheckoutRequest, parse_checkout
-from bot.links import store as store_module
+from bot.links import intake as intake_module
+from bot.links.intake import JobIntake
+from bot.links.kinds import JobKind
 from bot.links.states import TRANSITIONS, Status, can_move
-from bot.links.store import PAYMENT, DuplicateReference, IllegalMove, LinkStore
-from bot.links.tables import History, Link, OutboxMessage, WebhookEvent
+from bot.links.store import DuplicateReference, IllegalMove, LinkStore
+from bot.links.tables import History, Job, Link, WebhookEvent
 from bot.schema import current_revision, head_revision, require_current, upgrade
 from tests.dbs import BACKENDS, migrated_engine
 
@@ -36,6 +38,13 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 @pytest.fixture
 def store(engine: Engine) -> LinkStore:
     return LinkStore(engine)
+
+
+@pytest.fixture
+def intake(store: LinkStore) -> Iterator[JobIntake]:
+    intake = JobIntake(store)
+    yield intake
+    intake.close()
 
 
 def checkout(reference: str | None = None) -> CheckoutRequest:
@@ -79,7 +88,7 @@ def load(store: LinkStore, link_id: int) -> Link:
 
 def test_migration_creates_every_table_and_is_idempotent(engine: Engine) -> None:
     tables = set(inspect(engine).get_table_names())
-    assert {"links", "link_history", "webhook_events", "outbox", "sandbox_intents"} <= tables
+    assert {"links", "link_history", "webhook_events", "jobs", "sandbox_intents"} <= tables
     assert current_revision(engine) == head_revision()
     require_current(engine)
     before, after = upgrade(engine)
@@ -284,7 +293,7 @@ def test_record_webhook_once(store: LinkStore) -> None:
 
 
 def test_a_new_event_is_queued_by_its_insert_alone_and_the_others_are_told_apart(
-    store: LinkStore, engine: Engine
+    store: LinkStore, intake: JobIntake, engine: Engine
 ) -> None:
     """A webhook's critical path: a new event costs one INSERT and no read; a repeat of it
     and an event for no link are still answered as such (on PostgreSQL too, where the
@@ -299,21 +308,19 @@ def test_a_new_event_is_queued_by_its_insert_alone_and_the_others_are_told_apart
 
     event.listen(engine, "before_cursor_execute", seen)
     try:
-        assert store.queue_payment("pi_queued", {"status": "succeeded"}, "payment:1") == "queued"
+        assert intake.payment("pi_queued", {"status": "succeeded"}, "payment:1") == "queued"
         assert statements.count("INSERT") == 1 and "SELECT" not in statements
-        assert store.queue_payment("pi_queued", {"status": "succeeded"}, "payment:1") == (
-            "duplicate"
-        )
-        assert store.queue_payment("pi_nobody", {}, "payment:2") == "unknown_intent"
+        assert intake.payment("pi_queued", {"status": "succeeded"}, "payment:1") == ("duplicate")
+        assert intake.payment("pi_nobody", {}, "payment:2") == "unknown_intent"
     finally:
         event.remove(engine, "before_cursor_execute", seen)
     with store.reading() as s:
-        kinds = s.scalars(select(OutboxMessage.kind).where(OutboxMessage.link_id == link_id))
-        assert list(kinds) == [PAYMENT]
+        kinds = s.scalars(select(Job.kind).where(Job.link_id == link_id))
+        assert list(kinds) == [JobKind.PAYMENT]
 
 
 def test_the_group_commit_keeps_its_connection_while_batches_follow_each_other(
-    store: LinkStore, engine: Engine, monkeypatch: pytest.MonkeyPatch
+    store: LinkStore, intake: JobIntake, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Back-to-back batches take no connection from the pool (on PostgreSQL each checkout
     pings the server); after a pause, or after a batch that failed, one is taken again."""
@@ -323,24 +330,22 @@ def test_the_group_commit_keeps_its_connection_while_batches_follow_each_other(
     checkouts: list[object] = []
     event.listen(engine, "checkout", lambda *args: checkouts.append(args))
     for n in range(1, 4):
-        assert store.queue_payment("pi_kept", {"n": n}, f"payment:{n}") == "queued"
+        assert intake.payment("pi_kept", {"n": n}, f"payment:{n}") == "queued"
     assert len(checkouts) == 1
-    assert store.queue_payment("pi_kept", {"n": 3}, "payment:3") == "duplicate"
+    assert intake.payment("pi_kept", {"n": 3}, "payment:3") == "duplicate"
     assert len(checkouts) == 1
     # A payload JSON cannot hold fails in the insert (psycopg raises TypeError itself).
     with pytest.raises((StatementError, TypeError)):
-        store.queue_payment("pi_kept", {"n": object()}, "payment:4")
-    assert store.queue_payment("pi_kept", {"n": 4}, "payment:4") == "queued"
+        intake.payment("pi_kept", {"n": object()}, "payment:4")
+    assert intake.payment("pi_kept", {"n": 4}, "payment:4") == "queued"
     assert len(checkouts) == 2
-    monkeypatch.setattr(store_module, "WRITER_KEEP_SECONDS", -1.0)  # every gap is a pause
-    assert store.queue_payment("pi_kept", {"n": 5}, "payment:5") == "queued"
+    monkeypatch.setattr(intake_module, "WRITER_KEEP_SECONDS", -1.0)  # every gap is a pause
+    assert intake.payment("pi_kept", {"n": 5}, "payment:5") == "queued"
     assert len(checkouts) == 3
     with store.reading() as s:
-        count_ = s.scalar(
-            select(func.count(OutboxMessage.id)).where(OutboxMessage.link_id == link_id)
-        )
+        count_ = s.scalar(select(func.count(Job.id)).where(Job.link_id == link_id))
         assert count_ == 5
-    store.close()  # gives the kept connection back: nothing is left checked out
+    intake.close()  # gives the kept connection back: nothing is left checked out
     assert engine.pool.checkedout() == 0
 
 
@@ -351,23 +356,23 @@ def test_the_group_commit_does_not_write_on_a_connection_the_server_has_closed(
     is still queued, on a fresh connection, instead of failing on the kept one."""
     with migrated_engine("postgresql", tmp_path) as engine:
         store = LinkStore(engine)
+        intake = JobIntake(store)
         link_id = new_link(store, Status.AWAITING_PAYMENT)
         with store.transaction() as s:
             store.update_fields(s, link_id, intent_id="pi_restart")
         backends: list[int] = []
         event.listen(engine, "checkout", lambda raw, *_: backends.append(raw.info.backend_pid))
-        assert store.queue_payment("pi_restart", {"n": 1}, "payment:1") == "queued"
+        assert intake.payment("pi_restart", {"n": 1}, "payment:1") == "queued"
         assert len(backends) == 1  # the connection the group commit keeps
         with engine.connect() as admin:
             assert admin.scalar(
                 text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": backends[0]}
             )
-        assert store.queue_payment("pi_restart", {"n": 2}, "payment:2") == "queued"
+        assert intake.payment("pi_restart", {"n": 2}, "payment:2") == "queued"
         with store.reading() as s:
-            keys = s.scalars(
-                select(OutboxMessage.dedupe_key).where(OutboxMessage.link_id == link_id)
-            )
+            keys = s.scalars(select(Job.dedupe_key).where(Job.link_id == link_id))
             assert sorted(keys) == ["payment:1", "payment:2"]
+        intake.close()
         store.close()
 
 

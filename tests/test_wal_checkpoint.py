@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from bot.db import WalCheckpointer, make_engine
+from bot.db import make_engine
+from bot.sqlite import WalCheckpointer
 
 PAGES = 1100  # past the 1,000 pages at which a commit would checkpoint by default
 

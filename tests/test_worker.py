@@ -50,7 +50,7 @@ class SplitBot(BotProcess):
         )
 
     def wait_worker_idle(self) -> None:
-        """Until the worker has started and had its first look at the outbox."""
+        """Until the worker has started and had its first look at the job queue."""
         deadline = time.monotonic() + 20
         while "worker running" not in (self.workdir / "worker.log").read_text():
             assert self.worker is not None and self.worker.poll() is None, self.logs()
@@ -105,13 +105,13 @@ def test_the_whole_flow_with_a_separate_worker(split: tuple[SplitBot, WatchedSta
     requests.post(url + "/pay", data={"outcome": "pay", "method": "card"}, timeout=15)
     slack.wait_for(lambda s: "Paid" in status(s, card.ts), 15)
     slack.wait_for(lambda s: any("Paid:" in r for r in replies(s, card.ts)), 15)
-    bot.wait_db("select count(*) from outbox where delivered_at is null", [(0,)])
+    bot.wait_db("select count(*) from jobs where done_at is null", [(0,)])
     assert len(cards(slack)) == 1
 
     serve_log = (bot.workdir / f"serve-{bot.runs}.log").read_text()
     worker_log = (bot.workdir / "worker.log").read_text()
-    assert "outbox delivered" not in serve_log
-    assert "outbox delivered" in worker_log
+    assert "job done" not in serve_log
+    assert "job done" in worker_log
     # serve stored the clicks and (on SQLite) the webhook; the worker decided and applied
     for line in ("link creating_link", "payment paid"):
         assert line not in serve_log
@@ -136,7 +136,7 @@ def test_messages_wait_for_a_worker_that_is_not_running(
     bot.start_worker()
     card = slack.wait_for(lambda s: next(iter(cards(s)), None), 15)
     assert "Awaiting approval" in status(slack, card.ts)
-    bot.wait_db("select count(*) from outbox where delivered_at is null", [(0,)])
+    bot.wait_db("select count(*) from jobs where done_at is null", [(0,)])
 
 
 def test_wake_up_reaches_a_listener_and_is_harmless_without_one(tmp_path: Path) -> None:

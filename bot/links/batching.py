@@ -1,17 +1,14 @@
 """Group commit: many threads' small writes, one transaction for all that arrived together.
 
-A payment webhook (or a click) beside a worker is stored as one outbox row before it is
-answered. Written one transaction each, a burst spent most of its time taking the write lock
-and committing, and on SQLite 16 threads queued for the one write lock: `serve` alone
-answered 400 webhooks/s at 1.4 ms of CPU each and collapsed at 800/s. Here whatever is
-pending goes in one transaction while the callers wait, so the busier it gets the more each
-commit carries.
+A payment webhook (or a click) beside a worker is stored as one job before it is answered.
+Written one transaction each, a burst would spend most of its time taking the write lock
+and committing; here whatever is pending goes in one transaction while the callers wait, so
+the busier it gets the more each commit carries.
 
 The writing is done by a caller, not by a thread of its own: the first to find nobody
 writing writes (its own item and all that are pending), then hands the next batch to the
 first caller that arrived meanwhile. A caller alone writes at once, with no thread to wake
-and none to wake it; a dedicated writer thread cost each webhook two such hand-overs (see
-README, Performance).
+and none to wake it. See docs/decisions/0002-group-commit.md.
 """
 
 from __future__ import annotations
@@ -21,7 +18,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
-log = logging.getLogger("bot.links")
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -1,24 +1,36 @@
-"""The link service: every decision about a link, shared by Slack, the CLI and the webhook."""
+"""The link service: every decision about a link, shared by Slack, the CLI and the webhook.
+
+It decides and records; where the work a decision leaves runs (here, or in a worker) is its
+:class:`~bot.links.followup.FollowUp`'s business.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from decimal import Decimal
+from datetime import timedelta
 from typing import Protocol
 
 from sqlalchemy.orm import Session
 
 from bot.checkout import CheckoutRequest
 from bot.db import utcnow
+from bot.links.followup import Clicked, FollowUp, Inline
+from bot.links.kinds import Click, JobKind, ThreadKind, WebhookOutcome
+from bot.links.outcomes import (
+    AlreadyDecided,
+    Incomplete,
+    LinkGone,
+    NotAllowed,
+    Refused,
+    WebhookResult,
+)
+from bot.links.payments import event_key, same_money
+from bot.links.queue import JobQueue
 from bot.links.states import CANCELLABLE, Status
-from bot.links.store import CREATE, DECISION, PAYMENT, LinkStore
-from bot.links.tables import Link, OutboxMessage
+from bot.links.store import LEASE, LinkStore
+from bot.links.tables import Link
 from bot.metrics import Metrics
 from bot.xpay.client import (
     CheckoutCreated,
@@ -26,13 +38,9 @@ from bot.xpay.client import (
     XPayError,
     XPayOutcomeUnknown,
 )
-from bot.xpay.signing import js_stringify
 from bot.xpay.webhooks import PaymentEvent
 
-log = logging.getLogger("bot.links")
-
-LEASE = timedelta(seconds=60)
-GONE = "That request no longer exists."  # told to whoever acts on a link that is not there
+log = logging.getLogger(__name__)
 
 
 class Gateway(Protocol):
@@ -41,23 +49,6 @@ class Gateway(Protocol):
     def create_checkout(self, payload: dict) -> CheckoutCreated: ...
 
     def get_intent(self, intent_id: str) -> IntentDetails: ...
-
-
-class Refused(Exception):
-    """The person may not do this, or it was already done; ``message`` says why."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-
-@dataclass(frozen=True)
-class WebhookResult:
-    """What a payment webhook did: ``outcome`` is applied, duplicate, ignored, stale,
-    amount_mismatch or unknown_intent, or (beside a worker) queued."""
-
-    outcome: str
-    link_id: int | None = None
 
 
 class LinkService:
@@ -70,24 +61,21 @@ class LinkService:
         *,
         is_approver: Callable[[str], bool],
         allow_self_approval: bool = False,
-        executor: Executor | None = None,
-        via_worker: bool = False,
+        follow_up: FollowUp | None = None,
         reconcile_after: timedelta = timedelta(minutes=15),
         metrics: Metrics | None = None,
     ):
         self.store = store
+        self.queue = JobQueue(store)
         self.gateway = gateway
         self.is_approver = is_approver
         self.allow_self_approval = allow_self_approval
-        self.executor = executor
-        # True in a `serve` beside a worker: an approval queues the gateway call as an outbox
-        # row (committed with the decision), and a payment webhook is queued the same way,
-        # for the worker to carry out instead of this process.
-        self.via_worker = via_worker
-        self._clicks: dict[str, Callable[[int, str], Link]] = {
-            "approve": self.approve,
-            "retry": self.retry,
-            "cancel": self.cancel,
+        # Where creations, webhooks and clicks are carried out: by default right here.
+        self.follow_up = follow_up or Inline()
+        self._clicks: dict[Click, Callable[[int, str], Link]] = {
+            Click.APPROVE: self.approve,
+            Click.RETRY: self.retry,
+            Click.CANCEL: self.cancel,
         }
         self.reconcile_after = reconcile_after
         self.metrics = metrics
@@ -112,7 +100,7 @@ class LinkService:
                 channel_id=channel_id,
                 origin_channel_id=origin_channel_id,
             )
-            self.store.enqueue(s, link, "card", payload={"notify_requester": True})
+            self.queue.enqueue(s, link, JobKind.CARD, payload={"notify_requester": True})
         log.info("link requested", extra={"ref": link.reference, "user": requester_id})
         return link
 
@@ -140,19 +128,21 @@ class LinkService:
 
     def _check_approver(self, link: Link, user_id: str) -> None:
         if not self.is_approver(user_id):
-            raise Refused("Only the approvers set in PAYLINK_APPROVERS can approve or reject.")
+            raise NotAllowed("Only the approvers set in PAYLINK_APPROVERS can approve or reject.")
         if link.requester_id == user_id and not self.allow_self_approval:
-            raise Refused("You asked for this link, so another approver has to decide on it.")
+            raise NotAllowed("You asked for this link, so another approver has to decide on it.")
 
     def _load(self, link_id: int) -> Link:
         with self.store.reading() as s:
             link = self.store.get(s, link_id)
         if link is None:
-            raise Refused(GONE)
+            raise LinkGone()
         return link
 
-    def _already(self, link: Link) -> Refused:
-        return Refused(f"Nothing changed: this request is already {link.status_label.lower()}.")
+    def _already(self, link: Link) -> AlreadyDecided:
+        return AlreadyDecided(
+            f"Nothing changed: this request is already {link.status_label.lower()}."
+        )
 
     def check_decision(self, link_id: int, user_id: str) -> Link:
         """The link, if ``user_id`` may approve or reject it now; Refused otherwise."""
@@ -171,44 +161,48 @@ class LinkService:
         actor: str,
         admit: Callable[[Link], dict[str, object] | None],
         reason: str | None = None,
-        thread: str | None = None,
+        thread: ThreadKind | None = None,
         **changes: object,
     ) -> Link:
         """A person's decision: ``admit`` checks the link (raising Refused) and may add
         changes, then one compare-and-set, with the card update (and a thread reply) queued
-        with it; Refused naming the current status when someone else was first. The link
-        is read once, in the transaction that moves it (a click is an ack's critical path).
+        with it; AlreadyDecided naming the current status when someone else was first. The
+        link is read once, in the transaction that moves it (a click is an ack's critical
+        path). A move to Creating link hands the creation to the follow-up.
         """
+        creating = target == Status.CREATING_LINK
         with self.store.transaction() as s:
             link = self.store.get(s, link_id)
             if link is None:
-                raise Refused(GONE)
+                raise LinkGone()
             changes.update(admit(link) or {})
             moved = self.store.move(
                 s, link_id, sources, target, actor=actor, reason=reason, **changes
             )
             if moved is not None:
-                if target == Status.CREATING_LINK and self.via_worker:
-                    self.store.enqueue(s, moved, CREATE)
+                if creating:
+                    self.follow_up.creation_decided(self, s, moved)
                 self._announce(s, moved, thread)
         if moved is None:
             raise self._already(self._load(link_id))
         log.info("link %s", target.value, extra={"ref": moved.reference, "user": actor})
-        if target == Status.CREATING_LINK and not self.via_worker:
-            self.start_creation(moved.id)
+        if creating:
+            self.follow_up.creation_committed(self, moved.id)
         return moved
 
-    def _announce(self, s: Session, link: Link, thread: str | None = None, key: str = "") -> None:
+    def _announce(
+        self, s: Session, link: Link, thread: ThreadKind | None = None, key: str = ""
+    ) -> None:
         """Queue, with the change just made, the card update and a thread reply of kind
         ``thread`` (at most once per link, kind and ``key``)."""
-        self.store.enqueue(s, link, "card")
+        self.queue.enqueue(s, link, JobKind.CARD)
         if thread:
-            self.store.enqueue(
+            self.queue.enqueue(
                 s,
                 link,
-                "thread",
-                payload={"kind": thread},
-                dedupe_key=f"thread:{link.id}:{thread}{key}",
+                JobKind.THREAD,
+                payload={"kind": thread.value},
+                dedupe_key=f"thread:{link.id}:{thread.value}{key}",
             )
 
     def approve(self, link_id: int, user_id: str) -> Link:
@@ -226,7 +220,7 @@ class LinkService:
             admit=admit,
             decided_by=user_id,
             decided_at=utcnow(),
-            lease_until=self._first_lease(),
+            lease_until=self.follow_up.creation_lease(),
         )
 
     def retry(self, link_id: int, user_id: str) -> Link:
@@ -234,7 +228,7 @@ class LinkService:
 
         def admit(link: Link) -> dict[str, object]:
             if not self.is_approver(user_id):
-                raise Refused("Only approvers can retry creating the link.")
+                raise NotAllowed("Only approvers can retry creating the link.")
             return {"attempts": link.attempts + 1}
 
         return self._decide(
@@ -244,7 +238,7 @@ class LinkService:
             actor=user_id,
             admit=admit,
             reason="retry",
-            lease_until=self._first_lease(),
+            lease_until=self.follow_up.creation_lease(),
             gateway_message=None,
         )
 
@@ -255,7 +249,7 @@ class LinkService:
         def admit(link: Link) -> None:
             self._check_approver(link, user_id)
             if not reason:
-                raise Refused("Give a reason so the rep knows what to change.")
+                raise Incomplete("Give a reason so the rep knows what to change.")
 
         return self._decide(
             link_id,
@@ -264,7 +258,7 @@ class LinkService:
             actor=user_id,
             admit=admit,
             reason=reason,
-            thread="rejected",
+            thread=ThreadKind.REJECTED,
             decided_by=user_id,
             decided_at=utcnow(),
             reject_reason=reason,
@@ -275,7 +269,9 @@ class LinkService:
 
         def admit(link: Link) -> None:
             if user_id != link.requester_id and not self.is_approver(user_id):
-                raise Refused("Only the rep who asked for this link or an approver can cancel it.")
+                raise NotAllowed(
+                    "Only the rep who asked for this link or an approver can cancel it."
+                )
 
         return self._decide(
             link_id,
@@ -283,24 +279,19 @@ class LinkService:
             Status.CANCELLED,
             actor=user_id,
             admit=admit,
-            thread="cancelled",
+            thread=ThreadKind.CANCELLED,
             cancelled_by=user_id,
         )
 
     def receive_click(
         self, action: str, link_id: int, user_id: str, **context: object
     ) -> str | None:
-        """A click's entry point (``action`` is approve, retry or cancel): decided here, or
-        beside a worker stored for the worker to decide (``context`` is kept for whoever
-        tells the clicker a refusal). Returns the refusal to show now, if any."""
-        if action not in self._clicks:
-            raise ValueError(f"not a click: {action}")
-        if not self.via_worker:
-            return self.decide_click(action, link_id, user_id)
-        payload = {"action": action, "user": user_id, **context}
-        return None if self.store.queue_for_link(link_id, DECISION, payload) else GONE
+        """A click's entry point (``action`` is a :class:`Click`), carried out by the
+        follow-up (``context`` is kept for whoever tells the clicker a refusal). Returns the
+        refusal to show now, if any; ValueError for an action that is not a click."""
+        return self.follow_up.click(self, Clicked(Click(action), link_id, user_id, context))
 
-    def decide_click(self, action: str, link_id: int, user_id: str) -> str | None:
+    def decide_click(self, action: Click, link_id: int, user_id: str) -> str | None:
         """Carry out a click; the refusal to show the person who clicked, if any (someone
         else was first, not an approver …)."""
         try:
@@ -311,56 +302,21 @@ class LinkService:
 
     # The gateway --------------------------------------------------------------------
 
-    def _first_lease(self) -> datetime | None:
-        """The lease a decision takes on the creation it starts. Queued for a worker, none
-        yet: the worker takes it when it picks the job up (claim_creation)."""
-        return None if self.via_worker else utcnow() + LEASE
-
     def claim_creation(self, link_id: int) -> bool:
         """Take the lease on a link whose creation was queued; False when it is taken (the
-        job was delivered twice) or the link moved on. An expired lease is resumed by
-        the periodic jobs, as after a crash."""
+        job was run twice) or the link moved on. An expired lease is resumed by the periodic
+        timers, as after a crash."""
         with self.store.transaction() as s:
             return self.store.take_lease(s, link_id, utcnow() + LEASE)
-
-    def start_creation(self, link_id: int) -> None:
-        """Call XPay for a link just moved to ``Creating link``: in the executor when there is
-        one (the caller, an ack or the outbox, does not wait for XPay), else right here."""
-        if self.executor is None:
-            self.create_at_gateway(link_id)
-        else:
-            self.executor.submit(self._create_logged, link_id)
-
-    def _create_logged(self, link_id: int) -> None:
-        try:
-            self.create_at_gateway(link_id)
-        except Exception:
-            log.exception("link creation crashed", extra={"link_id": link_id})
 
     def create_at_gateway(self, link_id: int) -> Link:
         """Call XPay for a link in ``Creating link`` and record what happened, truthfully."""
         link = self._load(link_id)
         if link.status != Status.CREATING_LINK.value:
             return link
-        request = CheckoutRequest.model_validate(
-            {
-                "amount": link.amount,
-                "currency": link.currency,
-                "customer": {
-                    "name": link.customer_name,
-                    "email": link.customer_email,
-                    "phone": link.customer_phone,
-                },
-                "shipping": link.shipping or {},
-                "order_reference": link.reference,
-                "success_url": link.success_url,
-                "failure_url": link.failure_url,
-                "payment_methods": tuple(link.payment_methods or ()),
-            }
-        )
         started = time.perf_counter()
         try:
-            created = self.gateway.create_checkout(request.to_xpay_payload())
+            created = self.gateway.create_checkout(link.to_request().to_xpay_payload())
         except XPayOutcomeUnknown as exc:
             self._observe(started, "unknown")
             return self._gateway_failed(link, Status.LINK_UNKNOWN, exc.message)
@@ -381,7 +337,7 @@ class LinkService:
                 reconcile_after=utcnow() + self.reconcile_after,
             )
             if moved is not None:
-                self._announce(s, moved, "link_ready", f":{created.intent_id}")
+                self._announce(s, moved, ThreadKind.LINK_READY, f":{created.intent_id}")
         if moved is None:
             log.warning("link moved during gateway call", extra={"ref": link.reference})
             return self._load(link.id)
@@ -408,30 +364,16 @@ class LinkService:
             )
             if moved is not None:
                 # A reply in the thread notifies the approver; a card edit alone does not.
-                self._announce(s, moved, "link_failed", f":{moved.attempts}")
+                self._announce(s, moved, ThreadKind.LINK_FAILED, f":{moved.attempts}")
         log.warning("link creation %s", status.value, extra={"ref": link.reference})
         return moved or self._load(link.id)
 
     # Payments -----------------------------------------------------------------------
 
     def receive_payment(self, event: PaymentEvent) -> WebhookResult:
-        """A webhook's entry point: apply the event here, or beside a worker queue it for the
-        worker (``queued``; ``duplicate`` when already queued), so that however many arrive
-        at once the answer to XPay costs a share of one insert. (Applying a few here as well
-        cost `serve` 2.5 ms of CPU each: on PostgreSQL its webhooks topped out at half the
-        rate they reach queued.)"""
-        if not self.via_worker:
-            return self.apply_payment(event)
-        outcome = self.store.queue_payment(
-            event.payment_intent_id,
-            event.model_dump(mode="json"),
-            dedupe_key=f"{PAYMENT}:{_event_key(event)}",
-        )
-        return WebhookResult(outcome)
-
-    def apply_queued(self, messages: Sequence[OutboxMessage]) -> list[WebhookResult]:
-        """Apply payment events :meth:`receive_payment` queued (the worker's side)."""
-        return self.apply_payments([PaymentEvent.model_validate(m.payload) for m in messages])
+        """A verified webhook's entry point, carried out by the follow-up: applied here, or
+        queued for a worker (``queued``; ``duplicate`` when queued already)."""
+        return self.follow_up.payment(self, event)
 
     def apply_payment(self, event: PaymentEvent, *, source: str = "webhook") -> WebhookResult:
         """Apply a verified payment event once; duplicates and stale events change nothing."""
@@ -464,28 +406,28 @@ class LinkService:
         """One event, in the caller's transaction; (outcome, reference) of a status change
         is added to ``applied``, to be logged once committed."""
         if link is None:
-            return WebhookResult("unknown_intent")
-        key = _event_key(event)
+            return WebhookResult(WebhookOutcome.UNKNOWN_INTENT)
+        key = event_key(event)
         if not self.store.record_webhook(
             s, dedupe_key=key, intent_id=event.payment_intent_id, status=event.status
         ):
-            return WebhookResult("duplicate", link.id)
+            return WebhookResult(WebhookOutcome.DUPLICATE, link.id)
         outcome = event.outcome
-        if outcome == "paid" and not _same_money(event, link):
+        if outcome == "paid" and not same_money(event, link):
             # Never claim Paid for a sum other than the one asked: say so in the thread.
-            self.store.enqueue(
+            self.queue.enqueue(
                 s,
                 link,
-                "thread",
+                JobKind.THREAD,
                 payload={
-                    "kind": "amount_mismatch",
+                    "kind": ThreadKind.AMOUNT_MISMATCH.value,
                     "amount": str(event.amount),
                     "currency": event.currency,
                 },
                 dedupe_key=f"thread:{link.id}:amount_mismatch:{key[:16]}",
             )
             log.error("payment amount differs from the link", extra={"ref": link.reference})
-            return WebhookResult("amount_mismatch", link.id)
+            return WebhookResult(WebhookOutcome.AMOUNT_MISMATCH, link.id)
         if outcome == "paid":
             was_cancelled = link.status == Status.CANCELLED.value
             moved = (
@@ -503,7 +445,7 @@ class LinkService:
                 if link.status != Status.PAID.value
                 else None
             )
-            kind = "paid_after_cancel" if was_cancelled else "paid"
+            kind = ThreadKind.PAID_AFTER_CANCEL if was_cancelled else ThreadKind.PAID
         elif outcome == "failed":
             moved = (
                 self.store.move(
@@ -518,31 +460,11 @@ class LinkService:
                 if link.status == Status.AWAITING_PAYMENT.value
                 else None
             )
-            kind = "payment_failed"
+            kind = ThreadKind.PAYMENT_FAILED
         else:
-            return WebhookResult("ignored", link.id)
+            return WebhookResult(WebhookOutcome.IGNORED, link.id)
         if moved is None:
-            return WebhookResult("stale", link.id)
+            return WebhookResult(WebhookOutcome.STALE, link.id)
         self._announce(s, moved, kind)
         applied.append((outcome, moved.reference))
-        return WebhookResult("applied", moved.id)
-
-
-def _event_key(event: PaymentEvent) -> str:
-    """The same payment event delivered again has the same key."""
-    fields = [
-        event.payment_intent_id,
-        event.status,
-        event.transaction_status or "",
-        str(event.amount or ""),
-        event.currency or "",
-    ]
-    return hashlib.sha256(js_stringify(fields)).hexdigest()
-
-
-def _same_money(event: PaymentEvent, link: Link) -> bool:
-    """False when XPay reports another amount or currency than the link asked for (events
-    that omit them, like reconciliation's, are taken as matching)."""
-    if event.amount is not None and Decimal(event.amount) != link.amount:
-        return False
-    return not (event.currency and event.currency.upper() != link.currency.upper())
+        return WebhookResult(WebhookOutcome.APPLIED, moved.id)

@@ -1,27 +1,15 @@
-"""Persistence for links: transactions, compare-and-set status moves, history, outbox rows."""
+"""The links' repository: transactions, inserts, compare-and-set status moves, leases and
+the queries the bot runs on links."""
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import (
-    Column,
-    Connection,
-    Engine,
-    Insert,
-    Select,
-    Table,
-    bindparam,
-    func,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import Engine, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -29,14 +17,12 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.checkout import CheckoutRequest
-from bot.db import BUSY_TIMEOUT, make_sessionmaker, reader, server_hung_up, utcnow
-from bot.links.batching import GroupCommit
+from bot.db import make_sessionmaker, reader, utcnow
 from bot.links.states import Status, can_move
-from bot.links.tables import History, Link, OutboxMessage, WebhookEvent
+from bot.links.tables import History, Link, WebhookEvent
+from bot.sqlite import BUSY_TIMEOUT
 
 LINKS = Link.__table__
-OUTBOX = OutboxMessage.__table__
-_INSERT_OUTBOX = insert(OUTBOX)
 _INSERT_HISTORY = insert(History.__table__)
 _VERSION = select(LINKS.c.version).where(LINKS.c.id == bindparam("id"))
 _LINK_COLUMNS = frozenset(LINKS.c.keys())
@@ -51,33 +37,9 @@ _MOVE = (
     )
     .values(version=LINKS.c.version + 1)
 )
-
-
-def _present(column: Column[Any]) -> Select[Any]:
-    """Which of the values given as ``values`` ``column`` holds. Built once: a select built
-    per batch cost more than running it (group commit, 3 lookups: 640-920 → 350-390 µs)."""
-    return select(column).where(column.in_(bindparam("values", expanding=True)))
-
-
-_KNOWN_INTENTS = _present(LINKS.c.intent_id)
-_KNOWN_IDS = _present(LINKS.c.id)
-_QUEUED_KEYS = _present(OUTBOX.c.dedupe_key)
-_ROWCOUNT = {"preserve_rowcount": True}
-# Outbox kinds a worker handles itself (PAYLINK_WORKER=separate), beside Slack's:
-CREATE = "create"  # call XPay for this link
-PAYMENT = "payment"  # apply this verified payment webhook to the link
-DECISION = "decision"  # carry out this button click (approve, retry, cancel)
-WORKER_KINDS = frozenset({CREATE, PAYMENT, DECISION})
-
-
-# How long the group commit keeps its connection between two batches. Busy, each batch
-# skips a pool checkout (on PostgreSQL a ping, a round trip: a batch of one took 1.90 →
-# 1.43-1.56 ms, see README); idle, the next batch takes a pinged connection again. A kept
-# connection the server has hung up on meanwhile is not used (see ``server_hung_up``).
-WRITER_KEEP_SECONDS = 5.0
-
-# What queueing a row for the worker did (a payment event's key may be queued already).
-Queued = Literal["queued", "duplicate", "unknown_intent"]
+# How long a lease on a link's creation lasts: after that a stuck creation is resumed.
+LEASE = timedelta(seconds=60)
+_QUEUED = "paylink_jobs_queued"  # Session.info key: this transaction queues jobs
 
 
 class DuplicateReference(Exception):
@@ -99,33 +61,40 @@ class LinkStore:
         self._after_commit: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         # SQLite has one writer at a time, and a writer that finds the file locked polls in
-        # sleeps of up to 100 ms: queueing our own threads on a lock first hands the file
-        # over as soon as it is free (p99 of webhooks at 200/s: 342 → see README).
+        # sleeps: our own threads queue on a lock first, which hands the file over as soon
+        # as it is free (see docs/decisions/0003-sqlite-write-lock.md).
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
         insert_or_skip = pg_insert if self.is_postgres else sqlite_insert
-        self._queue_for_intent = _queue_statement(insert_or_skip, LINKS.c.intent_id, "intent")
-        self._queue_for_id = _queue_statement(insert_or_skip, LINKS.c.id, "id")
         self._record_webhook = (
             insert_or_skip(WebhookEvent.__table__)
             .on_conflict_do_nothing(index_elements=["dedupe_key"])
             .returning(WebhookEvent.__table__.c.id)
         )
-        self._queued = GroupCommit(self._queue_batch, name="queue", timeout=2 * BUSY_TIMEOUT)
-        self._writer: Connection | None = None  # the group commit's, between batches
-        self._writer_used = 0.0
 
     @property
     def is_postgres(self) -> bool:
-        """True on PostgreSQL, where jobs are claimed with FOR UPDATE SKIP LOCKED."""
+        """True on PostgreSQL, where rows are claimed with FOR UPDATE SKIP LOCKED."""
         return self.engine.dialect.name == "postgresql"
 
     def on_commit(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` after each commit that queued outbox rows (wakes the drainer)."""
+        """Call ``callback`` after each commit that queued jobs (wakes a job runner)."""
         with self._lock:
             self._after_commit.append(callback)
 
+    def mark_queued(self, session: Session) -> None:
+        """Note that ``session``'s transaction queues jobs: its commit calls the
+        :meth:`on_commit` callbacks."""
+        session.info[_QUEUED] = True
+
+    def jobs_committed(self) -> None:
+        """Call the :meth:`on_commit` callbacks: jobs were committed outside
+        :meth:`transaction`. (Commits that queued nothing must not call them: a runner's own
+        writes would wake it forever.)"""
+        for callback in list(self._after_commit):
+            callback()
+
     @contextmanager
-    def _writing(self) -> Iterator[None]:
+    def writing(self) -> Iterator[None]:
         """Hold this process's SQLite write lock (no-op elsewhere) for one transaction."""
         lock = self._write_lock
         if lock is not None and not lock.acquire(timeout=BUSY_TIMEOUT):
@@ -136,26 +105,24 @@ class LinkStore:
             if lock is not None:
                 lock.release()
 
-    def _committed(self, queued: bool) -> None:
-        # Only commits that queued outbox work wake the drainer (its own writes must not, or
-        # it would wake itself forever).
-        if queued:
-            for callback in list(self._after_commit):
-                callback()
-
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session in one transaction: committed on success, rolled back on error."""
-        with self._writing(), self.sessions() as session, session.begin():
+        with self.writing(), self.sessions() as session, session.begin():
             yield session
-            queued = session.info.get("outbox_queued", False)
-        self._committed(queued)
+            queued = session.info.get(_QUEUED, False)
+        if queued:
+            self.jobs_committed()
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
         """A session for reads only (never waits for writers)."""
         with self._read_sessions() as session:
             yield session
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
 
     # Writes -------------------------------------------------------------------------
 
@@ -172,17 +139,8 @@ class LinkStore:
     ) -> Link:
         """Insert a new link with its first history row; DuplicateReference if taken."""
         now = utcnow()
-        link = Link(
-            reference=request.order_reference,
-            amount=request.amount,
-            currency=request.currency,
-            customer_name=request.customer.name,
-            customer_email=request.customer.email,
-            customer_phone=request.customer.phone,
-            shipping=request.shipping.model_dump(),
-            payment_methods=list(request.payment_methods),
-            success_url=request.success_url,
-            failure_url=request.failure_url,
+        link = Link.from_request(
+            request,
             requester_id=requester_id,
             origin_channel_id=origin_channel_id,
             channel_id=channel_id,
@@ -282,127 +240,19 @@ class LinkStore:
         )
         return result.rowcount == 1
 
+    def release_leases(self, session: Session, now: datetime) -> int:
+        """End every lease on a link in ``Creating link`` now (their holder is gone);
+        returns how many."""
+        result = session.execute(
+            update(LINKS)
+            .where(LINKS.c.status == Status.CREATING_LINK.value, LINKS.c.lease_until > now)
+            .values(lease_until=now)
+        )
+        return result.rowcount or 0
+
     def update_fields(self, session: Session, link_id: int, **changes: Any) -> None:
         """Change fields that are not the status (e.g. the card's ts once posted)."""
         session.execute(update(LINKS).where(LINKS.c.id == link_id).values(**changes))
-
-    def enqueue(
-        self,
-        session: Session,
-        link: Link,
-        kind: str,
-        *,
-        payload: dict[str, Any] | None = None,
-        dedupe_key: str | None = None,
-    ) -> None:
-        """Queue a side effect in the caller's transaction: a Slack message (links without a
-        card skip these) or, with kind CREATE, the gateway call for a worker."""
-        if link.channel_id is None and kind not in WORKER_KINDS:
-            return
-        session.info["outbox_queued"] = True
-        session.execute(
-            _INSERT_OUTBOX,
-            {
-                "link_id": link.id,
-                "kind": kind,
-                "payload": payload or {},
-                "dedupe_key": dedupe_key,
-                "next_attempt_at": utcnow(),
-            },
-        )
-
-    def queue_payment(self, intent_id: str, payload: dict[str, Any], dedupe_key: str) -> Queued:
-        """Queue a verified payment event for the worker: one row for the link of
-        ``intent_id`` unless the same event is already queued, committed before this returns
-        (with whatever else is being queued meanwhile: see :mod:`bot.links.batching`)."""
-        params = {"intent": intent_id, "kind": PAYMENT, "payload": payload, "key": dedupe_key}
-        return self._queued.submit((self._queue_for_intent, params))
-
-    def queue_for_link(self, link_id: int, kind: str, payload: dict[str, Any]) -> bool:
-        """Queue work of ``kind`` on a link for the worker, committed before this returns;
-        False when there is no such link."""
-        params = {"id": link_id, "kind": kind, "payload": payload, "key": None}
-        return self._queued.submit((self._queue_for_id, params)) != "unknown_intent"
-
-    @contextmanager
-    def _writer_connection(self) -> Iterator[Connection]:
-        """The group commit's connection (it writes one batch at a time): the one kept from
-        the batch before unless that was over WRITER_KEEP_SECONDS ago or the server has
-        hung up on it since (a restart), else one from the pool. A batch that fails gives
-        its connection back to the pool, which drops it if it is broken."""
-        conn, self._writer = self._writer, None
-        if conn is not None and (
-            time.monotonic() - self._writer_used > WRITER_KEEP_SECONDS or server_hung_up(conn)
-        ):
-            conn.close()
-            conn = None
-        if conn is None:
-            conn = self.engine.connect()
-        try:
-            yield conn
-        except BaseException:
-            conn.close()
-            raise
-        self._writer, self._writer_used = conn, time.monotonic()
-
-    def _queue_batch(self, items: Sequence[tuple[Insert, dict[str, Any]]]) -> list[Queued]:
-        """Insert the rows of several queue_* calls in one transaction (a Core connection,
-        not a Session: this is a webhook's or click's critical path).
-
-        Each INSERT … SELECT skips a row whose link does not exist or whose event is queued
-        already. When every row went in, the usual case, that is each item's outcome; when
-        some did not, the transaction is rolled back and :meth:`_queue_checked` tells them
-        apart (two reads in the same transaction beforehand cost a batch of one as much as
-        the insert and the commit together)."""
-        now = utcnow()
-        with self._writer_connection() as conn:
-            with self._writing(), conn.begin() as transaction:
-                all_in = _insert(conn, items, now) == len(items)
-                if not all_in:
-                    transaction.rollback()
-            if not all_in:
-                return self._queue_checked(conn, items, now)
-        self._committed(True)
-        return ["queued"] * len(items)
-
-    def _queue_checked(
-        self, conn: Connection, items: Sequence[tuple[Insert, dict[str, Any]]], now: datetime
-    ) -> list[Queued]:
-        """:meth:`_queue_batch` for a batch where some row would be skipped: two reads tell
-        which links exist and which events are queued already, then the rest is inserted.
-
-        On PostgreSQL another replica may queue the same event between the read and the
-        insert: the insert then skips it (ON CONFLICT), and both answer "queued"."""
-        intents = {p["intent"] for _, p in items if "intent" in p}
-        ids = {p["id"] for _, p in items if "id" in p}
-        keys = {p["key"] for _, p in items if p["key"]}
-        outcomes: list[Queued] = []
-        rows: list[tuple[Insert, dict[str, Any]]] = []
-        with self._writing(), conn.begin():
-            known = _values(conn, _KNOWN_INTENTS, intents) | _values(conn, _KNOWN_IDS, ids)
-            queued = _values(conn, _QUEUED_KEYS, keys)
-            for statement, params in items:
-                key = params["key"]
-                if params.get("intent", params.get("id")) not in known:
-                    outcomes.append("unknown_intent")
-                elif key in queued:
-                    outcomes.append("duplicate")
-                else:
-                    outcomes.append("queued")
-                    if key:  # the same event twice in one batch: the second is a duplicate
-                        queued.add(key)
-                    rows.append((statement, params))
-            _insert(conn, rows, now)
-        self._committed(bool(rows))
-        return outcomes
-
-    def close(self) -> None:
-        """Finish queued writes and release the database connections."""
-        self._queued.close()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        self.engine.dispose()
 
     def record_webhook(
         self, session: Session, *, dedupe_key: str, intent_id: str, status: str
@@ -489,53 +339,3 @@ class LinkStore:
         if self.is_postgres:
             query = query.with_for_update(skip_locked=True)
         return list(session.scalars(query))
-
-    def outbox_backlog(self, session: Session) -> tuple[int, float]:
-        """(pending messages, age in seconds of the oldest)."""
-        count, oldest = session.execute(
-            select(func.count(OutboxMessage.id), func.min(OutboxMessage.created_at)).where(
-                OutboxMessage.delivered_at.is_(None)
-            )
-        ).one()
-        if oldest is not None and oldest.tzinfo is None:
-            oldest = oldest.replace(tzinfo=utcnow().tzinfo)
-        age = (utcnow() - oldest).total_seconds() if oldest else 0.0
-        return int(count), max(age, 0.0)
-
-
-def _queue_statement(insert: Callable[[Table], Any], column: Column[Any], name: str) -> Insert:
-    """INSERT an outbox row (:kind, :payload, :key, :now) for the link whose ``column``
-    equals :``name``, unless one with the same :key exists (built once: building it costs as
-    much as running it)."""
-    row = select(
-        LINKS.c.id,
-        bindparam("kind", type_=OUTBOX.c.kind.type),
-        bindparam("payload", type_=OUTBOX.c.payload.type),
-        bindparam("key", type_=OUTBOX.c.dedupe_key.type),
-        bindparam("now", type_=OUTBOX.c.next_attempt_at.type),
-    ).where(column == bindparam(name))
-    columns = ("link_id", "kind", "payload", "dedupe_key", "next_attempt_at")
-    return (
-        insert(OUTBOX)
-        .from_select(columns, row)
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-    )
-
-
-def _insert(conn: Connection, items: Sequence[tuple[Insert, dict[str, Any]]], now: datetime) -> int:
-    """Run queue_* inserts, one executemany per statement; how many rows went in."""
-    rows: dict[Insert, list[dict[str, Any]]] = {}
-    for statement, params in items:
-        rows.setdefault(statement, []).append(params | {"now": now})
-    # Without preserve_rowcount psycopg's INSERT counts come back as -1.
-    return sum(
-        conn.execute(statement, batch, execution_options=_ROWCOUNT).rowcount
-        for statement, batch in rows.items()
-    )
-
-
-def _values(conn: Connection, present: Select[Any], candidates: set[Any]) -> set[Any]:
-    """Those of ``candidates`` that the column of ``present`` (see :func:`_present`) holds."""
-    if not candidates:
-        return set()
-    return set(conn.scalars(present, {"values": list(candidates)}))

@@ -1,4 +1,4 @@
-"""Tables: links, their status history, received webhook events and the Slack outbox."""
+"""Tables: links, their status history, received webhook events and the job queue."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, Integer, Numeric, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from bot.checkout import CheckoutRequest
 from bot.db import Base, UTCDateTime, utcnow
 from bot.links.states import LABELS, Status
 
@@ -65,6 +66,44 @@ class Link(Base):
         """The status as people see it."""
         return LABELS[Status(self.status)]
 
+    # The one mapping between a link and the checkout request it was made from.
+
+    @classmethod
+    def from_request(cls, request: CheckoutRequest, **columns: Any) -> Link:
+        """A new link for ``request``; ``columns`` sets the rest (requester, status …)."""
+        return cls(
+            reference=request.order_reference,
+            amount=request.amount,
+            currency=request.currency,
+            customer_name=request.customer.name,
+            customer_email=request.customer.email,
+            customer_phone=request.customer.phone,
+            shipping=request.shipping.model_dump(),
+            payment_methods=list(request.payment_methods),
+            success_url=request.success_url,
+            failure_url=request.failure_url,
+            **columns,
+        )
+
+    def to_request(self) -> CheckoutRequest:
+        """The checkout request this link was made from (what XPay is asked to create)."""
+        return CheckoutRequest.model_validate(
+            {
+                "amount": self.amount,
+                "currency": self.currency,
+                "customer": {
+                    "name": self.customer_name,
+                    "email": self.customer_email,
+                    "phone": self.customer_phone,
+                },
+                "shipping": self.shipping or {},
+                "order_reference": self.reference,
+                "success_url": self.success_url,
+                "failure_url": self.failure_url,
+                "payment_methods": tuple(self.payment_methods or ()),
+            }
+        )
+
 
 class History(Base):
     """One row per status change: append-only."""
@@ -95,32 +134,33 @@ class WebhookEvent(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class OutboxMessage(Base):
-    """A Slack side effect written in the same transaction as the change that caused it."""
+class Job(Base):
+    """Work queued in the same transaction as the change that caused it (a Slack message,
+    a gateway call, a payment or a click for the worker), done at least once."""
 
-    __tablename__ = "outbox"
+    __tablename__ = "jobs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     link_id: Mapped[int] = mapped_column(ForeignKey("links.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))  # a JobKind
     # Unique per effect (e.g. "thread:42:paid") so the same reply is never queued twice.
     dedupe_key: Mapped[str | None] = mapped_column(String(128), unique=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (
-        Index("ix_outbox_pending", "delivered_at", "next_attempt_at"),
-        # Only undelivered rows, so the drainer's claim stays an index lookup however many
-        # delivered rows pile up (and whatever the planner's statistics say).
+        Index("ix_jobs_pending", "done_at", "next_attempt_at"),
+        # Only jobs not done, so the runner's claim stays an index lookup however many done
+        # jobs pile up (and whatever the planner's statistics say).
         Index(
-            "ix_outbox_due",
+            "ix_jobs_due",
             "next_attempt_at",
-            sqlite_where=text("delivered_at IS NULL"),
-            postgresql_where=text("delivered_at IS NULL"),
+            sqlite_where=text("done_at IS NULL"),
+            postgresql_where=text("done_at IS NULL"),
         ),
     )

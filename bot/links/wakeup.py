@@ -1,7 +1,7 @@
-"""Wakes the outbox drainer of another process (``paylink worker``) on the same host.
+"""Wakes the job runner of another process (``paylink worker``) on the same host.
 
-The web process commits outbox rows; the worker should send them at once rather than at its
-next poll. A datagram on a Unix socket is the cheapest such signal: sending never blocks and
+The web process commits jobs; the worker should run them at once rather than at its next
+poll (see docs/decisions/0006-wake-up-socket.md). A datagram on a Unix socket is the cheapest such signal: sending never blocks and
 is dropped silently when no worker listens (its poll then picks the rows up).
 """
 
@@ -39,7 +39,7 @@ class WakeSender:
 
     def __call__(self) -> None:
         # No listener, or its queue full of wake-ups it has not read yet: either way the
-        # worker will look at the outbox soon.
+        # worker will look at the queue soon.
         with contextlib.suppress(OSError):
             self._sock.sendto(b"!", self.path)
 

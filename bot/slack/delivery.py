@@ -1,19 +1,22 @@
-"""Turns outbox rows into Slack calls: post or update the card, reply in its thread."""
+"""Runs the jobs that talk to Slack: post or update a request's card, reply in its thread."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.links.outbox import RetryLater
+from bot.links.kinds import JobKind
+from bot.links.runner import Handler, RetryLater
 from bot.links.states import Status
 from bot.links.store import LinkStore
-from bot.links.tables import Link, OutboxMessage
+from bot.links.tables import Job, Link
 from bot.slack import blocks
 
-log = logging.getLogger("bot.slack")
+log = logging.getLogger(__name__)
 
 # Errors that will not go away by retrying: log and give up on that one message.
 PERMANENT = {
@@ -28,7 +31,7 @@ PERMANENT = {
 }
 
 # chat.postMessage has no idempotency key, and a post whose answer never came (timeout, crash)
-# may still have landed. Posts carry message metadata naming the outbox effect; before posting
+# may still have landed. Posts carry message metadata naming the job's effect; before posting
 # again after such an attempt, the bot looks for its earlier post (conversations.history /
 # .replies, scopes channels:history and groups:history) and adopts it instead of posting twice.
 CARD_EVENT = "paylink_card"
@@ -47,47 +50,60 @@ def tell(client: WebClient, channel: str | None, user: str, text: str) -> None:
 
 
 class SlackDelivery:
-    """The outbox's ``deliver`` callback for Slack."""
+    """The job runner's handlers for the jobs that talk to Slack."""
 
     def __init__(self, client: WebClient, store: LinkStore, *, approvers_configured: bool):
         self.client = client
         self.store = store
         self.approvers_configured = approvers_configured
 
+    def handlers(self) -> dict[JobKind, Handler]:
+        """Each Slack job kind's handler, for the job runner."""
+        return {JobKind.CARD: self.card, JobKind.THREAD: self.thread}
+
     def tell(self, channel: str | None, user: str, text: str) -> None:
         """An ephemeral note, e.g. a refusal of a click the worker decided."""
         tell(self.client, channel, user, text)
 
-    def __call__(self, message: OutboxMessage, link: Link) -> None:
+    def card(self, job: Job, link: Link) -> None:
+        """Post the request's card, or bring it up to the link's latest state."""
+        with self._slack_errors(job, link, gave_up=self._card_undeliverable):
+            self._card(job, link)
+
+    def thread(self, job: Job, link: Link) -> None:
+        """Post a reply in the card's thread."""
+        with self._slack_errors(job, link):
+            self._thread(job, link)
+
+    @contextmanager
+    def _slack_errors(
+        self, job: Job, link: Link, gave_up: Callable[[Link, str], None] | None = None
+    ) -> Iterator[None]:
+        """Slack's errors as the runner needs them: RetryLater, or for an error retrying
+        will not fix, logged and given up on (``gave_up`` is told)."""
         try:
-            if message.kind == "card":
-                self._card(message, link)
-            elif message.kind == "thread":
-                self._thread(message, link)
-            else:
-                log.error("unknown outbox kind %s", message.kind)
+            yield
         except SlackApiError as exc:
             error = exc.response.get("error", "") if exc.response is not None else ""
             status = exc.response.status_code if exc.response is not None else 0
             if status == 429:
                 retry_after = exc.response.headers.get("Retry-After", "1")
                 raise RetryLater("rate limited", float(retry_after or 1)) from None
-            if error in PERMANENT:
-                log.error("slack refused %s for link %s: %s", message.kind, link.id, error)
-                if message.kind == "card" and link.message_ts is None:
-                    self._card_undeliverable(link, error)
-                return
-            raise RetryLater(f"slack error {status} {error}") from None
+            if error not in PERMANENT:
+                raise RetryLater(f"slack error {status} {error}") from None
+            log.error("slack refused %s for link %s: %s", job.kind, link.id, error)
+            if gave_up is not None:
+                gave_up(link, error)
         except TimeoutError:
             # Slack may still be working on the call: give it time to land before the next
             # attempt looks for it (see _earlier_post), rather than racing it with a re-post.
             raise RetryLater("slack did not answer in time", 2.0 * self.client.timeout) from None
 
-    def _card(self, message: OutboxMessage, link: Link) -> None:
+    def _card(self, job: Job, link: Link) -> None:
         text, card_blocks = blocks.card(link, approvers_configured=self.approvers_configured)
         if link.message_ts is None:
             key = f"card:{link.id}"
-            found = self._earlier_post(message, link, CARD_EVENT, key)
+            found = self._earlier_post(job, link, CARD_EVENT, key)
             if found is None:
                 response = self.client.chat_postMessage(
                     channel=link.channel_id,
@@ -104,13 +120,13 @@ class SlackDelivery:
             link.message_ts, link.channel_id = ts, channel
             if found is not None:  # the earlier post may show an older state
                 self._update_card(link, text, card_blocks)
-            if message.payload.get("notify_requester"):
+            if job.payload.get("notify_requester"):
                 self._tell_requester(link)
         else:
             self._update_card(link, text, card_blocks)
 
     def _update_card(self, link: Link, text: str, card_blocks: list[dict]) -> None:
-        """chat.update, and again while the link moved on meanwhile: with several drainers
+        """chat.update, and again while the link moved on meanwhile: with several runners
         an older render could otherwise land last and show a status going backwards."""
         for _ in range(3):
             self.client.chat_update(
@@ -122,7 +138,7 @@ class SlackDelivery:
                 link = self.store.get(s, link.id)
             text, card_blocks = blocks.card(link, approvers_configured=self.approvers_configured)
 
-    def _earlier_post(self, message: OutboxMessage, link: Link, event: str, key: str) -> str | None:
+    def _earlier_post(self, message: Job, link: Link, event: str, key: str) -> str | None:
         """The ts of a post an earlier attempt made for this effect, if it landed."""
         if message.last_error is None or not link.channel_id:
             return None  # first attempt (the drainer marks each claim): nothing posted yet
@@ -160,8 +176,11 @@ class SlackDelivery:
         return matches[0] if matches else None
 
     def _card_undeliverable(self, link: Link, error: str) -> None:
-        """The request card cannot be posted at all: withdraw the request (nobody could ever
-        approve it) and tell the rep, in the channel or else by direct message."""
+        """The request card cannot be posted at all (it is not posted yet): withdraw the
+        request (nobody could ever approve it) and tell the rep, in the channel or else by
+        direct message."""
+        if link.message_ts is not None:
+            return
         with self.store.transaction() as s:
             self.store.move(
                 s,
@@ -210,13 +229,13 @@ class SlackDelivery:
             # The rep may have typed /paylink in a DM the bot cannot post to; the card stands.
             log.info("could not tell the requester: %s", exc.response.get("error"))
 
-    def _thread(self, message: OutboxMessage, link: Link) -> None:
+    def _thread(self, job: Job, link: Link) -> None:
         if link.message_ts is None:
             raise RetryLater("the card is not posted yet", 1.0)
-        key = message.dedupe_key or f"outbox:{message.id}"
-        if self._earlier_post(message, link, REPLY_EVENT, key) is not None:
+        key = job.dedupe_key or f"job:{job.id}"
+        if self._earlier_post(job, link, REPLY_EVENT, key) is not None:
             return
-        text, reply_blocks = blocks.thread_reply(link, message.payload["kind"], message.payload)
+        text, reply_blocks = blocks.thread_reply(link, job.payload["kind"], job.payload)
         self.client.chat_postMessage(
             channel=link.channel_id,
             thread_ts=link.message_ts,

@@ -1,4 +1,5 @@
-"""Periodic jobs: resume links stuck in ``Creating link`` and reconcile unpaid links with XPay."""
+"""Periodic timers: resume links stuck in ``Creating link`` and reconcile unpaid links with
+XPay; and, at start-up, release what a process that died held."""
 
 from __future__ import annotations
 
@@ -6,49 +7,41 @@ import logging
 import threading
 from datetime import timedelta
 
-from sqlalchemy import update
-
 from bot.db import utcnow
+from bot.links.kinds import WebhookOutcome
+from bot.links.queue import JobQueue
 from bot.links.service import LinkService
 from bot.links.states import Status
-from bot.links.store import LinkStore
-from bot.links.tables import Link, OutboxMessage
+from bot.links.store import LEASE, LinkStore
+from bot.links.tables import Link
 from bot.xpay.client import XPayError
 from bot.xpay.webhooks import PaymentEvent
 
-log = logging.getLogger("bot.jobs")
+log = logging.getLogger(__name__)
 
 RECONCILE_BACKOFF = timedelta(minutes=10)
 RECONCILE_FOR = timedelta(days=7)
 
 
 def release_after_restart(store: LinkStore) -> int:
-    """Release leases and outbox claims left by a process that died (SIGKILL, power loss).
+    """Release leases and job claims left by a process that died (SIGKILL, power loss).
 
     Call only when this process is certainly the database's only user (SQLite, whose file
-    lock it holds): they then belong to a dead process, and waiting for them to expire (60 s)
+    lock it holds): they then belong to a dead process, and waiting for them to expire
     would only delay the card and the link. Returns how many were released.
     """
     now = utcnow()
     with store.transaction() as s:
-        leases = s.execute(
-            update(Link)
-            .where(Link.status == Status.CREATING_LINK.value, Link.lease_until > now)
-            .values(lease_until=now)
-        ).rowcount
-        claims = s.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.delivered_at.is_(None), OutboxMessage.claimed_until > now)
-            .values(claimed_until=None)
-        ).rowcount
+        leases = store.release_leases(s, now)
+        claims = JobQueue(store).release_claims(s, now)
     if leases or claims:
         log.info(
-            "released %s lease(s) and %s outbox claim(s) left by a stopped process", leases, claims
+            "released %s lease(s) and %s job claim(s) left by a stopped process", leases, claims
         )
-    return (leases or 0) + (claims or 0)
+    return leases + claims
 
 
-class Jobs:
+class Periodic:
     """A daemon thread that runs :meth:`run_once` every ``interval`` seconds."""
 
     def __init__(self, service: LinkService, *, interval: float = 30.0):
@@ -59,7 +52,7 @@ class Jobs:
 
     def start(self) -> None:
         """Start the periodic thread."""
-        self._thread = threading.Thread(target=self._run, name="jobs", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="periodic", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -74,7 +67,7 @@ class Jobs:
             try:
                 self.run_once()
             except Exception:
-                log.exception("periodic jobs failed")
+                log.exception("periodic timers failed")
             if self._stop.wait(self.interval):
                 return
 
@@ -90,7 +83,7 @@ class Jobs:
             links = store.due(s, Status.CREATING_LINK, Link.lease_until, now, limit)
             claimed = [link.id for link in links]
             for link_id in claimed:
-                store.update_fields(s, link_id, lease_until=now + timedelta(seconds=60))
+                store.update_fields(s, link_id, lease_until=now + LEASE)
         for link_id in claimed:
             log.info("resuming link creation after an expired lease", extra={"link_id": link_id})
             try:
@@ -133,6 +126,7 @@ class Jobs:
                 amount=details.amount,
                 currency=details.currency,
             )
-            if self.service.apply_payment(event, source="reconcile").outcome == "applied":
+            outcome = self.service.apply_payment(event, source="reconcile").outcome
+            if outcome == WebhookOutcome.APPLIED:
                 applied += 1
         return applied

@@ -1,0 +1,44 @@
+"""What the link service answers besides a link: refusals, and what a payment webhook did."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.links.kinds import WebhookOutcome
+
+GONE = "That request no longer exists."  # told to whoever acts on a link that is not there
+
+
+class Refused(Exception):
+    """The person may not do this, or it was already done; ``message`` says why."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class NotAllowed(Refused):
+    """This person may not do this to this link (not an approver, not the requester …)."""
+
+
+class AlreadyDecided(Refused):
+    """The link is not in a state for this: someone was first, or it is over."""
+
+
+class LinkGone(Refused):
+    """There is no such link."""
+
+    def __init__(self) -> None:
+        super().__init__(GONE)
+
+
+class Incomplete(Refused):
+    """The decision lacks something it needs (a rejection's reason)."""
+
+
+@dataclass(frozen=True)
+class WebhookResult:
+    """What a payment webhook did, and to which link."""
+
+    outcome: WebhookOutcome
+    link_id: int | None = None

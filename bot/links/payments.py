@@ -1,0 +1,30 @@
+"""What identifies a payment event, and whether it is for the money a link asked for."""
+
+from __future__ import annotations
+
+import hashlib
+from decimal import Decimal
+
+from bot.links.tables import Link
+from bot.xpay.signing import js_stringify
+from bot.xpay.webhooks import PaymentEvent
+
+
+def event_key(event: PaymentEvent) -> str:
+    """The same payment event delivered again has the same key."""
+    fields = [
+        event.payment_intent_id,
+        event.status,
+        event.transaction_status or "",
+        str(event.amount or ""),
+        event.currency or "",
+    ]
+    return hashlib.sha256(js_stringify(fields)).hexdigest()
+
+
+def same_money(event: PaymentEvent, link: Link) -> bool:
+    """False when XPay reports another amount or currency than the link asked for (events
+    that omit them, like reconciliation's, are taken as matching)."""
+    if event.amount is not None and Decimal(event.amount) != link.amount:
+        return False
+    return not (event.currency and event.currency.upper() != link.currency.upper())

@@ -1,0 +1,175 @@
+"""The job queue: work written in the transaction that caused it, claimed when due, marked
+done, or put back with a delay; see docs/decisions/0001-job-queue-in-the-database.md.
+
+Several processes may take jobs at once: on PostgreSQL they are claimed with
+``FOR UPDATE SKIP LOCKED`` and a lease, on SQLite the write lock serialises the claims.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from bot.db import utcnow
+from bot.links.kinds import JobKind
+from bot.links.store import LinkStore
+from bot.links.tables import Job, Link
+
+JOBS = Job.__table__
+CLAIM_LEASE = timedelta(seconds=60)
+# last_error of a job that was started but whose outcome was not recorded (yet).
+ATTEMPTED = "started, outcome not recorded"
+# Kinds that are work for the bot itself rather than Slack messages: queued for links
+# without a card too.
+OWN_WORK = frozenset({JobKind.CREATE, JobKind.PAYMENT, JobKind.DECISION})
+
+_INSERT = insert(JOBS)
+# Older cards of a link not yet done, covered by the card done after them.
+_COVER_OLDER_CARDS = (
+    update(JOBS)
+    .where(
+        Job.link_id == bindparam("b_link"),
+        Job.kind == JobKind.CARD.value,
+        Job.id < bindparam("b_id"),
+        Job.done_at.is_(None),
+    )
+    .values(done_at=bindparam("b_now"), attempts=Job.attempts + 1, claimed_until=None)
+)
+
+Claimed = tuple[Job, Link]
+
+
+class JobQueue:
+    """The jobs table of ``store``'s database."""
+
+    def __init__(self, store: LinkStore):
+        self.store = store
+
+    def enqueue(
+        self,
+        session: Session,
+        link: Link,
+        kind: JobKind,
+        *,
+        payload: dict[str, Any] | None = None,
+        dedupe_key: str | None = None,
+    ) -> None:
+        """Queue a job in the caller's transaction: a Slack message (links without a card
+        skip these) or work for the bot itself (:data:`OWN_WORK`)."""
+        kind = JobKind(kind)
+        if link.channel_id is None and kind not in OWN_WORK:
+            return
+        self.store.mark_queued(session)
+        session.execute(
+            _INSERT,
+            {
+                "link_id": link.id,
+                "kind": kind.value,
+                "payload": payload or {},
+                "dedupe_key": dedupe_key,
+                "next_attempt_at": utcnow(),
+            },
+        )
+
+    def claim(self, limit: int) -> list[Claimed]:
+        """Claim up to ``limit`` due jobs with their links, in one transaction, in the order
+        they fell due (ids break ties: a link's card before its replies).
+
+        The claim also marks each job as attempted: from here on a crash or a lost answer
+        leaves an outcome the next attempt must check rather than repeat. The jobs returned
+        keep the ``last_error`` they had before (None: a first attempt).
+        """
+        now = utcnow()
+        with self.store.transaction() as s:
+            query = (
+                select(Job)
+                .where(
+                    Job.done_at.is_(None),
+                    Job.next_attempt_at <= now,
+                    or_(Job.claimed_until.is_(None), Job.claimed_until < now),
+                )
+                # next_attempt_at first: the index of jobs not done gives that order, so a
+                # backlog is not sorted for every claim.
+                .order_by(Job.next_attempt_at, Job.id)
+                .limit(limit)
+            )
+            if self.store.is_postgres:
+                query = query.with_for_update(skip_locked=True)
+            jobs = list(s.scalars(query))
+            if not jobs:
+                return []
+            s.execute(
+                update(JOBS)
+                .where(Job.id.in_([job.id for job in jobs]))
+                .values(
+                    claimed_until=now + CLAIM_LEASE,
+                    last_error=func.coalesce(Job.last_error, ATTEMPTED),
+                )
+            )
+            links = {
+                link.id: link
+                for link in s.scalars(select(Link).where(Link.id.in_({j.link_id for j in jobs})))
+            }
+            s.expunge_all()
+        return [(job, links[job.link_id]) for job in jobs if job.link_id in links]
+
+    def retry(self, job: Job, delay: float, error: str) -> None:
+        """Give a claimed job back, due again in ``delay`` seconds."""
+        with self.store.transaction() as s:
+            s.execute(
+                update(JOBS)
+                .where(Job.id == job.id)
+                .values(
+                    attempts=Job.attempts + 1,
+                    next_attempt_at=utcnow() + timedelta(seconds=delay),
+                    claimed_until=None,
+                    last_error=error[:500],
+                )
+            )
+
+    def finish(self, jobs: Sequence[Job]) -> None:
+        """Mark ``jobs`` done in one transaction: the jobs by primary key, and for each card
+        the older cards of its link not done yet (a card renders the link's latest state,
+        so it covers them), by the link's index. One statement with every job's condition
+        OR-ed would make SQLite scan the whole backlog while holding the write lock."""
+        now = utcnow()
+        with self.store.transaction() as s:
+            s.execute(
+                update(JOBS)
+                .where(Job.id.in_([job.id for job in jobs]))
+                .values(
+                    done_at=func.coalesce(Job.done_at, now),
+                    attempts=Job.attempts + 1,
+                    claimed_until=None,
+                )
+            )
+            cards = [
+                {"b_link": job.link_id, "b_id": job.id, "b_now": now}
+                for job in jobs
+                if job.kind == JobKind.CARD
+            ]
+            if cards:
+                s.execute(_COVER_OLDER_CARDS, cards)
+
+    def release_claims(self, session: Session, now: datetime) -> int:
+        """End every claim on a job not done (their holder is gone); returns how many."""
+        result = session.execute(
+            update(JOBS)
+            .where(Job.done_at.is_(None), Job.claimed_until > now)
+            .values(claimed_until=None)
+        )
+        return result.rowcount or 0
+
+    def backlog(self, session: Session) -> tuple[int, float]:
+        """(jobs not done, age in seconds of the oldest)."""
+        count, oldest = session.execute(
+            select(func.count(Job.id), func.min(Job.created_at)).where(Job.done_at.is_(None))
+        ).one()
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=utcnow().tzinfo)
+        age = (utcnow() - oldest).total_seconds() if oldest else 0.0
+        return int(count), max(age, 0.0)
