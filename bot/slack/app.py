@@ -61,11 +61,9 @@ def build_bolt_app(ctx: SlackContext, client: WebClient) -> App:
         if settings.slack_signing_secret
         else "",
         token_verification_enabled=False,
-        # Listeners run in the request's own thread, and the answer leaves when they return.
-        # Every listener only acks (a modal submission: after checking it) and hands the
-        # rest to SlackContext's pools, so nothing slow comes first. Otherwise Bolt runs a
-        # listener on its pool while the request's thread polls for the ack every 10 ms:
-        # that poll was most of an ack's 12 ms at concurrency 1.
+        # Listeners run in the request's thread and only ack (a submission: after checking
+        # it); the rest goes to SlackContext's pools, so the answer leaves as soon as they
+        # return instead of at Bolt's next ack poll (docs/decisions/0012-ack-first.md).
         process_before_response=True,
         logger=bolt_logger,
     )
