@@ -36,7 +36,7 @@ class ConfigError(Exception):
 
 
 class Settings(BaseSettings):
-    """Every setting in SPEC.md's configuration table."""
+    """Every setting (docs/reference.md lists them for people)."""
 
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False

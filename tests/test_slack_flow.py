@@ -1,4 +1,4 @@
-"""The Slack flow end to end over real HTTP (SPEC.md, "The Slack flow").
+"""The Slack flow end to end over real HTTP (command, modal, approval, link, payment).
 
 A LocalStack per test: the WSGI app on waitress, the Slack Web API stand-in and the embedded
 sandbox gateway. Slack's side is played by the signed SlackSimulator; the customer's by HTTP

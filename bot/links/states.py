@@ -18,7 +18,7 @@ class Status(StrEnum):
 
     @property
     def label(self) -> str:
-        """The label people see (SPEC.md)."""
+        """The label people see in Slack and the CLI."""
         return LABELS[self]
 
     @property
