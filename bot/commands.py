@@ -214,8 +214,9 @@ def _reason(exc: Exception) -> str:
     )
 
 
-def create(settings: Settings, fields: dict[str, Any]) -> int:
-    """Create a link at XPay now and print its URL and reference."""
+def create(settings: Settings, fields: dict[str, Any], *, flags: dict[str, str]) -> int:
+    """Create a link at XPay now and print its URL and reference; ``flags`` names the
+    command-line flag of each field, for the error messages."""
     fields = {  # PAYLINK_SUCCESS_URL / PAYLINK_FAILURE_URL are the defaults, as in the modal
         **fields,
         "success_url": fields.get("success_url") or settings.paylink_success_url,
@@ -225,7 +226,7 @@ def create(settings: Settings, fields: dict[str, Any]) -> int:
         request = parse_with_settings(fields, settings)
     except CheckoutInvalid as exc:
         for name, message in exc.errors.items():
-            _err(f"--{name.replace('_', '-')}: {message}")
+            _err(f"{flags.get(name, name)}: {message}")
         return 2
     runtime = Runtime(settings, slack=False)
     try:
@@ -235,7 +236,7 @@ def create(settings: Settings, fields: dict[str, Any]) -> int:
         _err(str(exc))
         return 2
     except DuplicateReference:
-        _err(f"--reference: {request.order_reference} is already used by another link")
+        _err(f"{flags['order_reference']}: {request.order_reference} is already used")
         return 2
     finally:
         runtime.stop()

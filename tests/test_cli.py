@@ -8,6 +8,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -126,10 +127,29 @@ def test_create_with_bad_options(stack_env: dict[str, str], tmp_path: Path) -> N
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == [
         "paylink: --amount: Use at most 2 decimal places.",
-        "paylink: --customer-email: Enter a valid e-mail address, like name@example.com.",
+        "paylink: --email: Enter a valid e-mail address, like name@example.com.",
         "paylink: --success-url: Enter a full http:// or https:// address.",
     ], result.stderr
     assert result.stdout == ""
+
+
+def test_create_errors_name_the_flags_that_exist(stack_env: dict[str, str], tmp_path: Path) -> None:
+    result = paylink(
+        "create", "--amount", "5", "--name", " ", "--phone", "12", "--address", "x" * 201,
+        "--reference", "no spaces allowed", "--method", "cash", cwd=tmp_path, **stack_env,
+    )  # fmt: skip
+    assert result.returncode == 2
+    flags = [line.split(":")[1].strip() for line in result.stderr.splitlines() if line.strip()]
+    assert flags == ["--name", "--address", "--phone", "--reference", "--method"], result.stderr
+    for flag in flags:
+        assert f"  {flag} " in paylink("create", "--help", cwd=tmp_path).stdout
+
+
+def test_version_needs_no_configuration(tmp_path: Path) -> None:
+    for env in ({}, {"PAYLINK_CURRENCIES": "not-a-currency", "DATABASE_URL": "nonsense://"}):
+        result = paylink("--version", cwd=tmp_path, **env)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == f"paylink {version('paylink')}"
 
 
 def test_create_with_a_used_reference(
