@@ -83,15 +83,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bot.logs import setup_logging
 
     setup_logging()
+    from sqlalchemy.exc import DBAPIError
+
+    from bot.db import DatabaseUnusable
+
     try:
         settings = load_settings()
         return COMMANDS[args.command](settings, args)
     except ConfigError as exc:
-        for line in exc.lines:
-            print(f"paylink: {line}", file=sys.stderr)
-        return 2
+        lines = exc.lines
+    except DBAPIError as exc:  # the database is unreachable, or refused: say which, once
+        lines = DatabaseUnusable(settings.database_url, exc).lines
     except KeyboardInterrupt:
         return 130
+    for line in lines:
+        print(f"paylink: {line}", file=sys.stderr)
+    return 2
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:

@@ -11,9 +11,11 @@ import threading
 from typing import Any
 
 import requests
+from sqlalchemy.exc import DBAPIError
 
 from bot.checkout import CheckoutInvalid, parse_with_settings
 from bot.config import ConfigError, Settings
+from bot.db import DatabaseUnusable, make_engine
 from bot.links.store import DuplicateReference
 from bot.runtime import Role, Runtime
 from bot.schema import SchemaOutdated, current_revision, head_revision, require_current, upgrade
@@ -160,9 +162,10 @@ def check(settings: Settings) -> int:
             "SLACK_SIGNING_SECRET (for `paylink serve`) or SLACK_APP_TOKEN (for `paylink "
             "socket`) is not set: copy it from your Slack app's Basic Information page"
         )
-    runtime = Runtime(settings, slack=False)
+    engine = None
     try:
-        current, head = current_revision(runtime.engine), head_revision()
+        engine = make_engine(settings.database_url)
+        current, head = current_revision(engine), head_revision()
         if current != head:
             problems.append(
                 f"DATABASE_URL: schema at {current or 'nothing'}, needs {head}: "
@@ -170,11 +173,13 @@ def check(settings: Settings) -> int:
             )
         else:
             ok.append("database reachable, schema up to date")
-    except Exception as exc:
-        problems.append(
-            f"DATABASE_URL: cannot connect ({type(exc).__name__}): check the URL "
-            "and that the database server is running"
-        )
+    except DatabaseUnusable as exc:
+        problems.extend(exc.lines)
+    except DBAPIError as exc:
+        problems.extend(DatabaseUnusable(settings.database_url, exc).lines)
+    finally:
+        if engine is not None:
+            engine.dispose()
     if settings.slack_bot_token:
         from bot.slack.app import make_web_client
 
@@ -196,7 +201,6 @@ def check(settings: Settings) -> int:
             else "check XPAY_ENV / XPAY_BASE_URL and outbound HTTPS"
         )
         problems.append(f"XPay unreachable at {settings.xpay_url} ({type(exc).__name__}): {fix}")
-    runtime.engine.dispose()
     for line in ok:
         print(f"ok: {line}")
     print(f"webhook URL to set in the XPay portal: {settings.public_url}/xpay/webhook")

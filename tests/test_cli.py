@@ -228,3 +228,35 @@ def test_check_passes_against_a_running_stack(stack: LocalStack, tmp_path: Path)
     assert f"webhook URL to set in the XPay portal: {stack.base_url}/xpay/webhook" in result.stdout
     assert "problem:" not in result.stdout
     assert stack.signing_secret not in result.stdout + result.stderr
+
+
+BAD_DATABASES = {
+    "nonsense": ("nonsense://", "expected sqlite:///"),
+    "postgresql-closed-port": ("postgresql://127.0.0.1:{port}/x", "database server is running"),
+    "sqlite-unwritable": ("sqlite:///{tmp}/a-file/paylink.db", "may write there"),
+}
+
+
+@pytest.mark.parametrize("database", list(BAD_DATABASES))
+def test_a_database_paylink_cannot_use_is_one_line(tmp_path: Path, database: str) -> None:
+    """Every command ended in a traceback: SQLAlchemy's own, 40 to 100 lines of it."""
+    template, fix = BAD_DATABASES[database]
+    (tmp_path / "a-file").write_text("")  # a file where the database's directory should be
+    env = {
+        "DATABASE_URL": template.format(port=free_port(), tmp=tmp_path),
+        "SLACK_BOT_TOKEN": "xoxb-1",
+        "SLACK_SIGNING_SECRET": "s",
+        "SLACK_API_URL": f"http://127.0.0.1:{free_port()}/api/",
+        "PAYLINK_PUBLIC_URL": f"http://127.0.0.1:{free_port()}",
+    }
+    for command in ("serve", "migrate", "status"):
+        result = paylink(command, *(["REF"] if command == "status" else []), cwd=tmp_path, **env)
+        assert result.returncode == 2, (command, result.stderr)
+        [line] = result.stderr.splitlines()
+        assert line.startswith("paylink: DATABASE_URL: ") and fix in line, (command, line)
+    env.pop("SLACK_BOT_TOKEN")  # check would also try Slack
+    check = paylink("check", cwd=tmp_path, **env)
+    assert check.returncode == 1
+    assert "Traceback" not in check.stdout + check.stderr
+    [line] = [line for line in check.stdout.splitlines() if "DATABASE_URL" in line]
+    assert line.startswith("problem: DATABASE_URL: ") and fix in line, line
