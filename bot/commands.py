@@ -57,8 +57,10 @@ def serve(settings: Settings, *, port: int | None = None, threads: int = 16) -> 
 def socket_mode(settings: Settings) -> int:
     """Slack over Socket Mode; the webhook and health endpoints are still served on PORT."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
+    from slack_sdk.errors import SlackApiError
 
     from bot.server import Server
+    from bot.slack.failures import slack_failure
     from bot.web import create_app
 
     settings.require("slack_bot_token", "slack_app_token")
@@ -69,6 +71,16 @@ def socket_mode(settings: Settings) -> int:
     _start(runtime)
     try:
         SocketModeHandler(runtime.bolt_app, settings.slack_app_token.get_secret_value()).start()
+    except (SlackApiError, OSError) as exc:  # Slack refused the token or is out of reach
+        _err(
+            slack_failure(
+                exc,
+                call="apps.connections.open",
+                setting="SLACK_APP_TOKEN",
+                api_url=settings.slack_api_url,
+            )
+        )
+        return 1
     finally:
         server.close()
         runtime.stop()
@@ -181,15 +193,19 @@ def check(settings: Settings) -> int:
         if engine is not None:
             engine.dispose()
     if settings.slack_bot_token:
+        from slack_sdk.errors import SlackApiError
+
         from bot.slack.app import make_web_client
+        from bot.slack.failures import slack_failure
 
         try:
             auth = make_web_client(settings).auth_test()
             ok.append(f"Slack: connected as {auth.get('user')} in {auth.get('team')}")
-        except Exception as exc:
+        except (SlackApiError, OSError) as exc:
             problems.append(
-                f"SLACK_BOT_TOKEN: auth.test failed ({_reason(exc)}): reinstall the "
-                "app and copy the Bot User OAuth Token"
+                slack_failure(
+                    exc, call="auth.test", setting="SLACK_BOT_TOKEN", api_url=settings.slack_api_url
+                )
             )
     try:
         requests.get(settings.xpay_url, timeout=5)
@@ -207,15 +223,6 @@ def check(settings: Settings) -> int:
     for line in problems:
         print(f"problem: {line}")
     return 1 if problems else 0
-
-
-def _reason(exc: Exception) -> str:
-    response = getattr(exc, "response", None)
-    return (
-        response.get("error", type(exc).__name__)
-        if hasattr(response, "get")
-        else type(exc).__name__
-    )
 
 
 def create(settings: Settings, fields: dict[str, Any], *, flags: dict[str, str]) -> int:

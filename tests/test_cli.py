@@ -260,3 +260,56 @@ def test_a_database_paylink_cannot_use_is_one_line(tmp_path: Path, database: str
     assert "Traceback" not in check.stdout + check.stderr
     [line] = [line for line in check.stdout.splitlines() if "DATABASE_URL" in line]
     assert line.startswith("problem: DATABASE_URL: ") and fix in line, line
+
+
+def slack_problem(stack: LocalStack, tmp_path: Path, **env: str) -> str:
+    """The one problem `paylink check` reports about Slack."""
+    env = {
+        "DATABASE_URL": stack.settings.database_url,
+        "PAYLINK_PUBLIC_URL": stack.base_url,
+        "SLACK_SIGNING_SECRET": stack.signing_secret,
+        "SLACK_BOT_TOKEN": stack.settings.slack_bot_token.get_secret_value(),
+        "SLACK_API_URL": stack.settings.slack_api_url,
+        **env,
+    }
+    result = paylink("check", cwd=tmp_path, **env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    [problem] = [line for line in result.stdout.splitlines() if line.startswith("problem:")]
+    return problem
+
+
+def test_check_tells_slack_out_of_reach_from_a_refused_token(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """It said "reinstall the app" whatever happened, Slack out of reach included."""
+    refused = slack_problem(stack, tmp_path, SLACK_BOT_TOKEN="xoxb-not-this-one")
+    assert refused.startswith("problem: SLACK_BOT_TOKEN: Slack refused it"), refused
+    assert "invalid_auth" in refused and "reinstall the app" in refused
+
+    closed = f"http://127.0.0.1:{free_port()}/api/"
+    unreachable = slack_problem(stack, tmp_path, SLACK_API_URL=closed)
+    assert unreachable.startswith(f"problem: cannot reach Slack at {closed}"), unreachable
+    assert "Connection refused" in unreachable and "reinstall" not in unreachable
+
+    stack.slack.fail_next("auth.test", status=503, times=3)  # every retry too
+    troubled = slack_problem(stack, tmp_path)
+    assert troubled.startswith("problem: Slack answered auth.test with"), troubled
+    assert "reinstall" not in troubled
+
+
+def test_socket_mode_with_slack_out_of_reach_says_so_briefly(tmp_path: Path) -> None:
+    """It printed 104 lines: an ERROR per attempt at each call and a traceback."""
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
+        "SLACK_BOT_TOKEN": "xoxb-1",
+        "SLACK_APP_TOKEN": "xapp-1",
+        "SLACK_API_URL": f"http://127.0.0.1:{free_port()}/api/",
+        "PORT": str(free_port()),
+    }
+    assert paylink("migrate", cwd=tmp_path, **env).returncode == 0
+    result = paylink("socket", cwd=tmp_path, **env)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) <= 2, result.stderr
+    assert lines[-1].startswith("paylink: cannot reach Slack at "), lines
+    assert "Connection refused" in lines[-1]
