@@ -100,6 +100,31 @@ def test_card_stored_by_slack_that_then_answers_500_is_not_posted_again(
         assert s.scalars(select(Link.message_ts)).one() == card.ts
 
 
+def test_a_rate_limited_look_for_the_earlier_card_looks_again_later(
+    make_faulty: Callable[..., Flow],
+) -> None:
+    """Slack limits conversations.history to a call a minute and 15 messages for apps sold
+    outside its Marketplace. The bot looks only since the card could first have been posted,
+    and a 429 there means "look again later", never "post again" (a second card)."""
+    flow = make_faulty()
+    flow.slack.fail_next("chat.postMessage", status=500, after_effect=True)
+    flow.slack.fail_next("conversations.history", retry_after=1)
+    card = flow.request()
+    flow.idle(timeout=15)
+    assert len(cards(flow)) == 1
+    assert [c.status for c in posts_to(flow)] == [500]
+    looks = flow.slack.calls_of("conversations.history")
+    assert [c.status for c in looks] == [429, 200]
+    assert looks[1].at - looks[0].at >= 1.0
+    with flow.stack.runtime.store.reading() as s:
+        link = s.scalars(select(Link)).one()
+    assert link.message_ts == card.ts
+    for look in looks:
+        assert int(look.params["limit"]) <= 15
+        oldest = float(look.params["oldest"])
+        assert link.created_at.timestamp() - 120 < oldest < link.created_at.timestamp()
+
+
 def test_rate_limited_update_waits_for_retry_after_and_lands_once(
     make_faulty: Callable[..., Flow],
 ) -> None:
