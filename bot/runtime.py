@@ -81,7 +81,7 @@ class Runtime:
         self.service = LinkService(
             self.store,
             self.xpay,
-            is_approver=self.approvers.is_approver,
+            is_approver=self.approvers.may_decide,
             allow_self_approval=settings.paylink_allow_self_approval,
             executor=self.gateway_pool,
             via_worker=role == "web",

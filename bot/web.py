@@ -61,15 +61,24 @@ def create_app(runtime: Runtime) -> Flask:
 
     @app.get("/healthz")
     def healthz() -> Any:
+        # "paused": Slack has not confirmed the approver groups' members lately, so they
+        # cannot approve; the rest works, so the status stays ok.
+        groups = runtime.approvers.groups_state
         try:
             with runtime.store.reading() as s:
                 s.execute(text("SELECT 1"))
                 backlog, age = runtime.store.outbox_backlog(s)
         except Exception as exc:
             log.warning("health check: database unavailable: %s", type(exc).__name__)
-            return jsonify(status="unavailable", database="unavailable"), 503
+            return jsonify(
+                status="unavailable", database="unavailable", approver_groups=groups
+            ), 503
         return jsonify(
-            status="ok", database="ok", outbox_backlog=backlog, outbox_oldest_seconds=round(age, 1)
+            status="ok",
+            database="ok",
+            approver_groups=groups,
+            outbox_backlog=backlog,
+            outbox_oldest_seconds=round(age, 1),
         )
 
     @app.get("/metrics")

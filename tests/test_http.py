@@ -98,6 +98,7 @@ def test_healthz(stack: LocalStack) -> None:
     body = assert_json(requests.get(url(stack, "/healthz"), timeout=10), 200)
     assert body["status"] == "ok"
     assert body["database"] == "ok"
+    assert body["approver_groups"] == "none"  # approvers listed by user ID only
     assert isinstance(body["outbox_backlog"], int) and body["outbox_backlog"] >= 0
     assert isinstance(body["outbox_oldest_seconds"], int | float)
 
