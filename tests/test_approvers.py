@@ -42,8 +42,8 @@ def test_a_failing_lookup_keeps_the_last_good_list() -> None:
 
 
 def test_a_refusal_never_waits_on_slack_nor_asks_it_for_each_click() -> None:
-    """The first lookup failing (or slow) made every click by a non-approver wait for, and
-    make, a usergroups.users.list call of its own."""
+    """Before the first lookup has answered, a click by someone not listed is refused at
+    once, and a burst of them makes one usergroups.users.list call, not one each."""
     with SlackStandIn(bot_token="xoxb-test", usergroups={"S0FIN": ["U0ANA"]}) as slack:
         client = WebClient(token="xoxb-test", base_url=slack.base_url)
         directory = ApproverDirectory(client, ["U0BOB", "S0FIN"])
@@ -66,8 +66,8 @@ def test_a_refusal_never_waits_on_slack_nor_asks_it_for_each_click() -> None:
 def test_removed_members_stop_approving_once_slack_stops_confirming_them(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A failing usergroups.users.list kept the last good list for ever: someone removed
-    from the group went on approving."""
+    """While usergroups.users.list fails, the last list it gave approves for max_age only:
+    someone removed from the group meanwhile cannot go on approving."""
     with SlackStandIn(bot_token="xoxb-test", usergroups={"S0FIN": ["U0ANA"]}) as slack:
         client = WebClient(token="xoxb-test", base_url=slack.base_url)
         directory = ApproverDirectory(client, ["S0FIN"], ttl=0.05, max_age=0.5, retry=0.05)

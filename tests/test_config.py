@@ -345,7 +345,7 @@ def test_serve_refuses_an_outdated_schema_naming_migrate(tmp_path: Path) -> None
 def test_a_webhook_secret_of_only_commas_is_one_clear_line(
     monkeypatch: pytest.MonkeyPatch, value: str, env: str
 ) -> None:
-    """Accepted, it left no key to check a webhook with: every webhook was a 500."""
+    """Such a value leaves no key to check a webhook with: every webhook would be a 500."""
     for name in ("XPAY_API_KEY", "XPAY_ACCOUNT_ID", "XPAY_HMAC_SECRET"):
         monkeypatch.setenv(name, "x")
     monkeypatch.setenv("XPAY_ENV", env)
