@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import unicodedata
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
@@ -110,7 +111,16 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _clean(value: Any) -> str:
-    return " ".join(_CONTROL.sub(" ", str(value)).split()) if value is not None else ""
+    """One line of text: control characters as blanks, format characters gone, blanks
+    collapsed."""
+    if value is None:
+        return ""
+    text = _CONTROL.sub(" ", str(value))
+    if not text.isascii():
+        # Format characters (category Cf: bidi overrides such as U+202E, zero-width spaces
+        # and joiners) are invisible and make a name or an address show as other text.
+        text = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    return " ".join(text.split())
 
 
 def parse_amount(raw: Any, max_amount: Decimal | None = None) -> Decimal:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from bot.config import ConfigError, Settings, load_settings
 
@@ -18,6 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="paylink", description=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve = sub.add_parser("serve", help="serve Slack events, XPay webhooks and health over HTTP")
     serve.add_argument("--port", type=int, help="HTTP port (default: PORT or 3000)")
@@ -32,29 +35,42 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="bring the database schema up to date")
 
     create = sub.add_parser("create", help="create a checkout link now (no approval step)")
-    create.add_argument("--amount", required=True, help="amount in major units, e.g. 1500.50")
-    create.add_argument("--currency", help="ISO 4217 code (default: first of PAYLINK_CURRENCIES)")
-    create.add_argument("--name", required=True, dest="customer_name", help="customer name")
-    create.add_argument("--email", dest="customer_email", help="customer e-mail")
-    create.add_argument("--phone", dest="customer_phone", help="customer phone, e.g. 03415682456")
-    create.add_argument("--address", dest="address1", help="shipping address")
+    flags: dict[str, str] = {}  # field → the flag that sets it, for error messages
+
+    def option(flag: str, **kwargs: Any) -> None:
+        flags[create.add_argument(flag, **kwargs).dest] = flag
+
+    option("--amount", required=True, help="amount in major units, e.g. 1500.50")
+    option("--currency", help="ISO 4217 code (default: first of PAYLINK_CURRENCIES)")
+    option("--name", required=True, dest="customer_name", help="customer name")
+    option("--email", dest="customer_email", help="customer e-mail")
+    option("--phone", dest="customer_phone", help="customer phone, e.g. 03415682456")
+    option("--address", dest="address1", help="shipping address")
     for name in ("city", "province", "country", "zip"):
-        create.add_argument(f"--{name}", help=f"shipping {name}")
-    create.add_argument("--shipping-method", dest="shipping_method", help="e.g. Standard")
-    create.add_argument("--reference", dest="order_reference", help="order reference (generated)")
-    create.add_argument(
+        option(f"--{name}", help=f"shipping {name}")
+    option("--shipping-method", dest="shipping_method", help="e.g. Standard")
+    option("--reference", dest="order_reference", help="order reference (generated)")
+    option(
         "--method",
         dest="payment_methods",
         action="append",
         help="allowed payment method; repeat for several (default: all)",
     )
-    create.add_argument("--success-url", help="where the customer lands after paying")
-    create.add_argument("--failure-url", help="where the customer lands if the payment fails")
-    create.add_argument("--as", dest="actor", default="cli", help="who is recorded as creator")
+    option("--success-url", help="where the customer lands after paying")
+    option("--failure-url", help="where the customer lands if the payment fails")
+    option("--as", dest="actor", default="cli", help="who is recorded as creator")
+    create.set_defaults(flags=flags)
 
     status = sub.add_parser("status", help="show a link's status and history")
     status.add_argument("reference", help="the order reference")
     return parser
+
+
+def _version() -> str:
+    try:
+        return version("paylink")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(version unknown: not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,15 +83,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bot.logs import setup_logging
 
     setup_logging()
+    from sqlalchemy.exc import DBAPIError
+
+    from bot.db import DatabaseUnusable
+
     try:
         settings = load_settings()
         return COMMANDS[args.command](settings, args)
     except ConfigError as exc:
-        for line in exc.lines:
-            print(f"paylink: {line}", file=sys.stderr)
-        return 2
+        lines = exc.lines
+    except DBAPIError as exc:  # the database is unreachable, or refused: say which, once
+        lines = DatabaseUnusable(settings.database_url, exc).lines
     except KeyboardInterrupt:
         return 130
+    for line in lines:
+        print(f"paylink: {line}", file=sys.stderr)
+    return 2
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -117,7 +140,8 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 def _create(settings: Settings, args: argparse.Namespace) -> int:
     from bot.commands import create
 
-    return create(settings, vars(args))
+    fields = vars(args)
+    return create(settings, fields, flags=fields.pop("flags"))
 
 
 def _status(settings: Settings, args: argparse.Namespace) -> int:

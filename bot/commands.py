@@ -11,9 +11,11 @@ import threading
 from typing import Any
 
 import requests
+from sqlalchemy.exc import DBAPIError
 
 from bot.checkout import CheckoutInvalid, parse_with_settings
 from bot.config import ConfigError, Settings
+from bot.db import DatabaseUnusable, make_engine
 from bot.links.store import DuplicateReference
 from bot.runtime import Role, Runtime
 from bot.schema import SchemaOutdated, current_revision, head_revision, require_current, upgrade
@@ -55,8 +57,10 @@ def serve(settings: Settings, *, port: int | None = None, threads: int = 16) -> 
 def socket_mode(settings: Settings) -> int:
     """Slack over Socket Mode; the webhook and health endpoints are still served on PORT."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
+    from slack_sdk.errors import SlackApiError
 
     from bot.server import Server
+    from bot.slack.failures import slack_failure
     from bot.web import create_app
 
     settings.require("slack_bot_token", "slack_app_token")
@@ -67,6 +71,16 @@ def socket_mode(settings: Settings) -> int:
     _start(runtime)
     try:
         SocketModeHandler(runtime.bolt_app, settings.slack_app_token.get_secret_value()).start()
+    except (SlackApiError, OSError) as exc:  # Slack refused the token or is out of reach
+        _err(
+            slack_failure(
+                exc,
+                call="apps.connections.open",
+                setting="SLACK_APP_TOKEN",
+                api_url=settings.slack_api_url,
+            )
+        )
+        return 1
     finally:
         server.close()
         runtime.stop()
@@ -160,9 +174,10 @@ def check(settings: Settings) -> int:
             "SLACK_SIGNING_SECRET (for `paylink serve`) or SLACK_APP_TOKEN (for `paylink "
             "socket`) is not set: copy it from your Slack app's Basic Information page"
         )
-    runtime = Runtime(settings, slack=False)
+    engine = None
     try:
-        current, head = current_revision(runtime.engine), head_revision()
+        engine = make_engine(settings.database_url)
+        current, head = current_revision(engine), head_revision()
         if current != head:
             problems.append(
                 f"DATABASE_URL: schema at {current or 'nothing'}, needs {head}: "
@@ -170,21 +185,27 @@ def check(settings: Settings) -> int:
             )
         else:
             ok.append("database reachable, schema up to date")
-    except Exception as exc:
-        problems.append(
-            f"DATABASE_URL: cannot connect ({type(exc).__name__}): check the URL "
-            "and that the database server is running"
-        )
+    except DatabaseUnusable as exc:
+        problems.extend(exc.lines)
+    except DBAPIError as exc:
+        problems.extend(DatabaseUnusable(settings.database_url, exc).lines)
+    finally:
+        if engine is not None:
+            engine.dispose()
     if settings.slack_bot_token:
+        from slack_sdk.errors import SlackApiError
+
         from bot.slack.app import make_web_client
+        from bot.slack.failures import slack_failure
 
         try:
             auth = make_web_client(settings).auth_test()
             ok.append(f"Slack: connected as {auth.get('user')} in {auth.get('team')}")
-        except Exception as exc:
+        except (SlackApiError, OSError) as exc:
             problems.append(
-                f"SLACK_BOT_TOKEN: auth.test failed ({_reason(exc)}): reinstall the "
-                "app and copy the Bot User OAuth Token"
+                slack_failure(
+                    exc, call="auth.test", setting="SLACK_BOT_TOKEN", api_url=settings.slack_api_url
+                )
             )
     try:
         requests.get(settings.xpay_url, timeout=5)
@@ -196,7 +217,6 @@ def check(settings: Settings) -> int:
             else "check XPAY_ENV / XPAY_BASE_URL and outbound HTTPS"
         )
         problems.append(f"XPay unreachable at {settings.xpay_url} ({type(exc).__name__}): {fix}")
-    runtime.engine.dispose()
     for line in ok:
         print(f"ok: {line}")
     print(f"webhook URL to set in the XPay portal: {settings.public_url}/xpay/webhook")
@@ -205,17 +225,9 @@ def check(settings: Settings) -> int:
     return 1 if problems else 0
 
 
-def _reason(exc: Exception) -> str:
-    response = getattr(exc, "response", None)
-    return (
-        response.get("error", type(exc).__name__)
-        if hasattr(response, "get")
-        else type(exc).__name__
-    )
-
-
-def create(settings: Settings, fields: dict[str, Any]) -> int:
-    """Create a link at XPay now and print its URL and reference."""
+def create(settings: Settings, fields: dict[str, Any], *, flags: dict[str, str]) -> int:
+    """Create a link at XPay now and print its URL and reference; ``flags`` names the
+    command-line flag of each field, for the error messages."""
     fields = {  # PAYLINK_SUCCESS_URL / PAYLINK_FAILURE_URL are the defaults, as in the modal
         **fields,
         "success_url": fields.get("success_url") or settings.paylink_success_url,
@@ -225,7 +237,7 @@ def create(settings: Settings, fields: dict[str, Any]) -> int:
         request = parse_with_settings(fields, settings)
     except CheckoutInvalid as exc:
         for name, message in exc.errors.items():
-            _err(f"--{name.replace('_', '-')}: {message}")
+            _err(f"{flags.get(name, name)}: {message}")
         return 2
     runtime = Runtime(settings, slack=False)
     try:
@@ -235,7 +247,7 @@ def create(settings: Settings, fields: dict[str, Any]) -> int:
         _err(str(exc))
         return 2
     except DuplicateReference:
-        _err(f"--reference: {request.order_reference} is already used by another link")
+        _err(f"{flags['order_reference']}: {request.order_reference} is already used")
         return 2
     finally:
         runtime.stop()

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.errors import ConfigError
 from bot.payment_methods import PAYMENT_METHODS
 from bot.urls import is_http_url
 
@@ -21,18 +22,13 @@ SANDBOX_SECRET = "sandbox-not-a-secret"  # noqa: S105  (the embedded gateway's k
 CsvList = Annotated[list[str], NoDecode]
 
 
+def _parts(text: str) -> list[str]:
+    """The non-blank parts of a comma-separated value, stripped."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def _split_csv(value: object) -> object:
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
-
-
-class ConfigError(Exception):
-    """Configuration is missing or malformed; ``lines`` has one message per problem."""
-
-    def __init__(self, lines: list[str]):
-        super().__init__("\n".join(lines))
-        self.lines = lines
+    return _parts(value) if isinstance(value, str) else value
 
 
 class Settings(BaseSettings):
@@ -93,6 +89,14 @@ class Settings(BaseSettings):
         if value in (None, ""):
             return None
         return cls._http_url(value)
+
+    @field_validator("xpay_webhook_secret")
+    @classmethod
+    def _webhook_secret_list(cls, value: SecretStr | None) -> SecretStr | None:
+        # Set but nothing between the commas: every webhook would then find no key.
+        if value is not None and value.get_secret_value() and not _parts(value.get_secret_value()):
+            raise ValueError("expected one or more secrets separated by commas, got only commas")
+        return value
 
     @field_validator("paylink_approvers")
     @classmethod
@@ -184,8 +188,7 @@ class Settings(BaseSettings):
     @cached_property
     def webhook_secrets(self) -> list[str]:
         """Webhook HMAC secrets, newest first; several allow rotation."""
-        raw = _secret(self.xpay_webhook_secret)
-        secrets = [s.strip() for s in raw.split(",") if s.strip()]
+        secrets = _parts(_secret(self.xpay_webhook_secret))
         if not secrets and self.sandbox:
             secrets = [SANDBOX_SECRET]
         return secrets

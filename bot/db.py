@@ -7,10 +7,12 @@ import select
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 from sqlalchemy.types import DateTime, TypeDecorator
 
+from bot.errors import ConfigError
 from bot.sqlite import READ_ONLY, sqlite_engine
 
 
@@ -40,9 +42,45 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class DatabaseUnusable(ConfigError):
+    """DATABASE_URL names no database this process can use: one line saying what went wrong
+    and what to do, never the URL itself (it may carry a password)."""
+
+    def __init__(self, url: str, exc: Exception):
+        super().__init__([f"DATABASE_URL: {_what_failed(url, exc)}"])
+
+
+def _what_failed(url: str, exc: Exception) -> str:
+    if not isinstance(exc, DBAPIError):  # SQLAlchemy could not make an engine of the URL
+        return (
+            f"not a database URL Paylink can use ({exc}): expected sqlite:///paylink.db "
+            "or postgresql://user:password@host:5432/dbname"
+        )
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+    if url.startswith("sqlite"):
+        return (
+            f"cannot use the SQLite database {make_url(url).database} ({reason}): check that "
+            "its directory exists and that this user may write there"
+        )
+    if isinstance(exc, OperationalError | InterfaceError):
+        return (
+            f"cannot connect ({reason}): check the host, port, user and password, and that "
+            "the database server is running"
+        )
+    return f"the database refused ({reason}): check that its user may create and change tables"
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine for ``url``: SQLite as :func:`bot.sqlite.sqlite_engine` sets it up,
-    PostgreSQL through psycopg with connections checked before use."""
+    PostgreSQL through psycopg with connections checked before use.
+    :class:`DatabaseUnusable` when the URL names no database SQLAlchemy can open."""
+    try:
+        return _engine(url, **kwargs)
+    except (ArgumentError, ImportError) as exc:  # unknown scheme, driver not installed
+        raise DatabaseUnusable(url, exc) from None
+
+
+def _engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         return sqlite_engine(url, **kwargs)
     if url.startswith("postgresql://"):

@@ -60,6 +60,13 @@ def setup_logging(level: str = "INFO") -> None:
         "alembic",
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # slack_sdk logs an ERROR for each failed attempt at a call, retried or not, and then
+    # raises: whoever made the call says once what became of it.
+    logging.getLogger("slack_sdk.web.base_client").addFilter(_not_an_attempt)
     # A warning per request queued behind busy threads: under load, thousands of lines that
     # cost CPU the queue is waiting for (the load shows in latency and /metrics).
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+
+
+def _not_an_attempt(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Failed to send a request to Slack API server")

@@ -109,7 +109,7 @@ class Runtime:
         self.service = LinkService(
             self.store,
             self.xpay,
-            is_approver=self.approvers.is_approver,
+            is_approver=self.approvers.may_decide,
             allow_self_approval=settings.paylink_allow_self_approval,
             follow_up=follow_up,
             reconcile_after=timedelta(seconds=settings.paylink_reconcile_after),

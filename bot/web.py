@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -13,6 +13,7 @@ from flask import Flask, Response, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
 from slack_bolt.request import BoltRequest
+from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from slack_bolt import App
 
     from bot.config import Settings
+    from bot.links.queue import JobQueue
     from bot.links.service import LinkService
     from bot.links.store import LinkStore
     from bot.metrics import Metrics
@@ -40,6 +42,13 @@ WEBHOOK_PATH = "/xpay/webhook"
 SLACK_PATH = "/slack/events"
 
 
+class ApproverHealth(Protocol):
+    """What /healthz reports of the approver directory (``bot.slack.approvers``)."""
+
+    @property
+    def groups_state(self) -> str: ...
+
+
 class WebRuntime(Protocol):
     """The parts of the process the routes use; ``bot.runtime.Runtime`` has them all.
 
@@ -49,7 +58,9 @@ class WebRuntime(Protocol):
     settings: Settings
     metrics: Metrics
     store: LinkStore
+    queue: JobQueue
     service: LinkService
+    approvers: ApproverHealth
     bolt_app: App | None  # None when this process does not answer Slack (no token, worker)
 
 
@@ -76,16 +87,25 @@ def create_app(runtime: WebRuntime) -> Flask:
 
     @app.get("/healthz")
     def healthz() -> Any:
+        # "paused": Slack has not confirmed the approver groups' members lately, so they
+        # cannot approve; the rest works, so the status stays ok.
+        groups = runtime.approvers.groups_state
         try:
             with runtime.store.reading() as s:
                 s.execute(text("SELECT 1"))
                 backlog, age = runtime.queue.backlog(s)
         except Exception as exc:
             log.warning("health check: database unavailable: %s", type(exc).__name__)
-            return jsonify(status="unavailable", database="unavailable"), 503
+            return jsonify(
+                status="unavailable", database="unavailable", approver_groups=groups
+            ), 503
         # The job queue's backlog, under the keys health checks and monitors already read.
         return jsonify(
-            status="ok", database="ok", outbox_backlog=backlog, outbox_oldest_seconds=round(age, 1)
+            status="ok",
+            database="ok",
+            approver_groups=groups,
+            outbox_backlog=backlog,
+            outbox_oldest_seconds=round(age, 1),
         )
 
     @app.get("/metrics")
@@ -118,12 +138,19 @@ def front_routes(runtime: WebRuntime, fallback: WSGIApplication) -> WSGIApplicat
     and response machinery cost more than a webhook's own work (verify, one insert) and a
     tenth of a click's. The answers are the same as every other route's: JSON with a reason
     for a refusal (401/400/413 from :mod:`bot.xpay.webhooks`, 404 for an unknown intent,
-    413 for a Slack body over 1 MB, 400 for one Bolt cannot read), Bolt's own otherwise.
+    413 for a Slack body over 1 MB, 401 for one Slack did not sign, 400 for one Bolt cannot
+    read), Bolt's own otherwise.
     """
-    secrets, service, metrics = runtime.settings.webhook_secrets, runtime.service, runtime.metrics
+    settings = runtime.settings
+    secrets, service, metrics = settings.webhook_secrets, runtime.service, runtime.metrics
     bolt_app = runtime.bolt_app
+    signing_secret = settings.slack_signing_secret
     # Without a signing secret (Socket Mode) nothing could be verified: no Slack route.
-    slack = bolt_app is not None and bool(runtime.settings.slack_signing_secret)
+    verifier = (
+        SignatureVerifier(signing_secret.get_secret_value())
+        if bolt_app is not None and signing_secret
+        else None
+    )
 
     def webhook(environ: WSGIEnvironment) -> Answer:
         """The answer to one payment webhook."""
@@ -146,7 +173,7 @@ def front_routes(runtime: WebRuntime, fallback: WSGIApplication) -> WSGIApplicat
         return 200, {"success": True, "outcome": result.outcome}, []
 
     def slack_event(environ: WSGIEnvironment) -> Answer:
-        """Bolt's answer to one Slack request (it checks the signature)."""
+        """Bolt's answer to one Slack request, once its signature checked out."""
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -155,21 +182,25 @@ def front_routes(runtime: WebRuntime, fallback: WSGIApplication) -> WSGIApplicat
             return 413, {"success": False, "reason": "request body too large"}, []
         request = WsgiHttpRequest(environ)
         try:
-            # Bolt parses the body (and reads team/user ids out of it) before it checks
-            # the signature: invalid JSON, or JSON of another shape, from anyone would
-            # otherwise be a 500. Slack itself never sends such a body.
-            bolt_request = BoltRequest(
-                body=request.get_body(),
-                query=request.query_string,
-                headers=request.get_headers(),
-            )
-        except (ValueError, TypeError, AttributeError, KeyError):
+            body = request.get_body()
+        except UnicodeDecodeError:
+            return 400, {"success": False, "reason": "request body is not UTF-8"}, []
+        headers = request.get_headers()
+        refusal = _unsigned(verifier, body, headers)  # type: ignore[arg-type]
+        if refusal:
+            return 401, {"success": False, "reason": refusal}, []
+        try:
+            # Bolt parses the body (and reads team/user ids out of it) before it checks the
+            # signature, and an authentic body it cannot read would otherwise be a 500.
+            # Slack itself never sends such a body.
+            bolt_request = BoltRequest(body=body, query=request.query_string, headers=headers)
+        except (ValueError, TypeError, AttributeError, KeyError, RecursionError):
             return 400, {"success": False, "reason": "malformed request body"}, []
         answer = bolt_app.dispatch(bolt_request)  # type: ignore[union-attr]
-        headers = [(name, value) for name, values in answer.headers.items() for value in values]
-        return answer.status, answer.body.encode(), headers
+        sent = [(name, value) for name, values in answer.headers.items() for value in values]
+        return answer.status, answer.body.encode(), sent
 
-    routes = {WEBHOOK_PATH: webhook} | ({SLACK_PATH: slack_event} if slack else {})
+    routes = {WEBHOOK_PATH: webhook} | ({SLACK_PATH: slack_event} if verifier else {})
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -197,6 +228,20 @@ def front_routes(runtime: WebRuntime, fallback: WSGIApplication) -> WSGIApplicat
         return [body]
 
     return app
+
+
+def _unsigned(verifier: SignatureVerifier, body: str, headers: Mapping[str, Any]) -> str | None:
+    """Why a request to the Slack route is not one Slack signed in the last five minutes,
+    or None. Checked before anything parses the body: a stranger's body is never read."""
+    timestamp = headers.get("x-slack-request-timestamp")
+    signature = headers.get("x-slack-signature")
+    if not timestamp or not signature:
+        return "missing Slack signature"
+    try:
+        signed = verifier.is_valid(body, timestamp, signature)
+    except ValueError:  # slack_sdk reads the timestamp with int()
+        return "invalid X-Slack-Request-Timestamp"
+    return None if signed else "invalid or expired Slack signature"
 
 
 def _observe(metrics: Metrics, method: str, route: str, status: int, started: float) -> None:

@@ -1,19 +1,23 @@
-"""Approvers from user IDs and user groups; a click never waits on a slow group lookup."""
+"""Approvers from user IDs and user groups; a click never waits on a slow group lookup, and
+a group Slack stops confirming stops approving."""
 
 from __future__ import annotations
 
+import logging
 import time
 
+import pytest
 from slack_sdk import WebClient
 
 from bot.local.standin import SlackStandIn
-from bot.slack.approvers import ApproverDirectory
+from bot.slack.approvers import PAUSED, ApprovalsPaused, ApproverDirectory
 
 
 def test_groups_are_resolved_and_a_stale_list_answers_at_once() -> None:
     with SlackStandIn(bot_token="xoxb-test", usergroups={"S0FIN": ["U0ANA"]}) as slack:
         client = WebClient(token="xoxb-test", base_url=slack.base_url)
         directory = ApproverDirectory(client, ["U0BOB", "S0FIN"], ttl=0.2)
+        directory.refresh()  # as start-up does
         assert directory.is_approver("U0BOB") and directory.is_approver("U0ANA")
         assert not directory.is_approver("U0EVE")
         lookups = len(slack.calls_of("usergroups.users.list"))
@@ -35,3 +39,59 @@ def test_a_failing_lookup_keeps_the_last_good_list() -> None:
         slack.fail_next("usergroups.users.list", status=200, error="ratelimited")
         directory.refresh()
         assert directory.is_approver("U0ANA")
+
+
+def test_a_refusal_never_waits_on_slack_nor_asks_it_for_each_click() -> None:
+    """Before the first lookup has answered, a click by someone not listed is refused at
+    once, and a burst of them makes one usergroups.users.list call, not one each."""
+    with SlackStandIn(bot_token="xoxb-test", usergroups={"S0FIN": ["U0ANA"]}) as slack:
+        client = WebClient(token="xoxb-test", base_url=slack.base_url)
+        directory = ApproverDirectory(client, ["U0BOB", "S0FIN"])
+        slack.set_delay("usergroups.users.list", 1.0)
+        started = time.monotonic()
+        for _ in range(20):
+            assert not directory.is_approver("U0EVE")
+            with pytest.raises(ApprovalsPaused):
+                directory.may_decide("U0EVE")
+            assert directory.may_decide("U0BOB")  # listed by ID: never depends on Slack
+        assert time.monotonic() - started < 0.5
+        assert directory.groups_state == "paused"
+        slack.wait_for(lambda s: s.calls_of("usergroups.users.list"), timeout=5)
+        while directory.groups_state != "ok":  # the answer is on its way back
+            time.sleep(0.02)
+        assert directory.may_decide("U0ANA")
+        assert len(slack.calls_of("usergroups.users.list")) == 1
+
+
+def test_removed_members_stop_approving_once_slack_stops_confirming_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """While usergroups.users.list fails, the last list it gave approves for max_age only:
+    someone removed from the group meanwhile cannot go on approving."""
+    with SlackStandIn(bot_token="xoxb-test", usergroups={"S0FIN": ["U0ANA"]}) as slack:
+        client = WebClient(token="xoxb-test", base_url=slack.base_url)
+        directory = ApproverDirectory(client, ["S0FIN"], ttl=0.05, max_age=0.5, retry=0.05)
+        directory.refresh()
+        assert directory.may_decide("U0ANA")
+        confirmed = time.monotonic()
+
+        slack.usergroups["S0FIN"] = []  # Ana leaves the group; Slack stops answering
+        slack.fail_next("usergroups.users.list", status=503, times=10_000)
+        while directory.is_approver("U0ANA"):
+            assert time.monotonic() - confirmed < 5, "still approving"
+            time.sleep(0.02)
+        assert time.monotonic() - confirmed >= 0.5
+        with pytest.raises(ApprovalsPaused) as refused:
+            directory.may_decide("U0ANA")
+        assert refused.value.message == PAUSED
+        assert directory.groups_state == "paused"
+        assert any(
+            r.levelno == logging.WARNING and "paused" in r.getMessage() for r in caplog.records
+        )
+
+        slack.clear()  # Slack answers again, with the group as it is now
+        answered = time.monotonic()
+        while directory.groups_state != "ok":
+            assert time.monotonic() - answered < 5, "still paused"
+            time.sleep(0.02)
+        assert not directory.may_decide("U0ANA")

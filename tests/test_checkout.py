@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from decimal import Decimal
 from typing import Any
 
@@ -323,6 +324,29 @@ def test_non_ascii_text_is_kept() -> None:
     body = js_stringify(request.to_xpay_payload())
     assert "عائشہ خان".encode() in body
     assert "Lahore / لاہور".encode() in body
+
+
+FORMAT_CHARACTERS = [chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Cf"]
+
+
+def test_invisible_format_characters_are_dropped() -> None:
+    """A right-to-left override shows "Ayesha Khan\u202egnp.exe" as "Ayesha Khanexe.png";
+    zero-width characters make two names that look the same differ."""
+    request = parse(
+        customer_name="Ayesha\u200b Khan\u202egnp.exe",
+        address1="\u2066House 4\u2069, Street\ufeff 9",
+        city="Lah\u200dore",
+        order_reference="REF\u200b-1\u2060",
+    )
+    assert request.customer.name == "Ayesha Khangnp.exe"
+    assert request.shipping.address1 == "House 4, Street 9"
+    assert request.shipping.city == "Lahore"
+    assert request.order_reference == "REF-1"
+    body = js_stringify(request.to_xpay_payload()).decode()
+    assert not [c for c in body if unicodedata.category(c) == "Cf"]
+    every = parse(customer_name="A" + "".join(FORMAT_CHARACTERS) + "B", city="C\u2028D")
+    assert every.customer.name == "AB"
+    assert every.shipping.city == "C D"
 
 
 # Masking ---------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -126,10 +127,29 @@ def test_create_with_bad_options(stack_env: dict[str, str], tmp_path: Path) -> N
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == [
         "paylink: --amount: Use at most 2 decimal places.",
-        "paylink: --customer-email: Enter a valid e-mail address, like name@example.com.",
+        "paylink: --email: Enter a valid e-mail address, like name@example.com.",
         "paylink: --success-url: Enter a full http:// or https:// address.",
     ], result.stderr
     assert result.stdout == ""
+
+
+def test_create_errors_name_the_flags_that_exist(stack_env: dict[str, str], tmp_path: Path) -> None:
+    result = paylink(
+        "create", "--amount", "5", "--name", " ", "--phone", "12", "--address", "x" * 201,
+        "--reference", "no spaces allowed", "--method", "cash", cwd=tmp_path, **stack_env,
+    )  # fmt: skip
+    assert result.returncode == 2
+    flags = [line.split(":")[1].strip() for line in result.stderr.splitlines() if line.strip()]
+    assert flags == ["--name", "--address", "--phone", "--reference", "--method"], result.stderr
+    for flag in flags:
+        assert f"  {flag} " in paylink("create", "--help", cwd=tmp_path).stdout
+
+
+def test_version_needs_no_configuration(tmp_path: Path) -> None:
+    for env in ({}, {"PAYLINK_CURRENCIES": "not-a-currency", "DATABASE_URL": "nonsense://"}):
+        result = paylink("--version", cwd=tmp_path, **env)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == f"paylink {version('paylink')}"
 
 
 def test_create_with_a_used_reference(
@@ -218,3 +238,90 @@ def test_demo_from_the_console_script(tmp_path: Path, args: tuple[str, ...], fin
     assert "The thread in #C0APPROVALS:" in result.stdout
     assert "the checkout link is ready" in result.stdout
     assert result.stdout.rstrip().endswith(f"the card ends in {final}.")
+
+
+BAD_DATABASES = {
+    "nonsense": ("nonsense://", "expected sqlite:///"),
+    "postgresql-closed-port": ("postgresql://127.0.0.1:{port}/x", "database server is running"),
+    "sqlite-unwritable": ("sqlite:///{tmp}/a-file/paylink.db", "may write there"),
+}
+
+
+@pytest.mark.parametrize("database", list(BAD_DATABASES))
+def test_a_database_paylink_cannot_use_is_one_line(tmp_path: Path, database: str) -> None:
+    """One line naming DATABASE_URL and the fix, from every command, instead of
+    SQLAlchemy's traceback."""
+    template, fix = BAD_DATABASES[database]
+    (tmp_path / "a-file").write_text("")  # a file where the database's directory should be
+    env = {
+        "DATABASE_URL": template.format(port=free_port(), tmp=tmp_path),
+        "SLACK_BOT_TOKEN": "xoxb-1",
+        "SLACK_SIGNING_SECRET": "s",
+        "SLACK_API_URL": f"http://127.0.0.1:{free_port()}/api/",
+        "PAYLINK_PUBLIC_URL": f"http://127.0.0.1:{free_port()}",
+    }
+    for command in ("serve", "migrate", "status"):
+        result = paylink(command, *(["REF"] if command == "status" else []), cwd=tmp_path, **env)
+        assert result.returncode == 2, (command, result.stderr)
+        [line] = result.stderr.splitlines()
+        assert line.startswith("paylink: DATABASE_URL: ") and fix in line, (command, line)
+    env.pop("SLACK_BOT_TOKEN")  # check would also try Slack
+    check = paylink("check", cwd=tmp_path, **env)
+    assert check.returncode == 1
+    assert "Traceback" not in check.stdout + check.stderr
+    [line] = [line for line in check.stdout.splitlines() if "DATABASE_URL" in line]
+    assert line.startswith("problem: DATABASE_URL: ") and fix in line, line
+
+
+def slack_problem(stack: LocalStack, tmp_path: Path, **env: str) -> str:
+    """The one problem `paylink check` reports about Slack."""
+    env = {
+        "DATABASE_URL": stack.settings.database_url,
+        "PAYLINK_PUBLIC_URL": stack.base_url,
+        "SLACK_SIGNING_SECRET": stack.signing_secret,
+        "SLACK_BOT_TOKEN": stack.settings.slack_bot_token.get_secret_value(),
+        "SLACK_API_URL": stack.settings.slack_api_url,
+        **env,
+    }
+    result = paylink("check", cwd=tmp_path, **env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    [problem] = [line for line in result.stdout.splitlines() if line.startswith("problem:")]
+    return problem
+
+
+def test_check_tells_slack_out_of_reach_from_a_refused_token(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """Each has its own fix: only a token Slack refused means "reinstall the app"."""
+    refused = slack_problem(stack, tmp_path, SLACK_BOT_TOKEN="xoxb-not-this-one")
+    assert refused.startswith("problem: SLACK_BOT_TOKEN: Slack refused it"), refused
+    assert "invalid_auth" in refused and "reinstall the app" in refused
+
+    closed = f"http://127.0.0.1:{free_port()}/api/"
+    unreachable = slack_problem(stack, tmp_path, SLACK_API_URL=closed)
+    assert unreachable.startswith(f"problem: cannot reach Slack at {closed}"), unreachable
+    assert "Connection refused" in unreachable and "reinstall" not in unreachable
+
+    stack.slack.fail_next("auth.test", status=503, times=3)  # every retry too
+    troubled = slack_problem(stack, tmp_path)
+    assert troubled.startswith("problem: Slack answered auth.test with"), troubled
+    assert "reinstall" not in troubled
+
+
+def test_socket_mode_with_slack_out_of_reach_says_so_briefly(tmp_path: Path) -> None:
+    """At most two lines (start-up's own warning and the reason it stops), no traceback and
+    no ERROR per attempt at each call."""
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
+        "SLACK_BOT_TOKEN": "xoxb-1",
+        "SLACK_APP_TOKEN": "xapp-1",
+        "SLACK_API_URL": f"http://127.0.0.1:{free_port()}/api/",
+        "PORT": str(free_port()),
+    }
+    assert paylink("migrate", cwd=tmp_path, **env).returncode == 0
+    result = paylink("socket", cwd=tmp_path, **env)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) <= 2, result.stderr
+    assert lines[-1].startswith("paylink: cannot reach Slack at "), lines
+    assert "Connection refused" in lines[-1]

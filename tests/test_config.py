@@ -339,3 +339,17 @@ def test_serve_refuses_an_outdated_schema_naming_migrate(tmp_path: Path) -> None
     assert result.returncode == 2
     assert "paylink migrate" in result.stderr and "DATABASE_URL" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("value", [" , ", ",", "   "])
+@pytest.mark.parametrize("env", ["sandbox", "live"])
+def test_a_webhook_secret_of_only_commas_is_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch, value: str, env: str
+) -> None:
+    """Such a value leaves no key to check a webhook with: every webhook would be a 500."""
+    for name in ("XPAY_API_KEY", "XPAY_ACCOUNT_ID", "XPAY_HMAC_SECRET"):
+        monkeypatch.setenv(name, "x")
+    monkeypatch.setenv("XPAY_ENV", env)
+    lines = errors_for(monkeypatch, "XPAY_WEBHOOK_SECRET", value)
+    assert len(lines) == 1
+    assert lines[0].startswith("XPAY_WEBHOOK_SECRET: expected one or more secrets"), lines

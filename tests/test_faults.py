@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
+import requests
 from sqlalchemy import select
 
 from bot.links.tables import Link
@@ -98,6 +99,58 @@ def test_card_stored_by_slack_that_then_answers_500_is_not_posted_again(
     assert [c.status for c in posts_to(flow)] == [500]
     with flow.stack.runtime.store.reading() as s:
         assert s.scalars(select(Link.message_ts)).one() == card.ts
+
+
+def test_a_rate_limited_look_for_the_earlier_card_looks_again_later(
+    make_faulty: Callable[..., Flow],
+) -> None:
+    """Slack limits conversations.history to a call a minute and 15 messages for apps sold
+    outside its Marketplace. The bot looks only since the card could first have been posted,
+    and a 429 there means "look again later", never "post again" (a second card)."""
+    flow = make_faulty()
+    flow.slack.fail_next("chat.postMessage", status=500, after_effect=True)
+    flow.slack.fail_next("conversations.history", retry_after=1)
+    card = flow.request()
+    flow.idle(timeout=15)
+    assert len(cards(flow)) == 1
+    assert [c.status for c in posts_to(flow)] == [500]
+    looks = flow.slack.calls_of("conversations.history")
+    assert [c.status for c in looks] == [429, 200]
+    assert looks[1].at - looks[0].at >= 1.0
+    with flow.stack.runtime.store.reading() as s:
+        link = s.scalars(select(Link)).one()
+    assert link.message_ts == card.ts
+    for look in looks:
+        assert int(look.params["limit"]) <= 15
+        oldest = float(look.params["oldest"])
+        assert link.created_at.timestamp() - 120 < oldest < link.created_at.timestamp()
+
+
+def test_approvals_pause_when_slack_stops_confirming_the_approver_group(
+    make_faulty: Callable[..., Flow],
+) -> None:
+    """usergroups.users.list failing for good: the group's members are refused, told why,
+    and /healthz says so, rather than the last list they were read from approving for ever."""
+    flow = make_faulty(paylink_approvers=["S0FINANCE"])
+    card = flow.request()
+    approvers = flow.stack.runtime.approvers
+    approvers.ttl, approvers.max_age, approvers.retry = 0.05, 0.5, 0.05
+    flow.slack.fail_next("usergroups.users.list", status=503, times=10_000)
+
+    def groups() -> str:
+        health = requests.get(flow.stack.base_url + "/healthz", timeout=5)
+        assert health.status_code == 200
+        return health.json()["approver_groups"]
+
+    deadline = time.monotonic() + 10
+    while groups() != "paused":
+        assert time.monotonic() < deadline, "the approver group never paused"
+        time.sleep(0.05)
+    flow.click(APPROVER, card.ts, "paylink_approve")
+    flow.wait_ephemeral(APPROVER, "Approvals are paused")
+    flow.idle()
+    assert "Awaiting approval" in flow.status(card.ts)
+    assert flow.intent_count() == 0
 
 
 def test_rate_limited_update_waits_for_retry_after_and_lands_once(

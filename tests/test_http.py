@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -97,6 +98,7 @@ def test_healthz(stack: LocalStack) -> None:
     body = assert_json(requests.get(url(stack, "/healthz"), timeout=10), 200)
     assert body["status"] == "ok"
     assert body["database"] == "ok"
+    assert body["approver_groups"] == "none"  # approvers listed by user ID only
     assert isinstance(body["outbox_backlog"], int) and body["outbox_backlog"] >= 0
     assert isinstance(body["outbox_oldest_seconds"], int | float)
 
@@ -210,3 +212,69 @@ def test_two_megabyte_slack_post_is_413(stack: LocalStack) -> None:
         timeout=30,
     )
     assert response.status_code == 413
+
+
+# Bodies and headers nobody should send ------------------------------------------------------
+
+DEEP = "[" * 50_000  # 50,000 nested brackets: json.loads runs out of stack
+
+
+def slack_post(
+    stack: LocalStack, body: str, content_type: str, **headers: str
+) -> requests.Response:
+    sent = {**stack.simulator.signed_headers(body, content_type), **headers}
+    return requests.post(url(stack, "/slack/events"), data=body, headers=sent, timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("send", "status", "reason"),
+    [
+        pytest.param(
+            lambda st: slack_post(
+                st, "{}", "application/json", **{"X-Slack-Request-Timestamp": "abc"}
+            ),
+            401,
+            "X-Slack-Request-Timestamp",
+            id="slack-timestamp-abc",
+        ),
+        pytest.param(
+            lambda st: slack_post(st, DEEP, "application/json", **{"X-Slack-Signature": "v0=0"}),
+            401,
+            "signature",
+            id="slack-deep-unsigned",
+        ),
+        pytest.param(
+            lambda st: slack_post(st, DEEP, "application/json"), 400, "malformed", id="slack-deep"
+        ),
+        pytest.param(
+            lambda st: slack_post(st, "payload=" + DEEP, "application/x-www-form-urlencoded"),
+            400,
+            "malformed",
+            id="slack-deep-form",
+        ),
+        pytest.param(
+            lambda st: post_webhook(st, DEEP.encode(), "0" * 64),
+            401,
+            "signature",
+            id="webhook-deep-unsigned",
+        ),
+        pytest.param(
+            lambda st: post_webhook(st, DEEP.encode(), sign(webhook_secret(st), DEEP.encode())),
+            400,
+            "JSON",
+            id="webhook-deep",
+        ),
+    ],
+)
+def test_garbage_is_refused_with_a_reason_and_no_traceback(
+    stack: LocalStack,
+    caplog: pytest.LogCaptureFixture,
+    send: Any,
+    status: int,
+    reason: str,
+) -> None:
+    caplog.set_level(logging.INFO)
+    reply = assert_json(send(stack), status)
+    assert reply["success"] is False and reason in reply["reason"], reply
+    loud = [r for r in caplog.records if r.levelno > logging.INFO or r.exc_info]
+    assert not loud, [(r.name, r.levelname, r.getMessage()) for r in loud]

@@ -489,3 +489,20 @@ def test_wait_for_and_concurrent_posts(slack: SlackStandIn, client: WebClient) -
         slack.wait_for(lambda s: s.calls_of("views.open"), timeout=0.1)
     slack.clear()
     assert slack.calls == [] and slack.messages() == []
+
+
+def test_history_and_replies_honour_oldest(slack: SlackStandIn, client: WebClient) -> None:
+    parent = client.chat_postMessage(channel="C1", text="before")["ts"]
+    client.chat_postMessage(channel="C1", text="reply before", thread_ts=parent)
+    time.sleep(0.05)
+    since = time.time()
+    client.chat_postMessage(channel="C1", text="after")
+    client.chat_postMessage(channel="C1", text="reply after", thread_ts=parent)
+
+    def texts(response: Any) -> list[str]:
+        return [m["text"] for m in response["messages"]]
+
+    assert texts(client.conversations_history(channel="C1")) == ["after", "before"]
+    assert texts(client.conversations_history(channel="C1", oldest=str(since))) == ["after"]
+    replies = client.conversations_replies(channel="C1", ts=parent, oldest=str(since))
+    assert texts(replies) == ["before", "reply after"]  # the parent always comes first

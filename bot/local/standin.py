@@ -24,6 +24,8 @@ Behaviour worth knowing:
   returns that channel ID, as Slack does; ``chat.update`` then needs the ``D…`` ID.
 * A ``trigger_id`` is single use: reusing one answers ``exchanged_trigger_id``; one that
   starts with ``expired`` answers ``expired_trigger_id``.
+* ``conversations.history`` and ``.replies`` honour ``oldest`` against the time a message
+  was posted (its ``ts`` counts up from 1700000000, so it is no time).
 * Connections are kept alive (HTTP/1.1), as Slack's are; ``connections_accepted`` counts
   them, and ``stop()`` ends the open ones.
 * Invalid blocks/views answer ``invalid_blocks`` with Slack-style ``errors`` messages
@@ -475,6 +477,7 @@ class PostedMessage:
     attachments: list[Any] | None = None
     metadata: dict[str, Any] | None = None
     user: str = ""
+    posted_at: float = 0.0  # time.time() when it was posted
 
 
 @dataclass
@@ -1036,6 +1039,7 @@ class SlackStandIn:
             attachments=params.get("attachments"),
             metadata=params.get("metadata"),
             user=self.bot_user_id,
+            posted_at=call.at,
         )
         self._messages[(channel, msg.ts)] = msg
         body = {"channel": channel, "ts": msg.ts, "message": self._message_payload(msg)}
@@ -1114,16 +1118,19 @@ class SlackStandIn:
         return out
 
     def _conversations_history(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
-        """Top-level messages, newest first (``limit``; metadata with include_all_metadata)."""
+        """Top-level messages, newest first (``limit``, ``oldest``; metadata with
+        include_all_metadata)."""
         channel = params.get("channel")
         if not channel:
             raise _ApiError("channel_not_found")
-        limit = int(params.get("limit") or 100)
+        limit, oldest = int(params.get("limit") or 100), float(params.get("oldest") or 0)
         found = sorted(
             (
                 m
                 for m in self._messages.values()
-                if m.channel == channel and (m.thread_ts is None or m.thread_ts == m.ts)
+                if m.channel == channel
+                and (m.thread_ts is None or m.thread_ts == m.ts)
+                and m.posted_at >= oldest
             ),
             key=lambda m: _ts_key(m.ts),
             reverse=True,
@@ -1134,15 +1141,19 @@ class SlackStandIn:
         }
 
     def _conversations_replies(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
-        """The parent message and its replies, oldest first."""
+        """The parent message and its replies since ``oldest``, oldest first."""
         channel, ts = params.get("channel"), str(params.get("ts") or "")
         if not channel:
             raise _ApiError("channel_not_found")
         if (channel, ts) not in self._messages:
             raise _ApiError("thread_not_found")
-        limit = int(params.get("limit") or 100)
+        limit, oldest = int(params.get("limit") or 100), float(params.get("oldest") or 0)
         found = [self._messages[(channel, ts)]] + sorted(
-            (m for m in self._messages.values() if m.channel == channel and m.thread_ts == ts),
+            (
+                m
+                for m in self._messages.values()
+                if m.channel == channel and m.thread_ts == ts and m.posted_at >= oldest
+            ),
             key=lambda m: _ts_key(m.ts),
         )
         return {

@@ -1,28 +1,66 @@
-"""Who may approve: user IDs and the members of user groups, refreshed every few minutes."""
+"""Who may approve: user IDs, and the members of user groups as Slack last confirmed them.
+
+A group's members are refreshed in the background every ``ttl`` seconds. They approve only
+while Slack has confirmed them within ``max_age`` seconds: a group Paylink cannot read (the
+scope removed, Slack down) must not let people removed from it approve forever, so after
+that its members are refused, with a word on why, until Slack answers again. No answer
+waits on Slack, a refusal least of all: a click's trigger_id lives 3 seconds.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from typing import Literal
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.links.service import Refused
+
 log = logging.getLogger("bot.slack")
+
+PAUSED = (
+    "Approvals are paused: Paylink cannot read the approvers' user group from Slack right "
+    "now, so it cannot tell who is in it. Try again in a few minutes, or ask whoever runs "
+    "Paylink to look at its logs."
+)
+
+GroupsState = Literal["none", "ok", "paused"]
+
+
+class ApprovalsPaused(Refused):
+    """The answer depends on user groups Slack has not confirmed lately."""
+
+    def __init__(self) -> None:
+        super().__init__(PAUSED)
 
 
 class ApproverDirectory:
-    """Answers ``is_approver(user_id)`` from PAYLINK_APPROVERS (U… users, S… groups)."""
+    """Answers who may approve from PAYLINK_APPROVERS (U… users, S… groups)."""
 
-    def __init__(self, client: WebClient | None, ids: list[str], *, ttl: float = 300.0):
+    def __init__(
+        self,
+        client: WebClient | None,
+        ids: list[str],
+        *,
+        ttl: float = 300.0,
+        max_age: float = 900.0,
+        retry: float = 30.0,
+    ):
+        """``ttl``: seconds between refreshes; ``max_age``: seconds the groups' members
+        approve without a successful one; ``retry``: seconds between failed tries."""
         self.client = client
         self.users = {i for i in ids if not i.startswith("S")}
         self.groups = [i for i in ids if i.startswith("S")]
-        self.ttl = ttl
-        self._members: set[str] = set()
-        self._fetched_at = 0.0
+        self.ttl, self.max_age, self.retry = ttl, max_age, retry
+        self._members: frozenset[str] = frozenset()
+        self._confirmed_at: float | None = None  # monotonic; the last successful refresh
+        self._tried_at: float | None = None
         self._refreshing = False
+        self._failing = False  # the last refresh failed
+        self._paused = False  # the pause was logged
         self._lock = threading.Lock()
 
     @property
@@ -31,43 +69,86 @@ class ApproverDirectory:
         return bool(self.users or self.groups)
 
     def is_approver(self, user_id: str) -> bool:
-        """True when the user is listed or belongs to a listed user group."""
-        return user_id in self.users or user_id in self._group_members()
+        """True when the user is listed, or in a listed group as Slack confirmed lately."""
+        try:
+            return self.may_decide(user_id)
+        except ApprovalsPaused:
+            return False
 
-    def _group_members(self) -> set[str]:
-        """Members of the groups. Only the very first answer waits for Slack; after that a
-        stale list is answered at once and refreshed in the background, so a click (whose
-        trigger_id lives 3 s) never waits on usergroups.users.list."""
+    def may_decide(self, user_id: str) -> bool:
+        """:meth:`is_approver` for a decision, which says why when it cannot know:
+        :class:`ApprovalsPaused` (a Refused) when that depends on groups gone unconfirmed."""
+        if user_id in self.users:
+            return True
+        members = self._members_now()
+        if members is None:
+            raise ApprovalsPaused
+        return user_id in members
+
+    @property
+    def groups_state(self) -> GroupsState:
+        """``none`` (no groups listed), ``ok``, or ``paused`` (members unconfirmed)."""
         if not self.groups or self.client is None:
-            return set()
+            return "none"
+        return "paused" if self._members_now() is None else "ok"
+
+    def _members_now(self) -> frozenset[str] | None:
+        """The groups' members, or None when Slack has not confirmed them within max_age;
+        starts a refresh in the background when one is due."""
+        if not self.groups or self.client is None:
+            return frozenset()
+        now = time.monotonic()
         with self._lock:
-            fetched, age = self._fetched_at > 0, time.monotonic() - self._fetched_at
-            refresh = age >= self.ttl and not self._refreshing
-            if refresh:
-                self._refreshing = True
-        if not fetched:
-            self.refresh()
-        elif refresh:
-            threading.Thread(target=self.refresh, name="approvers", daemon=True).start()
-        return self._members
+            confirmed = self._confirmed_at
+            due = (
+                not self._refreshing
+                and (confirmed is None or now - confirmed >= self.ttl)
+                and not (self._failing and now - (self._tried_at or 0) < self.retry)
+            )
+            if due:
+                self._refreshing, self._tried_at = True, now
+            expired = confirmed is None or now - confirmed >= self.max_age
+            # Said once per outage, when it starts to matter (not while start-up warms up).
+            pausing = expired and self._failing and not self._paused
+            self._paused = self._paused or pausing
+            members = self._members
+        if due:
+            threading.Thread(target=self._refresh, name="approvers", daemon=True).start()
+        if pausing:
+            log.warning(
+                "approvals by members of %s are paused: Slack has not confirmed who is in "
+                "them %s; they are refused until usergroups.users.list answers again",
+                ",".join(self.groups),
+                "since start-up" if confirmed is None else f"for {now - confirmed:.0f} s",
+            )
+        return None if expired else members
 
     def refresh(self) -> None:
-        """Fetch the groups' members now (also called once at start-up)."""
+        """Fetch the groups' members now (start-up warms the list with it)."""
         if not self.groups or self.client is None:
             return
+        with self._lock:
+            self._refreshing, self._tried_at = True, time.monotonic()
+        self._refresh()
+
+    def _refresh(self) -> None:
         members: set[str] = set()
+        failure = None
         try:
             for group in self.groups:
-                members.update(self.client.usergroups_users_list(usergroup=group)["users"])
+                answer = self.client.usergroups_users_list(usergroup=group)  # type: ignore[union-attr]
+                members.update(answer["users"])
         except SlackApiError as exc:
-            # Keep the last good list rather than lock every approver out.
-            log.warning("usergroups.users.list failed: %s", exc.response.get("error"))
-            members = self._members
-        except Exception as exc:  # Slack unreachable: same, try again next time
-            log.warning("usergroups.users.list failed: %s", type(exc).__name__)
-            members = self._members
-        else:
-            with self._lock:
-                self._fetched_at = time.monotonic()
+            failure = str(exc.response.get("error") or exc.response.status_code)
+        except Exception as exc:  # Slack out of reach: try again after `retry`
+            failure = type(exc).__name__
         with self._lock:
-            self._members, self._refreshing = members, False
+            self._refreshing, self._failing = False, failure is not None
+            resumed = self._paused and failure is None
+            if failure is None:
+                self._members, self._confirmed_at = frozenset(members), time.monotonic()
+                self._paused = False
+        if failure is not None:
+            log.warning("usergroups.users.list failed: %s", failure)
+        elif resumed:
+            log.info("usergroups.users.list answers again: approvals by the groups' members resume")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -36,7 +37,11 @@ PERMANENT = {
 # .replies, scopes channels:history and groups:history) and adopts it instead of posting twice.
 CARD_EVENT = "paylink_card"
 REPLY_EVENT = "paylink_reply"
-LOOKBACK = 200
+# Slack allows apps distributed outside its Marketplace one such call a minute and 15
+# messages, so the bot looks only at what was posted since the effect could first have been
+# attempted, less a margin for the clocks of Slack and this machine.
+LOOKBACK = 15
+CLOCK_MARGIN = timedelta(minutes=1)
 
 
 def tell(client: WebClient, channel: str | None, user: str, text: str) -> None:
@@ -139,22 +144,26 @@ class SlackDelivery:
             text, card_blocks = blocks.card(link, approvers_configured=self.approvers_configured)
 
     def _earlier_post(self, message: Job, link: Link, event: str, key: str) -> str | None:
-        """The ts of a post an earlier attempt made for this effect, if it landed."""
+        """The ts of a post an earlier attempt made for this effect, if it landed. Slack's
+        429 is raised: the next attempt looks again, rather than post a second time."""
         if message.last_error is None or not link.channel_id:
             return None  # first attempt (the drainer marks each claim): nothing posted yet
+        # No attempt precedes its row; a link's card rows are delivered as one (the newest
+        # row stands for older ones), so any of them may have posted it since the link began.
+        since = (link.created_at if event == CARD_EVENT else message.created_at) - CLOCK_MARGIN
+        window = {"limit": LOOKBACK, "oldest": f"{since.timestamp():.6f}"}
         try:
             if event == CARD_EVENT:
                 found = self.client.conversations_history(
-                    channel=link.channel_id, limit=LOOKBACK, include_all_metadata=True
+                    channel=link.channel_id, include_all_metadata=True, **window
                 )
             else:
                 found = self.client.conversations_replies(
-                    channel=link.channel_id,
-                    ts=link.message_ts,
-                    limit=LOOKBACK,
-                    include_all_metadata=True,
+                    channel=link.channel_id, ts=link.message_ts, include_all_metadata=True, **window
                 )
         except SlackApiError as exc:
+            if exc.response is not None and exc.response.status_code == 429:
+                raise
             # Without history access we cannot check; posting again is better than never.
             log.warning(
                 "cannot check for an earlier post (%s); posting again",
