@@ -150,7 +150,7 @@ class Runtime:
 
         self.delivery_client = make_web_client(self.settings, retries=False)
         slack = SlackDelivery(
-            self.delivery_client, self.store, approvers_configured=self.approvers.configured
+            self.delivery_client, self.queue, approvers_configured=self.approvers.configured
         )
         work = QueuedWork(self.service, self.inline, slack.tell)
         return JobRunner(self.queue, slack.handlers() | work.handlers(), together=work.together())

@@ -101,6 +101,26 @@ def test_card_stored_by_slack_that_then_answers_500_is_not_posted_again(
         assert s.scalars(select(Link.message_ts)).one() == card.ts
 
 
+def test_a_newer_card_job_looks_for_the_card_an_older_one_may_have_posted(
+    make_faulty: Callable[..., Flow],
+) -> None:
+    """Slack stores the first post of a card and answers 500; before that job's retry the
+    request changes (the rep cancels it), so a newer card job runs first. It must look for
+    the card the older job may have posted instead of posting a second one."""
+    flow = make_faulty()
+    flow.slack.fail_next("chat.postMessage", status=500, after_effect=True)
+    flow.submit()
+    flow.slack.wait_for(lambda s: len(posts_to(flow)) == 1)
+    with flow.stack.runtime.store.reading() as s:
+        link_id = s.scalars(select(Link.id)).one()
+    flow.stack.runtime.service.cancel(link_id, REP)
+    flow.idle(timeout=15)
+    [card] = cards(flow)
+    assert "Cancelled" in flow.status(card.ts)
+    with flow.stack.runtime.store.reading() as s:
+        assert s.scalars(select(Link.message_ts)).one() == card.ts
+
+
 def test_a_rate_limited_look_for_the_earlier_card_looks_again_later(
     make_faulty: Callable[..., Flow],
 ) -> None:

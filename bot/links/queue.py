@@ -75,6 +75,26 @@ class JobQueue:
             },
         )
 
+    def attempted_before(self, job: Job) -> bool:
+        """True when ``job`` was attempted before this claim, or, for a card, any other card
+        job of its link (the newest card job runs for the older ones): the effect may have
+        happened even though no answer said so."""
+        if job.last_error is not None or job.kind != JobKind.CARD:
+            return job.last_error is not None
+        with self.store.reading() as s:
+            return bool(
+                s.scalar(
+                    select(Job.id)
+                    .where(
+                        Job.link_id == job.link_id,
+                        Job.kind == job.kind,
+                        Job.id != job.id,
+                        Job.last_error.is_not(None),
+                    )
+                    .limit(1)
+                )
+            )
+
     def claim(self, limit: int) -> list[Claimed]:
         """Claim up to ``limit`` due jobs with their links, in one transaction, in the order
         they fell due (ids break ties: a link's card before its replies).

@@ -11,9 +11,9 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.links.kinds import JobKind
+from bot.links.queue import JobQueue
 from bot.links.runner import Handler, RetryLater
 from bot.links.states import Status
-from bot.links.store import LinkStore
 from bot.links.tables import Job, Link
 from bot.slack import blocks
 
@@ -57,9 +57,10 @@ def tell(client: WebClient, channel: str | None, user: str, text: str) -> None:
 class SlackDelivery:
     """The job runner's handlers for the jobs that talk to Slack."""
 
-    def __init__(self, client: WebClient, store: LinkStore, *, approvers_configured: bool):
+    def __init__(self, client: WebClient, queue: JobQueue, *, approvers_configured: bool) -> None:
         self.client = client
-        self.store = store
+        self.queue = queue
+        self.store = queue.store
         self.approvers_configured = approvers_configured
 
     def handlers(self) -> dict[JobKind, Handler]:
@@ -146,8 +147,8 @@ class SlackDelivery:
     def _earlier_post(self, message: Job, link: Link, event: str, key: str) -> str | None:
         """The ts of a post an earlier attempt made for this effect, if it landed. Slack's
         429 is raised: the next attempt looks again, rather than post a second time."""
-        if message.last_error is None or not link.channel_id:
-            return None  # first attempt (the drainer marks each claim): nothing posted yet
+        if not link.channel_id or not self.queue.attempted_before(message):
+            return None  # nothing attempted yet (each claim is marked): nothing posted
         # No attempt precedes its row; a link's card rows are delivered as one (the newest
         # row stands for older ones), so any of them may have posted it since the link began.
         since = (link.created_at if event == CARD_EVENT else message.created_at) - CLOCK_MARGIN
