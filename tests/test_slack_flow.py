@@ -523,6 +523,23 @@ def test_an_amount_beyond_any_sum_is_refused_and_nothing_renders_it(flow: Flow) 
     assert "Awaiting payment" in flow.status(card.ts)
 
 
+def test_a_paid_webhook_without_amount_is_checked_with_xpay_first(flow: Flow) -> None:
+    """XPay's own record of the intent (not paid at the sandbox) decides, not the webhook."""
+    card = flow.request()
+    url = flow.approve(card.ts)
+    flow.idle()
+    calls = len(flow.slack.calls)
+    payload = flow.paid_webhook(url)
+    del payload["amount"], payload["currency"]
+    response = flow.webhook(payload)
+    assert response.status_code == 200 and response.json()["outcome"] == "confirming"
+    flow.idle()
+    assert "Awaiting payment" in flow.status(card.ts)
+    assert len(flow.slack.calls) == calls
+    flow.checkout(url, "pay", "card")  # paid at XPay: its own webhook settles it
+    flow.wait_status(card.ts, "Paid")
+
+
 def test_webhook_bad_signature_and_unknown_intent(flow: Flow) -> None:
     card = flow.request()
     url = flow.approve(card.ts)
