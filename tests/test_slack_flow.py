@@ -23,6 +23,7 @@ import requests
 
 from bot.local.simulator import state_values
 from bot.local.stack import APPROVAL_CHANNEL, APPROVER, OUTSIDER, REP, LocalStack
+from bot.local.standin import PostedMessage
 from bot.slack import blocks
 from bot.xpay.signing import js_stringify, sign
 from tests.conftest import Flow, _text
@@ -485,12 +486,19 @@ def test_payment_of_another_amount_is_not_shown_as_paid(flow: Flow) -> None:
     flow.wait_status(card.ts, "Paid")
 
 
+def awaiting_payment(flow: Flow, **fields: Any) -> tuple[PostedMessage, str]:
+    """A request approved, its link created and every message about it sent: its card and
+    checkout link."""
+    card = flow.request(**fields)
+    url = flow.approve(card.ts)
+    flow.idle()
+    return card, url
+
+
 def test_one_signature_many_spellings_of_the_amount_one_effect(flow: Flow) -> None:
     """A signature over JSON.stringify's form passes for other spellings of its numbers:
     each is read as the body signed, so one payment, one reply, and no "amount differs"."""
-    card = flow.request(amount="5000")
-    url = flow.approve(card.ts)
-    flow.idle()
+    card, url = awaiting_payment(flow, amount="5000")
     canonical = js_stringify(flow.paid_webhook(url))
     signature = sign(flow.stack.settings.webhook_secrets[0], canonical)
     assert b'"amount":5000,' in canonical
@@ -508,9 +516,7 @@ def test_one_signature_many_spellings_of_the_amount_one_effect(flow: Flow) -> No
 
 
 def test_an_amount_beyond_any_sum_is_refused_and_nothing_renders_it(flow: Flow) -> None:
-    card = flow.request()
-    url = flow.approve(card.ts)
-    flow.idle()
+    card, url = awaiting_payment(flow)
     calls = len(flow.slack.calls)
     body = js_stringify(flow.paid_webhook(url)).replace(
         b'"amount":15000,"currency"', b'"amount":1e900000000,"currency"'
@@ -525,9 +531,7 @@ def test_an_amount_beyond_any_sum_is_refused_and_nothing_renders_it(flow: Flow) 
 
 def test_a_paid_webhook_without_amount_is_checked_with_xpay_first(flow: Flow) -> None:
     """XPay's own record of the intent (not paid at the sandbox) decides, not the webhook."""
-    card = flow.request()
-    url = flow.approve(card.ts)
-    flow.idle()
+    card, url = awaiting_payment(flow)
     calls = len(flow.slack.calls)
     payload = flow.paid_webhook(url)
     del payload["amount"], payload["currency"]
@@ -541,9 +545,7 @@ def test_a_paid_webhook_without_amount_is_checked_with_xpay_first(flow: Flow) ->
 
 
 def test_webhook_bad_signature_and_unknown_intent(flow: Flow) -> None:
-    card = flow.request()
-    url = flow.approve(card.ts)
-    flow.idle()
+    card, url = awaiting_payment(flow)
     calls = len(flow.slack.calls)
     payload = flow.paid_webhook(url)
 
