@@ -706,6 +706,28 @@ def test_reconcile_leaves_an_unpaid_link_and_checks_again_later(service: LinkSer
     assert after.reconcile_after is not None and after.reconcile_after > utcnow()
 
 
+def test_reconcile_leaves_a_link_whose_intent_reports_no_sum_of_money(
+    stub_service: LinkService, stub: StubGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """XPay's record with an amount beyond any sum: a warning, and the link stays unpaid."""
+    link = stub_service.request_link(checkout(), requester_id=REP, channel_id="C1")
+    stub_service.approve(link.id, APPROVER)
+    stub.reply = Reply(
+        200,
+        b'{"success":true,"data":{"_id":"xpay_pi_stub1","pi_status":"succeeded",'
+        b'"amount":1e900000000,"currency":"PKR"}}',
+    )
+    with stub_service.store.transaction() as s:
+        stub_service.store.update_fields(
+            s, link.id, reconcile_after=utcnow() - timedelta(seconds=1)
+        )
+    with caplog.at_level(logging.WARNING, logger="bot.links"):
+        assert Periodic(stub_service).reconcile() == 0
+    assert load(stub_service, link.id).status == Status.AWAITING_PAYMENT.value
+    assert thread_kinds(stub_service, link.id) == ["link_ready"]
+    assert "amount that is not a finite number" in caplog.text
+
+
 def test_reconcile_finds_a_second_attempt_paid_after_a_failed_one(service: LinkService) -> None:
     """A declined card then a successful retry on the same page: if that webhook is lost,
     reconciliation still turns Payment failed into Paid."""
