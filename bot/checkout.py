@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 import secrets
 import unicodedata
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.money import CENT, PLAIN_NUMBER, AmountProblem, amount_problem
 from bot.urls import is_http_url
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ FIELDS = (
     "success_url",
     "failure_url",
 )
-GROUPED_AMOUNT = re.compile(r"^\d{1,3}(,\d{2,3})*,\d{3}(\.\d+)?$")
+GROUPED_AMOUNT = re.compile(r"^[0-9]{1,3}(,[0-9]{2,3})*,[0-9]{3}(\.[0-9]+)?$")
 REFERENCE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_TEXT = 200
 
@@ -124,7 +125,8 @@ def _clean(value: Any) -> str:
 
 
 def parse_amount(raw: Any, max_amount: Decimal | None = None) -> Decimal:
-    """Parse an amount in major units; raise ValueError with a message for the person."""
+    """Parse an amount in major units as people type it (``5000``, ``5,000.50``,
+    ``1,00,000``); raise ValueError with a message for the person."""
     text = _clean(raw)
     if "," in text:
         # Thousands separators, western (150,000) or South Asian (1,50,000); a decimal comma
@@ -136,19 +138,20 @@ def parse_amount(raw: Any, max_amount: Decimal | None = None) -> Decimal:
         text = text.replace(",", "")
     if not text:
         raise ValueError("Enter an amount.")
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        raise ValueError("Enter a number, like 5000 or 1500.50.") from None
-    if not amount.is_finite() or amount <= 0:
+    # ASCII digits only: Decimal would also read 1e10, 1_000, .5 and other scripts' digits.
+    if not PLAIN_NUMBER.fullmatch(text):
+        raise ValueError("Enter the amount in digits, like 5000 or 5,000.50.")
+    amount = Decimal(text)
+    if amount <= 0:
         raise ValueError("The amount must be more than 0.")
-    if amount.normalize().as_tuple().exponent < -2:  # type: ignore[operator]
-        raise ValueError("Use at most 2 decimal places.")
+    problem = amount_problem(amount)
     if max_amount is not None and amount > max_amount:
         raise ValueError(f"The most a link may ask for is {max_amount:,}.")
-    if amount >= Decimal("1e12"):
+    if problem == AmountProblem.TOO_LARGE:
         raise ValueError("The amount is too large.")
-    return amount.quantize(Decimal("0.01"))
+    if problem:
+        raise ValueError("Use at most 2 decimal places.")
+    return amount.quantize(CENT)
 
 
 def normalise_phone(raw: str) -> str:

@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.errors import ConfigError
+from bot.money import MAX_AMOUNT, amount_problem
 from bot.payment_methods import PAYMENT_METHODS
 from bot.urls import is_http_url
 
@@ -127,8 +128,10 @@ class Settings(BaseSettings):
     @field_validator("paylink_max_amount")
     @classmethod
     def _max_amount(cls, value: Decimal | None) -> Decimal | None:
-        if value is not None and value <= 0:
-            raise ValueError("expected a positive amount")
+        if value is not None and (value <= 0 or amount_problem(value)):
+            raise ValueError(
+                f"expected a positive amount below {MAX_AMOUNT:,} with at most 2 decimal places"
+            )
         return value
 
     @model_validator(mode="after")

@@ -87,15 +87,45 @@ def test_good_amounts(raw: Any, expected: Decimal) -> None:
         ("1,5", "Use commas only between thousands (1,500.50), and a dot for decimals."),
         ("1,50", "Use commas only between thousands (1,500.50), and a dot for decimals."),
         (1.234, "Use at most 2 decimal places."),
-        ("abc", "Enter a number, like 5000 or 1500.50."),
-        ("NaN", "The amount must be more than 0."),
+        ("abc", "Enter the amount in digits, like 5000 or 5,000.50."),
+        ("NaN", "Enter the amount in digits, like 5000 or 5,000.50."),
         ("", "Enter an amount."),
         (None, "Enter an amount."),
-        ("1e12", "The amount is too large."),
+        ("1000000000000", "The amount is too large."),
+        ("1,000,000,000,000", "The amount is too large."),
     ],
 )
 def test_bad_amounts(raw: Any, message: str) -> None:
     assert errors(amount=raw) == {"amount": message}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "1e10",
+        "1e12",
+        "1E3",
+        "1_000",
+        "\u0665\u0660\u0660\u0660",
+        "５０００",
+        ".5",
+        "5.",
+        "0x10",
+        "Infinity",
+        "5 000",
+    ],
+)
+def test_amounts_are_plain_digits(raw: str) -> None:
+    """Only what people type as an amount: digits, a decimal point, thousands separators;
+    no exponents, underscores, other scripts' digits or a bare fraction."""
+    assert errors(amount=raw) == {"amount": "Enter the amount in digits, like 5000 or 5,000.50."}
+
+
+def test_amount_precision_is_not_rounded_away() -> None:
+    # 28 significant digits would round this to 1 in the default decimal context.
+    assert errors(amount="1.00000000000000000000000000001") == {
+        "amount": "Use at most 2 decimal places."
+    }
 
 
 def test_amount_above_the_maximum() -> None:

@@ -3,6 +3,7 @@ against a scripted stub HTTP server when the gateway has to fail."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -352,7 +353,7 @@ def test_cancel_rules(service: LinkService) -> None:
         service.cancel(rejected.id, REP)
 
     paid = awaiting_payment(service)
-    service.apply_payment(PaymentEvent(payment_intent_id=paid.intent_id, status="succeeded"))
+    service.apply_payment(paid_event(paid.intent_id))
     with pytest.raises(Refused, match="already paid"):
         service.cancel(paid.id, APPROVER)
     assert load(service, paid.id).status == Status.PAID.value
@@ -538,6 +539,61 @@ def test_the_worker_applies_queued_payments_together_and_one_bad_row_holds_up_no
     client.close()
 
 
+def run_jobs(service: LinkService) -> None:
+    """One pass of a runner doing the service's own jobs (Slack's need no Slack here)."""
+    work = QueuedWork(service, Inline(), tell=lambda *_: None)
+    handlers = every_kind(lambda job, link: None) | work.handlers()
+    JobRunner(JobQueue(service.store), handlers).run_once()
+
+
+def test_a_paid_webhook_without_amount_or_currency_waits_for_xpay(service: LinkService) -> None:
+    """Only XPay's own answer may settle a payment whose webhook leaves out the amount or
+    the currency: until it confirms, nothing says Paid."""
+    link = awaiting_payment(service)
+    amountless = PaymentEvent(payment_intent_id=link.intent_id, status="succeeded")
+    result = service.apply_payment(amountless)
+    assert (result.outcome, result.link_id) == ("confirming", link.id)
+    assert service.apply_payment(amountless).outcome == "duplicate"
+    run_jobs(service)  # XPay: not paid yet
+    assert load(service, link.id).status == Status.AWAITING_PAYMENT.value
+    assert thread_kinds(service, link.id) == ["link_ready"]
+
+    pay_at_sandbox(link.checkout_url)  # its webhook goes to the stack: lost for this service
+    no_currency = PaymentEvent(
+        payment_intent_id=link.intent_id,
+        status="succeeded",
+        amount="1500.50",
+        transaction_status="CAPTURED",
+    )
+    assert service.apply_payment(no_currency).outcome == "confirming"
+    assert load(service, link.id).status == Status.AWAITING_PAYMENT.value
+    run_jobs(service)
+    paid = load(service, link.id)
+    assert paid.status == Status.PAID.value
+    assert paid.history[-1].actor == "reconcile"
+    assert thread_kinds(service, link.id) == ["link_ready", "paid"]
+    confirmations = [job for job in job_rows(service, link.id) if job.kind == "confirm"]
+    assert len(confirmations) == 2 and all(job.done_at for job in confirmations)
+
+
+def test_an_unconfirmed_payment_is_left_to_reconciliation_when_xpay_fails(
+    stub_service: LinkService, stub: StubGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    link = stub_service.request_link(checkout(), requester_id=REP, channel_id="C1")
+    stub_service.approve(link.id, APPROVER)
+    stub.reply = Reply(404, {"success": False, "message": "Payment intent not found"})
+    event = PaymentEvent(payment_intent_id="xpay_pi_stub1", status="succeeded", currency="PKR")
+    assert stub_service.apply_payment(event).outcome == "confirming"
+    with caplog.at_level(logging.WARNING, logger="bot.links"):
+        run_jobs(stub_service)
+    after = load(stub_service, link.id)
+    assert after.status == Status.AWAITING_PAYMENT.value
+    assert after.reconcile_after is not None  # reconciliation asks again
+    confirmations = [job for job in job_rows(stub_service, link.id) if job.kind == "confirm"]
+    assert len(confirmations) == 1 and confirmations[0].done_at is not None
+    assert "Payment intent not found" in caplog.text
+
+
 def test_stale_events_change_nothing(service: LinkService) -> None:
     link = awaiting_payment(service)
     service.apply_payment(paid_event(link.intent_id))
@@ -648,6 +704,28 @@ def test_reconcile_leaves_an_unpaid_link_and_checks_again_later(service: LinkSer
     after = load(service, link.id)
     assert after.status == Status.AWAITING_PAYMENT.value
     assert after.reconcile_after is not None and after.reconcile_after > utcnow()
+
+
+def test_reconcile_leaves_a_link_whose_intent_reports_no_sum_of_money(
+    stub_service: LinkService, stub: StubGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """XPay's record with an amount beyond any sum: a warning, and the link stays unpaid."""
+    link = stub_service.request_link(checkout(), requester_id=REP, channel_id="C1")
+    stub_service.approve(link.id, APPROVER)
+    stub.reply = Reply(
+        200,
+        b'{"success":true,"data":{"_id":"xpay_pi_stub1","pi_status":"succeeded",'
+        b'"amount":1e900000000,"currency":"PKR"}}',
+    )
+    with stub_service.store.transaction() as s:
+        stub_service.store.update_fields(
+            s, link.id, reconcile_after=utcnow() - timedelta(seconds=1)
+        )
+    with caplog.at_level(logging.WARNING, logger="bot.links"):
+        assert Periodic(stub_service).reconcile() == 0
+    assert load(stub_service, link.id).status == Status.AWAITING_PAYMENT.value
+    assert thread_kinds(stub_service, link.id) == ["link_ready"]
+    assert "amount that is not a finite number" in caplog.text
 
 
 def test_reconcile_finds_a_second_attempt_paid_after_a_failed_one(service: LinkService) -> None:

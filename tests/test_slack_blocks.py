@@ -188,6 +188,8 @@ def test_escape() -> None:
         (Decimal("5000"), "USD", "USD 5,000"),
         (Decimal("0.5"), "PKR", "PKR 0.50"),
         ("1234567.8", "PKR", "PKR 1,234,567.80"),
+        ("1E+900000000", "PKR", "PKR 1E+900000000"),  # no amount: never written out
+        ("9" * 5000, "PKR", "PKR " + "9" * 31 + "…"),
     ],
 )
 def test_format_amount(amount: Any, currency: str, expected: str) -> None:

@@ -23,7 +23,9 @@ import requests
 
 from bot.local.simulator import state_values
 from bot.local.stack import APPROVAL_CHANNEL, APPROVER, OUTSIDER, REP, LocalStack
+from bot.local.standin import PostedMessage
 from bot.slack import blocks
+from bot.xpay.signing import js_stringify, sign
 from tests.conftest import Flow, _text
 from tests.stubs import Answer, StubServer
 
@@ -484,10 +486,66 @@ def test_payment_of_another_amount_is_not_shown_as_paid(flow: Flow) -> None:
     flow.wait_status(card.ts, "Paid")
 
 
-def test_webhook_bad_signature_and_unknown_intent(flow: Flow) -> None:
-    card = flow.request()
+def awaiting_payment(flow: Flow, **fields: Any) -> tuple[PostedMessage, str]:
+    """A request approved, its link created and every message about it sent: its card and
+    checkout link."""
+    card = flow.request(**fields)
     url = flow.approve(card.ts)
     flow.idle()
+    return card, url
+
+
+def test_one_signature_many_spellings_of_the_amount_one_effect(flow: Flow) -> None:
+    """A signature over JSON.stringify's form passes for other spellings of its numbers:
+    each is read as the body signed, so one payment, one reply, and no "amount differs"."""
+    card, url = awaiting_payment(flow, amount="5000")
+    canonical = js_stringify(flow.paid_webhook(url))
+    signature = sign(flow.stack.settings.webhook_secrets[0], canonical)
+    assert b'"amount":5000,' in canonical
+    bodies = [
+        canonical.replace(b'"amount":5000,', b'"amount":' + text + b",")
+        for text in (b"5000.0000000000001", b"4999.9999999999999", b"5e3")
+    ]
+    outcomes = [flow.webhook(body, signature=signature).json()["outcome"] for body in bodies]
+    assert outcomes == ["applied", "duplicate", "duplicate"]
+    flow.wait_reply(card.ts, "Paid:")
+    flow.idle()
+    replies = flow.replies(card.ts)
+    assert len([r for r in replies if "Paid" in r]) == 1
+    assert not [r for r in replies if "XPay reports a payment of" in r]
+
+
+def test_an_amount_beyond_any_sum_is_refused_and_nothing_renders_it(flow: Flow) -> None:
+    card, url = awaiting_payment(flow)
+    calls = len(flow.slack.calls)
+    body = js_stringify(flow.paid_webhook(url)).replace(
+        b'"amount":15000,"currency"', b'"amount":1e900000000,"currency"'
+    )
+    response = flow.webhook(body)
+    assert response.status_code == 400
+    assert response.json()["success"] is False and response.json()["reason"]
+    flow.idle()
+    assert len(flow.slack.calls) == calls
+    assert "Awaiting payment" in flow.status(card.ts)
+
+
+def test_a_paid_webhook_without_amount_is_checked_with_xpay_first(flow: Flow) -> None:
+    """XPay's own record of the intent (not paid at the sandbox) decides, not the webhook."""
+    card, url = awaiting_payment(flow)
+    calls = len(flow.slack.calls)
+    payload = flow.paid_webhook(url)
+    del payload["amount"], payload["currency"]
+    response = flow.webhook(payload)
+    assert response.status_code == 200 and response.json()["outcome"] == "confirming"
+    flow.idle()
+    assert "Awaiting payment" in flow.status(card.ts)
+    assert len(flow.slack.calls) == calls
+    flow.checkout(url, "pay", "card")  # paid at XPay: its own webhook settles it
+    flow.wait_status(card.ts, "Paid")
+
+
+def test_webhook_bad_signature_and_unknown_intent(flow: Flow) -> None:
+    card, url = awaiting_payment(flow)
     calls = len(flow.slack.calls)
     payload = flow.paid_webhook(url)
 

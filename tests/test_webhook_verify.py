@@ -7,6 +7,7 @@ import copy
 import hashlib
 import hmac
 import json
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.links.payments import event_key
 from bot.xpay.signing import js_stringify
 from bot.xpay.webhooks import (
     MAX_WEBHOOK_BYTES,
@@ -177,6 +179,53 @@ def test_signature_over_reserialisation_accepted() -> None:
     result = verify_webhook(raw, sig(compact), [OLD_SECRET, SECRET])
     assert result["customer"]["name"] == "محمد علی / Müller 😀"
     assert result["amount"] == Decimal("1500.5")
+
+
+def with_amount(text: bytes) -> bytes:
+    """The guide's sample with its amount written as ``text``."""
+    return body_of(SUCCEEDED).replace(
+        b'"amount":10,"currency"', b'"amount":' + text + b',"currency"'
+    )
+
+
+def test_every_body_one_signature_passes_for_is_one_event() -> None:
+    """A signature over JSON.stringify's form of a body passes for other spellings of its
+    numbers; each must read as the body signed, with one de-duplication key."""
+    signature = sig(with_amount(b"5000"))
+    events = [
+        parse_payment_event(verify_webhook(with_amount(text), signature, [SECRET]))
+        for text in (b"5000", b"5000.0000000000001", b"4999.9999999999999", b"5e3", b"5000.00")
+    ]
+    assert {event.amount for event in events} == {Decimal(5000)}
+    assert all(event == events[0] for event in events)
+    assert {event_key(event) for event in events} == {event_key(events[0])}
+
+
+@pytest.mark.parametrize(
+    "amount",
+    [
+        b"1e900000000",
+        b"-1e900000000",
+        b"1e400",
+        b"1e12",
+        b"1000000000000",
+        b"10.005",
+        b"1" * 5000,
+        b'"1e3"',
+        b'"\\u0665\\u0660"',
+        b"true",
+        b"[10]",
+    ],
+)
+def test_an_amount_that_is_no_sum_of_money_is_malformed(amount: bytes) -> None:
+    """Signed or not, an amount beyond 10^12, with more than 2 decimal places or not a plain
+    number is refused at once (it never reaches a card)."""
+    body = with_amount(amount)
+    started = time.perf_counter()
+    with pytest.raises(WebhookMalformed) as info:
+        parse_payment_event(verify_webhook(body, sig(body), [SECRET]))
+    assert info.value.http_status == 400 and info.value.reason
+    assert time.perf_counter() - started < 1
 
 
 def test_reserialisation_with_wrong_secret_rejected() -> None:

@@ -323,6 +323,19 @@ def test_get_intent_tolerates_unwrapped_body(stub: Stub, client: XPayClient) -> 
     )
 
 
+@pytest.mark.parametrize(
+    "amount", [b"1e900000000", b"1e400", b"1" * 5000, b"10.005", b'"1e3"', b'"\\u0665"', b"true"]
+)
+def test_get_intent_refuses_an_amount_that_is_no_sum_of_money(
+    stub: Stub, client: XPayClient, amount: bytes
+) -> None:
+    """An amount we could not act on is no usable answer, never a huge number."""
+    body = b'{"success":true,"data":{"_id":"xpay_pi_1","pi_status":"succeeded","amount":'
+    stub.replies = [Reply(200, body + amount + b',"currency":"PKR"}}')]
+    with pytest.raises(XPayOutcomeUnknown, match="amount"):
+        client.get_intent("xpay_pi_1")
+
+
 def test_get_intent_gives_up_after_bounded_retries(stub: Stub, client: XPayClient) -> None:
     stub.replies = [json_reply(503, {"message": "down"}, **{"Retry-After": "0"})]
     with pytest.raises(XPayServerError, match="down"):

@@ -137,7 +137,8 @@ class Queued:
 class QueuedWork:
     """Carries out the jobs :class:`Queued` writes, in the worker: the creation in
     ``inline``'s executor (the runner does not wait for XPay), payments applied a batch at a
-    time, clicks decided and a refusal told to the clicker."""
+    time, clicks decided and a refusal told to the clicker; and the confirmation with XPay
+    the service queues for a payment reported without its amount."""
 
     def __init__(self, service: LinkService, inline: Inline, tell: Tell):
         self.service = service
@@ -150,6 +151,7 @@ class QueuedWork:
             JobKind.CREATE: self.create,
             JobKind.PAYMENT: self.payment,
             JobKind.DECISION: self.decision,
+            JobKind.CONFIRM: self.confirm,
         }
 
     def together(self) -> dict[JobKind, BatchHandler]:
@@ -168,6 +170,11 @@ class QueuedWork:
     def payments(self, jobs: list[Job]) -> list[WebhookResult]:
         """Apply queued payment events in one transaction."""
         return self.service.apply_payments([PaymentEvent.model_validate(j.payload) for j in jobs])
+
+    def confirm(self, job: Job, link: Link) -> None:
+        """Settle a payment a webhook reported without its amount by XPay's record (done
+        even when XPay cannot be asked: reconciliation asks again)."""
+        self.service.confirm_payment(link)
 
     def decision(self, job: Job, link: Link) -> None:
         """Decide a stored click; tell the clicker a refusal."""

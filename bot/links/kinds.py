@@ -26,6 +26,7 @@ class JobKind(StrEnum):
     CREATE = "create"  # call XPay for this link
     PAYMENT = "payment"  # apply a verified payment webhook to the link
     DECISION = "decision"  # carry out a button click (approve, retry, cancel)
+    CONFIRM = "confirm"  # ask XPay about a payment a webhook reported without its amount
 
 
 class WebhookOutcome(StrEnum):
@@ -38,6 +39,7 @@ class WebhookOutcome(StrEnum):
     AMOUNT_MISMATCH = "amount_mismatch"
     UNKNOWN_INTENT = "unknown_intent"
     QUEUED = "queued"  # stored for the worker, which applies it
+    CONFIRMING = "confirming"  # paid without amount or currency: XPay is asked first
 
 
 class Click(StrEnum):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from decimal import Decimal
 
 from bot.links.tables import Link
 from bot.xpay.signing import js_stringify
@@ -16,15 +15,20 @@ def event_key(event: PaymentEvent) -> str:
         event.payment_intent_id,
         event.status,
         event.transaction_status or "",
-        str(event.amount or ""),
+        "" if event.amount is None else str(event.amount),
         event.currency or "",
     ]
     return hashlib.sha256(js_stringify(fields)).hexdigest()
 
 
-def same_money(event: PaymentEvent, link: Link) -> bool:
-    """False when XPay reports another amount or currency than the link asked for (events
-    that omit them, like reconciliation's, are taken as matching)."""
-    if event.amount is not None and Decimal(event.amount) != link.amount:
+def same_money(event: PaymentEvent, link: Link) -> bool | None:
+    """Whether the event is for the amount and currency the link asked for: False when it
+    states another, None when it leaves either out (only XPay's own record of the intent,
+    as reconciliation reads it, may then count as matching)."""
+    if event.amount is not None and event.amount != link.amount:
         return False
-    return not (event.currency and event.currency.upper() != link.currency.upper())
+    if event.currency and event.currency.upper() != link.currency.upper():
+        return False
+    if event.amount is None or not event.currency:
+        return None
+    return True

@@ -14,8 +14,6 @@ from bot.links.service import LinkService
 from bot.links.states import Status
 from bot.links.store import LEASE, LinkStore
 from bot.links.tables import Link
-from bot.xpay.client import XPayError
-from bot.xpay.webhooks import PaymentEvent
 
 log = logging.getLogger(__name__)
 
@@ -106,27 +104,14 @@ class Periodic:
                 now,
                 limit,
             )
-            due = [(link.id, link.intent_id) for link in links]
+            due = [(link.id, link.intent_id) for link in links if link.intent_id]
             for link in links:
                 age = now - link.created_at
                 following = None if age > RECONCILE_FOR else now + max(RECONCILE_BACKOFF, age / 4)
                 store.update_fields(s, link.id, reconcile_after=following)
         applied = 0
         for link_id, intent_id in due:
-            if not intent_id:
-                continue
-            try:
-                details = self.service.gateway.get_intent(intent_id)
-            except XPayError as exc:
-                log.warning("reconcile failed: %s", exc.message, extra={"link_id": link_id})
-                continue
-            event = PaymentEvent(
-                payment_intent_id=intent_id,
-                status=details.status,
-                amount=details.amount,
-                currency=details.currency,
-            )
-            outcome = self.service.apply_payment(event, source="reconcile").outcome
-            if outcome == WebhookOutcome.APPLIED:
+            result = self.service.ask_xpay(link_id, intent_id)
+            if result is not None and result.outcome == WebhookOutcome.APPLIED:
                 applied += 1
         return applied

@@ -42,6 +42,9 @@ from bot.xpay.webhooks import PaymentEvent
 
 log = logging.getLogger(__name__)
 
+# Who reports a payment: a webhook, or XPay's record of the intent read by the bot.
+WEBHOOK, RECONCILE = "webhook", "reconcile"
+
 
 class Gateway(Protocol):
     """What the service needs from XPay (the real client or a stand-in)."""
@@ -370,17 +373,48 @@ class LinkService:
 
     # Payments -----------------------------------------------------------------------
 
+    def ask_xpay(self, link_id: int, intent_id: str) -> WebhookResult | None:
+        """Apply what XPay's record of a link's intent says (reconciliation's read, which
+        may leave the amount out); None, with a warning, when XPay could not be asked."""
+        try:
+            details = self.gateway.get_intent(intent_id)
+        except XPayError as exc:
+            log.warning(
+                "asking XPay about a payment failed: %s", exc.message, extra={"link_id": link_id}
+            )
+            return None
+        event = PaymentEvent(
+            payment_intent_id=intent_id,
+            status=details.status,
+            amount=details.amount,
+            currency=details.currency,
+        )
+        return self.apply_payment(event, source=RECONCILE)
+
+    def confirm_payment(self, link: Link) -> WebhookResult | None:
+        """A webhook said ``link`` was paid without saying how much: XPay's record decides.
+        When XPay cannot be asked, reconciliation asks again later; nothing says Paid."""
+        if not link.intent_id:
+            return None
+        result = self.ask_xpay(link.id, link.intent_id)
+        if result is not None and result.outcome == WebhookOutcome.IGNORED:
+            log.warning(
+                "XPay does not confirm the payment a webhook reported",
+                extra={"ref": link.reference},
+            )
+        return result
+
     def receive_payment(self, event: PaymentEvent) -> WebhookResult:
         """A verified webhook's entry point, carried out by the follow-up: applied here, or
         queued for a worker (``queued``; ``duplicate`` when queued already)."""
         return self.follow_up.payment(self, event)
 
-    def apply_payment(self, event: PaymentEvent, *, source: str = "webhook") -> WebhookResult:
+    def apply_payment(self, event: PaymentEvent, *, source: str = WEBHOOK) -> WebhookResult:
         """Apply a verified payment event once; duplicates and stale events change nothing."""
         return self.apply_payments([event], source=source)[0]
 
     def apply_payments(
-        self, events: Sequence[PaymentEvent], *, source: str = "webhook"
+        self, events: Sequence[PaymentEvent], *, source: str = WEBHOOK
     ) -> list[WebhookResult]:
         """Apply events in order, each as :meth:`apply_payment` would, in one transaction
         (a worker applies what `serve` queued a batch at a time: one commit, one read)."""
@@ -413,7 +447,14 @@ class LinkService:
         ):
             return WebhookResult(WebhookOutcome.DUPLICATE, link.id)
         outcome = event.outcome
-        if outcome == "paid" and not same_money(event, link):
+        money = same_money(event, link)
+        paid = link.status == Status.PAID.value
+        if outcome == "paid" and money is None and source == WEBHOOK and not paid:
+            # A webhook that leaves the sum out does not settle it: XPay's record does.
+            self.queue.enqueue(s, link, JobKind.CONFIRM)
+            log.warning("paid webhook without amount or currency", extra={"ref": link.reference})
+            return WebhookResult(WebhookOutcome.CONFIRMING, link.id)
+        if outcome == "paid" and money is False:
             # Never claim Paid for a sum other than the one asked: say so in the thread.
             self.queue.enqueue(
                 s,
@@ -442,7 +483,7 @@ class LinkService:
                     bank_message=event.bank_message,
                     reconcile_after=None,
                 )
-                if link.status != Status.PAID.value
+                if not paid
                 else None
             )
             kind = ThreadKind.PAID_AFTER_CANCEL if was_cancelled else ThreadKind.PAID

@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -33,6 +33,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.util.retry import Retry
 
+from bot.money import AmountError, json_number, to_amount
 from bot.urls import is_http_url
 from bot.xpay.signing import js_stringify, sign
 
@@ -165,22 +166,6 @@ def _never_connected(exc: BaseException) -> bool:
     return False
 
 
-def _to_decimal(value: Any) -> Decimal | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, Decimal | int):
-        return Decimal(value)
-    if isinstance(value, float):
-        return Decimal(str(value))
-    if isinstance(value, str):
-        try:
-            result = Decimal(value.strip())
-        except InvalidOperation:
-            return None
-        return result if result.is_finite() else None
-    return None
-
-
 class XPayClient:
     """Talks to XPay's public API with one ``requests.Session``.
 
@@ -277,10 +262,15 @@ class XPayClient:
             raise XPayOutcomeUnknown("XPay's answer had no payment intent status", status)
         found_id = data.get("_id")
         currency = data.get("currency")
+        try:
+            amount = None if data.get("amount") is None else to_amount(data["amount"])
+        except AmountError as exc:
+            # Never settle, or show, a sum we cannot act on: the answer is unusable.
+            raise XPayOutcomeUnknown(f"XPay's answer had an amount that is {exc}", status) from None
         return IntentDetails(
             intent_id=found_id if isinstance(found_id, str) and found_id else intent_id,
             status=pi_status,
-            amount=_to_decimal(data.get("amount")),
+            amount=amount,
             currency=currency if isinstance(currency, str) else None,
             raw=doc,
         )
@@ -363,7 +353,7 @@ class XPayClient:
         doc: Any = None
         if content is not None:
             try:
-                doc = json.loads(content, parse_float=Decimal)
+                doc = json.loads(content, parse_float=json_number, parse_int=json_number)
             except (ValueError, RecursionError):
                 doc = None
         message = _clean_message(doc.get("message")) if isinstance(doc, dict) else None

@@ -39,6 +39,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from bot.db import Base, UTCDateTime, utcnow
+from bot.money import CENT, AmountProblem, amount_problem
 from bot.payment_methods import PAYMENT_METHODS, method_label
 from bot.urls import is_http_url
 from bot.xpay.signing import js_stringify, sign, signature_matches
@@ -53,7 +54,6 @@ SUCCEEDED = "succeeded"
 FAILED = "failed"
 
 MAX_BODY_BYTES = 64 * 1024
-MAX_AMOUNT = Decimal("1e12")  # Numeric(14, 2)
 _CURRENCY = re.compile(r"^[A-Za-z]{3}$")
 
 
@@ -193,11 +193,12 @@ def _validate(body: Any) -> dict[str, Any]:
     if isinstance(amount, bool) or not isinstance(amount, int | Decimal):
         raise _BadRequest("amount is required and must be a number")
     amount = Decimal(amount)
+    problem = amount_problem(amount)
     if amount <= 0:
         raise _BadRequest("amount must be greater than 0")
-    if amount >= MAX_AMOUNT:
+    if problem == AmountProblem.TOO_LARGE:
         raise _BadRequest("amount is too large")
-    if amount != amount.quantize(Decimal("0.01")):
+    if problem:
         raise _BadRequest("amount must have at most 2 decimal places")
     currency = body.get("currency")
     if not isinstance(currency, str) or not _CURRENCY.match(currency):
@@ -231,7 +232,7 @@ def _validate(body: Any) -> dict[str, Any]:
                 f"(valid: {', '.join(PAYMENT_METHODS)})"
             )
     return {
-        "amount": amount.quantize(Decimal("0.01")),
+        "amount": amount.quantize(CENT),
         "currency": currency.upper(),
         "order_reference": reference,
     }

@@ -5,7 +5,12 @@ XPay signs a webhook with HMAC-SHA256 (the *webhook* secret) and sends the hex d
 accept a signature over either the raw bytes or their ``JSON.stringify``-style
 re-serialisation, for any configured secret (to allow rotation), compared in constant time.
 
-:func:`verify_webhook` returns the parsed body only after a signature matched; everything
+That re-serialisation (the *canonical* form) is also what the bot acts on: one signature
+passes for many spellings of the same numbers (``5e3``, ``5000.0000000000001``), and each
+must read as the body signed, with one de-duplication key. So the event is always built
+from the canonical form, whichever form the signature matched.
+
+:func:`verify_webhook` returns the canonical body only after a signature matched; everything
 else is a :class:`WebhookError` whose ``http_status`` and ``reason`` can go straight into the
 HTTP answer. :func:`parse_payment_event` turns the verified dict into a :class:`PaymentEvent`.
 """
@@ -20,8 +25,9 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, field_validator
 
+from bot.money import json_number, to_amount
 from bot.xpay.signing import js_stringify
 
 MAX_WEBHOOK_BYTES = 64 * 1024
@@ -83,25 +89,46 @@ def _reject_constant(name: str) -> Any:
 
 
 def _parse(raw_body: bytes) -> Any:
-    """Parse like ``JSON.parse`` would accept; ``ValueError`` otherwise."""
+    """Parse like ``JSON.parse`` would accept, numbers by :func:`json_number`; ``ValueError``
+    otherwise."""
     try:
         text = raw_body.decode("utf-8")
-        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+        return json.loads(
+            text,
+            parse_float=json_number,
+            parse_int=json_number,
+            parse_constant=_reject_constant,
+        )
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+
+
+def _canonical(raw_body: bytes) -> bytes:
+    """``JSON.stringify(JSON.parse(raw_body))``; WebhookMalformed when there is none."""
+    try:
+        data = _parse(raw_body)
+    except ValueError:
+        raise WebhookMalformed("body is not valid UTF-8 JSON") from None
+    try:
+        return js_stringify(data)
+    except ValueError:
+        raise WebhookMalformed("body has a number out of range") from None
+    except RecursionError:
+        raise WebhookMalformed("body is nested too deeply") from None
 
 
 def verify_webhook(
     raw_body: bytes, signature: str | None, secrets: Sequence[str]
 ) -> dict[str, Any]:
-    """Check a webhook's ``x-signature`` and return its JSON object.
+    """Check a webhook's ``x-signature`` and return its JSON object, as read from the
+    canonical (``JSON.stringify``) form of the body.
 
     Accepts when, for any of ``secrets``, the hex HMAC-SHA256 ``signature`` (any case) matches
-    the raw body or its ``JSON.stringify`` re-serialisation.
+    the raw body or its canonical form.
 
     Raises :class:`WebhookTooLarge` (413), :class:`WebhookSignatureError` (401) or
-    :class:`WebhookMalformed` (400, only for an authentic body that is not a JSON object).
-    ``ValueError`` if no non-empty secret is configured.
+    :class:`WebhookMalformed` (400, only for an authentic body that is not a JSON object, or
+    whose numbers JavaScript cannot hold). ``ValueError`` if no non-empty secret is configured.
     """
     keys = [s.encode("utf-8") for s in secrets if s]
     if not keys:
@@ -110,23 +137,17 @@ def verify_webhook(
         raise WebhookTooLarge(f"body larger than {MAX_WEBHOOK_BYTES} bytes")
     sig = _normalise_signature(signature)
 
-    if _matches(keys, raw_body, sig):
-        try:
-            data = _parse(raw_body)
-        except ValueError:
-            raise WebhookMalformed("body is not valid UTF-8 JSON") from None
-        if not isinstance(data, dict):
-            raise WebhookMalformed("body is not a JSON object")
-        return data
-
-    # Raw bytes did not match: try the re-serialisation XPay may have signed instead.
+    raw_signed = _matches(keys, raw_body, sig)
     try:
-        data = _parse(raw_body)
-        reserialised = js_stringify(data)
-    except (ValueError, TypeError, RecursionError):
+        canonical = _canonical(raw_body)
+    except WebhookMalformed:
+        if raw_signed:
+            raise
         raise WebhookSignatureError("signature does not match") from None
-    if reserialised == raw_body or not _matches(keys, reserialised, sig):
+    # Not the raw bytes: the re-serialisation XPay may have signed instead.
+    if not raw_signed and (canonical == raw_body or not _matches(keys, canonical, sig)):
         raise WebhookSignatureError("signature does not match")
+    data = _parse(canonical)
     if not isinstance(data, dict):
         raise WebhookMalformed("body is not a JSON object")
     return data
@@ -159,11 +180,16 @@ class PaymentEvent(BaseModel):
     type: str | None = None
     payment_intent_id: NonEmptyStr
     status: str
-    amount: Decimal | None = Field(default=None, allow_inf_nan=False)
+    amount: Decimal | None = None
     currency: str | None = None
     method: str | None = None
     bank_message: str | None = None
     transaction_status: str | None = None
+
+    @field_validator("amount", mode="before")
+    @classmethod
+    def _amount(cls, value: object) -> Decimal | None:
+        return None if value is None else to_amount(value)
 
     @property
     def outcome(self) -> Literal["paid", "failed", "ignored"]:
@@ -181,7 +207,7 @@ def _describe(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors()[:3]:
         where = ".".join(str(p) for p in error["loc"]) or "body"
-        parts.append(f"{where}: {error['msg']}")
+        parts.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
     return "invalid payment event: " + "; ".join(parts)
 
 

@@ -13,6 +13,7 @@ from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, Sec
 
 from bot.links.states import Status
 from bot.links.tables import Link
+from bot.money import amount_problem
 from bot.payment_methods import method_label
 from bot.urls import is_http_url
 
@@ -133,13 +134,15 @@ def url_link(url: str | None, label: str | None = None) -> str:
 
 
 def format_amount(amount: Decimal | int | str | None, currency: str | None) -> str:
-    """``PKR 1,500.50`` / ``PKR 5,000``: thousands separators, decimals only when needed."""
+    """``PKR 1,500.50`` / ``PKR 5,000``: thousands separators, decimals only when needed.
+    Anything that is no amount (a job an older version queued) is shown as short text,
+    never written out digit by digit."""
     try:
         value = Decimal(str(amount))
     except (InvalidOperation, ValueError):
-        return f"{currency or ''} {amount}".strip()
-    if not value.is_finite():
-        return f"{currency or ''} {amount}".strip()
+        value = None
+    if value is None or amount_problem(value):
+        return f"{currency or ''} {clip(str(amount), 32)}".strip()
     text = f"{value:,.0f}" if value == value.to_integral_value() else f"{value:,.2f}"
     return f"{currency} {text}" if currency else text
 
