@@ -18,6 +18,9 @@ XPAY_BASE_URLS = {
 }
 SANDBOX_SECRET = "sandbox-not-a-secret"  # noqa: S105  (the embedded gateway's keys; never used with real XPay)
 
+#: The settings that hold keys for a real XPay (from its portal).
+XPAY_KEYS = ("xpay_api_key", "xpay_account_id", "xpay_hmac_secret", "xpay_webhook_secret")
+
 CsvList = Annotated[list[str], NoDecode]
 
 
@@ -129,17 +132,16 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _xpay_credentials(self) -> Settings:
+        given = [name for name in XPAY_KEYS if _present(getattr(self, name))]
+        if given and "xpay_env" not in self.model_fields_set:
+            # Keys for a real XPay must never run on the sandbox merely by default.
+            raise ValueError(
+                ", ".join(name.upper() for name in given)
+                + " set but XPAY_ENV is not: set XPAY_ENV to `staging` or `live`, "
+                "or unset the XPay keys to try the sandbox"
+            )
         if self.xpay_env != "sandbox":
-            missing = [
-                name
-                for name in (
-                    "xpay_api_key",
-                    "xpay_account_id",
-                    "xpay_hmac_secret",
-                    "xpay_webhook_secret",
-                )
-                if not _present(getattr(self, name))
-            ]
+            missing = [name for name in XPAY_KEYS if name not in given]
             if missing:
                 raise ValueError(
                     "XPAY_ENV="
