@@ -16,7 +16,6 @@ XPAY_BASE_URLS = {
     "staging": "https://xstak-pay-stg.xstak.com",
     "live": "https://xstak-pay.xstak.com",
 }
-SANDBOX_SECRET = "sandbox-not-a-secret"  # noqa: S105  (the embedded gateway's keys; never used with real XPay)
 
 #: The settings that hold keys for a real XPay (from its portal).
 XPAY_KEYS = ("xpay_api_key", "xpay_account_id", "xpay_hmac_secret", "xpay_webhook_secret")
@@ -173,10 +172,11 @@ class Settings(BaseSettings):
         """True when the embedded sandbox gateway is mounted."""
         return self.xpay_env == "sandbox"
 
-    def xpay_credentials(self) -> tuple[str, str, str]:
-        """(api key, account id, API HMAC secret); the sandbox's own when in sandbox mode."""
+    def xpay_credentials(self) -> tuple[str, str, str] | None:
+        """(api key, account id, API HMAC secret) as configured; None on the sandbox when
+        they are not (it then has keys of its own, in the database: bot.xpay.keys)."""
         if self.sandbox and not _present(self.xpay_hmac_secret):
-            return SANDBOX_SECRET, "sandbox-account", SANDBOX_SECRET
+            return None
         return (
             _secret(self.xpay_api_key),
             self.xpay_account_id or "",
@@ -185,12 +185,10 @@ class Settings(BaseSettings):
 
     @cached_property
     def webhook_secrets(self) -> list[str]:
-        """Webhook HMAC secrets, newest first; several allow rotation."""
+        """Configured webhook HMAC secrets, newest first; several allow rotation. Empty on
+        the sandbox when none is set (it then has one of its own: bot.xpay.keys)."""
         raw = _secret(self.xpay_webhook_secret)
-        secrets = [s.strip() for s in raw.split(",") if s.strip()]
-        if not secrets and self.sandbox:
-            secrets = [SANDBOX_SECRET]
-        return secrets
+        return [s.strip() for s in raw.split(",") if s.strip()]
 
     def require(self, *names: str) -> None:
         """Raise ConfigError naming each of ``names`` that is unset (e.g. for ``serve``)."""

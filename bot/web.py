@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from bot.links.service import LinkService
     from bot.links.store import LinkStore
     from bot.metrics import Metrics
+    from bot.xpay.keys import GatewayKeys
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class WebRuntime(Protocol):
     metrics: Metrics
     store: LinkStore
     service: LinkService
+    gateway_keys: GatewayKeys
     bolt_app: App | None  # None when this process does not answer Slack (no token, worker)
 
 
@@ -100,7 +102,9 @@ def create_app(runtime: WebRuntime) -> Flask:
         from bot.xpay.sandbox import SandboxConfig, make_sandbox_blueprint
 
         app.register_blueprint(
-            make_sandbox_blueprint(SandboxConfig.from_settings(settings), runtime.store.sessions),
+            make_sandbox_blueprint(
+                SandboxConfig.from_settings(settings, runtime.gateway_keys), runtime.store.sessions
+            ),
             url_prefix="/sandbox",
         )
     app.wsgi_app = front_routes(runtime, app.wsgi_app)  # type: ignore[method-assign]
@@ -120,7 +124,8 @@ def front_routes(runtime: WebRuntime, fallback: WSGIApplication) -> WSGIApplicat
     for a refusal (401/400/413 from :mod:`bot.xpay.webhooks`, 404 for an unknown intent,
     413 for a Slack body over 1 MB, 400 for one Bolt cannot read), Bolt's own otherwise.
     """
-    secrets, service, metrics = runtime.settings.webhook_secrets, runtime.service, runtime.metrics
+    secrets = runtime.gateway_keys.webhook_secrets()
+    service, metrics = runtime.service, runtime.metrics
     bolt_app = runtime.bolt_app
     # Without a signing secret (Socket Mode) nothing could be verified: no Slack route.
     slack = bolt_app is not None and bool(runtime.settings.slack_signing_secret)

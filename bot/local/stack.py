@@ -71,6 +71,12 @@ class LocalStack:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.simulator = SlackSimulator(self.base_url, self.signing_secret)
 
+    @property
+    def webhook_secret(self) -> str:
+        """The secret XPay's webhooks to this bot are signed with (the sandbox's own, made
+        at random for this database, unless the settings name one)."""
+        return self.runtime.gateway_keys.webhook_secrets()[0]
+
     def __enter__(self) -> LocalStack:
         self.server.start()
         self.runtime.start()
