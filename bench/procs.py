@@ -287,6 +287,7 @@ def start_bare(workdir: Path, standin: StandIn, sec: Secrets) -> Target:
         "SLACK_API_URL": standin.url,
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_SIGNING_SECRET": sec.signing,
+        "XPAY_ENV": "sandbox",  # with a key set, the settings it loads must name one
         "XPAY_WEBHOOK_SECRET": sec.webhook,
     }
     child = Child("bare", [sys.executable, "-m", "bench.bare"], env, workdir)
