@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -149,6 +150,19 @@ def _wait_http(url: str, child: Child, timeout: float = 60.0) -> None:
 class Secrets:
     signing: str
     webhook: str
+    # The bot and its gateway each have a database, so each would make sandbox keys of its
+    # own: both are given this one instead.
+    xpay: str = field(default_factory=lambda: secrets.token_hex(16))
+
+    def xpay_env(self) -> dict[str, str]:
+        """The XPAY_ settings the bot and the gateway share."""
+        return {
+            "XPAY_ENV": "sandbox",
+            "XPAY_API_KEY": self.xpay,
+            "XPAY_ACCOUNT_ID": "bench",
+            "XPAY_HMAC_SECRET": self.xpay,
+            "XPAY_WEBHOOK_SECRET": self.webhook,
+        }
 
 
 @dataclass
@@ -224,9 +238,8 @@ def start_paylink(
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_SIGNING_SECRET": sec.signing,
         "SLACK_API_URL": standin.url,
-        "XPAY_ENV": "sandbox",
+        **sec.xpay_env(),
         "XPAY_BASE_URL": gateway_url,
-        "XPAY_WEBHOOK_SECRET": sec.webhook,
         "DATABASE_URL": db_url,
         "PAYLINK_APPROVERS": seed.APPROVER,
         "PAYLINK_APPROVAL_CHANNEL": seed.CHANNEL,
@@ -246,13 +259,15 @@ def start_gateway(workdir: Path, sec: Secrets) -> tuple[Child, str]:
     """The sandbox gateway in its own process (XPay's work is not the bot's CPU)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = _clean_env() | {
-        "XPAY_ENV": "sandbox",
-        "XPAY_WEBHOOK_SECRET": sec.webhook,
-        "DATABASE_URL": f"sqlite:///{workdir / f'gateway-{port}.db'}",
-        "PAYLINK_PUBLIC_URL": url,
-        "PORT": str(port),
-    }
+    env = (
+        _clean_env()
+        | sec.xpay_env()
+        | {
+            "DATABASE_URL": f"sqlite:///{workdir / f'gateway-{port}.db'}",
+            "PAYLINK_PUBLIC_URL": url,
+            "PORT": str(port),
+        }
+    )
     child = Child(
         f"gateway-{port}",
         [sys.executable, "-m", "bench.gateway_proc"],
@@ -272,6 +287,7 @@ def start_bare(workdir: Path, standin: StandIn, sec: Secrets) -> Target:
         "SLACK_API_URL": standin.url,
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_SIGNING_SECRET": sec.signing,
+        "XPAY_ENV": "sandbox",  # with a key set, the settings it loads must name one
         "XPAY_WEBHOOK_SECRET": sec.webhook,
     }
     child = Child("bare", [sys.executable, "-m", "bench.bare"], env, workdir)

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+from datetime import UTC
 from typing import Any
 
 import requests
@@ -16,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from bot.checkout import CheckoutInvalid, parse_with_settings
 from bot.config import ConfigError, Settings
 from bot.db import DatabaseUnusable, make_engine
+from bot.links.states import SANDBOX_LABEL, Status
 from bot.links.store import DuplicateReference
 from bot.runtime import Role, Runtime
 from bot.schema import SchemaOutdated, current_revision, head_revision, require_current, upgrade
@@ -46,7 +48,7 @@ def serve(settings: Settings, *, port: int | None = None, threads: int = 16) -> 
     server = Server(create_app(runtime), port=settings.port, threads=threads)
     _start(runtime)
     signal.signal(signal.SIGTERM, lambda *_: server.close())
-    log.info("serving on port %s (XPay: %s)", server.port, settings.xpay_env)
+    log.info("serving on port %s (XPay: %s)", server.port, _gateway(settings))
     try:
         server.serve_forever()
     finally:
@@ -69,6 +71,7 @@ def socket_mode(settings: Settings) -> int:
         return 2
     server = Server(create_app(runtime), port=settings.port).start()
     _start(runtime)
+    log.info("Socket Mode; webhooks on port %s (XPay: %s)", server.port, _gateway(settings))
     try:
         SocketModeHandler(runtime.bolt_app, settings.slack_app_token.get_secret_value()).start()
     except (SlackApiError, OSError) as exc:  # Slack refused the token or is out of reach
@@ -105,12 +108,17 @@ def worker(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     os.nice(WORKER_NICENESS)
     _start(runtime)
-    log.info("worker running (outbox and periodic jobs)")
+    log.info("worker running (outbox and periodic jobs; XPay: %s)", _gateway(settings))
     try:
         stopping.wait()
     finally:
         runtime.stop()
     return 0
+
+
+def _gateway(settings: Settings) -> str:
+    """The gateway as a start-up log names it: the sandbox says it is a test."""
+    return "sandbox: TEST — no real money" if settings.sandbox else settings.xpay_env
 
 
 def _start(runtime: Runtime) -> None:
@@ -220,6 +228,11 @@ def check(settings: Settings) -> int:
     for line in ok:
         print(f"ok: {line}")
     print(f"webhook URL to set in the XPay portal: {settings.public_url}/xpay/webhook")
+    if settings.sandbox:
+        print(
+            "XPAY_ENV=sandbox: TEST — no real money; links are made on the embedded sandbox "
+            "gateway (set XPAY_ENV to `staging` or `live` for real payments)"
+        )
     for line in problems:
         print(f"problem: {line}")
     return 1 if problems else 0
@@ -260,6 +273,8 @@ def create(settings: Settings, fields: dict[str, Any], *, flags: dict[str, str])
         return 1
     print(link.checkout_url)
     print(f"reference: {link.reference}")
+    if link.sandbox:
+        print(SANDBOX_LABEL)
     return 0
 
 
@@ -280,11 +295,17 @@ def status(settings: Settings, reference: str) -> int:
     finally:
         runtime.engine.dispose()
     print(f"{link.reference}: {link.status_label}")
+    if link.sandbox:
+        print(SANDBOX_LABEL)
     print(f"amount: {link.currency} {link.amount:,}")
     if link.checkout_url:
         print(f"link: {link.checkout_url}")
     for row in history:
-        source = f"{row.from_status} → " if row.from_status else ""
+        source = f"{Status(row.from_status).label} → " if row.from_status else ""
         why = f" ({row.reason})" if row.reason else ""
-        print(f"  {row.at:%Y-%m-%d %H:%M:%S} {source}{row.to_status} by {row.actor}{why}")
+        at = row.at.astimezone(UTC)  # PostgreSQL hands times back in its session's zone
+        print(
+            f"  {at:%Y-%m-%d %H:%M:%S} UTC {source}{Status(row.to_status).label} "
+            f"by {row.actor}{why}"
+        )
     return 0

@@ -18,7 +18,9 @@ XPAY_BASE_URLS = {
     "staging": "https://xstak-pay-stg.xstak.com",
     "live": "https://xstak-pay.xstak.com",
 }
-SANDBOX_SECRET = "sandbox-not-a-secret"  # noqa: S105  (the embedded gateway's keys; never used with real XPay)
+
+#: The settings that hold keys for a real XPay (from its portal).
+XPAY_KEYS = ("xpay_api_key", "xpay_account_id", "xpay_hmac_secret", "xpay_webhook_secret")
 
 CsvList = Annotated[list[str], NoDecode]
 
@@ -136,17 +138,16 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _xpay_credentials(self) -> Settings:
+        given = [name for name in XPAY_KEYS if _present(getattr(self, name))]
+        if given and "xpay_env" not in self.model_fields_set:
+            # Keys for a real XPay must never run on the sandbox merely by default.
+            raise ValueError(
+                ", ".join(name.upper() for name in given)
+                + " set but XPAY_ENV is not: set XPAY_ENV to `staging` or `live`, "
+                "or unset the XPay keys to try the sandbox"
+            )
         if self.xpay_env != "sandbox":
-            missing = [
-                name
-                for name in (
-                    "xpay_api_key",
-                    "xpay_account_id",
-                    "xpay_hmac_secret",
-                    "xpay_webhook_secret",
-                )
-                if not _present(getattr(self, name))
-            ]
+            missing = [name for name in XPAY_KEYS if name not in given]
             if missing:
                 raise ValueError(
                     "XPAY_ENV="
@@ -178,10 +179,11 @@ class Settings(BaseSettings):
         """True when the embedded sandbox gateway is mounted."""
         return self.xpay_env == "sandbox"
 
-    def xpay_credentials(self) -> tuple[str, str, str]:
-        """(api key, account id, API HMAC secret); the sandbox's own when in sandbox mode."""
+    def xpay_credentials(self) -> tuple[str, str, str] | None:
+        """(api key, account id, API HMAC secret) as configured; None on the sandbox when
+        they are not (it then has keys of its own, in the database: bot.xpay.keys)."""
         if self.sandbox and not _present(self.xpay_hmac_secret):
-            return SANDBOX_SECRET, "sandbox-account", SANDBOX_SECRET
+            return None
         return (
             _secret(self.xpay_api_key),
             self.xpay_account_id or "",
@@ -190,11 +192,9 @@ class Settings(BaseSettings):
 
     @cached_property
     def webhook_secrets(self) -> list[str]:
-        """Webhook HMAC secrets, newest first; several allow rotation."""
-        secrets = _parts(_secret(self.xpay_webhook_secret))
-        if not secrets and self.sandbox:
-            secrets = [SANDBOX_SECRET]
-        return secrets
+        """Configured webhook HMAC secrets, newest first; several allow rotation. Empty on
+        the sandbox when none is set (it then has one of its own: bot.xpay.keys)."""
+        return _parts(_secret(self.xpay_webhook_secret))
 
     def require(self, *names: str) -> None:
         """Raise ConfigError naming each of ``names`` that is unset (e.g. for ``serve``)."""

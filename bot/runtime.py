@@ -22,6 +22,7 @@ from bot.links.wakeup import WakeListener, WakeSender, socket_path
 from bot.metrics import Metrics
 from bot.sqlite import WalCheckpointer, claim_sqlite_file
 from bot.xpay.client import XPayClient
+from bot.xpay.keys import GatewayKeys
 
 if TYPE_CHECKING:
     from bot.slack.transport import PooledWebClient
@@ -78,13 +79,9 @@ class Runtime:
         self.checkpointer = WalCheckpointer(self.engine) if self.on_sqlite else None
         self.store = LinkStore(self.engine)
         self.queue = JobQueue(self.store)
-        api_key, account_id, hmac_secret = settings.xpay_credentials()
+        self.gateway_keys = GatewayKeys(settings, self.store.sessions)
         self.xpay = XPayClient(
-            settings.xpay_url,
-            api_key,
-            account_id,
-            hmac_secret,
-            read_timeout=settings.xpay_timeout,
+            settings.xpay_url, self.gateway_keys.xpay, read_timeout=settings.xpay_timeout
         )
         self.gateway_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="gateway")
         self.inline = Inline(self.gateway_pool)
@@ -114,6 +111,7 @@ class Runtime:
             follow_up=follow_up,
             reconcile_after=timedelta(seconds=settings.paylink_reconcile_after),
             metrics=self.metrics,
+            sandbox=settings.sandbox,
         )
         self.periodic = Periodic(self.service, interval=jobs_interval)
         if self.slack_client is not None and self.plan.answers_slack:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from bot.links.service import LinkService
     from bot.links.store import LinkStore
     from bot.metrics import Metrics
+    from bot.xpay.keys import GatewayKeys
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class WebRuntime(Protocol):
     queue: JobQueue
     service: LinkService
     approvers: ApproverHealth
+    gateway_keys: GatewayKeys
     bolt_app: App | None  # None when this process does not answer Slack (no token, worker)
 
 
@@ -120,7 +122,9 @@ def create_app(runtime: WebRuntime) -> Flask:
         from bot.xpay.sandbox import SandboxConfig, make_sandbox_blueprint
 
         app.register_blueprint(
-            make_sandbox_blueprint(SandboxConfig.from_settings(settings), runtime.store.sessions),
+            make_sandbox_blueprint(
+                SandboxConfig.from_settings(settings, runtime.gateway_keys), runtime.store.sessions
+            ),
             url_prefix="/sandbox",
         )
     app.wsgi_app = front_routes(runtime, app.wsgi_app)  # type: ignore[method-assign]
@@ -142,7 +146,8 @@ def front_routes(runtime: WebRuntime, fallback: WSGIApplication) -> WSGIApplicat
     read), Bolt's own otherwise.
     """
     settings = runtime.settings
-    secrets, service, metrics = settings.webhook_secrets, runtime.service, runtime.metrics
+    secrets = runtime.gateway_keys.webhook_secrets()
+    service, metrics = runtime.service, runtime.metrics
     bolt_app = runtime.bolt_app
     signing_secret = settings.slack_signing_secret
     # Without a signing secret (Socket Mode) nothing could be verified: no Slack route.

@@ -146,11 +146,7 @@ class Flow:
     ) -> requests.Response:
         """POST a webhook to the bot, signed with the webhook secret unless told otherwise."""
         body = payload if isinstance(payload, bytes) else js_stringify(payload)
-        sig = (
-            signature
-            if signature is not None
-            else sign(self.stack.settings.webhook_secrets[0], body)
-        )
+        sig = signature if signature is not None else sign(self.stack.webhook_secret, body)
         return requests.post(
             self.stack.base_url + "/xpay/webhook",
             data=body,

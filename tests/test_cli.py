@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -14,9 +15,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from bot.checkout import parse_checkout
+from bot.checkout import CheckoutRequest, parse_checkout
 from bot.db import make_engine
-from bot.local.stack import LocalStack, free_port
+from bot.links.states import SANDBOX_LABEL
+from bot.local.stack import BOT_TOKEN, LocalStack, free_port
+from bot.local.standin import SlackStandIn
 from bot.schema import head_revision, upgrade
 
 PAYLINK = Path(sys.executable).parent / "paylink"
@@ -83,11 +86,13 @@ def test_create_pay_and_status(
     assert created.returncode == 0, created.stderr
     lines = created.stdout.splitlines()
     assert lines[1] == f"reference: {ref}"
+    assert lines[2] == SANDBOX_LABEL
     checkout_url = lines[0]
     assert checkout_url.startswith(f"{stack.base_url}/sandbox/checkout/xpay_pi_")
 
     before = status_output(tmp_path, stack_env, ref)
     assert before.splitlines()[0] == f"{ref}: Awaiting payment"
+    assert before.splitlines()[1] == SANDBOX_LABEL
     assert "amount: PKR 1,500.50" in before
     assert f"link: {checkout_url}" in before
 
@@ -112,10 +117,84 @@ def test_create_pay_and_status(
     assert out_lines[0] == f"{ref}: Paid", out
     history = [line.strip() for line in out_lines if line.startswith("  ")]
     assert len(history) == 4, out
-    assert history[0].endswith("awaiting_approval by cli")
-    assert "awaiting_approval → creating_link by cli (created from the command line)" in history[1]
-    assert "creating_link → awaiting_payment by xpay" in history[2]
-    assert "awaiting_payment → paid by webhook" in history[3]
+    # The labels people see in Slack, and times that say their zone.
+    assert history[0].endswith("Awaiting approval by cli")
+    assert "Awaiting approval → Creating link by cli (created from the command line)" in history[1]
+    assert "Creating link → Awaiting payment by xpay" in history[2]
+    assert "Awaiting payment → Paid by webhook" in history[3]
+    for line in history:
+        assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC ", line), line
+    assert "awaiting_" not in out and "creating_link" not in out
+
+
+def test_status_labels_a_link_by_where_it_was_made(
+    stack: LocalStack, stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    made_here = f"CLI-{uuid.uuid4().hex[:10]}"
+    stack.runtime.service.create_direct(checkout_request(made_here), actor="test")
+    # Settings for the live XPay now: the link was made on the sandbox, and still says so.
+    live = {
+        **stack_env,
+        "XPAY_ENV": "live",
+        "XPAY_API_KEY": "k",
+        "XPAY_ACCOUNT_ID": "a",
+        "XPAY_HMAC_SECRET": "h",
+        "XPAY_WEBHOOK_SECRET": "w",
+    }
+    assert SANDBOX_LABEL in status_output(tmp_path, live, made_here).splitlines()
+    # A link recorded as made elsewhere is not labelled, though the settings say sandbox.
+    elsewhere = f"CLI-{uuid.uuid4().hex[:10]}"
+    store = stack.runtime.store
+    with store.transaction() as s:
+        store.insert_link(s, checkout_request(elsewhere), requester_id="cli", actor="cli")
+    assert "TEST" not in status_output(tmp_path, stack_env, elsewhere)
+
+
+def test_serve_says_in_its_start_up_log_that_the_sandbox_is_a_test(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'serve.db'}"
+    engine = make_engine(database)
+    upgrade(engine)
+    engine.dispose()
+    port = free_port()
+    slack = SlackStandIn(bot_token=BOT_TOKEN).start()
+    serve = subprocess.Popen(  # noqa: S603
+        [str(PAYLINK), "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env={
+            **base_env(),
+            "DATABASE_URL": database,
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": "signing-secret",
+            "SLACK_API_URL": slack.base_url,
+        },
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                pass
+            assert serve.poll() is None and time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.1)
+    finally:
+        serve.terminate()
+        _, log = serve.communicate(timeout=30)
+        slack.stop()
+    [started] = [line for line in log.splitlines() if "serving on port" in line]
+    assert "TEST — no real money" in started, log
+
+
+def checkout_request(reference: str) -> CheckoutRequest:
+    return parse_checkout(
+        {"amount": "5", "customer_name": "A", "customer_email": "a@example.com",
+         "order_reference": reference},
+        currencies=["PKR"],
+        methods=["card"],
+    )  # fmt: skip
 
 
 def test_create_with_bad_options(stack_env: dict[str, str], tmp_path: Path) -> None:
@@ -227,6 +306,7 @@ def test_check_passes_against_a_running_stack(stack: LocalStack, tmp_path: Path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"webhook URL to set in the XPay portal: {stack.base_url}/xpay/webhook" in result.stdout
     assert "problem:" not in result.stdout
+    assert "TEST — no real money" in result.stdout  # XPAY_ENV=sandbox
     assert stack.signing_secret not in result.stdout + result.stderr
 
 
@@ -321,7 +401,8 @@ def test_socket_mode_with_slack_out_of_reach_says_so_briefly(tmp_path: Path) -> 
     assert paylink("migrate", cwd=tmp_path, **env).returncode == 0
     result = paylink("socket", cwd=tmp_path, **env)
     assert result.returncode == 1
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    # The start-up INFO line (which gateway, TEST or live) is not a complaint.
+    lines = [line for line in result.stderr.splitlines() if line.strip() and " INFO " not in line]
     assert len(lines) <= 2, result.stderr
     assert lines[-1].startswith("paylink: cannot reach Slack at "), lines
     assert "Connection refused" in lines[-1]

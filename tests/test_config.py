@@ -100,6 +100,7 @@ def test_csv_lists(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PAYLINK_CURRENCIES", "pkr, usd")
     monkeypatch.setenv("PAYLINK_PAYMENT_METHODS", "Card,jazzcash")
     monkeypatch.setenv("XPAY_WEBHOOK_SECRET", "new-secret, old-secret")
+    monkeypatch.setenv("XPAY_ENV", "sandbox")  # with a key set, the environment is named
     s = load()
     assert s.paylink_approvers == ["U123ABC", "S0FINANCE", "W42"]
     assert s.paylink_currencies == ["PKR", "USD"]
@@ -119,11 +120,11 @@ def test_other_values(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.paylink_failure_url is None
 
 
-def test_sandbox_uses_its_own_keys() -> None:
+def test_the_sandbox_keys_are_not_settings() -> None:
+    # They are random per database (tests/test_sandbox_keys.py), never a value in the code.
     s = load()
-    api_key, account, hmac_secret = s.xpay_credentials()
-    assert api_key and account and hmac_secret
-    assert s.webhook_secrets
+    assert s.xpay_credentials() is None
+    assert s.webhook_secrets == []
 
 
 # One line per bad variable -------------------------------------------------------------
@@ -218,6 +219,53 @@ def test_live_with_every_key_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not s.sandbox
 
 
+XPAY_KEYS = ("XPAY_API_KEY", "XPAY_ACCOUNT_ID", "XPAY_HMAC_SECRET", "XPAY_WEBHOOK_SECRET")
+
+
+@pytest.mark.parametrize("name", XPAY_KEYS)
+def test_an_xpay_key_without_xpay_env_is_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # Keys for real XPay with no XPAY_ENV would otherwise run on the sandbox unnoticed.
+    lines = errors_for(monkeypatch, name, "xpay-topsecret-value")
+    assert len(lines) == 1, lines
+    line = lines[0]
+    assert name in line and "XPAY_ENV" in line
+    assert "`staging`" in line and "`live`" in line and "unset" in line and "sandbox" in line
+    assert "xpay-topsecret-value" not in line
+    monkeypatch.setenv("XPAY_ENV", "sandbox")  # saying so explicitly is allowed
+    assert load().sandbox
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["serve"],
+        ["socket"],
+        ["worker"],
+        ["check"],
+        ["create", "--amount", "5", "--name", "A", "--email", "a@example.com"],
+    ],
+)
+def test_commands_refuse_xpay_keys_without_xpay_env(tmp_path: Path, command: list[str]) -> None:
+    result = run_paylink(
+        command,
+        tmp_path,
+        XPAY_API_KEY="sk_live_topsecret_key",
+        SLACK_BOT_TOKEN="xoxb-1-topsecretbot",
+        SLACK_SIGNING_SECRET="signing-topsecret-abc",
+        SLACK_APP_TOKEN="xapp-1-topsecretapp",
+        PAYLINK_WORKER="separate" if command == ["worker"] else "inline",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}",
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "XPAY_API_KEY" in lines[0] and "XPAY_ENV" in lines[0]
+    assert "topsecret" not in result.stderr + result.stdout
+    assert not (tmp_path / "x.db").exists()  # refused before anything started
+
+
 def test_require_names_each_missing_setting() -> None:
     s = load(slack_signing_secret="x")
     with pytest.raises(ConfigError) as info:
@@ -241,6 +289,7 @@ SECRETS = {
 def test_secrets_never_appear_in_repr_or_str(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("XPAY_ENV", "sandbox")  # with keys set, the environment is named
     s = load()
     shown = repr(s) + str(s) + repr(s.model_dump()) + str(s.model_dump_json())
     for value in SECRETS.values():

@@ -300,7 +300,7 @@ def test_signed_webhooks_that_are_not_payments_change_nothing(
     if known:  # a real intent, but a status that is neither paid nor failed
         obj = {**obj, "payment_intent_id": intents(stack)[0], "status": status}
     body = json.dumps(obj, default=str, indent=1 if pretty else None).encode()
-    signature = sign(stack.settings.webhook_secrets[0], body)
+    signature = sign(stack.webhook_secret, body)
     r = post(
         stack.base_url + "/xpay/webhook",
         body,

@@ -29,7 +29,7 @@ def url(stack: LocalStack, path: str) -> str:
 
 
 def webhook_secret(stack: LocalStack) -> str:
-    return stack.settings.webhook_secrets[0]
+    return stack.webhook_secret
 
 
 def post_webhook(

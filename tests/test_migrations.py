@@ -9,6 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 import bot.links.tables  # noqa: F401  (registers the tables)
+import bot.xpay.keys  # noqa: F401
 import bot.xpay.sandbox  # noqa: F401
 from bot.db import Base, make_engine
 from bot.schema import SchemaOutdated, head_revision, require_current, upgrade

@@ -312,7 +312,7 @@ def test_twenty_identical_webhooks_over_http_pay_once(tmp_path: Path) -> None:
             intent = s.get(SandboxIntent, current.intent_id)
             assert intent is not None
             body = js_stringify(sandbox_webhook_payload(intent, "pay", "card"))
-        signature = sign(stack.settings.webhook_secrets[0], body)
+        signature = sign(stack.webhook_secret, body)
 
         start = threading.Barrier(20)
 

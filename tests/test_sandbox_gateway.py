@@ -507,7 +507,9 @@ def test_intent_details(gateway: Gateway) -> None:
 def test_xpay_client_round_trip(gateway: Gateway) -> None:
     """The real client (bot.xpay.client) against the sandbox, when it is available."""
     client_module = pytest.importorskip("bot.xpay.client")
-    with client_module.XPayClient(gateway.api, API_KEY, ACCOUNT_ID, HMAC_SECRET) as client:
+    with client_module.XPayClient(
+        gateway.api, client_module.XPayKeys(API_KEY, ACCOUNT_ID, HMAC_SECRET)
+    ) as client:
         created = client.create_checkout(make_payload())
         assert created.status == "requires_payment_method"
         assert created.checkout_url.endswith(f"/sandbox/checkout/{created.intent_id}")

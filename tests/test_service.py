@@ -28,7 +28,7 @@ from bot.links.states import Status
 from bot.links.store import LinkStore
 from bot.links.tables import Job, Link
 from bot.local.stack import LocalStack, free_port
-from bot.xpay.client import IntentDetails, XPayClient
+from bot.xpay.client import IntentDetails, XPayClient, XPayKeys
 from bot.xpay.webhooks import PaymentEvent
 from tests.dbs import BACKENDS, migrated_engine
 from tests.stubs import Reply, StubGateway, created
@@ -50,7 +50,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LinkStore]
 
 
 def sandbox_client(stack: LocalStack) -> XPayClient:
-    return XPayClient(stack.settings.xpay_url, *stack.settings.xpay_credentials())
+    return XPayClient(stack.settings.xpay_url, stack.runtime.gateway_keys.xpay())
 
 
 def make_service(store: LinkStore, client: XPayClient, **kw: object) -> LinkService:
@@ -89,7 +89,7 @@ def stub() -> Iterator[StubGateway]:
 
 @pytest.fixture
 def stub_service(store: LinkStore, stub: StubGateway) -> Iterator[LinkService]:
-    client = XPayClient(stub.url, "key", "acct", "secret", read_timeout=0.5)
+    client = XPayClient(stub.url, XPayKeys("key", "acct", "secret"), read_timeout=0.5)
     yield make_service(store, client)
     client.close()
 
@@ -286,7 +286,7 @@ def test_timeout_is_link_unknown_not_failed(stub_service: LinkService, stub: Stu
 
 
 def test_unreachable_gateway_is_link_failed(store: LinkStore) -> None:
-    client = XPayClient(f"http://127.0.0.1:{free_port()}", "k", "a", "s")
+    client = XPayClient(f"http://127.0.0.1:{free_port()}", XPayKeys("k", "a", "s"))
     service = make_service(store, client)
     link = service.request_link(checkout(), requester_id=REP, channel_id=None)
     service.approve(link.id, APPROVER)

@@ -719,3 +719,47 @@ def test_home_row_every_status(status: Status) -> None:
     )
     assert validate_blocks(None, surface="home", view=view) == []
     assert status.label in json.dumps(view)
+
+
+# --- sandbox links say they are tests ------------------------------------------------------
+
+SANDBOX_NOTE = "TEST — sandbox, no real money"
+# The replies that show the link or a payment.
+MONEY_REPLIES = ("link_ready", "paid", "payment_failed", "paid_after_cancel", "amount_mismatch")
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_a_sandbox_card_says_it_is_a_test(status: Status) -> None:
+    for link in (make_link(status, sandbox=True), nasty_link(status)):
+        link.sandbox = True
+        text, blocks = b.card(link, approvers_configured=False)
+        check_message(text, blocks)
+        assert SANDBOX_NOTE in "\n".join(mrkdwn_texts(blocks))
+        assert text.startswith("TEST: "), text  # the notification says so too
+        assert blocks[0]["type"] == "header"
+    text, blocks = b.card(make_link(status, sandbox=False))
+    assert "TEST" not in text + json.dumps(blocks)
+
+
+@pytest.mark.parametrize("kind", MONEY_REPLIES)
+def test_sandbox_replies_with_the_link_or_a_payment_say_it_is_a_test(kind: str) -> None:
+    link = make_link(REPLY_STATUS[kind], sandbox=True, cancelled_by="U0REP")
+    text, blocks = b.thread_reply(link, kind)
+    check_message(text, blocks)
+    assert SANDBOX_NOTE in "\n".join(mrkdwn_texts(blocks))
+    assert text.startswith("TEST: "), text
+    link.sandbox = False
+    text, blocks = b.thread_reply(link, kind)
+    assert "TEST" not in text + json.dumps(blocks)
+
+
+def test_sandbox_rows_in_app_home_say_they_are_tests() -> None:
+    links = [make_link(Status.PAID, id=1, sandbox=True), make_link(Status.PAID, id=2)]
+    view = b.home_view(
+        my_links=links, waiting=links, is_approver=True, permalinks={1: "https://x.y/z"}
+    )
+    assert validate_blocks(None, surface="home", view=view) == []
+    rows = {bl["block_id"]: bl["text"]["text"] for bl in view["blocks"] if bl["type"] == "section"}
+    for prefix in ("mine", "waiting"):
+        assert "TEST" in rows[f"{prefix}_1"]
+        assert "TEST" not in rows[f"{prefix}_2"]

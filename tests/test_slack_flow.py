@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import requests
 
+from bot.links.states import SANDBOX_LABEL
 from bot.local.simulator import state_values
 from bot.local.stack import APPROVAL_CHANNEL, APPROVER, OUTSIDER, REP, LocalStack
 from bot.local.standin import PostedMessage
@@ -165,6 +166,22 @@ def test_happy_path_to_paid(flow: Flow) -> None:
     replies = flow.replies(card.ts)
     assert len(replies) == 2
     assert "checkout link is ready" in replies[0] and "Paid:" in replies[1]
+
+
+def test_a_sandbox_link_says_it_is_a_test_everywhere(flow: Flow) -> None:
+    card = flow.request()
+    assert SANDBOX_LABEL in _text(card.blocks) and (card.text or "").startswith("TEST: ")
+    url = flow.approve(card.ts)
+    assert SANDBOX_LABEL in flow.wait_reply(card.ts, "checkout link is ready")
+    flow.checkout(url, "decline")
+    assert SANDBOX_LABEL in flow.wait_reply(card.ts, "Payment failed")
+    assert flow.webhook(flow.paid_webhook(url)).status_code == 200  # paid on a second try
+    assert SANDBOX_LABEL in flow.wait_reply(card.ts, "Paid:")
+    flow.idle()
+    assert SANDBOX_LABEL in _text(flow.card(card.ts).blocks)
+    flow.sim.home_opened(REP).raise_for_status()
+    home = flow.slack.wait_for(lambda s: s.home_views.get(REP))
+    assert ":test_tube: TEST" in _text(home["blocks"])
 
 
 # --------------------------------------------------------------------------------------
@@ -500,7 +517,7 @@ def test_one_signature_many_spellings_of_the_amount_one_effect(flow: Flow) -> No
     each is read as the body signed, so one payment, one reply, and no "amount differs"."""
     card, url = awaiting_payment(flow, amount="5000")
     canonical = js_stringify(flow.paid_webhook(url))
-    signature = sign(flow.stack.settings.webhook_secrets[0], canonical)
+    signature = sign(flow.stack.webhook_secret, canonical)
     assert b'"amount":5000,' in canonical
     bodies = [
         canonical.replace(b'"amount":5000,', b'"amount":' + text + b",")

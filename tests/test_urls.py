@@ -9,7 +9,7 @@ from bot.checkout import CheckoutInvalid, parse_checkout
 from bot.config import ConfigError, load_settings
 from bot.slack.blocks.common import url_link
 from bot.urls import is_http_url
-from bot.xpay.client import XPayClient
+from bot.xpay.client import XPayClient, XPayKeys
 
 ACCEPTED = [
     "https://shop.example.com/ok?o=1",
@@ -59,7 +59,7 @@ def _form_accepts(url: str) -> bool:
 
 def _client_accepts(url: str) -> bool:
     try:
-        XPayClient(url, "key", "account", "secret").close()
+        XPayClient(url, XPayKeys("key", "account", "secret")).close()
     except ValueError as exc:
         assert str(exc) == "base_url must be an http(s) URL"
         return False

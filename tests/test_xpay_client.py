@@ -21,6 +21,7 @@ from bot.xpay.client import (
     IntentDetails,
     XPayClient,
     XPayError,
+    XPayKeys,
     XPayOutcomeUnknown,
     XPayRejected,
     XPayServerError,
@@ -132,7 +133,9 @@ def stub() -> Iterator[Stub]:
 
 @pytest.fixture
 def client(stub: Stub) -> Iterator[XPayClient]:
-    c = XPayClient(stub.url, API_KEY, ACCOUNT, SECRET, connect_timeout=1.0, read_timeout=0.5)
+    c = XPayClient(
+        stub.url, XPayKeys(API_KEY, ACCOUNT, SECRET), connect_timeout=1.0, read_timeout=0.5
+    )
     yield c
     c.close()
 
@@ -266,7 +269,7 @@ def test_connection_refused_is_unavailable() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    client = XPayClient(f"http://127.0.0.1:{port}", API_KEY, ACCOUNT, SECRET)
+    client = XPayClient(f"http://127.0.0.1:{port}", XPayKeys(API_KEY, ACCOUNT, SECRET))
     try:
         with pytest.raises(XPayUnavailable) as info:
             client.create_checkout(payload())

@@ -55,7 +55,10 @@ class Gateway(Protocol):
 
 
 class LinkService:
-    """Creates, approves, rejects, cancels links and applies payment results."""
+    """Creates, approves, rejects, cancels links and applies payment results.
+
+    ``sandbox``: the gateway is the sandbox, so the links made here are tests and say so.
+    """
 
     def __init__(
         self,
@@ -67,8 +70,10 @@ class LinkService:
         follow_up: FollowUp | None = None,
         reconcile_after: timedelta = timedelta(minutes=15),
         metrics: Metrics | None = None,
+        sandbox: bool = False,
     ):
         self.store = store
+        self.sandbox = sandbox
         self.queue = JobQueue(store)
         self.gateway = gateway
         self.is_approver = is_approver
@@ -102,6 +107,7 @@ class LinkService:
                 actor=requester_id,
                 channel_id=channel_id,
                 origin_channel_id=origin_channel_id,
+                sandbox=self.sandbox,
             )
             self.queue.enqueue(s, link, JobKind.CARD, payload={"notify_requester": True})
         log.info("link requested", extra={"ref": link.reference, "user": requester_id})
@@ -111,7 +117,12 @@ class LinkService:
         """Create a link with no approval step (the CLI, for operators); calls XPay now."""
         with self.store.transaction() as s:
             link = self.store.insert_link(
-                s, request, requester_id=actor, actor=actor, status=Status.AWAITING_APPROVAL
+                s,
+                request,
+                requester_id=actor,
+                actor=actor,
+                status=Status.AWAITING_APPROVAL,
+                sandbox=self.sandbox,
             )
             self.store.move(
                 s,
@@ -336,6 +347,7 @@ class LinkService:
                 actor="xpay",
                 intent_id=created.intent_id,
                 checkout_url=created.checkout_url,
+                sandbox=self.sandbox,  # the gateway that made it, if another took the request
                 lease_until=None,
                 reconcile_after=utcnow() + self.reconcile_after,
             )

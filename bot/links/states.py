@@ -39,6 +39,9 @@ LABELS = {
     Status.CANCELLED: "Cancelled",
 }
 
+#: What every surface showing a link made on the sandbox gateway says about it.
+SANDBOX_LABEL = "TEST — sandbox, no real money"
+
 # Forward-only. A failed payment can still be paid (the customer tries again on the same
 # page), and a cancelled link that was paid anyway must show Paid: the money moved.
 TRANSITIONS: dict[Status, frozenset[Status]] = {

@@ -136,14 +136,17 @@ class LinkStore:
         status: Status = Status.AWAITING_APPROVAL,
         origin_channel_id: str | None = None,
         channel_id: str | None = None,
+        sandbox: bool = False,
     ) -> Link:
-        """Insert a new link with its first history row; DuplicateReference if taken."""
+        """Insert a new link with its first history row; DuplicateReference if taken.
+        ``sandbox``: it is for the sandbox gateway."""
         now = utcnow()
         link = Link.from_request(
             request,
             requester_id=requester_id,
             origin_channel_id=origin_channel_id,
             channel_id=channel_id,
+            sandbox=sandbox,
             status=status.value,
             version=1,
             attempts=0,

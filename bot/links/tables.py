@@ -6,7 +6,18 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, Numeric, String, Text, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    false,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from bot.checkout import CheckoutRequest
@@ -51,6 +62,9 @@ class Link(Base):
     paid_method: Mapped[str | None] = mapped_column(String(64))
     bank_message: Mapped[str | None] = mapped_column(Text)
     reconcile_after: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # Made on the sandbox gateway: labelled a test wherever it is shown, whatever the
+    # settings say later.
+    sandbox: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

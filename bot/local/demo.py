@@ -13,6 +13,7 @@ import requests
 
 from bot.local.simulator import state_values
 from bot.local.stack import APPROVAL_CHANNEL, APPROVER, REP, LocalStack
+from bot.local.terminal import SlackShows, render_thread
 from bot.slack import blocks
 
 DEMO_FIELDS = {
@@ -48,8 +49,9 @@ def play_flow(
     """Command → modal → submit → approve → pay on the sandbox → webhook; returns the card."""
     slack, sim = stack.slack, stack.simulator
     step = FlowStep(say)
+    rep, approver = (f"@{slack.display_name(user)}" for user in (REP, APPROVER))
 
-    step(f"{REP} types /paylink 15000 PKR")
+    step(f"{rep} types /paylink 15000 PKR")
     response = sim.command(REP, "15000 PKR", channel="C0SALES")
     response.raise_for_status()
     view = slack.wait_for(lambda s: s.views_opened[-1] if s.views_opened else None)
@@ -61,7 +63,7 @@ def play_flow(
         raise AssertionError(f"modal submission refused: {response.status_code} {response.text}")
     card = slack.wait_for(lambda s: next(iter(s.messages(APPROVAL_CHANNEL)), None))
 
-    step(f"{APPROVER} approves in #{APPROVAL_CHANNEL}")
+    step(f"{approver} approves in #{APPROVAL_CHANNEL}")
     sim.click(APPROVER, _as_message(card), blocks.ActionId.APPROVE, channel=APPROVAL_CHANNEL)
     reply = slack.wait_for(lambda s: _reply_with_link(s, card.ts))
     checkout_url = reply
@@ -106,10 +108,13 @@ def run_demo(*, decline: bool = False) -> int:
     try:
         with LocalStack() as stack:
             result = play_flow(stack, decline=decline)
-            print("\nThe thread in #" + APPROVAL_CHANNEL + ":\n")
-            print(stack.slack.render_thread_text(result["channel"], result["ts"]))
+            thread = stack.slack.thread(result["channel"], result["ts"])
+            # Shown once the stack has stopped, so its sandbox pages are gone by then.
+            shows = SlackShows(stack.slack.display_name, gone_prefix=f"{stack.base_url}/sandbox/")
     except (AssertionError, requests.RequestException, LookupError) as exc:
         print(f"\ndemo failed: {exc}", file=sys.stderr)
         return 1
-    print(f"\nDone in {time.perf_counter() - started:.1f}s: the card ends in {result['final']}.")
+    print(f"\nThe thread in #{APPROVAL_CHANNEL}:\n")
+    print(render_thread(thread, shows))
+    print(f"Done in {time.perf_counter() - started:.1f}s: the card ends in {result['final']}.")
     return 0

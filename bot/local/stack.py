@@ -22,6 +22,8 @@ from bot.web import create_app
 REP, APPROVER, OUTSIDER = "U0REP", "U0APPROVER", "U0OUTSIDER"
 APPROVAL_CHANNEL = "C0APPROVALS"
 BOT_TOKEN = "xoxb-local-stand-in"  # noqa: S105  (the stand-in's token, not a real one)
+#: The people of the stand-in's workspace, by the names Slack would show.
+PEOPLE = {REP: "Sara", APPROVER: "Omar", OUTSIDER: "Bilal"}
 
 
 def free_port() -> int:
@@ -45,7 +47,14 @@ class LocalStack:
     ):
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="paylink-")
         self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
-        self.slack = SlackStandIn(bot_token=BOT_TOKEN, usergroups={"S0FINANCE": [APPROVER]})
+        self.slack = SlackStandIn(
+            bot_token=BOT_TOKEN,
+            usergroups={"S0FINANCE": [APPROVER]},
+            users={
+                user: {"name": name.lower(), "profile": {"display_name": name, "real_name": name}}
+                for user, name in PEOPLE.items()
+            },
+        )
         self.slack.start()
         self.port = free_port()
         self.signing_secret = secrets.token_hex(16)
@@ -70,6 +79,12 @@ class LocalStack:
         )
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.simulator = SlackSimulator(self.base_url, self.signing_secret)
+
+    @property
+    def webhook_secret(self) -> str:
+        """The secret XPay's webhooks to this bot are signed with (the sandbox's own, made
+        at random for this database, unless the settings name one)."""
+        return self.runtime.gateway_keys.webhook_secrets()[0]
 
     def __enter__(self) -> LocalStack:
         self.server.start()

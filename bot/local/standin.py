@@ -49,6 +49,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
+from bot.local.terminal import render_thread
+
 __all__ = [
     "Call",
     "Ephemeral",
@@ -836,28 +838,12 @@ class SlackStandIn:
     # ---------------------------------------------------------------- rendering
 
     def render_thread_text(self, channel: str, ts: str) -> str:
-        """Readable plain-text rendering of a message and its thread replies.
-
-        Section/context/header text as mrkdwn source, fields one per line, buttons as
-        ``[Label]``. Used by ``paylink demo`` to print the resulting Slack thread.
-        """
+        """A message and its thread replies as plain text, mrkdwn kept as source (see
+        :mod:`bot.local.terminal`; ``paylink demo`` shows it the way Slack does)."""
         msgs = self.thread(channel, ts)
         if not msgs:
             return f"(no message {ts} in {channel})"
-        lines: list[str] = []
-        for i, msg in enumerate(msgs):
-            edited = f" (edited {msg.updated}x)" if msg.updated else ""
-            if i == 0:
-                lines.append(f"[{msg.channel}] message {msg.ts}{edited}")
-                indent = "  "
-            else:
-                lines.append(f"  -> reply {msg.ts}{edited}")
-                indent = "     "
-            body = _render_blocks(msg.blocks) if msg.blocks else []
-            if not body:
-                body = (msg.text or "").splitlines() or [""]
-            lines += [f"{indent}{line}" if line else "" for line in body]
-        return "\n".join(lines).rstrip() + "\n"
+        return render_thread(msgs)
 
     # ---------------------------------------------------------------- request handling
 
@@ -1217,6 +1203,10 @@ class SlackStandIn:
         user = params.get("user")
         if not isinstance(user, str) or not user or user[0] not in "UWB":
             raise _ApiError("user_not_found")
+        return {"user": self.user_info(user)}
+
+    def user_info(self, user: str) -> dict[str, Any]:
+        """The user ``users.info`` describes: a made-up name unless ``users`` gave one."""
         is_bot = user == self.bot_user_id
         name = "paylink" if is_bot else f"user-{user.lower()}"
         info: dict[str, Any] = {
@@ -1232,86 +1222,17 @@ class SlackStandIn:
             "profile": {"display_name": name, "real_name": name.title()},
         }
         info.update(copy.deepcopy(self.users.get(user, {})))
-        return {"user": info}
+        return info
+
+    def display_name(self, user: str) -> str:
+        """The name Slack shows for ``user``: their display name, else their user name."""
+        info = self.user_info(user)
+        return str(info.get("profile", {}).get("display_name") or info["name"])
 
 
 # --------------------------------------------------------------------------------------
 # HTTP plumbing
 # --------------------------------------------------------------------------------------
-
-
-def _plain(obj: Any) -> str:
-    """Text of a text object / element, or '' ."""
-    if isinstance(obj, dict):
-        text = obj.get("text")
-        if isinstance(text, dict):
-            return _plain(text)
-        return text if isinstance(text, str) else ""
-    return obj if isinstance(obj, str) else ""
-
-
-def _render_element(el: Any) -> str:
-    if not isinstance(el, dict):
-        return ""
-    kind = el.get("type")
-    if kind in ("button", "workflow_button"):
-        return f"[{_plain(el.get('text'))}]"
-    if kind == "image":
-        return f"[image: {el.get('alt_text', '')}]"
-    if kind == "overflow":
-        return "[...]"
-    placeholder = _plain(el.get("placeholder"))
-    initial = el.get("initial_option") or {}
-    label = _plain(initial.get("text")) if isinstance(initial, dict) else ""
-    return f"[{label or placeholder or kind} v]"
-
-
-def _render_rich_text(node: Any) -> str:
-    if isinstance(node, dict):
-        if node.get("type") == "text":
-            return str(node.get("text", ""))
-        if node.get("type") == "link":
-            return str(node.get("text") or node.get("url", ""))
-        if node.get("type") == "user":
-            return f"<@{node.get('user_id', '')}>"
-        return "".join(_render_rich_text(n) for n in node.get("elements", []))
-    return ""
-
-
-def _render_blocks(blocks: Iterable[Any]) -> list[str]:
-    """Plain-text lines for a list of blocks (mrkdwn kept as source)."""
-    lines: list[str] = []
-    for block in blocks:
-        if not isinstance(block, dict):
-            continue
-        kind = block.get("type")
-        if kind == "header":
-            lines.append(f"== {_plain(block.get('text'))} ==")
-        elif kind == "section":
-            if block.get("text"):
-                lines += _plain(block["text"]).splitlines()
-            for f in block.get("fields") or []:
-                lines += _plain(f).splitlines()
-            if block.get("accessory"):
-                lines.append(_render_element(block["accessory"]))
-        elif kind == "context":
-            parts = [
-                _plain(e) if _plain(e) else _render_element(e) for e in block.get("elements") or []
-            ]
-            lines.append(" | ".join(p for p in parts if p))
-        elif kind == "actions":
-            lines.append(" ".join(_render_element(e) for e in block.get("elements") or []))
-        elif kind == "divider":
-            lines.append("-" * 40)
-        elif kind == "image":
-            lines.append(f"[image: {block.get('alt_text', '')}]")
-        elif kind == "input":
-            lines.append(f"{_plain(block.get('label'))}: {_render_element(block.get('element'))}")
-        elif kind == "markdown":
-            lines += str(block.get("text", "")).splitlines()
-        elif kind == "rich_text":
-            lines += _render_rich_text(block).splitlines()
-    return lines
 
 
 def _fmt_seconds(value: float) -> str:

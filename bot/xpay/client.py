@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -89,6 +89,16 @@ class XPayOutcomeUnknown(XPayError):
     answer we cannot understand). For a create, the link MAY exist: reconcile, don't retry."""
 
     maybe_created = True
+
+
+@dataclass(frozen=True)
+class XPayKeys:
+    """What XPay asks of every caller: ``x-api-key``, ``x-account-id`` and the HMAC secret
+    that signs request bodies."""
+
+    api_key: str = field(repr=False)
+    account_id: str
+    hmac_secret: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -169,6 +179,8 @@ def _never_connected(exc: BaseException) -> bool:
 class XPayClient:
     """Talks to XPay's public API with one ``requests.Session``.
 
+    ``keys`` are the caller's keys, or what to ask for them at each call (the sandbox's
+    live in the database, which may not exist yet when the client is made).
     ``session`` may be supplied (e.g. to share a pool); the client mounts its retry adapter on
     it either way, and :meth:`close` closes it only when the client created it.
     """
@@ -176,9 +188,7 @@ class XPayClient:
     def __init__(
         self,
         base_url: str,
-        api_key: str,
-        account_id: str,
-        hmac_secret: str,
+        keys: XPayKeys | Callable[[], XPayKeys],
         *,
         connect_timeout: float = 3.05,
         read_timeout: float = 10.0,
@@ -187,9 +197,7 @@ class XPayClient:
         if not is_http_url(base_url):
             raise ValueError("base_url must be an http(s) URL")
         self._base_url = base_url.rstrip("/")
-        self._api_key = api_key
-        self._account_id = account_id
-        self._hmac_secret = hmac_secret
+        self._keys = keys if callable(keys) else lambda: keys
         self._timeout = (connect_timeout, read_timeout)
         self._owns_session = session is None
         self._session = session if session is not None else requests.Session()
@@ -221,9 +229,10 @@ class XPayClient:
         ``payload`` cannot be serialised (nothing is sent then).
         """
         body = js_stringify(dict(payload))
+        keys = self._keys()
         headers = {
-            **self._auth_headers(),
-            "x-signature": sign(self._hmac_secret, body),
+            **self._auth_headers(keys),
+            "x-signature": sign(keys.hmac_secret, body),
             "Content-Type": "application/json",
         }
         status, doc = self._call("POST", CHECKOUT_PATH, headers=headers, body=body)
@@ -255,7 +264,7 @@ class XPayClient:
         if not intent_id:
             raise ValueError("intent_id is required")
         path = INTENT_PATH.format(pi_id=quote(intent_id, safe=""))
-        status, doc = self._call("GET", path, headers=self._auth_headers(), body=None)
+        status, doc = self._call("GET", path, headers=self._auth_headers(self._keys()), body=None)
         data = doc.get("data") if isinstance(doc.get("data"), dict) else doc
         pi_status = data.get("pi_status") or data.get("status")
         if not isinstance(pi_status, str) or not pi_status:
@@ -277,10 +286,11 @@ class XPayClient:
 
     # -- plumbing -------------------------------------------------------------------------
 
-    def _auth_headers(self) -> dict[str, str]:
+    @staticmethod
+    def _auth_headers(keys: XPayKeys) -> dict[str, str]:
         return {
-            "x-api-key": self._api_key,
-            "x-account-id": self._account_id,
+            "x-api-key": keys.api_key,
+            "x-account-id": keys.account_id,
             "Accept": "application/json",
         }
 

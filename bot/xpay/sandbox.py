@@ -46,6 +46,7 @@ from bot.xpay.signing import js_stringify, sign, signature_matches
 
 if TYPE_CHECKING:
     from bot.config import Settings
+    from bot.xpay.keys import GatewayKeys
 
 log = logging.getLogger(__name__)
 
@@ -108,15 +109,16 @@ class SandboxConfig:
     webhook_background_delays: Sequence[float] = (2.0, 4.0, 8.0, 16.0, 30.0)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> SandboxConfig:
-        """The gateway as the bot's settings describe it (XPAY_ENV=sandbox): its keys, pages
-        under PAYLINK_PUBLIC_URL and webhooks to that URL's /xpay/webhook."""
-        api_key, account_id, hmac_secret = settings.xpay_credentials()
+    def from_settings(cls, settings: Settings, keys: GatewayKeys) -> SandboxConfig:
+        """The gateway as the bot's settings describe it (XPAY_ENV=sandbox): the keys the bot
+        uses with it, pages under PAYLINK_PUBLIC_URL and webhooks to that URL's
+        /xpay/webhook, signed with the newest secret the bot accepts."""
+        xpay = keys.xpay()
         return cls(
-            api_key=api_key,
-            account_id=account_id,
-            hmac_secret=hmac_secret,
-            webhook_secret=settings.webhook_secrets[0],
+            api_key=xpay.api_key,
+            account_id=xpay.account_id,
+            hmac_secret=xpay.hmac_secret,
+            webhook_secret=keys.webhook_secrets()[0],
             public_url=settings.public_url,
             webhook_url=f"{settings.public_url}/xpay/webhook",
         )

@@ -25,6 +25,7 @@ from bot.slack.blocks.common import (
     MESSAGE_BUDGET,
     NAME_BUDGET,
     REASON_BUDGET,
+    SANDBOX_NOTE,
     SHIPPING_BUDGET,
     STATUS_EMOJI,
     UNKNOWN_NOTE,
@@ -39,6 +40,7 @@ from bot.slack.blocks.common import (
     safe,
     section,
     slack_date,
+    test_prefix,
     to_dicts,
 )
 from bot.slack.blocks.ids import ActionId, BlockId
@@ -189,6 +191,10 @@ def card(link: Link, *, approvers_configured: bool = True) -> tuple[str, list[di
                 text=clip(f"Payment link request · {link.reference}", HEADER_MAX), emoji=False
             ),
         ),
+    ]
+    if link.sandbox:
+        blocks.append(context(BlockId.SANDBOX, SANDBOX_NOTE))
+    blocks += [
         SectionBlock(
             block_id=BlockId.DETAILS,
             fields=[MarkdownTextObject(text=clip_mrkdwn(f, FIELD_TEXT_MAX)) for f in fields],
@@ -206,7 +212,8 @@ def card(link: Link, *, approvers_configured: bool = True) -> tuple[str, list[di
     blocks.append(context(BlockId.FOOTER, footer))
 
     fallback = clip_mrkdwn(
-        f"Payment link request {reference}: {amount_text(link)} for {name} ({status.label})",
+        f"{test_prefix(link)}Payment link request {reference}: {amount_text(link)} for {name} "
+        f"({status.label})",
         FALLBACK_MAX,
     )
     return fallback, to_dicts(blocks)

@@ -11,7 +11,7 @@ from typing import Any
 
 from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, SectionBlock
 
-from bot.links.states import Status
+from bot.links.states import SANDBOX_LABEL, Status
 from bot.links.tables import Link
 from bot.money import amount_problem
 from bot.payment_methods import method_label
@@ -43,6 +43,9 @@ STATUS_EMOJI: dict[Status, str] = {
     Status.PAYMENT_FAILED: ":x:",
     Status.CANCELLED: ":no_entry_sign:",
 }
+
+#: On the card, and in the replies showing its link or a payment, of a sandbox link.
+SANDBOX_NOTE = f":test_tube: {SANDBOX_LABEL}"
 
 #: Said on the card and in the thread when XPay's answer to a create never came.
 UNKNOWN_NOTE = (
@@ -145,6 +148,11 @@ def format_amount(amount: Decimal | int | str | None, currency: str | None) -> s
         return f"{currency or ''} {clip(str(amount), 32)}".strip()
     text = f"{value:,.0f}" if value == value.to_integral_value() else f"{value:,.2f}"
     return f"{currency} {text}" if currency else text
+
+
+def test_prefix(link: Link) -> str:
+    """``"TEST: "`` for a sandbox link's notification text, so even that says so."""
+    return "TEST: " if link.sandbox else ""
 
 
 def amount_text(link: Link) -> str:

@@ -37,7 +37,9 @@ def _home_row(prefix: BlockId, link: Link, permalink: str | None, *, show_reques
     status = Status(link.status)
     text = (
         f"*{safe(link.reference, 64)}* · {amount_text(link)} · "
-        f"{STATUS_EMOJI[status]} {status.label}\n{safe(link.customer_name, 100)}"
+        f"{STATUS_EMOJI[status]} {status.label}"
+        + (" · :test_tube: TEST" if link.sandbox else "")
+        + f"\n{safe(link.customer_name, 100)}"
     )
     if show_requester:
         text += f" · requested by {mention(link.requester_id)}"

@@ -30,6 +30,7 @@ class BlockId(StrEnum):
 
     # The card.
     TITLE = "title"
+    SANDBOX = "sandbox"
     DETAILS = "details"
     STATUS = "status"
     NO_APPROVERS = "no_approvers"

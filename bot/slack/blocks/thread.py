@@ -16,6 +16,7 @@ from bot.slack.blocks.common import (
     MESSAGE_BUDGET,
     NAME_BUDGET,
     REASON_BUDGET,
+    SANDBOX_NOTE,
     UNKNOWN_NOTE,
     amount_text,
     clip_mrkdwn,
@@ -25,6 +26,7 @@ from bot.slack.blocks.common import (
     paid_method,
     safe,
     section,
+    test_prefix,
     to_dicts,
     url_link,
 )
@@ -163,6 +165,17 @@ _RENDERERS: dict[ThreadKind, Callable[[Link, dict[str, Any]], _Reply]] = {
 #: Every kind of thread reply there is a renderer for.
 THREAD_KINDS = frozenset(_RENDERERS)
 
+# The replies that show the link or a payment: on a sandbox link, these say it is a test.
+_SHOW_MONEY = frozenset(
+    {
+        ThreadKind.LINK_READY,
+        ThreadKind.PAID,
+        ThreadKind.PAYMENT_FAILED,
+        ThreadKind.PAID_AFTER_CANCEL,
+        ThreadKind.AMOUNT_MISMATCH,
+    }
+)
+
 
 def thread_reply(
     link: Link, kind: ThreadKind | str, details: dict[str, Any] | None = None
@@ -173,8 +186,12 @@ def thread_reply(
     ``currency`` XPay reported from it. A ``kind`` that is not a :class:`ThreadKind` raises
     ValueError.
     """
-    reply = _RENDERERS[ThreadKind(kind)](link, details or {})
+    kind = ThreadKind(kind)
+    reply = _RENDERERS[kind](link, details or {})
+    lines, fallback = reply.details, reply.fallback
+    if link.sandbox and kind in _SHOW_MONEY:
+        lines, fallback = [SANDBOX_NOTE, *lines], test_prefix(link) + fallback
     blocks: list[Block] = [section(BlockId.REPLY, reply.text)]
-    if reply.details:
-        blocks.append(context(BlockId.REPLY_DETAILS, "\n".join(reply.details)))
-    return clip_mrkdwn(reply.fallback, FALLBACK_MAX), to_dicts(blocks)
+    if lines:
+        blocks.append(context(BlockId.REPLY_DETAILS, "\n".join(lines)))
+    return clip_mrkdwn(fallback, FALLBACK_MAX), to_dicts(blocks)
