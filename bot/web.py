@@ -16,6 +16,7 @@ from slack_bolt.request import BoltRequest
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
+from bot.server import MAX_BODY
 from bot.xpay.webhooks import (
     MAX_WEBHOOK_BYTES,
     WebhookError,
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bot.http")
 
-MAX_BODY = 1024 * 1024
 SLOW_MS = 1000.0  # a request this slow is logged even when it succeeded
 WEBHOOK_PATH = "/xpay/webhook"
 SLACK_PATH = "/slack/events"
