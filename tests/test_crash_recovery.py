@@ -67,6 +67,7 @@ class BotProcess:
             "XPAY_ENV": "sandbox",
             "PAYLINK_PUBLIC_URL": self.base_url,
             "PORT": str(self.port),
+            "PAYLINK_HOST": "127.0.0.1",
             "PAYLINK_APPROVERS": APPROVER,
             "PAYLINK_APPROVAL_CHANNEL": APPROVAL_CHANNEL,
             "PAYLINK_SUCCESS_URL": self.base_url + "/healthz",

@@ -116,6 +116,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotProcess]:
 def test_serve_creates_the_schema_of_a_new_database(served: BotProcess) -> None:
     assert served.rows("select version_num from alembic_version") == [(head_revision(),)]
     assert f"new database: schema created at {head_revision()}" in served.logs()
+    assert f"serving on 127.0.0.1 port {served.port}" in served.logs()  # PAYLINK_HOST
     assert requests.get(served.base_url + "/healthz", timeout=5).json()["database"] == "ok"
 
 
