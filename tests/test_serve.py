@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,14 @@ def worker_pids(bot: BotProcess) -> list[int]:
     return [int(pid) for pid in re.findall(r"worker started \(pid (\d+)\)", bot.logs())]
 
 
+def start(bot: BotProcess) -> int:
+    """Start serve and wait until its worker child runs; returns the worker's pid."""
+    bot.start()
+    pid = wait_until(lambda: worker_pids(bot), 20, bot.logs())[0]
+    wait_until(lambda: "worker running" in bot.logs(), 20, bot.logs())
+    return pid
+
+
 def running(pid: int) -> bool:
     """True while ``pid`` is a live process (not gone, not a zombie waiting to be reaped)."""
     try:
@@ -83,31 +92,29 @@ def assert_unknown_intent(response: requests.Response) -> None:
     assert response.json() == {"success": False, "reason": "unknown payment intent"}
 
 
-@pytest.fixture
-def slack() -> Iterator[WatchedStandIn]:
-    with WatchedStandIn(bot_token=BOT_TOKEN) as standin:
-        yield standin
+@contextmanager
+def serving_a_new_database(workdir: Path) -> Iterator[tuple[BotProcess, WatchedStandIn]]:
+    """A `paylink serve` to start (``bot.start()``) on a new database, and its Slack."""
+    with WatchedStandIn(bot_token=BOT_TOKEN) as slack:
+        bot = BotProcess(workdir, slack, migrate=False)
+        try:
+            yield bot, slack
+        finally:
+            bot.stop()
 
 
 @pytest.fixture
-def bot(tmp_path: Path, slack: WatchedStandIn) -> Iterator[BotProcess]:
-    process = BotProcess(tmp_path, slack, migrate=False)
-    try:
-        yield process
-    finally:
-        process.stop()
+def new(tmp_path: Path) -> Iterator[tuple[BotProcess, WatchedStandIn]]:
+    with serving_a_new_database(tmp_path) as both:
+        yield both
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotProcess]:
-    """One default `paylink serve` on a new database, for the tests that only send requests."""
-    with WatchedStandIn(bot_token=BOT_TOKEN) as standin:
-        process = BotProcess(tmp_path_factory.mktemp("served"), standin, migrate=False)
-        process.start()
-        try:
-            yield process
-        finally:
-            process.stop()
+    """One, started, for the tests that only send requests."""
+    with serving_a_new_database(tmp_path_factory.mktemp("served")) as (bot, _slack):
+        bot.start()
+        yield bot
 
 
 # A new database, the worker child --------------------------------------------------------
@@ -121,11 +128,10 @@ def test_serve_creates_the_schema_of_a_new_database(served: BotProcess) -> None:
 
 
 def test_the_default_serve_restarts_its_worker_and_stops_it_on_sigterm(
-    bot: BotProcess, slack: WatchedStandIn
+    new: tuple[BotProcess, WatchedStandIn],
 ) -> None:
-    bot.start()
-    first = wait_until(lambda: worker_pids(bot), 20, bot.logs())[0]
-    wait_until(lambda: "worker running" in bot.logs(), 20, bot.logs())
+    bot, slack = new
+    first = start(bot)
     os.kill(first, signal.SIGKILL)
     wait_until(lambda: len(worker_pids(bot)) == 2, 20, bot.logs())
     assert f"worker (pid {first}) was killed by SIGKILL" in bot.logs()
@@ -142,10 +148,11 @@ def test_the_default_serve_restarts_its_worker_and_stops_it_on_sigterm(
     assert "Traceback" not in bot.logs()
 
 
-def test_a_worker_whose_serve_was_killed_stops_by_itself(bot: BotProcess) -> None:
-    bot.start()
-    pid = wait_until(lambda: worker_pids(bot), 20, bot.logs())[0]
-    wait_until(lambda: "worker running" in bot.logs(), 20, bot.logs())
+def test_a_worker_whose_serve_was_killed_stops_by_itself(
+    new: tuple[BotProcess, WatchedStandIn],
+) -> None:
+    bot, _slack = new
+    pid = start(bot)
     assert bot.proc is not None
     bot.proc.kill()  # serve alone (an OOM kill, say): nobody stops the worker
     bot.proc.wait(timeout=10)
@@ -156,12 +163,13 @@ def test_a_worker_whose_serve_was_killed_stops_by_itself(bot: BotProcess) -> Non
 # SIGTERM -----------------------------------------------------------------------------------
 
 
-def test_sigterm_answers_the_request_under_way_then_exits_0(bot: BotProcess) -> None:
+def test_sigterm_answers_the_request_under_way_then_exits_0(
+    new: tuple[BotProcess, WatchedStandIn],
+) -> None:
     """systemd, Docker and Kubernetes stop a service with SIGTERM: serve stops taking
     connections, answers the request it is in the middle of, stops its worker and exits 0."""
-    bot.start()
-    worker = wait_until(lambda: worker_pids(bot), 20, bot.logs())[0]
-    wait_until(lambda: "worker running" in bot.logs(), 20, bot.logs())
+    bot, _slack = new
+    worker = start(bot)
     answer: dict[str, requests.Response] = {}
     assert bot.proc is not None
     # Every writer of ours takes this lock first: holding it keeps the webhook's insert, and
