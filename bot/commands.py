@@ -116,6 +116,8 @@ def _run(
         start()
         stopping.wait()
     finally:
+        if child:
+            child.stop_restarting()
         grace = stop_grace(settings)
         deadline = time.monotonic() + grace
         log.info("stopping (within %.0f s)", grace)

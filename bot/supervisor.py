@@ -68,11 +68,16 @@ class WorkerChild:
             if self._stopping.wait(delay):
                 return
 
-    def terminate(self) -> None:
-        """Ask the child to stop (SIGTERM: it finishes what it is doing) and start no other."""
+    def stop_restarting(self) -> None:
+        """Start no other child from now on (serve is stopping: a child that ends now, e.g.
+        on the SIGTERM systemd sends every process of the service, stays stopped)."""
         with self._lock:
             self._stopping.set()
-            proc = self._proc
+
+    def terminate(self) -> None:
+        """Ask the child to stop (SIGTERM: it finishes what it is doing) and start no other."""
+        self.stop_restarting()
+        proc = self._proc
         if proc is not None and proc.poll() is None:
             proc.terminate()
 

@@ -192,6 +192,21 @@ def test_sigterm_answers_the_request_under_way_then_exits_0(
     assert not running(worker)
 
 
+def test_sigterm_to_every_process_of_the_service_stops_both_for_good(
+    new: tuple[BotProcess, WatchedStandIn],
+) -> None:
+    """systemd (KillMode=control-group, its default) sends SIGTERM to serve and its worker
+    at once: the worker stops by itself, and serve does not start another."""
+    bot, _slack = new
+    worker = start(bot)
+    assert bot.proc is not None
+    os.killpg(bot.proc.pid, signal.SIGTERM)
+    assert bot.proc.wait(timeout=30) == 0
+    assert not running(worker)
+    assert worker_pids(bot) == [worker]
+    assert "restarting" not in bot.logs()
+
+
 def refused(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
