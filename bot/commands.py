@@ -146,13 +146,10 @@ def worker(settings: Settings, *, parent: int | None = None) -> int:
     if mode == "inline" or (mode == "child" and parent is None):
         # A worker beside a `serve` that does the work itself (inline) or runs a worker of its
         # own (child) would compete with it: two drainers woken through one socket.
+        now = "does the worker's job itself" if mode == "inline" else "starts a worker of its own"
         _err(
             "PAYLINK_WORKER: set it to 'separate' for `paylink serve` and `paylink worker` "
-            + (
-                "alike (now `serve` does the worker's job itself)"
-                if mode == "inline"
-                else "alike (now `serve` starts a worker of its own)"
-            )
+            f"alike (now `serve` {now})"
         )
         return 2
     stopping = stop_signals()
