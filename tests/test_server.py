@@ -135,8 +135,8 @@ def test_close_answers_the_request_under_way_and_closes_idle_connections() -> No
         idle = socket.create_connection(("127.0.0.1", server.port), timeout=5)
         idle.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # answered, then kept alive
         reply = b""
-        while not reply.endswith(b"ok"):
-            reply += idle.recv(1024)
+        while not reply.endswith(b"ok") and (chunk := idle.recv(1024)):
+            reply += chunk
         assert reply.startswith(b"HTTP/1.1 200 ")
         answer: list[bytes] = []
         slow = threading.Thread(
