@@ -5,10 +5,13 @@ with the same thread count as ``paylink serve``:
   POST /slack/events  Bolt (same adapter, same executor size as Paylink): ``/paylink`` acks
                       and opens a fixed modal (Paylink's, built once) with views.open; the
                       Approve button only acks
-  POST /xpay/webhook  verifies the HMAC of the raw body and answers 200 (401 otherwise)
+  POST /xpay/webhook  verifies the HMAC of the raw body, commits it as one row (a
+                      transaction of its own, through bot.db's engine and WAL checkpoints,
+                      on the same kind of database as Paylink's) and answers 200 (401
+                      otherwise): the floor for a webhook endpoint that keeps what it acks
   GET  /healthz       200
 Configured by env: PORT, THREADS, SLACK_API_URL, SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN,
-XPAY_WEBHOOK_SECRET.
+XPAY_WEBHOOK_SECRET, DATABASE_URL.
 """
 
 from __future__ import annotations
@@ -25,15 +28,24 @@ from flask import Flask, request
 from slack_bolt import App
 from slack_bolt.adapter.flask import SlackRequestHandler
 from slack_sdk import WebClient
+from sqlalchemy import Column, Integer, LargeBinary, MetaData, Table, insert
 
 from bot.config import load_settings
+from bot.db import make_engine
 from bot.server import Server
 from bot.slack.blocks import request_modal
+from bot.sqlite import WalCheckpointer
 
 APPROVE = "paylink_approve"  # bot.slack.blocks.ActionId.APPROVE
 # Paylink's own request modal, built once: the Slack stand-in then does the same work for
 # both apps, and the difference measured is what Paylink does per request, not modal size.
 FIXED_MODAL = request_modal(load_settings(_env_file=None), channel_id="C0BENCH")
+WEBHOOKS = Table(
+    "bare_webhooks",
+    MetaData(),
+    Column("id", Integer, primary_key=True),
+    Column("body", LargeBinary, nullable=False),
+)
 
 
 def build(env: dict[str, str]) -> Any:
@@ -68,6 +80,11 @@ def build(env: dict[str, str]) -> Any:
         return {"status": "ok"}
 
     key = env["XPAY_WEBHOOK_SECRET"].encode()
+    engine = make_engine(env["DATABASE_URL"])
+    if engine.dialect.name == "sqlite":  # checkpointed as Paylink's are, off the commits
+        WalCheckpointer(engine).start()
+    WEBHOOKS.metadata.create_all(engine)
+    store = insert(WEBHOOKS)
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         if environ.get("PATH_INFO") != "/xpay/webhook":
@@ -77,6 +94,9 @@ def build(env: dict[str, str]) -> Any:
         given = (environ.get("HTTP_X_SIGNATURE") or "").strip().lower().encode()
         digest = hmac.new(key, body, hashlib.sha256).hexdigest().encode()
         ok = hmac.compare_digest(digest, given)
+        if ok:
+            with engine.begin() as conn:
+                conn.execute(store, {"body": body})
         payload = b'{"success":true}' if ok else b'{"success":false}'
         start_response(
             "200 OK" if ok else "401 Unauthorized",

@@ -10,7 +10,6 @@ so nobody pays on this gateway's checkout pages.
 from __future__ import annotations
 
 import os
-import signal
 
 from flask import Flask
 
@@ -33,7 +32,6 @@ def main() -> None:
     app.register_blueprint(blueprint, url_prefix="/sandbox")
     app.get("/healthz")(lambda: {"status": "ok"})
     server = Server(app, host="127.0.0.1", port=int(os.environ["PORT"]), threads=16)
-    signal.signal(signal.SIGTERM, lambda *_: server.close())
     server.serve_forever()
 
 

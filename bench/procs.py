@@ -1,5 +1,6 @@
-"""The processes of a benchmark run: the bot (serve + worker), its gateway, the baselines and
-the Slack stand-in, each a subprocess with its own log and RSS."""
+"""The processes of a benchmark run: the bot (the default `paylink serve` and the worker child
+it starts), its gateway, the baselines and the Slack stand-in, each a subprocess with its own
+log and RSS."""
 
 from __future__ import annotations
 
@@ -34,6 +35,11 @@ THREADS = 16  # `paylink serve` default
 # share the bot's two cores, so they run at the worker's priority, below `serve`, the bare
 # baselines and the load generator, rather than taking CPU from what is being measured.
 ELSEWHERE_NICENESS = WORKER_NICENESS
+STOP_WAIT = 20.0  # seconds; `paylink serve` stops gracefully, its worker child with it
+
+
+def rss_mb(process: psutil.Process) -> float:
+    return round(process.memory_info().rss / 2**20, 1)
 
 
 def log(msg: str) -> None:
@@ -73,14 +79,11 @@ class Child:
         if nice:
             self.ps.nice(nice)
 
-    def rss_mb(self) -> float:
-        return round(self.ps.memory_info().rss / 2**20, 1)
-
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(5)
+                self.proc.wait(STOP_WAIT)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
@@ -169,8 +172,9 @@ class Secrets:
 class Target:
     """A server under test, with what the measurements need of it and what they found.
 
-    ``worker`` and ``gateway`` are None for the baseline; ``approvals`` are the ids of the
-    requests awaiting approval that its Approve clicks use up, in order.
+    ``worker`` (serve's worker child) and ``gateway`` are None for the baseline;
+    ``approvals`` are the ids of the requests awaiting approval that its Approve clicks use
+    up, in order.
     """
 
     name: str
@@ -178,7 +182,7 @@ class Target:
     port: int
     sec: Secrets
     db_url: str = ""
-    worker: Child | None = None
+    worker: psutil.Process | None = None
     gateway: Child | None = None
     filler: int = 0
     approvals: list[int] = field(default_factory=list)
@@ -198,12 +202,12 @@ class Target:
     def simulator(self, session: requests.Session) -> SlackSimulator:
         return SlackSimulator(self.base_url, self.sec.signing, session=session)
 
-    def processes(self) -> dict[str, Child]:
+    def processes(self) -> dict[str, psutil.Process]:
         """The processes whose RSS is reported, by role."""
-        return {"serve": self.child} | ({"worker": self.worker} if self.worker else {})
+        return {"serve": self.child.ps} | ({"worker": self.worker} if self.worker else {})
 
     def stop(self) -> None:
-        for child in (self.child, self.worker, self.gateway):
+        for child in (self.child, self.gateway):  # serve stops its worker
             if child:
                 child.stop()
 
@@ -232,7 +236,8 @@ class Target:
 def start_paylink(
     name: str, workdir: Path, db_url: str, standin: StandIn, sec: Secrets, gateway_url: str
 ) -> Target:
-    """`paylink serve` with PAYLINK_WORKER=separate and its `paylink worker`."""
+    """The default `paylink serve` (PAYLINK_WORKER unset), once it answers and its worker
+    child is running."""
     port = free_port()
     env = _clean_env() | {
         "SLACK_BOT_TOKEN": BOT_TOKEN,
@@ -244,15 +249,26 @@ def start_paylink(
         "PAYLINK_APPROVERS": seed.APPROVER,
         "PAYLINK_APPROVAL_CHANNEL": seed.CHANNEL,
         "PAYLINK_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "PAYLINK_WORKER": "separate",
+        "PAYLINK_HOST": "127.0.0.1",
         "PORT": str(port),
     }
     cmd = [sys.executable, "-m", "bot", "serve", "--port", str(port), "--threads", str(THREADS)]
     child = Child(f"paylink-{name}", cmd, env, workdir)
-    worker = Child(f"paylink-{name}-worker", [sys.executable, "-m", "bot", "worker"], env, workdir)
-    target = Target(name, child, port, sec, db_url, worker=worker)
-    _wait_http(target.base_url + "/healthz", child)
-    return target
+    _wait_http(f"http://127.0.0.1:{port}/healthz", child)
+    return Target(name, child, port, sec, db_url, worker=_worker_of(child))
+
+
+def _worker_of(serve: Child, timeout: float = 60.0) -> psutil.Process:
+    """The worker child `serve` started, once it says it is running."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "worker running" in serve.log_path.read_text(errors="replace"):
+            (worker,) = serve.ps.children()
+            return worker
+        if serve.proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise RuntimeError(f"{serve.name}: no worker running; see {serve.log_path}")
 
 
 def start_gateway(workdir: Path, sec: Secrets) -> tuple[Child, str]:
@@ -282,6 +298,7 @@ def start_gateway(workdir: Path, sec: Secrets) -> tuple[Child, str]:
 def start_bare(workdir: Path, standin: StandIn, sec: Secrets) -> Target:
     port = free_port()
     env = _clean_env() | {
+        "DATABASE_URL": f"sqlite:///{workdir / 'bare.db'}",
         "PORT": str(port),
         "THREADS": str(THREADS),
         "SLACK_API_URL": standin.url,
@@ -354,7 +371,7 @@ class RssSampler:
     """Peak RSS of some processes, sampled every 0.2 s while switched on; the peaks are
     kept across :meth:`on`/:meth:`off`."""
 
-    def __init__(self, children: dict[str, Child]):
+    def __init__(self, children: dict[str, psutil.Process]):
         self.children = children
         self.peak = dict.fromkeys(children, 0.0)
         self._on = threading.Event()
@@ -366,9 +383,9 @@ class RssSampler:
         while not self._stop.wait(0.2):
             if not self._on.is_set():
                 continue
-            for role, child in self.children.items():
+            for role, process in self.children.items():
                 with contextlib.suppress(psutil.Error):
-                    self.peak[role] = max(self.peak[role], child.rss_mb())
+                    self.peak[role] = max(self.peak[role], rss_mb(process))
 
     def on(self) -> None:
         self._on.set()

@@ -2,9 +2,10 @@
 
 Processes: this one generates load (one thread, see ``bench.load``) and hosts the slow-gateway
 stub; the Slack stand-in runs in ``bench.standin_proc``; each Paylink target is the real
-``paylink serve`` (waitress) and ``paylink worker`` (PAYLINK_WORKER=separate) with a sandbox
-gateway of its own in XPay's place (``bench.gateway_proc``); the baseline (bare Bolt + bare
-HMAC webhook endpoint, waitress, same thread count) is ``bench.bare``. Every target is started
+``paylink serve`` as configured by default (waitress, and the `paylink worker` child it
+starts) with a sandbox gateway of its own in XPay's place (``bench.gateway_proc``); the
+baseline (bare Bolt + a bare webhook endpoint that verifies the HMAC and commits one row,
+waitress, same thread count) is ``bench.bare``. Every target is started
 first and the measurements take them in turns (``bench.measure``). All traffic stays on
 127.0.0.1.
 """
@@ -31,6 +32,7 @@ from bench.procs import (
     Target,
     log,
     pg_schema,
+    rss_mb,
     start_bare,
     start_gateway,
     start_paylink,
@@ -53,7 +55,7 @@ def paylink_target(
     slow: SlowGateway | None = None,
 ) -> Target:
     """A database with ``filler`` links and the requests the Approve clicks will use, and
-    `paylink serve` + `paylink worker` on it, with a gateway of its own (or ``slow``)."""
+    `paylink serve` (with its worker child) on it, with a gateway of its own (or ``slow``)."""
     log(f"{name}: preparing database ({filler} links)")
     t0 = time.perf_counter()
     seed.prepare(url, filler=filler, home_links=min(mode.home_links, filler))
@@ -77,8 +79,8 @@ def measure(targets: list[Target], mode: Mode, standin: StandIn) -> None:
         target.wait_quiet(120)
     time.sleep(1)
     for target in targets:
-        for role, child in target.processes().items():
-            target.result[rss_key(role, "idle")] = child.rss_mb()
+        for role, process in target.processes().items():
+            target.result[rss_key(role, "idle")] = rss_mb(process)
     log("idle RSS: " + ", ".join(f"{t.name} {t.result['rss_idle_mb']} MB" for t in targets))
     fast = [t for t in targets if not t.slow_gateway]
     acks(fast, "ack_command", mode.concurrency, mode.requests, mode.rounds, standin)
@@ -165,9 +167,10 @@ def main(argv: list[str] | None = None) -> int:
             "server_threads": THREADS,
             "slow_gateway_delay_s": mode.slow_gateway_delay,
             "processes": "load generator (one thread) + slow-gateway stub | Slack stand-in | "
-            "per Paylink target: `paylink serve` (waitress), `paylink worker`, sandbox gateway "
-            "| bare baseline: separate processes, all running through the whole run, measured "
-            "in turns; RSS is given for serve and worker each",
+            "per Paylink target: the default `paylink serve` (waitress) and the `paylink "
+            "worker` child it starts, sandbox gateway | bare baseline (Bolt; webhooks: HMAC "
+            "and one committed row on SQLite): separate processes, all running through the "
+            "whole run, measured in turns; RSS is given for serve and worker each",
         },
         "machine": machine()
         | {"loadavg_1_5_15_before": load_before, "loadavg_1_5_15_after": os.getloadavg()},

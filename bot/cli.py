@@ -23,11 +23,22 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve = sub.add_parser("serve", help="serve Slack events, XPay webhooks and health over HTTP")
+    serve.add_argument(
+        "--host", help="address to listen on (default: PAYLINK_HOST or 0.0.0.0, every address)"
+    )
     serve.add_argument("--port", type=int, help="HTTP port (default: PORT or 3000)")
     serve.add_argument("--threads", type=int, default=16, help="HTTP worker threads")
     sub.add_parser("socket", help="Slack over Socket Mode; webhooks and health still on PORT")
-    sub.add_parser(
-        "worker", help="deliver Slack messages and run periodic jobs (PAYLINK_WORKER=separate)"
+    worker = sub.add_parser(
+        "worker",
+        help="create links, deliver Slack messages and run periodic jobs "
+        "(PAYLINK_WORKER=separate; `serve` starts its own by default)",
+    )
+    worker.add_argument(
+        "--parent",
+        type=int,
+        metavar="PID",
+        help="stop when process PID ends (how `serve` runs its worker)",
     )
     demo = sub.add_parser("demo", help="play the whole flow locally and print the Slack thread")
     demo.add_argument("--decline", action="store_true", help="decline the payment instead")
@@ -104,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from bot.commands import serve
 
-    return serve(settings, port=args.port, threads=args.threads)
+    return serve(settings, host=args.host, port=args.port, threads=args.threads)
 
 
 def _socket(settings: Settings, args: argparse.Namespace) -> int:
@@ -116,7 +127,7 @@ def _socket(settings: Settings, args: argparse.Namespace) -> int:
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from bot.commands import worker
 
-    return worker(settings)
+    return worker(settings, parent=args.parent)
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:

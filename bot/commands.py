@@ -8,52 +8,69 @@ import os
 import signal
 import sys
 import threading
+import time
+from collections.abc import Callable
 from datetime import UTC
 from typing import Any
 
 import requests
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from bot.checkout import CheckoutInvalid, parse_with_settings
-from bot.config import ConfigError, Settings
+from bot.config import ConfigError, Settings, with_overrides
 from bot.db import DatabaseUnusable, make_engine
 from bot.links.states import SANDBOX_LABEL, Status
 from bot.links.store import DuplicateReference
 from bot.runtime import Role, Runtime
-from bot.schema import SchemaOutdated, current_revision, head_revision, require_current, upgrade
+from bot.schema import (
+    SchemaOutdated,
+    current_revision,
+    head_revision,
+    is_empty,
+    require_current,
+    upgrade,
+)
+from bot.server import stop_signals
+from bot.supervisor import WorkerChild
 
 log = logging.getLogger("bot")
 
 # `paylink worker` runs at this lower CPU priority: its work has no deadline, while serve's
-# answers do (Slack's 3 s, XPay's webhook timeout), and the two often share a machine.
+# answers do (Slack's 3 s, XPay's webhook timeout), and the two share a machine.
 WORKER_NICENESS = 10
 SWITCH_INTERVAL = 0.0005  # seconds; Python's default is 0.005
+PARENT_CHECK = 1.0  # seconds between a child worker's looks at whether serve is still there
 
 
 def _err(line: str) -> None:
     print(f"paylink: {line}", file=sys.stderr)
 
 
-def serve(settings: Settings, *, port: int | None = None, threads: int = 16) -> int:
-    """Run the HTTP server until interrupted."""
+def serve(
+    settings: Settings, *, host: str | None = None, port: int | None = None, threads: int = 16
+) -> int:
+    """Run the HTTP server until SIGTERM or Ctrl-C, then stop gracefully (see :func:`_run`)."""
     from bot.server import Server
     from bot.web import create_app
 
     settings.require("slack_bot_token", "slack_signing_secret")
-    if port:
-        settings = settings.model_copy(update={"port": port})
+    settings = with_overrides(settings, paylink_host=host, port=port)
+    stopping = stop_signals()
     runtime = _serving_runtime(settings)
     if runtime is None:
         return 2
-    server = Server(create_app(runtime), port=settings.port, threads=threads)
-    _start(runtime)
-    signal.signal(signal.SIGTERM, lambda *_: server.close())
-    log.info("serving on port %s (XPay: %s)", server.port, _gateway(settings))
-    try:
-        server.serve_forever()
-    finally:
-        runtime.stop()
-    return 0
+    server = Server(
+        create_app(runtime), host=settings.paylink_host, port=settings.port, threads=threads
+    )
+    log.info(
+        "serving on %s port %s (XPay: %s, worker: %s)",
+        settings.paylink_host,
+        server.port,
+        _gateway(settings),
+        settings.paylink_worker,
+    )
+    return _run(settings, runtime, stopping, start=server.start, stop=server.close)
 
 
 def socket_mode(settings: Settings) -> int:
@@ -66,14 +83,24 @@ def socket_mode(settings: Settings) -> int:
     from bot.web import create_app
 
     settings.require("slack_bot_token", "slack_app_token")
+    stopping = stop_signals()
     runtime = _serving_runtime(settings)
     if runtime is None:
         return 2
-    server = Server(create_app(runtime), port=settings.port).start()
-    _start(runtime)
-    log.info("Socket Mode; webhooks on port %s (XPay: %s)", server.port, _gateway(settings))
+    server = Server(create_app(runtime), host=settings.paylink_host, port=settings.port)
+    handler = SocketModeHandler(runtime.bolt_app, settings.slack_app_token.get_secret_value())
+
+    def start() -> None:
+        server.start()
+        log.info("Socket Mode; webhooks on port %s (XPay: %s)", server.port, _gateway(settings))
+        handler.connect()
+
+    def stop(grace: float) -> None:
+        handler.close()
+        server.close(grace)
+
     try:
-        SocketModeHandler(runtime.bolt_app, settings.slack_app_token.get_secret_value()).start()
+        return _run(settings, runtime, stopping, start=start, stop=stop)
     except (SlackApiError, OSError) as exc:  # Slack refused the token or is out of reach
         _err(
             slack_failure(
@@ -84,33 +111,79 @@ def socket_mode(settings: Settings) -> int:
             )
         )
         return 1
+
+
+def _run(
+    settings: Settings,
+    runtime: Runtime,
+    stopping: threading.Event,
+    *,
+    start: Callable[[], None],
+    stop: Callable[[float], None],
+) -> int:
+    """Start the background work (and the worker child, by default) and then the front
+    (``start``: HTTP, Socket Mode); when ``stopping`` is set, stop them in order within the
+    grace period: the front first (``stop(grace)``: no new requests, those under way are
+    answered), then this process's work, then the child (killed if still busy at the end)."""
+    child = WorkerChild(settings) if settings.paylink_worker == "child" else None
+    _start(runtime)
+    if child:
+        child.start()
+    try:
+        start()
+        stopping.wait()
     finally:
-        server.close()
+        if child:
+            child.stop_restarting()
+        grace = stop_grace(settings)
+        deadline = time.monotonic() + grace
+        log.info("stopping (within %.0f s)", grace)
+        stop(grace)
+        if child:
+            child.terminate()  # it finishes its work while this process finishes its own
         runtime.stop()
+        if child:
+            child.stop(deadline)
+    log.info("stopped")
     return 0
 
 
-def worker(settings: Settings) -> int:
-    """Deliver the outbox to Slack and run the periodic jobs until SIGTERM or Ctrl-C, beside
-    a `paylink serve` run with PAYLINK_WORKER=separate."""
+def stop_grace(settings: Settings) -> float:
+    """Seconds a graceful stop may take: long enough for a gateway call under way to end,
+    so that no link is left half-created at XPay."""
+    return settings.xpay_timeout + 5
+
+
+def worker(settings: Settings, *, parent: int | None = None) -> int:
+    """Deliver the outbox to Slack and run the periodic jobs until SIGTERM or Ctrl-C: beside
+    a `paylink serve` run with PAYLINK_WORKER=separate, or as the child of one (``parent``:
+    its pid; the worker stops when that process is gone)."""
     settings.require("slack_bot_token")
-    if settings.paylink_worker != "separate":
-        # An inline `serve` creates links itself: a worker would take its leases for dead.
+    mode = settings.paylink_worker
+    if mode == "inline" or (mode == "child" and parent is None):
+        # A worker beside a `serve` that does the work itself (inline) or runs a worker of its
+        # own (child) would compete with it: two drainers woken through one socket.
+        now = "does the worker's job itself" if mode == "inline" else "starts a worker of its own"
         _err(
             "PAYLINK_WORKER: set it to 'separate' for `paylink serve` and `paylink worker` "
-            "alike (now `serve` does the worker's job itself)"
+            f"alike (now `serve` {now})"
         )
         return 2
+    stopping = stop_signals()
+    if parent is not None:
+        # Ctrl-C reaches the whole process group: serve stops its child itself, in order.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     runtime = _serving_runtime(settings, role="worker")
     if runtime is None:
         return 2
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     os.nice(WORKER_NICENESS)
     _start(runtime)
     log.info("worker running (outbox and periodic jobs; XPay: %s)", _gateway(settings))
     try:
-        stopping.wait()
+        while not stopping.wait(PARENT_CHECK):
+            if parent is not None and os.getppid() != parent:
+                log.warning("worker: its `paylink serve` (pid %s) is gone: stopping", parent)
+                break
     finally:
         runtime.stop()
     return 0
@@ -124,22 +197,24 @@ def _gateway(settings: Settings) -> str:
 def _start(runtime: Runtime) -> None:
     """Start a long-running process's background work, after setting aside what start-up
     built (modules, Bolt, SQLAlchemy's metadata) from the garbage collector: a full
-    collection then walks only what requests create (serve's pause under load: 91 → 14 ms,
-    each such pause added to every request in flight)."""
+    collection then walks only what requests create (and its pause is added to every
+    request in flight)."""
     gc.freeze()
     runtime.start()
 
 
 def _serving_runtime(settings: Settings, role: Role | None = None) -> Runtime | None:
     """The runtime for a long-running process, or None (after saying why) when the schema
-    is outdated. Its role comes from PAYLINK_WORKER unless given."""
-    role = role or ("web" if settings.paylink_worker == "separate" else "all")
+    is outdated; a new, empty database gets the schema first. Its role comes from
+    PAYLINK_WORKER unless given."""
+    role = role or ("all" if settings.paylink_worker == "inline" else "web")
     # These processes' threads mostly wait on sockets and the database; one whose answer has
     # arrived should not wait the default 5 ms for the GIL behind a busy thread (each
     # database statement gives it up and takes it back).
     sys.setswitchinterval(SWITCH_INTERVAL)
     runtime = Runtime(settings, role=role)
     try:
+        _create_schema_if_new(runtime.engine)
         require_current(runtime.engine)
     except SchemaOutdated as exc:
         _err(str(exc))
@@ -147,6 +222,21 @@ def _serving_runtime(settings: Settings, role: Role | None = None) -> Runtime | 
         return None
     _warn_sqlite_replicas(settings, role)
     return runtime
+
+
+def _create_schema_if_new(engine: Engine) -> None:
+    """Create the schema in a database with no tables at all. One that has tables is only
+    ever changed by `paylink migrate`: upgrading is the operator's step (after a backup)."""
+    if current_revision(engine) is not None or not is_empty(engine):
+        return
+    try:
+        _, head = upgrade(engine)
+    except SQLAlchemyError:
+        # Another process starting on the same new database may have created it meanwhile.
+        if current_revision(engine) != head_revision():
+            raise
+    else:
+        log.info("new database: schema created at %s", head)
 
 
 def _warn_sqlite_replicas(settings: Settings, role: Role) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from decimal import Decimal
 from functools import cached_property
 from typing import Annotated, Literal
@@ -68,9 +69,11 @@ class Settings(BaseSettings):
     paylink_max_amount: Decimal | None = None
     paylink_public_url: str | None = None
     paylink_reconcile_after: int = Field(default=900, ge=10)
-    # "separate": `paylink serve` only answers HTTP and a `paylink worker` process delivers
-    # Slack messages and runs the jobs, so that background work never slows an ack.
-    paylink_worker: Literal["inline", "separate"] = "inline"
+    # Where the background work runs, so that it never slows an ack: "child", a `paylink
+    # worker` process that `serve` starts and looks after; "separate", one run by hand beside
+    # `serve`; "inline", `serve` itself (one process). See docs/decisions/0005.
+    paylink_worker: Literal["child", "separate", "inline"] = "child"
+    paylink_host: str = "0.0.0.0"  # noqa: S104  (all addresses, as the spec asks)
     port: int = Field(default=3000, ge=1, le=65535)
 
     _csv = field_validator(
@@ -85,6 +88,18 @@ class Settings(BaseSettings):
         if not is_http_url(value):
             raise ValueError("expected an http:// or https:// URL")
         return value
+
+    @field_validator("paylink_host")
+    @classmethod
+    def _ip_address(cls, value: str) -> str:
+        # An address, not a name: a name can resolve to several, and the server binds one.
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            raise ValueError(
+                "expected an IP address such as 0.0.0.0 (every IPv4 address), 127.0.0.1 "
+                "(this machine only) or :: (every IPv6 address)"
+            ) from None
 
     @field_validator("paylink_success_url", "paylink_failure_url")
     @classmethod
@@ -225,9 +240,25 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            name = str(err["loc"][0]).upper() if err["loc"] else "configuration"
-            message = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{name}: {message}" if err["loc"] else message)
-        raise ConfigError(lines) from None
+        raise _config_error(exc) from None
+
+
+def with_overrides(settings: Settings, **overrides: object) -> Settings:
+    """``settings`` with those of ``overrides`` that are given (not None), validated like the
+    rest (e.g. a command line's --host and --port)."""
+    given = {name: value for name, value in overrides.items() if value is not None}
+    if not given:
+        return settings
+    try:
+        return Settings.model_validate(dict(settings) | given)
+    except ValidationError as exc:
+        raise _config_error(exc) from None
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    lines = []
+    for err in exc.errors():
+        name = str(err["loc"][0]).upper() if err["loc"] else "configuration"
+        message = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{name}: {message}" if err["loc"] else message)
+    return ConfigError(lines)

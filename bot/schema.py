@@ -1,4 +1,5 @@
-"""Schema versions through Alembic: ``paylink migrate`` upgrades; ``serve`` checks first."""
+"""Schema versions through Alembic: ``paylink migrate`` upgrades; ``serve`` checks first (and
+creates the schema in a new, empty database)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -30,14 +31,19 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def upgrade(engine: Engine) -> tuple[str | None, str]:
-    """Bring the schema up to date; returns (before, after) revisions."""
+def is_empty(engine: Engine) -> bool:
+    """True when the database (its default schema) has no tables at all."""
+    return not inspect(engine).get_table_names()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
+    """Bring the schema up to date (or to ``revision``); returns (before, after) revisions."""
     before = current_revision(engine)
     config = _config()
     with engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.upgrade(config, "head")
-    return before, head_revision()
+        command.upgrade(config, revision)
+    return before, head_revision() if revision == "head" else revision
 
 
 class SchemaOutdated(Exception):

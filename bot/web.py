@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 1024 * 1024
+MAX_BODY = 1024 * 1024  # bytes; a larger request is refused on its Content-Length, unread
 SLOW_MS = 1000.0  # a request this slow is logged even when it succeeded
 WEBHOOK_PATH = "/xpay/webhook"
 SLACK_PATH = "/slack/events"

@@ -184,7 +184,7 @@ def test_serve_says_in_its_start_up_log_that_the_sandbox_is_a_test(tmp_path: Pat
         serve.terminate()
         _, log = serve.communicate(timeout=30)
         slack.stop()
-    [started] = [line for line in log.splitlines() if "serving on port" in line]
+    [started] = [line for line in log.splitlines() if "serving on " in line]
     assert "TEST — no real money" in started, log
 
 

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from bot.config import ConfigError, Settings, load_settings
+from bot.db import make_engine
 from bot.payment_methods import PAYMENT_METHODS
+from bot.schema import upgrade
 
 PREFIXES = ("PAYLINK_", "SLACK_", "XPAY_")
 PLAIN_NAMES = ("DATABASE_URL", "PORT")
@@ -63,7 +65,8 @@ def test_defaults() -> None:
     assert s.paylink_payment_methods == ["card", "easypaisa", "jazzcash", "googlepay", "dqr"]
     assert s.paylink_success_url is None and s.paylink_failure_url is None
     assert s.paylink_max_amount is None
-    assert s.paylink_worker == "inline"
+    assert s.paylink_worker == "child"
+    assert s.paylink_host == "0.0.0.0"
     assert s.public_url == "http://localhost:3000"
     assert s.xpay_url == "http://localhost:3000/sandbox"
     assert s.slack_bot_token is None
@@ -150,6 +153,7 @@ def test_the_sandbox_keys_are_not_settings() -> None:
         ("XPAY_ENV", "prod"),
         ("PAYLINK_ALLOW_SELF_APPROVAL", "maybe"),
         ("PAYLINK_WORKER", "thread"),
+        ("PAYLINK_HOST", "paylink.example.com"),
     ],
 )
 def test_each_bad_variable_gives_one_line_naming_it(
@@ -381,13 +385,32 @@ def test_socket_mode_without_app_token_names_it_in_one_line(tmp_path: Path) -> N
     assert "topsecretbot" not in result.stderr + result.stdout
 
 
+def test_serve_given_a_host_name_instead_of_an_address_says_so(tmp_path: Path) -> None:
+    result = run_paylink(
+        ["serve", "--host", "localhost"],
+        tmp_path,
+        SLACK_BOT_TOKEN="xoxb-1-topsecretbot",
+        SLACK_SIGNING_SECRET="signing-topsecret-abc",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}",
+    )
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("paylink: PAYLINK_HOST: expected an IP address"), lines
+
+
 def test_serve_refuses_an_outdated_schema_naming_migrate(tmp_path: Path) -> None:
+    # (A new, empty database is another matter: serve creates its schema, see test_serve.py.)
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(url)
+    upgrade(engine, "0001")
+    engine.dispose()
     result = run_paylink(
         ["serve"],
         tmp_path,
         SLACK_BOT_TOKEN="xoxb-1-topsecretbot",
         SLACK_SIGNING_SECRET="signing-topsecret-abc",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'new.db'}",
+        DATABASE_URL=url,
     )
     assert result.returncode == 2
     assert "paylink migrate" in result.stderr and "DATABASE_URL" in result.stderr

@@ -50,9 +50,10 @@ class WatchedStandIn(SlackStandIn):
 
 
 class BotProcess:
-    """Starts, kills and restarts ``python -m bot serve`` with one environment."""
+    """Starts, kills and restarts ``python -m bot serve`` (and so its worker child) with one
+    environment; ``migrate=False`` leaves the database as it is (new: empty)."""
 
-    def __init__(self, workdir: Path, slack: SlackStandIn):
+    def __init__(self, workdir: Path, slack: SlackStandIn, *, migrate: bool = True):
         self.workdir = workdir
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -66,6 +67,7 @@ class BotProcess:
             "XPAY_ENV": "sandbox",
             "PAYLINK_PUBLIC_URL": self.base_url,
             "PORT": str(self.port),
+            "PAYLINK_HOST": "127.0.0.1",
             "PAYLINK_APPROVERS": APPROVER,
             "PAYLINK_APPROVAL_CHANNEL": APPROVAL_CHANNEL,
             "PAYLINK_SUCCESS_URL": self.base_url + "/healthz",
@@ -73,7 +75,8 @@ class BotProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.runs = 0
         self.sim = SlackSimulator(self.base_url, SIGNING_SECRET)
-        self._run("migrate").check_returncode()
+        if migrate:
+            self._run("migrate").check_returncode()
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(
@@ -99,6 +102,7 @@ class BotProcess:
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # a process group of its own, its worker child in it
         )
         deadline = time.monotonic() + 20
         while True:
@@ -112,8 +116,9 @@ class BotProcess:
             time.sleep(0.05)
 
     def kill(self) -> None:
+        """SIGKILL serve and its worker at once, as when the machine or container dies."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
+        os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
 
     def stop(self) -> None:

@@ -185,9 +185,18 @@ def test_worker_without_a_bot_token_says_so(tmp_path: Path) -> None:
     assert done.stderr.startswith("paylink: SLACK_BOT_TOKEN is not set"), done.stderr
 
 
-def test_worker_refuses_to_run_beside_an_inline_serve(tmp_path: Path) -> None:
-    """An inline `serve` creates links itself; a worker beside it could take its leases on
-    links being created for those of a dead process, and call XPay twice."""
-    done = run_worker(tmp_path, SLACK_BOT_TOKEN=BOT_TOKEN)
+@pytest.mark.parametrize(
+    ("mode", "serve_does"),
+    [("inline", "does the worker's job itself"), (None, "starts a worker of its own")],
+    ids=["inline", "child (default)"],
+)
+def test_worker_refuses_to_run_beside_a_serve_that_has_one(
+    tmp_path: Path, mode: str | None, serve_does: str
+) -> None:
+    """An inline `serve` creates links itself, and a default one runs its own worker: a
+    worker beside either would compete with it for the same work."""
+    env = {"PAYLINK_WORKER": mode} if mode else {}
+    done = run_worker(tmp_path, SLACK_BOT_TOKEN=BOT_TOKEN, **env)
     assert done.returncode == 2
     assert done.stderr.startswith("paylink: PAYLINK_WORKER: set it to 'separate'"), done.stderr
+    assert serve_does in done.stderr
