@@ -345,7 +345,9 @@ def create(settings: Settings, fields: dict[str, Any], *, flags: dict[str, str])
     runtime = Runtime(settings, slack=False)
     try:
         require_current(runtime.engine)
-        link = runtime.service.create_direct(request, actor=fields.get("actor") or "cli")
+        link = runtime.service.create_direct(
+            request, actor=fields.get("actor") or "cli", workspace=runtime.learn_workspace()
+        )
     except SchemaOutdated as exc:
         _err(str(exc))
         return 2

@@ -16,7 +16,7 @@ _REDACTIONS = [
     ),
     (re.compile(r"(?<![\w.])(\+?\d[\d -]{6,}\d)(?![\w.])"), lambda m: "***" + m.group(1)[-4:]),
 ]
-_EXTRAS = ("ref", "user", "link_id", "kind", "route", "status")
+_EXTRAS = ("ref", "user", "team", "link_id", "kind", "route", "status")
 
 
 def redact(text: str) -> str:

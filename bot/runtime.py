@@ -19,6 +19,7 @@ from bot.links.runner import JobRunner
 from bot.links.service import LinkService
 from bot.links.store import LinkStore
 from bot.links.wakeup import WakeListener, WakeSender, socket_path
+from bot.links.workspaces import Workspace
 from bot.metrics import Metrics
 from bot.sqlite import WalCheckpointer, claim_sqlite_file
 from bot.xpay.client import XPayClient
@@ -95,6 +96,7 @@ class Runtime:
         self.after_ack: ThreadPoolExecutor | None = None
         self._wake_listener: WakeListener | None = None
         self._wake_sender: WakeSender | None = None
+        self.team_url: str | None = None  # the workspace's address, from auth.test
 
         from bot.slack.approvers import ApproverDirectory
 
@@ -153,13 +155,42 @@ class Runtime:
         work = QueuedWork(self.service, self.inline, slack.tell)
         return JobRunner(self.queue, slack.handlers() | work.handlers(), together=work.together())
 
+    def learn_workspace(self) -> Workspace | None:
+        """The workspace of SLACK_BOT_TOKEN, as auth.test reports it (None without a token,
+        or when Slack does not answer). Links with no workspace recorded become its: made
+        before links recorded one, or from the command line while Slack did not answer."""
+        if not self.settings.slack_bot_token:
+            return None
+        from bot.slack.app import make_web_client
+        from bot.slack.origin import of_auth_test
+
+        client = self.slack_client or make_web_client(self.settings, retries=False)
+        try:
+            auth = client.auth_test()
+        except Exception as exc:  # App Home lacks card links; Bolt asks again per request
+            log.warning("auth.test failed: %s", type(exc).__name__)
+            return None
+        finally:
+            if client is not self.slack_client:
+                client.close()
+        self.team_url = auth.get("url")
+        workspace = of_auth_test(auth)
+        if workspace.team_id is not None:
+            with self.store.transaction() as s:
+                adopted = self.store.adopt(s, workspace)
+            if adopted:
+                log.info(
+                    "%d links recorded as the workspace's",
+                    adopted,
+                    extra={"team": workspace.team_id},
+                )
+        return workspace
+
     def start(self) -> None:
         """Start the background work of this role: job runner and periodic timers."""
         if self.slack_client is not None and self.plan.answers_slack:
-            try:
-                self.slack_context.team_url = self.slack_client.auth_test().get("url")
-            except Exception as exc:  # the bot still works; App Home just lacks card links
-                log.warning("auth.test failed: %s", type(exc).__name__)
+            self.learn_workspace()
+            self.slack_context.team_url = self.team_url
         if self.slack_client is not None:
             # Warm the approver groups so the first click decided here does not wait on Slack.
             threading.Thread(target=self.approvers.refresh, name="approvers", daemon=True).start()

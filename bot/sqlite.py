@@ -1,16 +1,18 @@
 """SQLite specifics: the engine's set-up, the write lock our processes share, the WAL
-checkpointer thread and the lock file that tells one process per role it is alone."""
+checkpointer thread, the lock file that tells one process per role it is alone, and file
+modes that keep the data its owner's alone."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
 import sqlite3
+import stat
 import threading
 import time
 import weakref
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -20,11 +22,20 @@ log = logging.getLogger(__name__)
 
 READ_ONLY = "paylink_read_only"  # execution option of transactions that only read
 BUSY_TIMEOUT = 30.0  # seconds a SQLite statement waits for another process's lock
+# The database holds customer names, e-mails, phones and addresses: every file beside it
+# (its log and shared memory, our lock files) is readable and writable by its owner only.
+PRIVATE = 0o600
+# What SQLite and this module put beside the database file.
+_COMPANIONS = ("-wal", "-shm", "-journal", ".write", ".lock", ".worker.lock")
 
 
 def sqlite_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine on a SQLite file: WAL, a busy timeout, foreign keys, and write transactions
-    that take the write lock up front (:func:`_begin_immediate`)."""
+    """An engine on a SQLite file: WAL, a busy timeout, foreign keys, write transactions
+    that take the write lock up front (:func:`_begin_immediate`), and files only their
+    owner can read (:func:`keep_private`)."""
+    database = make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        keep_private(database)
     engine = create_engine(
         url,
         connect_args={"timeout": BUSY_TIMEOUT, "check_same_thread": False, "factory": _Connection},
@@ -33,6 +44,47 @@ def sqlite_engine(url: str, **kwargs: Any) -> Engine:
     event.listen(engine, "connect", _pragmas)
     event.listen(engine, "begin", _begin)
     return engine
+
+
+def keep_private(database: str) -> None:
+    """Create the database file with mode 0600 unless it exists (SQLite gives its WAL and
+    shared-memory files the database file's mode), and take back from group and others
+    any access they have to it or the files beside it, with a warning.
+
+    A wider file is tightened, not only reported: a warning leaves the data open until
+    someone reads the log, and the bot's processes run as the file's owner. The umask stays
+    as it is: it is the whole process's, and its other files are not this module's business.
+    """
+    # No directory, or none we may write in: SQLite says so when it connects.
+    with contextlib.suppress(OSError):
+        os.close(os.open(database, os.O_RDONLY | os.O_CREAT, PRIVATE))
+    for path in (database, *(database + suffix for suffix in _COMPANIONS)):
+        _tighten(path)
+
+
+def _tighten(path: str) -> None:
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):  # SQLite says so when it connects
+        return
+    if not mode & 0o077:
+        return
+    try:
+        os.chmod(path, mode & 0o700)
+    except OSError as exc:
+        log.warning(
+            "%s is open to other users (mode %s) and could not be tightened: %s",
+            path,
+            oct(mode),
+            exc.strerror,
+        )
+        return
+    log.warning("%s was open to other users (mode %s): now %s", path, oct(mode), oct(mode & 0o700))
+
+
+def _private(path: str, flags: int) -> int:
+    """``open``'s opener for files created readable by their owner only."""
+    return os.open(path, flags, PRIVATE)
 
 
 def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -82,7 +134,7 @@ class _Connection(sqlite3.Connection):
             path = self.execute("PRAGMA database_list").fetchone()[2]
             if not path:  # in memory or temporary: no other process can open it
                 return
-            self._lock_fd = os.open(path + ".write", os.O_RDONLY | os.O_CREAT, 0o644)
+            self._lock_fd = _private(path + ".write", os.O_RDONLY | os.O_CREAT)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         self._locked = True
         self._held.conn = weakref.ref(self)
@@ -219,7 +271,7 @@ def claim_sqlite_file(url: str, role: str = "all") -> bool:
     lock = database + (".worker.lock" if role == "worker" else ".lock")
     if any(g.name == lock for g in _guards):
         return True  # this process holds it already
-    handle = Path(lock).open("a")  # noqa: SIM115  (held until exit)
+    handle = open(lock, "a", opener=_private)  # noqa: SIM115  (held until exit)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

@@ -5,14 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect, text
 
 import bot.links.tables  # noqa: F401  (registers the tables)
 import bot.xpay.keys  # noqa: F401
 import bot.xpay.sandbox  # noqa: F401
 from bot.db import Base, make_engine
-from bot.schema import SchemaOutdated, head_revision, require_current, upgrade
+from bot.schema import MIGRATIONS, SchemaOutdated, head_revision, require_current, upgrade
 from tests.dbs import BACKENDS, database_url
 
 
@@ -26,4 +29,48 @@ def test_migrations_match_the_models(backend: str, tmp_path: Path) -> None:
         require_current(engine)
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        engine.dispose()
+
+
+def _migrate(engine: Engine, target: str, *, down: bool = False) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        (command.downgrade if down else command.upgrade)(config, target)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_link_workspaces_and_views_upgrade_and_downgrade_with_rows(
+    backend: str, tmp_path: Path
+) -> None:
+    """0005 adds the owner and view columns to links that exist, and takes them away again."""
+    row = (
+        "INSERT INTO links (reference, amount, currency, customer_name, shipping,"
+        " payment_methods, requester_id, status, version, attempts, created_at, updated_at)"
+        " VALUES ('R-1', 10, 'PKR', 'A', '{}', '[]', 'U1', 'awaiting_approval', 1, 0,"
+        " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+    )
+    history = (
+        "INSERT INTO link_history (link_id, to_status, actor, at)"
+        " SELECT id, 'awaiting_approval', 'U1', CURRENT_TIMESTAMP FROM links"
+    )
+    with database_url(backend, tmp_path) as url:
+        engine = make_engine(url)
+        _migrate(engine, "0003")
+        with engine.begin() as conn:
+            conn.execute(text(row))
+            conn.execute(text(history))
+        _migrate(engine, "0005")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT reference, team_id, view_id FROM links")).all() == [
+                ("R-1", None, None)
+            ]
+        _migrate(engine, "0003", down=True)
+        with engine.connect() as conn:
+            assert "team_id" not in {c["name"] for c in inspect(conn).get_columns("links")}
+            assert conn.execute(text("SELECT reference FROM links")).all() == [("R-1",)]
+            assert conn.execute(text("SELECT count(*) FROM link_history")).scalar() == 1
+        _migrate(engine, "head")
+        require_current(engine)
         engine.dispose()

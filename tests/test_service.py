@@ -27,6 +27,7 @@ from bot.links.service import LinkService, Refused
 from bot.links.states import Status
 from bot.links.store import LinkStore
 from bot.links.tables import Job, Link
+from bot.links.workspaces import Workspace
 from bot.local.stack import LocalStack, free_port
 from bot.xpay.client import IntentDetails, XPayClient, XPayKeys
 from bot.xpay.webhooks import PaymentEvent
@@ -34,6 +35,7 @@ from tests.dbs import BACKENDS, migrated_engine
 from tests.stubs import Reply, StubGateway, created
 
 REP, APPROVER, OTHER_APPROVER, OUTSIDER = "U0REP", "U0APPROVER", "U0BOSS", "U0OUTSIDER"
+HOME = Workspace("T0HOME")
 _refs = count(1)
 
 
@@ -183,25 +185,26 @@ def test_clicks_beside_a_worker_are_stored_first_and_decided_by_the_worker(
     worker decides it, and a refusal comes back as text for the clicker."""
     client = sandbox_client(stack)
     web = beside_worker(store, client)
-    link = web.request_link(checkout(), requester_id=REP, channel_id="C0APPROVALS")
-    assert web.receive_click("approve", link.id, OUTSIDER, channel="C0APPROVALS") is None
-    assert web.receive_click("approve", link.id, APPROVER, channel="C0APPROVALS") is None
-    gone = web.receive_click("approve", 999_999, APPROVER, channel="C0APPROVALS")
+    link = web.request_link(checkout(), requester_id=REP, channel_id="C0APPROVALS", workspace=HOME)
+    assert web.receive_click("approve", link.id, OUTSIDER, HOME, channel="C0APPROVALS") is None
+    assert web.receive_click("approve", link.id, APPROVER, HOME, channel="C0APPROVALS") is None
+    gone = web.receive_click("approve", 999_999, APPROVER, HOME, channel="C0APPROVALS")
     assert gone == "That request no longer exists."
     assert load(web, link.id).status == Status.AWAITING_APPROVAL.value
     clicks = [m for m in job_rows(web, link.id) if m.kind == "decision"]
+    home = {"team": HOME.team_id, "enterprise": None}
     assert [m.payload for m in clicks] == [
-        {"action": "approve", "user": OUTSIDER, "channel": "C0APPROVALS"},
-        {"action": "approve", "user": APPROVER, "channel": "C0APPROVALS"},
+        {"action": "approve", "user": OUTSIDER, **home, "channel": "C0APPROVALS"},
+        {"action": "approve", "user": APPROVER, **home, "channel": "C0APPROVALS"},
     ]
-    refusals = [web.decide_click("approve", link.id, m.payload["user"]) for m in clicks]
+    refusals = [web.decide_click("approve", link.id, m.payload["user"], HOME) for m in clicks]
     assert refusals[0] is not None and "PAYLINK_APPROVERS" in refusals[0]
     assert refusals[1] is None
     assert load(web, link.id).status == Status.CREATING_LINK.value
-    again = web.decide_click("approve", link.id, APPROVER)
+    again = web.decide_click("approve", link.id, APPROVER, HOME)
     assert again is not None and "already" in again
     with pytest.raises(ValueError):
-        web.receive_click("reject", link.id, APPROVER)  # needs a reason: not a click
+        web.receive_click("reject", link.id, APPROVER, HOME)  # needs a reason: not a click
     client.close()
 
 

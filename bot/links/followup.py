@@ -24,6 +24,7 @@ from bot.links.payments import event_key
 from bot.links.runner import BatchHandler, Handler
 from bot.links.store import LEASE
 from bot.links.tables import Job, Link
+from bot.links.workspaces import Workspace
 from bot.xpay.webhooks import PaymentEvent
 
 if TYPE_CHECKING:
@@ -37,12 +38,13 @@ Tell = Callable[[str | None, str, str], None]
 
 @dataclass(frozen=True)
 class Clicked:
-    """A button click on a link's card; ``context`` is kept for whoever tells the clicker
-    a refusal later (the channel)."""
+    """A button click on a link's card, from the workspace ``origin``; ``context`` is kept
+    for whoever tells the clicker a refusal later (the channel)."""
 
     action: Click
     link_id: int
     user_id: str
+    origin: Workspace
     context: dict[str, object] = field(default_factory=dict)
 
 
@@ -94,7 +96,7 @@ class Inline:
         return service.apply_payment(event)
 
     def click(self, service: LinkService, click: Clicked) -> str | None:
-        return service.decide_click(click.action, click.link_id, click.user_id)
+        return service.decide_click(click.action, click.link_id, click.user_id, click.origin)
 
 
 def _create_logged(service: LinkService, link_id: int) -> None:
@@ -130,7 +132,13 @@ class Queued:
         return WebhookResult(outcome)
 
     def click(self, service: LinkService, click: Clicked) -> str | None:
-        payload = {"action": click.action.value, "user": click.user_id, **click.context}
+        payload = {
+            "action": click.action.value,
+            "user": click.user_id,
+            "team": click.origin.team_id,
+            "enterprise": click.origin.enterprise_id,
+            **click.context,
+        }
         return None if self.intake.for_link(click.link_id, JobKind.DECISION, payload) else GONE
 
 
@@ -179,6 +187,7 @@ class QueuedWork:
     def decision(self, job: Job, link: Link) -> None:
         """Decide a stored click; tell the clicker a refusal."""
         click = job.payload
-        refusal = self.service.decide_click(Click(click["action"]), link.id, click["user"])
+        origin = Workspace(click.get("team"), click.get("enterprise"))
+        refusal = self.service.decide_click(Click(click["action"]), link.id, click["user"], origin)
         if refusal:
             self.tell(click.get("channel"), click["user"], refusal)

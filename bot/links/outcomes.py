@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from bot.links.kinds import WebhookOutcome
 
 GONE = "That request no longer exists."  # told to whoever acts on a link that is not there
+# told to whoever acts on a link, or asks for one, from a workspace that is not its own
+ELSEWHERE = "This request belongs to another Slack workspace: nothing changed."
 
 
 class Refused(Exception):
@@ -19,6 +21,13 @@ class Refused(Exception):
 
 class NotAllowed(Refused):
     """This person may not do this to this link (not an approver, not the requester …)."""
+
+
+class OtherWorkspace(NotAllowed):
+    """The click or submission came from a workspace that does not own the link."""
+
+    def __init__(self) -> None:
+        super().__init__(ELSEWHERE)
 
 
 class AlreadyDecided(Refused):

@@ -23,14 +23,16 @@ from bot.links.outcomes import (
     Incomplete,
     LinkGone,
     NotAllowed,
+    OtherWorkspace,
     Refused,
     WebhookResult,
 )
 from bot.links.payments import event_key, same_money
 from bot.links.queue import JobQueue
 from bot.links.states import CANCELLABLE, Status
-from bot.links.store import LEASE, LinkStore
+from bot.links.store import LEASE, LinkStore, RepeatedView
 from bot.links.tables import Link
+from bot.links.workspaces import Workspace
 from bot.metrics import Metrics
 from bot.xpay.client import (
     CheckoutCreated,
@@ -80,7 +82,7 @@ class LinkService:
         self.allow_self_approval = allow_self_approval
         # Where creations, webhooks and clicks are carried out: by default right here.
         self.follow_up = follow_up or Inline()
-        self._clicks: dict[Click, Callable[[int, str], Link]] = {
+        self._clicks: dict[Click, Callable[..., Link]] = {
             Click.APPROVE: self.approve,
             Click.RETRY: self.retry,
             Click.CANCEL: self.cancel,
@@ -97,24 +99,40 @@ class LinkService:
         requester_id: str,
         channel_id: str | None,
         origin_channel_id: str | None = None,
+        workspace: Workspace | None = None,
+        view_id: str | None = None,
     ) -> Link:
-        """Record a new request awaiting approval and queue its card for the channel."""
-        with self.store.transaction() as s:
-            link = self.store.insert_link(
-                s,
-                request,
-                requester_id=requester_id,
-                actor=requester_id,
-                channel_id=channel_id,
-                origin_channel_id=origin_channel_id,
-                sandbox=self.sandbox,
+        """Record a new request of ``workspace`` awaiting approval and queue its card for
+        the channel. A modal ``view_id`` makes one request: submitted again (Slack may send
+        it more than once), it returns the link it made, and nothing else happens."""
+        try:
+            with self.store.transaction() as s:
+                link = self.store.insert_link(
+                    s,
+                    request,
+                    requester_id=requester_id,
+                    actor=requester_id,
+                    channel_id=channel_id,
+                    origin_channel_id=origin_channel_id,
+                    workspace=workspace,
+                    view_id=view_id,
+                    sandbox=self.sandbox,
+                )
+                self.queue.enqueue(s, link, JobKind.CARD, payload={"notify_requester": True})
+        except RepeatedView as repeat:
+            log.info(
+                "submission repeated: no new request",
+                extra={"ref": repeat.link.reference, "user": requester_id},
             )
-            self.queue.enqueue(s, link, JobKind.CARD, payload={"notify_requester": True})
+            return repeat.link
         log.info("link requested", extra={"ref": link.reference, "user": requester_id})
         return link
 
-    def create_direct(self, request: CheckoutRequest, *, actor: str) -> Link:
-        """Create a link with no approval step (the CLI, for operators); calls XPay now."""
+    def create_direct(
+        self, request: CheckoutRequest, *, actor: str, workspace: Workspace | None = None
+    ) -> Link:
+        """Create a link of ``workspace`` with no approval step (the CLI, for operators);
+        calls XPay now."""
         with self.store.transaction() as s:
             link = self.store.insert_link(
                 s,
@@ -122,6 +140,7 @@ class LinkService:
                 requester_id=actor,
                 actor=actor,
                 status=Status.AWAITING_APPROVAL,
+                workspace=workspace,
                 sandbox=self.sandbox,
             )
             self.store.move(
@@ -139,6 +158,17 @@ class LinkService:
         return self.create_at_gateway(link.id)
 
     # Decisions ----------------------------------------------------------------------
+    #
+    # ``origin`` is the workspace a click or submission came from: only the link's own may
+    # decide it. None stands for a caller inside the bot (the CLI, tests), not Slack.
+
+    def _check_origin(self, link: Link, user_id: str, origin: Workspace | None) -> None:
+        if origin is not None and not link.owned_by(origin):
+            log.info(
+                "decision from another workspace refused",
+                extra={"ref": link.reference, "user": user_id, "team": origin.team_id},
+            )
+            raise OtherWorkspace()
 
     def _check_approver(self, link: Link, user_id: str) -> None:
         if not self.is_approver(user_id):
@@ -158,9 +188,11 @@ class LinkService:
             f"Nothing changed: this request is already {link.status_label.lower()}."
         )
 
-    def check_decision(self, link_id: int, user_id: str) -> Link:
-        """The link, if ``user_id`` may approve or reject it now; Refused otherwise."""
+    def check_decision(self, link_id: int, user_id: str, origin: Workspace) -> Link:
+        """The link, if ``user_id`` of ``origin`` may approve or reject it now; Refused
+        otherwise."""
         link = self._load(link_id)
+        self._check_origin(link, user_id, origin)
         self._check_approver(link, user_id)
         if link.status != Status.AWAITING_APPROVAL.value:
             raise self._already(link)
@@ -174,21 +206,24 @@ class LinkService:
         *,
         actor: str,
         admit: Callable[[Link], dict[str, object] | None],
+        origin: Workspace | None,
         reason: str | None = None,
         thread: ThreadKind | None = None,
         **changes: object,
     ) -> Link:
-        """A person's decision: ``admit`` checks the link (raising Refused) and may add
-        changes, then one compare-and-set, with the card update (and a thread reply) queued
-        with it; AlreadyDecided naming the current status when someone else was first. The
-        link is read once, in the transaction that moves it (a click is an ack's critical
-        path). A move to Creating link hands the creation to the follow-up.
+        """A person's decision: the link must be ``origin``'s, ``admit`` checks the rest
+        (raising Refused) and may add changes, then one compare-and-set, with the card
+        update (and a thread reply) queued with it; AlreadyDecided naming the current
+        status when someone else was first. The link is read once, in the transaction that
+        moves it (a click is an ack's critical path). A move to Creating link hands the
+        creation to the follow-up.
         """
         creating = target == Status.CREATING_LINK
         with self.store.transaction() as s:
             link = self.store.get(s, link_id)
             if link is None:
                 raise LinkGone()
+            self._check_origin(link, actor, origin)
             changes.update(admit(link) or {})
             moved = self.store.move(
                 s, link_id, sources, target, actor=actor, reason=reason, **changes
@@ -219,7 +254,7 @@ class LinkService:
                 dedupe_key=f"thread:{link.id}:{thread.value}{key}",
             )
 
-    def approve(self, link_id: int, user_id: str) -> Link:
+    def approve(self, link_id: int, user_id: str, *, origin: Workspace | None = None) -> Link:
         """Approve a request and start creating its link; one effect however many clicks."""
 
         def admit(link: Link) -> dict[str, object]:
@@ -232,12 +267,13 @@ class LinkService:
             Status.CREATING_LINK,
             actor=user_id,
             admit=admit,
+            origin=origin,
             decided_by=user_id,
             decided_at=utcnow(),
             lease_until=self.follow_up.creation_lease(),
         )
 
-    def retry(self, link_id: int, user_id: str) -> Link:
+    def retry(self, link_id: int, user_id: str, *, origin: Workspace | None = None) -> Link:
         """Try the gateway again after a failed or unconfirmed creation (approvers only)."""
 
         def admit(link: Link) -> dict[str, object]:
@@ -251,12 +287,15 @@ class LinkService:
             Status.CREATING_LINK,
             actor=user_id,
             admit=admit,
+            origin=origin,
             reason="retry",
             lease_until=self.follow_up.creation_lease(),
             gateway_message=None,
         )
 
-    def reject(self, link_id: int, user_id: str, reason: str) -> Link:
+    def reject(
+        self, link_id: int, user_id: str, reason: str, *, origin: Workspace | None = None
+    ) -> Link:
         """Reject a request with a reason."""
         reason = " ".join(reason.split())[:500]
 
@@ -271,6 +310,7 @@ class LinkService:
             Status.REJECTED,
             actor=user_id,
             admit=admit,
+            origin=origin,
             reason=reason,
             thread=ThreadKind.REJECTED,
             decided_by=user_id,
@@ -278,7 +318,7 @@ class LinkService:
             reject_reason=reason,
         )
 
-    def cancel(self, link_id: int, user_id: str) -> Link:
+    def cancel(self, link_id: int, user_id: str, *, origin: Workspace | None = None) -> Link:
         """Cancel a link that is not paid yet: the requester or an approver may."""
 
         def admit(link: Link) -> None:
@@ -293,23 +333,28 @@ class LinkService:
             Status.CANCELLED,
             actor=user_id,
             admit=admit,
+            origin=origin,
             thread=ThreadKind.CANCELLED,
             cancelled_by=user_id,
         )
 
     def receive_click(
-        self, action: str, link_id: int, user_id: str, **context: object
+        self, action: str, link_id: int, user_id: str, origin: Workspace, **context: object
     ) -> str | None:
-        """A click's entry point (``action`` is a :class:`Click`), carried out by the
-        follow-up (``context`` is kept for whoever tells the clicker a refusal). Returns the
-        refusal to show now, if any; ValueError for an action that is not a click."""
-        return self.follow_up.click(self, Clicked(Click(action), link_id, user_id, context))
+        """A click's entry point (``action`` is a :class:`Click`, ``origin`` the workspace
+        it came from), carried out by the follow-up (``context`` is kept for whoever tells
+        the clicker a refusal). Returns the refusal to show now, if any; ValueError for an
+        action that is not a click."""
+        click = Clicked(Click(action), link_id, user_id, origin, context)
+        return self.follow_up.click(self, click)
 
-    def decide_click(self, action: Click, link_id: int, user_id: str) -> str | None:
-        """Carry out a click; the refusal to show the person who clicked, if any (someone
-        else was first, not an approver …)."""
+    def decide_click(
+        self, action: Click, link_id: int, user_id: str, origin: Workspace
+    ) -> str | None:
+        """Carry out a click from ``origin``; the refusal to show the person who clicked,
+        if any (another workspace, someone else was first, not an approver …)."""
         try:
-            self._clicks[action](link_id, user_id)
+            self._clicks[action](link_id, user_id, origin=origin)
         except Refused as exc:
             return exc.message
         return None

@@ -20,6 +20,7 @@ from bot.checkout import CheckoutRequest
 from bot.db import make_sessionmaker, reader, utcnow
 from bot.links.states import Status, can_move
 from bot.links.tables import History, Link, WebhookEvent
+from bot.links.workspaces import Workspace
 from bot.sqlite import BUSY_TIMEOUT
 
 LINKS = Link.__table__
@@ -44,6 +45,14 @@ _QUEUED = "paylink_jobs_queued"  # Session.info key: this transaction queues job
 
 class DuplicateReference(Exception):
     """The order reference is already used by another link."""
+
+
+class RepeatedView(Exception):
+    """The modal view was submitted before: ``link`` is the request it made."""
+
+    def __init__(self, link: Link):
+        super().__init__(link.reference)
+        self.link = link
 
 
 class IllegalMove(Exception):
@@ -136,10 +145,16 @@ class LinkStore:
         status: Status = Status.AWAITING_APPROVAL,
         origin_channel_id: str | None = None,
         channel_id: str | None = None,
+        workspace: Workspace | None = None,
+        view_id: str | None = None,
         sandbox: bool = False,
     ) -> Link:
-        """Insert a new link with its first history row; DuplicateReference if taken.
-        ``sandbox``: it is for the sandbox gateway."""
+        """Insert a new link with its first history row, owned by ``workspace``;
+        ``sandbox``: it is for the sandbox gateway.
+
+        RepeatedView when ``workspace``'s modal ``view_id`` made a link already (the unique
+        index decides, so copies of a submission that race make one link);
+        DuplicateReference when another link has the order reference."""
         now = utcnow()
         link = Link.from_request(
             request,
@@ -147,6 +162,9 @@ class LinkStore:
             origin_channel_id=origin_channel_id,
             channel_id=channel_id,
             sandbox=sandbox,
+            team_id=workspace.team_id if workspace else None,
+            enterprise_id=workspace.enterprise_id if workspace else None,
+            view_id=view_id,
             status=status.value,
             version=1,
             attempts=0,
@@ -158,6 +176,12 @@ class LinkStore:
                 session.add(link)
                 session.flush()
         except IntegrityError:
+            # Either index may be the one reported when both are hit: the view comes first.
+            # (PostgreSQL reports a clash only once the other insert has committed.)
+            earlier = self._by_view(session, link.team_id, view_id)
+            if earlier is not None:
+                session.expunge(earlier)  # kept as loaded: the caller rolls back
+                raise RepeatedView(earlier) from None
             raise DuplicateReference(request.order_reference) from None
         session.add(
             History(link_id=link.id, from_status=None, to_status=status.value, actor=actor, at=now)
@@ -253,6 +277,16 @@ class LinkStore:
         )
         return result.rowcount or 0
 
+    def adopt(self, session: Session, workspace: Workspace) -> int:
+        """Record ``workspace`` as the owner of every link that has none recorded (made
+        before owners were, or from the command line without Slack); returns how many."""
+        result = session.execute(
+            update(LINKS)
+            .where(LINKS.c.team_id.is_(None))
+            .values(team_id=workspace.team_id, enterprise_id=workspace.enterprise_id)
+        )
+        return result.rowcount or 0
+
     def update_fields(self, session: Session, link_id: int, **changes: Any) -> None:
         """Change fields that are not the status (e.g. the card's ts once posted)."""
         session.execute(update(LINKS).where(LINKS.c.id == link_id).values(**changes))
@@ -284,6 +318,11 @@ class LinkStore:
         connection and one prepared statement, no session (checked after each card update)."""
         with self._reader.connect() as conn:
             return conn.scalar(_VERSION, {"id": link_id})
+
+    def _by_view(self, session: Session, team_id: str | None, view_id: str | None) -> Link | None:
+        if team_id is None or view_id is None:
+            return None
+        return session.scalar(select(Link).where(Link.team_id == team_id, Link.view_id == view_id))
 
     def by_reference(self, session: Session, reference: str) -> Link | None:
         """The link with this order reference."""

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from bot.checkout import CheckoutRequest
 from bot.db import Base, UTCDateTime, utcnow
 from bot.links.states import LABELS, Status
+from bot.links.workspaces import Workspace
 
 
 class Link(Base):
@@ -43,6 +44,11 @@ class Link(Base):
     failure_url: Mapped[str | None] = mapped_column(String(2000))
 
     requester_id: Mapped[str] = mapped_column(String(64), index=True)
+    # The workspace the request was made in: only it may act on the link.
+    team_id: Mapped[str | None] = mapped_column(String(32))
+    enterprise_id: Mapped[str | None] = mapped_column(String(32))
+    # The modal it was submitted from: one view, one request, however often Slack sends it.
+    view_id: Mapped[str | None] = mapped_column(String(64))
     origin_channel_id: Mapped[str | None] = mapped_column(String(32))
     channel_id: Mapped[str | None] = mapped_column(String(32))
     message_ts: Mapped[str | None] = mapped_column(String(32))
@@ -73,12 +79,23 @@ class Link(Base):
         back_populates="link", order_by="History.id", lazy="select"
     )
 
-    __table_args__ = (Index("ix_links_requester_created", "requester_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_links_requester_created", "requester_id", "created_at"),
+        Index("ix_links_team_view", "team_id", "view_id", unique=True),
+    )
 
     @property
     def status_label(self) -> str:
         """The status as people see it."""
         return LABELS[Status(self.status)]
+
+    def owned_by(self, workspace: Workspace) -> bool:
+        """True when ``workspace`` is the one this link was requested in (a link whose
+        workspace is not recorded yet is nobody's)."""
+        return self.team_id is not None and (self.team_id, self.enterprise_id) == (
+            workspace.team_id,
+            workspace.enterprise_id,
+        )
 
     # The one mapping between a link and the checkout request it was made from.
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,6 +17,26 @@ from slack_sdk.signature import SignatureVerifier
 
 TEAM = {"id": "T0PAYLINK", "domain": "paylink-demo"}
 FORM = "application/x-www-form-urlencoded"  # slash commands and interactivity
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where an interactive payload says it comes from: the workspace (``team``), the
+    clicker's own team (``user_team``, the same unless they are a guest from elsewhere) and
+    the Enterprise Grid organisation, if any. By default the stand-in's workspace."""
+
+    team: str = TEAM["id"]
+    user_team: str | None = None
+    enterprise: str | None = None
+
+    def payload(self, user: str) -> dict[str, Any]:
+        """The ``team``, ``user`` and ``enterprise`` fields of a payload sent by ``user``."""
+        return {
+            "team": {"id": self.team, "domain": TEAM["domain"]},
+            "user": {"id": user, "team_id": self.user_team or self.team},
+            "enterprise": {"id": self.enterprise} if self.enterprise else None,
+            "is_enterprise_install": False,
+        }
 
 
 class SlackSimulator:
@@ -70,34 +91,36 @@ class SlackSimulator:
         return self.post(interactive_body(payload), FORM, **kwargs)
 
     def submit_view(
-        self, user: str, view: dict[str, Any], values: dict[str, Any], **kwargs: Any
+        self,
+        user: str,
+        view: dict[str, Any],
+        values: dict[str, Any],
+        *,
+        origin: Origin | None = None,
+        **kwargs: Any,
     ) -> requests.Response:
-        """Submit ``view`` (as opened by the bot) with ``values`` as Slack's state."""
-        submitted = dict(view, id=view.get("id", "V0MODAL"), state={"values": values})
-        return self.interactive(
-            {
-                "type": "view_submission",
-                "team": TEAM,
-                "user": {"id": user, "team_id": TEAM["id"]},
-                "api_app_id": "A0PAYLINK",
-                "trigger_id": new_trigger_id(),
-                "view": submitted,
-            },
-            **kwargs,
-        )
+        """Submit ``view`` (as opened by the bot) with ``values`` as Slack's state, from the
+        bot's own workspace unless ``origin`` says otherwise."""
+        return self.post(view_submission_body(user, view, values, origin), FORM, **kwargs)
 
     def click(
-        self, user: str, message: dict[str, Any], action_id: str, *, channel: str
+        self,
+        user: str,
+        message: dict[str, Any],
+        action_id: str,
+        *,
+        channel: str,
+        origin: Origin | None = None,
     ) -> requests.Response:
-        """Click the button ``action_id`` on a message the bot posted."""
+        """Click the button ``action_id`` on a message the bot posted, from the bot's own
+        workspace unless ``origin`` says otherwise."""
         button = find_action(message.get("blocks") or [], action_id)
         if button is None:
             raise LookupError(f"no {action_id} button on the message")
         return self.interactive(
             {
                 "type": "block_actions",
-                "team": TEAM,
-                "user": {"id": user, "team_id": TEAM["id"]},
+                **(origin or Origin()).payload(user),
                 "api_app_id": "A0PAYLINK",
                 "trigger_id": new_trigger_id(),
                 "container": {
@@ -151,6 +174,22 @@ def command_body(
             "api_app_id": "A0PAYLINK",
             "response_url": "https://hooks.slack.com/commands/T0PAYLINK/1/x",
             "trigger_id": trigger_id or new_trigger_id(),
+        }
+    )
+
+
+def view_submission_body(
+    user: str, view: dict[str, Any], values: dict[str, Any], origin: Origin | None = None
+) -> str:
+    """The form body of ``view`` submitted by ``user`` with ``values`` as Slack's state."""
+    submitted = dict(view, id=view.get("id", "V0MODAL"), state={"values": values})
+    return interactive_body(
+        {
+            "type": "view_submission",
+            **(origin or Origin()).payload(user),
+            "api_app_id": "A0PAYLINK",
+            "trigger_id": new_trigger_id(),
+            "view": submitted,
         }
     )
 

@@ -25,13 +25,15 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
-    with op.batch_alter_table("links") as batch:
+    with op.batch_alter_table("links", recreate="never") as batch:
         batch.add_column(
             sa.Column("sandbox", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("links") as batch:
+    # Dropped in place (SQLite 3.35+): recreating the table would break the foreign keys of
+    # the history and jobs rows that point at it.
+    with op.batch_alter_table("links", recreate="never") as batch:
         batch.drop_column("sandbox")
     op.drop_table("sandbox_keys")

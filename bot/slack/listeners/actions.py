@@ -15,6 +15,7 @@ from bot.slack import blocks
 from bot.slack.blocks import ActionId
 from bot.slack.context import SlackContext
 from bot.slack.delivery import tell
+from bot.slack.origin import sender
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,9 @@ def register(app: App, ctx: SlackContext) -> None:
             link_id, user = clicked
 
             def decide() -> None:
-                refusal = service.receive_click(click, link_id, user, channel=_channel(body))
+                refusal = service.receive_click(
+                    click, link_id, user, sender(body), channel=_channel(body)
+                )
                 if refusal:
                     _tell(ctx.client, body, refusal)
 
@@ -84,7 +87,7 @@ def register(app: App, ctx: SlackContext) -> None:
 
         def open_modal() -> None:
             try:
-                link = service.check_decision(link_id, user)
+                link = service.check_decision(link_id, user, sender(body))
             except Refused as exc:
                 _tell(ctx.client, body, exc.message)
                 return

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext
 
 from bot.checkout import CheckoutInvalid, parse_with_settings
 from bot.links.service import Refused
@@ -12,6 +13,14 @@ from bot.links.store import DuplicateReference
 from bot.slack import blocks
 from bot.slack.blocks import FIELD_BLOCKS, BlockId, CallbackId
 from bot.slack.context import SlackContext
+from bot.slack.origin import installed_in, sender
+
+log = logging.getLogger(__name__)
+
+NOT_OURS = (
+    "This came from another Slack workspace: Paylink takes requests from its own workspace "
+    "only, so nothing was requested."
+)
 
 
 def register(app: App, ctx: SlackContext) -> None:
@@ -19,7 +28,18 @@ def register(app: App, ctx: SlackContext) -> None:
     settings = ctx.settings
 
     @app.view(CallbackId.REQUEST)
-    def submit_request(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+    def submit_request(
+        ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
+    ) -> None:
+        # A new link becomes the workspace's it was asked in: it has to be the bot's own.
+        origin = sender(body)
+        if origin.team_id is None or origin != installed_in(context):
+            log.info(
+                "request from another workspace refused",
+                extra={"user": body["user"]["id"], "team": origin.team_id},
+            )
+            ack(response_action="errors", errors={FIELD_BLOCKS["amount"]: NOT_OURS})
+            return
         fields = blocks.read_submission(view)
         try:
             request = parse_with_settings(fields, settings)
@@ -29,14 +49,16 @@ def register(app: App, ctx: SlackContext) -> None:
                 errors={FIELD_BLOCKS[name]: msg for name, msg in exc.errors.items()},
             )
             return
-        origin = blocks.submission_channel(view)
-        channel = settings.paylink_approval_channel or origin
+        origin_channel = blocks.submission_channel(view)
+        channel = settings.paylink_approval_channel or origin_channel
         try:
             ctx.service.request_link(
                 request,
                 requester_id=body["user"]["id"],
                 channel_id=channel,
-                origin_channel_id=origin,
+                origin_channel_id=origin_channel,
+                workspace=origin,
+                view_id=view.get("id"),
             )
         except DuplicateReference:
             ack(
@@ -58,7 +80,7 @@ def register(app: App, ctx: SlackContext) -> None:
             ack(response_action="errors", errors={BlockId.REASON: "This request no longer exists."})
             return
         try:
-            ctx.service.reject(link_id, body["user"]["id"], reason)
+            ctx.service.reject(link_id, body["user"]["id"], reason, origin=sender(body))
         except Refused as exc:
             ack(response_action="errors", errors={BlockId.REASON: exc.message})
             return
