@@ -155,7 +155,7 @@ def stop_grace(settings: Settings) -> float:
 
 
 def worker(settings: Settings, *, parent: int | None = None) -> int:
-    """Deliver the outbox to Slack and run the periodic jobs until SIGTERM or Ctrl-C: beside
+    """Run the job queue (Slack messages, link creation, payments, clicks) and the periodic jobs until SIGTERM or Ctrl-C: beside
     a `paylink serve` run with PAYLINK_WORKER=separate, or as the child of one (``parent``:
     its pid; the worker stops when that process is gone)."""
     settings.require("slack_bot_token")
@@ -178,7 +178,7 @@ def worker(settings: Settings, *, parent: int | None = None) -> int:
         return 2
     os.nice(WORKER_NICENESS)
     _start(runtime)
-    log.info("worker running (outbox and periodic jobs; XPay: %s)", _gateway(settings))
+    log.info("worker running (job queue and periodic jobs; XPay: %s)", _gateway(settings))
     try:
         while not stopping.wait(PARENT_CHECK):
             if parent is not None and os.getppid() != parent:

@@ -37,7 +37,7 @@ class PooledWebClient(WebClient):
             num_pools=2,
             maxsize=POOL_SIZE,
             # No retries here: slack_sdk's retry handlers decide, and a chat.postMessage
-            # must never be sent twice behind the outbox's back.
+            # must never be sent twice behind the job runner's back.
             retries=False,
             timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout),
             ssl_context=self.ssl,
