@@ -155,9 +155,9 @@ def stop_grace(settings: Settings) -> float:
 
 
 def worker(settings: Settings, *, parent: int | None = None) -> int:
-    """Run the job queue (Slack messages, link creation, payments, clicks) and the periodic jobs until SIGTERM or Ctrl-C: beside
-    a `paylink serve` run with PAYLINK_WORKER=separate, or as the child of one (``parent``:
-    its pid; the worker stops when that process is gone)."""
+    """Run the job queue (Slack messages, link creation, payments, clicks) and the periodic
+    jobs until SIGTERM or Ctrl-C: beside a `paylink serve` run with PAYLINK_WORKER=separate,
+    or as the child of one (``parent``: its pid; the worker stops when that process is gone)."""
     settings.require("slack_bot_token")
     mode = settings.paylink_worker
     if mode == "inline" or (mode == "child" and parent is None):

@@ -23,9 +23,9 @@ log = logging.getLogger("bot.slack")
 
 def make_web_client(settings: Settings, *, retries: bool = True) -> PooledWebClient:
     """A WebClient for SLACK_API_URL that keeps its connections open; with ``retries``,
-    connection errors, 429 and 5xx are retried in the call. The job runner's client has none: a
-    retried chat.postMessage can post twice, so the job runner retries itself, after looking for
-    the earlier post."""
+    connection errors, 429 and 5xx are retried in the call. The job runner's client has none:
+    a retried chat.postMessage can post twice, so the job runner retries itself, after looking
+    for the earlier post."""
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     handlers = (
         [
