@@ -7,9 +7,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from waitress import wasyncore
 
 from bot.server import _AcceptingServer
+
+pytestmark = pytest.mark.integration  # servers and clients on real sockets
 
 
 def _app(_environ: dict[str, Any], start_response: Any) -> list[bytes]:

@@ -344,6 +344,7 @@ def test_the_group_commit_keeps_its_connection_while_batches_follow_each_other(
     assert engine.pool.checkedout() == 0
 
 
+@pytest.mark.pg
 def test_the_group_commit_does_not_write_on_a_connection_the_server_has_closed(
     tmp_path: Path,
 ) -> None:
