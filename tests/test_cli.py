@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,32 +9,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from bot.checkout import parse_checkout
 from bot.db import make_engine
 from bot.local.stack import LocalStack, free_port
 from bot.schema import head_revision, upgrade
-
-PAYLINK = Path(sys.executable).parent / "paylink"
-PREFIXES = ("PAYLINK_", "SLACK_", "XPAY_")
-
-
-def base_env() -> dict[str, str]:
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not (k.upper().startswith(PREFIXES) or k.upper() in ("DATABASE_URL", "PORT"))
-    }
-
-
-def paylink(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(PAYLINK), *args],
-        cwd=cwd,
-        env={**base_env(), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.factories import checkout_request
+from tests.procs import Procs
+from tests.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -57,17 +33,15 @@ def stack_env(stack: LocalStack) -> dict[str, str]:
     }
 
 
-def status_output(tmp_path: Path, env: dict[str, str], ref: str) -> str:
-    result = paylink("status", ref, cwd=tmp_path, **env)
+def status_output(procs: Procs, env: dict[str, str], ref: str) -> str:
+    result = procs.paylink("status", ref, **env)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
-def test_create_pay_and_status(
-    stack: LocalStack, stack_env: dict[str, str], tmp_path: Path
-) -> None:
+def test_create_pay_and_status(stack: LocalStack, stack_env: dict[str, str], procs: Procs) -> None:
     ref = f"CLI-{uuid.uuid4().hex[:10]}"
-    created = paylink(
+    created = procs.paylink(
         "create",
         "--amount", "1,500.50",
         "--name", "Ayesha Khan",
@@ -76,7 +50,6 @@ def test_create_pay_and_status(
         "--reference", ref,
         "--method", "card",
         "--method", "jazzcash",
-        cwd=tmp_path,
         **stack_env,
     )  # fmt: skip
     assert created.returncode == 0, created.stderr
@@ -85,7 +58,7 @@ def test_create_pay_and_status(
     checkout_url = lines[0]
     assert checkout_url.startswith(f"{stack.base_url}/sandbox/checkout/xpay_pi_")
 
-    before = status_output(tmp_path, stack_env, ref)
+    before = status_output(procs, stack_env, ref)
     assert before.splitlines()[0] == f"{ref}: Awaiting payment"
     assert "amount: PKR 1,500.50" in before
     assert f"link: {checkout_url}" in before
@@ -100,13 +73,13 @@ def test_create_pay_and_status(
     )
     assert paid.status_code == 303
     assert paid.headers["Location"] == "https://shop.example.com/thanks"  # PAYLINK_SUCCESS_URL
+
     # The webhook is delivered before the sandbox answers; allow a moment for slow machines.
-    deadline = time.monotonic() + 10
-    while True:
-        out = status_output(tmp_path, stack_env, ref)
-        if out.splitlines()[0] == f"{ref}: Paid" or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    def paid() -> str | None:
+        out = status_output(procs, stack_env, ref)
+        return out if out.splitlines()[0] == f"{ref}: Paid" else None
+
+    out = wait_until(paid, 10, interval=0.2, message=lambda: status_output(procs, stack_env, ref))
     out_lines = out.splitlines()
     assert out_lines[0] == f"{ref}: Paid", out
     history = [line.strip() for line in out_lines if line.startswith("  ")]
@@ -117,10 +90,10 @@ def test_create_pay_and_status(
     assert "awaiting_payment → paid by webhook" in history[3]
 
 
-def test_create_with_bad_options(stack_env: dict[str, str], tmp_path: Path) -> None:
-    result = paylink(
+def test_create_with_bad_options(stack_env: dict[str, str], procs: Procs) -> None:
+    result = procs.paylink(
         "create", "--amount", "12.345", "--name", "A", "--email", "nope",
-        "--success-url", "ftp://x", cwd=tmp_path, **stack_env,
+        "--success-url", "ftp://x", **stack_env,
     )  # fmt: skip
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -133,32 +106,26 @@ def test_create_with_bad_options(stack_env: dict[str, str], tmp_path: Path) -> N
 
 
 def test_create_with_a_used_reference(
-    stack: LocalStack, stack_env: dict[str, str], tmp_path: Path
+    stack: LocalStack, stack_env: dict[str, str], procs: Procs
 ) -> None:
     ref = f"CLI-{uuid.uuid4().hex[:10]}"
-    first = parse_checkout(
-        {"amount": "5", "customer_name": "A", "customer_email": "a@example.com",
-         "order_reference": ref},
-        currencies=["PKR"],
-        methods=["card"],
-    )  # fmt: skip
-    stack.runtime.service.create_direct(first, actor="test")
-    again = paylink(
+    stack.runtime.service.create_direct(checkout_request(order_reference=ref), actor="test")
+    again = procs.paylink(
         "create", "--amount", "5", "--name", "A", "--email", "a@example.com", "--reference", ref,
-        cwd=tmp_path, **stack_env,
+        **stack_env,
     )  # fmt: skip
     assert again.returncode == 2
     assert f"--reference: {ref} is already used" in again.stderr
 
 
-def test_status_of_an_unknown_reference(stack_env: dict[str, str], tmp_path: Path) -> None:
-    result = paylink("status", "NOPE", cwd=tmp_path, **stack_env)
+def test_status_of_an_unknown_reference(stack_env: dict[str, str], procs: Procs) -> None:
+    result = procs.paylink("status", "NOPE", **stack_env)
     assert result.returncode == 1
     assert "no link with reference NOPE" in result.stderr
     assert result.stdout == ""
 
 
-def test_create_without_a_running_sandbox_says_what_to_do(tmp_path: Path) -> None:
+def test_create_without_a_running_sandbox_says_what_to_do(tmp_path: Path, procs: Procs) -> None:
     env = {
         "DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
         "PAYLINK_PUBLIC_URL": f"http://127.0.0.1:{free_port()}",
@@ -166,28 +133,28 @@ def test_create_without_a_running_sandbox_says_what_to_do(tmp_path: Path) -> Non
     engine = make_engine(env["DATABASE_URL"])
     upgrade(engine)
     engine.dispose()
-    result = paylink("create", "--amount", "5", "--name", "A", "--email", "a@example.com",
-                     cwd=tmp_path, **env)  # fmt: skip
+    result = procs.paylink("create", "--amount", "5", "--name", "A", "--email", "a@example.com",
+                           **env)  # fmt: skip
     assert result.returncode == 1
     assert "Link creation failed" in result.stderr
     assert "paylink serve" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_migrate_then_check(tmp_path: Path) -> None:
+def test_migrate_then_check(tmp_path: Path, procs: Procs) -> None:
     public = f"http://127.0.0.1:{free_port()}"  # nobody listens: XPay unreachable
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}", "PAYLINK_PUBLIC_URL": public}
 
-    status = paylink("status", "ANY", cwd=tmp_path, **env)
+    status = procs.paylink("status", "ANY", **env)
     assert status.returncode != 0
     assert "paylink migrate" in status.stderr
     assert "Traceback" not in status.stderr
 
-    migrated = paylink("migrate", cwd=tmp_path, **env)
+    migrated = procs.paylink("migrate", **env)
     assert migrated.returncode == 0, migrated.stderr
     assert f"database schema: empty → {head_revision()}" in migrated.stdout
 
-    check = paylink("check", cwd=tmp_path, **env)
+    check = procs.paylink("check", **env)
     assert f"webhook URL to set in the XPay portal: {public}/xpay/webhook" in check.stdout
     assert "ok: database reachable, schema up to date" in check.stdout
     assert "SLACK_BOT_TOKEN" in check.stdout
@@ -195,7 +162,7 @@ def test_migrate_then_check(tmp_path: Path) -> None:
     assert check.returncode == 1  # no Slack token, no gateway: problems are reported
 
 
-def test_check_passes_against_a_running_stack(stack: LocalStack, tmp_path: Path) -> None:
+def test_check_passes_against_a_running_stack(stack: LocalStack, procs: Procs) -> None:
     env = {
         "DATABASE_URL": stack.settings.database_url,
         "PAYLINK_PUBLIC_URL": stack.base_url,
@@ -203,7 +170,7 @@ def test_check_passes_against_a_running_stack(stack: LocalStack, tmp_path: Path)
         "SLACK_SIGNING_SECRET": stack.signing_secret,
         "SLACK_API_URL": stack.settings.slack_api_url,
     }
-    result = paylink("check", cwd=tmp_path, **env)
+    result = procs.paylink("check", **env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"webhook URL to set in the XPay portal: {stack.base_url}/xpay/webhook" in result.stdout
     assert "problem:" not in result.stdout
@@ -211,9 +178,9 @@ def test_check_passes_against_a_running_stack(stack: LocalStack, tmp_path: Path)
 
 
 @pytest.mark.parametrize(("args", "final"), [((), "Paid"), (("--decline",), "Payment failed")])
-def test_demo_from_the_console_script(tmp_path: Path, args: tuple[str, ...], final: str) -> None:
+def test_demo_from_the_console_script(procs: Procs, args: tuple[str, ...], final: str) -> None:
     # `paylink demo` is the first command the README suggests; it needs no configuration.
-    result = paylink("demo", *args, cwd=tmp_path)
+    result = procs.paylink("demo", *args)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "The thread in #C0APPROVALS:" in result.stdout
     assert "the checkout link is ready" in result.stdout

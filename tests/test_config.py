@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from bot.config import ALL_PAYMENT_METHODS, ConfigError, Settings, load_settings
-
-PREFIXES = ("PAYLINK_", "SLACK_", "XPAY_")
-PLAIN_NAMES = ("DATABASE_URL", "PORT")
-PAYLINK = Path(sys.executable).parent / "paylink"
+from tests.procs import Procs, clean_environment
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No setting from the developer's shell leaks into a test."""
-    for name in list(os.environ):
-        if name.upper().startswith(PREFIXES) or name.upper() in PLAIN_NAMES:
-            monkeypatch.delenv(name)
+    for name in os.environ.keys() - clean_environment().keys():
+        monkeypatch.delenv(name)
 
 
 def load(**overrides: object) -> Settings:
@@ -34,14 +28,6 @@ def errors_for(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> list[s
     with pytest.raises(ConfigError) as info:
         load()
     return info.value.lines
-
-
-def clean_environment() -> dict[str, str]:
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not (k.upper().startswith(PREFIXES) or k.upper() in PLAIN_NAMES)
-    }
 
 
 # Defaults and lists ---------------------------------------------------------------------
@@ -262,33 +248,21 @@ def test_secrets_never_appear_in_config_errors(monkeypatch: pytest.MonkeyPatch) 
 # The command line ------------------------------------------------------------------------
 
 
-def run_paylink(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(PAYLINK), *args],
-        cwd=tmp_path,
-        env={**clean_environment(), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def test_help_works_with_no_configuration(tmp_path: Path) -> None:
+def test_help_works_with_no_configuration(tmp_path: Path, procs: Procs) -> None:
     # A broken .env in the working directory must not matter for --help either.
     (tmp_path / ".env").write_text("PORT=abc\nXPAY_ENV=prod\n")
-    result = run_paylink(["--help"], tmp_path)
+    result = procs.paylink("--help")
     assert result.returncode == 0, result.stderr
     for command in ("serve", "socket", "demo", "check", "migrate", "create", "status"):
         assert command in result.stdout
-    result = run_paylink([], tmp_path)
+    result = procs.paylink()
     assert result.returncode == 0, result.stderr
     assert "usage" in result.stdout.lower()
 
 
-def test_serve_without_bot_token_names_it_in_one_line(tmp_path: Path) -> None:
-    result = run_paylink(
-        ["serve"],
-        tmp_path,
+def test_serve_without_bot_token_names_it_in_one_line(tmp_path: Path, procs: Procs) -> None:
+    result = procs.paylink(
+        "serve",
         SLACK_SIGNING_SECRET="signing-topsecret-abc",
         DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}",
     )
@@ -300,8 +274,8 @@ def test_serve_without_bot_token_names_it_in_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_bad_variable_stops_a_command_with_one_line(tmp_path: Path) -> None:
-    result = run_paylink(["status", "X"], tmp_path, PORT="abc")
+def test_bad_variable_stops_a_command_with_one_line(procs: Procs) -> None:
+    result = procs.paylink("status", "X", PORT="abc")
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
@@ -314,10 +288,9 @@ def test_env_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert load_settings().paylink_currencies == ["USD", "PKR"]
 
 
-def test_socket_mode_without_app_token_names_it_in_one_line(tmp_path: Path) -> None:
-    result = run_paylink(
-        ["socket"],
-        tmp_path,
+def test_socket_mode_without_app_token_names_it_in_one_line(tmp_path: Path, procs: Procs) -> None:
+    result = procs.paylink(
+        "socket",
         SLACK_BOT_TOKEN="xoxb-1-topsecretbot",
         DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}",
     )
@@ -327,10 +300,9 @@ def test_socket_mode_without_app_token_names_it_in_one_line(tmp_path: Path) -> N
     assert "topsecretbot" not in result.stderr + result.stdout
 
 
-def test_serve_refuses_an_outdated_schema_naming_migrate(tmp_path: Path) -> None:
-    result = run_paylink(
-        ["serve"],
-        tmp_path,
+def test_serve_refuses_an_outdated_schema_naming_migrate(tmp_path: Path, procs: Procs) -> None:
+    result = procs.paylink(
+        "serve",
         SLACK_BOT_TOKEN="xoxb-1-topsecretbot",
         SLACK_SIGNING_SECRET="signing-topsecret-abc",
         DATABASE_URL=f"sqlite:///{tmp_path / 'new.db'}",
