@@ -101,7 +101,7 @@ class XPayStub(StubServer):
     def _answer(self, handler: BaseHTTPRequestHandler, body: bytes) -> Answer:
         if handler.command == "POST":
             self.creates += 1
-        time.sleep(self.delay)
+        self.wait(self.delay)  # a slow XPay is the scenario (cut short when the test ends)
         if self.mode == "fail":
             return 400, {"success": False, "message": "Store disabled"}
         headers = {
