@@ -39,6 +39,7 @@ def status_output(procs: Procs, env: dict[str, str], ref: str) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 def test_create_pay_and_status(stack: LocalStack, stack_env: dict[str, str], procs: Procs) -> None:
     ref = f"CLI-{uuid.uuid4().hex[:10]}"
     created = procs.paylink(
@@ -141,6 +142,7 @@ def test_create_without_a_running_sandbox_says_what_to_do(tmp_path: Path, procs:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # three commands, and XPay's connect retries
 def test_migrate_then_check(tmp_path: Path, procs: Procs) -> None:
     public = f"http://127.0.0.1:{free_port()}"  # nobody listens: XPay unreachable
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}", "PAYLINK_PUBLIC_URL": public}
@@ -177,6 +179,7 @@ def test_check_passes_against_a_running_stack(stack: LocalStack, procs: Procs) -
     assert stack.signing_secret not in result.stdout + result.stderr
 
 
+@pytest.mark.slow  # a whole local stack in the process
 @pytest.mark.parametrize(("args", "final"), [((), "Paid"), (("--decline",), "Payment failed")])
 def test_demo_from_the_console_script(procs: Procs, args: tuple[str, ...], final: str) -> None:
     # `paylink demo` is the first command the README suggests; it needs no configuration.

@@ -28,6 +28,8 @@ from tests.procs import Proc, Procs
 from tests.test_faults import XPayFault
 from tests.waiting import wait_until
 
+pytestmark = pytest.mark.slow  # each test starts the bot at least twice
+
 SIGNING_SECRET = "crash-test-signing-secret-5f1e"  # noqa: S105  (a test value)
 SECRETS = (BOT_TOKEN, SIGNING_SECRET)
 CONTACT = (FIELDS["customer_email"], FIELDS["customer_phone"])

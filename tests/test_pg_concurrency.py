@@ -120,6 +120,7 @@ def _drain_worker(url: str, barrier: Any) -> None:
 
 
 @pytest.mark.integration  # processes
+@pytest.mark.slow
 def test_outbox_drainers_in_four_processes_deliver_each_message_once(
     pg: tuple[str, Engine],
 ) -> None:
@@ -230,6 +231,7 @@ def _reconcile_worker(url: str, barrier: Any) -> None:
 
 
 @pytest.mark.integration  # processes
+@pytest.mark.slow
 def test_reconcile_in_four_processes_asks_xpay_once_per_link(pg: tuple[str, Engine]) -> None:
     url, engine = pg
     store = LinkStore(engine)

@@ -673,6 +673,7 @@ def test_app_home(flow: Flow) -> None:
 # 15. A slow gateway does not hold up acknowledgements
 
 
+@pytest.mark.slow  # slow answers are the scenario
 def test_slow_gateway_does_not_block_acks(
     make_stack: Callable[..., LocalStack], xpay_stub: XPayStub
 ) -> None:
@@ -700,6 +701,7 @@ def test_slow_gateway_does_not_block_acks(
     assert flow.intent_count() == len(cards)
 
 
+@pytest.mark.slow  # slow answers are the scenario
 def test_slow_slack_does_not_block_acks(flow: Flow) -> None:
     """Slack taking 2 s over each views.open: forty /paylink commands at once are all acked
     at once (Slack shows "operation timed out" after 3 s), and every modal still opens."""

@@ -19,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -46,6 +47,8 @@ from bot.xpay.client import (
 )
 from bot.xpay.webhooks import parse_payment_event
 from tests.factories import checkout_request
+
+pytestmark = pytest.mark.slow  # 50 runs of up to 30 steps
 
 APPROVERS = ("U0APP1", "U0APP2")
 REPS = ("U0REP1", "U0REP2")
