@@ -55,9 +55,10 @@ class Proc:
 
     def _read(self) -> None:
         assert self.popen.stdout is not None
-        for line in self.popen.stdout:
-            with self._lock:
-                self._out += line
+        with self.popen.stdout:
+            for line in self.popen.stdout:
+                with self._lock:
+                    self._out += line
 
     def output(self) -> str:
         """Everything it wrote so far."""
@@ -77,9 +78,11 @@ class Proc:
         """Until it has written ``text``; AssertionError (with its output) if it ends first."""
 
         def written() -> bool:
-            if self.running or text in self.output():
-                return text in self.output()
-            ended = self._ended()  # it may have written it just before it ended
+            if text in self.output():
+                return True
+            if self.running:
+                return False
+            ended = self._ended()  # the reader now has all it wrote, maybe ``text`` too
             assert text in self.output(), ended
             return True
 
@@ -118,6 +121,8 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait(timeout)
+        if self.popen.stdin is not None:
+            self.popen.stdin.close()
         self._reader.join(timeout)
         return self.popen.returncode
 
