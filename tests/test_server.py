@@ -19,6 +19,8 @@ from waitress import wasyncore
 
 from bot.server import MAX_BODY, Server, _AcceptingServer
 
+pytestmark = pytest.mark.integration  # servers and clients on real sockets
+
 
 def _app(_environ: dict[str, Any], start_response: Any) -> list[bytes]:
     start_response("200 OK", [("Content-Length", "2")])
