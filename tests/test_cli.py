@@ -277,6 +277,7 @@ BAD_DATABASES = {
 }
 
 
+@pytest.mark.slow  # four commands each
 @pytest.mark.parametrize("database", list(BAD_DATABASES))
 def test_a_database_paylink_cannot_use_is_one_line(
     tmp_path: Path, procs: Procs, database: str
@@ -321,6 +322,7 @@ def slack_problem(stack: LocalStack, procs: Procs, **env: str) -> str:
     return problem
 
 
+@pytest.mark.slow  # three checks, and Slack's retries
 def test_check_tells_slack_out_of_reach_from_a_refused_token(
     stack: LocalStack, procs: Procs
 ) -> None:
@@ -340,6 +342,7 @@ def test_check_tells_slack_out_of_reach_from_a_refused_token(
     assert "reinstall" not in troubled
 
 
+@pytest.mark.slow  # Slack's connect retries
 def test_socket_mode_with_slack_out_of_reach_says_so_briefly(tmp_path: Path, procs: Procs) -> None:
     """At most two lines (start-up's own warning and the reason it stops), no traceback and
     no ERROR per attempt at each call."""

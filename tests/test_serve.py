@@ -134,6 +134,7 @@ def test_serve_creates_the_schema_of_a_new_database(served: BotProcess) -> None:
     assert requests.get(served.base_url + "/healthz", timeout=5).json()["database"] == "ok"
 
 
+@pytest.mark.slow  # two workers started, and a whole request
 def test_the_default_serve_restarts_its_worker_and_stops_it_on_sigterm(
     new: tuple[BotProcess, WatchedStandIn],
 ) -> None:
@@ -266,6 +267,7 @@ class SlowClients:
         return len(self.socks) - len(readable)  # a closed one reads as end-of-file
 
 
+@pytest.mark.slow  # three rounds of the slow clients' 2 s drip
 def test_a_hundred_slow_clients_do_not_hold_up_anyone_else(served: BotProcess) -> None:
     with SlowClients(served.port, count=100, every=2.0) as slow:
         for _ in range(3):
