@@ -216,7 +216,7 @@ def test_slack_hanging_past_client_timeout_delivers_the_card_once(
     assert link.message_ts == cards(flow)[0].ts  # later updates go to the card people see
 
 
-@pytest.mark.slow  # the outbox's backoff runs its course
+@pytest.mark.slow  # the job runner's backoff runs its course
 def test_slack_down_for_a_while_loses_nothing_and_repeats_nothing(
     make_faulty: Callable[..., Flow],
 ) -> None:

@@ -226,7 +226,7 @@ def snapshot(stack: Any) -> dict[str, Any]:
 
 def settle(stack: Any) -> None:
     """Until background work is done: what listeners left for after their acks, and the
-    outbox."""
+    queued jobs."""
     for pool in (stack.runtime.decisions, stack.runtime.after_ack):
         wait_for_pool(pool)
     Flow(stack).idle()

@@ -113,7 +113,7 @@ def test_messages_wait_for_a_worker_that_is_not_running(
     bot.start()
     submit_request(bot, slack)
     bot.wait_db("select count(*) from links", [(1,)])
-    # Queued with the link; serve (role web) has no drainer: the card waits for a worker.
+    # Queued with the link; serve (role web) runs no jobs: the card waits for a worker.
     health = requests.get(bot.base_url + "/healthz", timeout=5).json()
     assert health["outbox_backlog"] == 1
     assert cards(slack) == []
