@@ -7,7 +7,6 @@ embedded sandbox gateway. ``Flow`` wraps a stack with the steps people take.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,6 +20,10 @@ from bot.local.stack import APPROVAL_CHANNEL, APPROVER, REP, LocalStack
 from bot.local.standin import PostedMessage
 from bot.xpay.sandbox import SandboxIntent, sandbox_webhook_payload
 from bot.xpay.signing import js_stringify, sign
+from tests.waiting import wait_until
+
+# The layer markers (tests/layers.py) and the ``procs`` fixture (tests/procs.py).
+pytest_plugins = ["tests.layers", "tests.procs"]
 
 FIELDS: dict[str, Any] = dict(DEMO_FIELDS, currency="PKR")
 
@@ -159,13 +162,15 @@ class Flow:
 
     def idle(self, timeout: float = 5.0) -> None:
         """Wait until the job runner has done every job queued so far."""
-        deadline = time.monotonic() + timeout
-        while True:
-            health = requests.get(self.stack.base_url + "/healthz", timeout=5).json()
-            if health["outbox_backlog"] == 0:
-                return
-            assert time.monotonic() < deadline, f"jobs not done: {health}"
-            time.sleep(0.02)
+
+        def health() -> dict[str, Any]:
+            return requests.get(self.stack.base_url + "/healthz", timeout=5).json()
+
+        wait_until(
+            lambda: health()["outbox_backlog"] == 0,
+            timeout,
+            message=lambda: f"jobs not done: {health()}",
+        )
 
 
 def _text(blocks: Any) -> str:

@@ -1,21 +1,21 @@
 """The benchmark machinery runs end to end in its tiny mode (no timing assertions here)."""
 
 import json
-import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from tests.procs import Procs
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_bench_smoke_writes_results(tmp_path):
+@pytest.mark.slow
+def test_bench_smoke_writes_results(tmp_path: Path, procs: Procs) -> None:
     out = tmp_path / "latest.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
+    proc = procs.run(
+        [sys.executable, "-m", "bench", "--smoke", "--out", str(out)], cwd=ROOT, timeout=180
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert str(out) in proc.stdout

@@ -19,33 +19,14 @@ from bot.checkout import (
 )
 from bot.payment_methods import PAYMENT_METHODS
 from bot.xpay.signing import js_stringify
+from tests.factories import checkout_request
 
 METHODS = list(PAYMENT_METHODS)
 
 
-def fields(**changes: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "amount": "5000",
-        "currency": "PKR",
-        "customer_name": "Ayesha Khan",
-        "customer_email": "ayesha.khan@example.com",
-    }
-    base.update(changes)
-    return base
-
-
-def parse(
-    max_amount: Decimal | None = None,
-    currencies: list[str] | None = None,
-    methods: list[str] | None = None,
-    **changes: Any,
-) -> CheckoutRequest:
-    return parse_checkout(
-        fields(**changes),
-        currencies=currencies or ["PKR"],
-        methods=methods or METHODS,
-        max_amount=max_amount,
-    )
+def parse(methods: list[str] | None = None, **changes: Any) -> CheckoutRequest:
+    """A request with every payment method offered (unless ``methods`` says otherwise)."""
+    return checkout_request(methods=methods or METHODS, **changes)
 
 
 def errors(max_amount: Decimal | None = None, **changes: Any) -> dict[str, str]:

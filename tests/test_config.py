@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,18 +12,14 @@ from bot.config import ConfigError, Settings, load_settings
 from bot.db import make_engine
 from bot.payment_methods import PAYMENT_METHODS
 from bot.schema import upgrade
-
-PREFIXES = ("PAYLINK_", "SLACK_", "XPAY_")
-PLAIN_NAMES = ("DATABASE_URL", "PORT")
-PAYLINK = Path(sys.executable).parent / "paylink"
+from tests.procs import Procs, clean_environment
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No setting from the developer's shell leaks into a test."""
-    for name in list(os.environ):
-        if name.upper().startswith(PREFIXES) or name.upper() in PLAIN_NAMES:
-            monkeypatch.delenv(name)
+    for name in os.environ.keys() - clean_environment().keys():
+        monkeypatch.delenv(name)
 
 
 def load(**overrides: object) -> Settings:
@@ -37,14 +31,6 @@ def errors_for(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> list[s
     with pytest.raises(ConfigError) as info:
         load()
     return info.value.lines
-
-
-def clean_environment() -> dict[str, str]:
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not (k.upper().startswith(PREFIXES) or k.upper() in PLAIN_NAMES)
-    }
 
 
 # Defaults and lists ---------------------------------------------------------------------
@@ -251,10 +237,11 @@ def test_an_xpay_key_without_xpay_env_is_refused(
         ["create", "--amount", "5", "--name", "A", "--email", "a@example.com"],
     ],
 )
-def test_commands_refuse_xpay_keys_without_xpay_env(tmp_path: Path, command: list[str]) -> None:
-    result = run_paylink(
-        command,
-        tmp_path,
+def test_commands_refuse_xpay_keys_without_xpay_env(
+    tmp_path: Path, procs: Procs, command: list[str]
+) -> None:
+    result = procs.paylink(
+        *command,
         XPAY_API_KEY="sk_live_topsecret_key",
         SLACK_BOT_TOKEN="xoxb-1-topsecretbot",
         SLACK_SIGNING_SECRET="signing-topsecret-abc",
@@ -320,33 +307,21 @@ def test_secrets_never_appear_in_config_errors(monkeypatch: pytest.MonkeyPatch) 
 # The command line ------------------------------------------------------------------------
 
 
-def run_paylink(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(PAYLINK), *args],
-        cwd=tmp_path,
-        env={**clean_environment(), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def test_help_works_with_no_configuration(tmp_path: Path) -> None:
+def test_help_works_with_no_configuration(tmp_path: Path, procs: Procs) -> None:
     # A broken .env in the working directory must not matter for --help either.
     (tmp_path / ".env").write_text("PORT=abc\nXPAY_ENV=prod\n")
-    result = run_paylink(["--help"], tmp_path)
+    result = procs.paylink("--help")
     assert result.returncode == 0, result.stderr
     for command in ("serve", "socket", "demo", "check", "migrate", "create", "status"):
         assert command in result.stdout
-    result = run_paylink([], tmp_path)
+    result = procs.paylink()
     assert result.returncode == 0, result.stderr
     assert "usage" in result.stdout.lower()
 
 
-def test_serve_without_bot_token_names_it_in_one_line(tmp_path: Path) -> None:
-    result = run_paylink(
-        ["serve"],
-        tmp_path,
+def test_serve_without_bot_token_names_it_in_one_line(tmp_path: Path, procs: Procs) -> None:
+    result = procs.paylink(
+        "serve",
         SLACK_SIGNING_SECRET="signing-topsecret-abc",
         DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}",
     )
@@ -358,8 +333,8 @@ def test_serve_without_bot_token_names_it_in_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_bad_variable_stops_a_command_with_one_line(tmp_path: Path) -> None:
-    result = run_paylink(["status", "X"], tmp_path, PORT="abc")
+def test_bad_variable_stops_a_command_with_one_line(procs: Procs) -> None:
+    result = procs.paylink("status", "X", PORT="abc")
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
@@ -372,10 +347,9 @@ def test_env_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert load_settings().paylink_currencies == ["USD", "PKR"]
 
 
-def test_socket_mode_without_app_token_names_it_in_one_line(tmp_path: Path) -> None:
-    result = run_paylink(
-        ["socket"],
-        tmp_path,
+def test_socket_mode_without_app_token_names_it_in_one_line(tmp_path: Path, procs: Procs) -> None:
+    result = procs.paylink(
+        "socket",
         SLACK_BOT_TOKEN="xoxb-1-topsecretbot",
         DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}",
     )
@@ -385,10 +359,13 @@ def test_socket_mode_without_app_token_names_it_in_one_line(tmp_path: Path) -> N
     assert "topsecretbot" not in result.stderr + result.stdout
 
 
-def test_serve_given_a_host_name_instead_of_an_address_says_so(tmp_path: Path) -> None:
-    result = run_paylink(
-        ["serve", "--host", "localhost"],
-        tmp_path,
+def test_serve_given_a_host_name_instead_of_an_address_says_so(
+    tmp_path: Path, procs: Procs
+) -> None:
+    result = procs.paylink(
+        "serve",
+        "--host",
+        "localhost",
         SLACK_BOT_TOKEN="xoxb-1-topsecretbot",
         SLACK_SIGNING_SECRET="signing-topsecret-abc",
         DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}",
@@ -399,15 +376,14 @@ def test_serve_given_a_host_name_instead_of_an_address_says_so(tmp_path: Path) -
     assert lines[0].startswith("paylink: PAYLINK_HOST: expected an IP address"), lines
 
 
-def test_serve_refuses_an_outdated_schema_naming_migrate(tmp_path: Path) -> None:
+def test_serve_refuses_an_outdated_schema_naming_migrate(tmp_path: Path, procs: Procs) -> None:
     # (A new, empty database is another matter: serve creates its schema, see test_serve.py.)
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = make_engine(url)
     upgrade(engine, "0001")
     engine.dispose()
-    result = run_paylink(
-        ["serve"],
-        tmp_path,
+    result = procs.paylink(
+        "serve",
         SLACK_BOT_TOKEN="xoxb-1-topsecretbot",
         SLACK_SIGNING_SECRET="signing-topsecret-abc",
         DATABASE_URL=url,

@@ -8,14 +8,11 @@ secrets and customer contact details at the end of each test.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import sqlite3
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +24,11 @@ from bot.local.simulator import SlackSimulator, state_values
 from bot.local.stack import APPROVAL_CHANNEL, APPROVER, BOT_TOKEN, REP, free_port
 from bot.local.standin import SlackStandIn
 from tests.conftest import FIELDS, _text
+from tests.procs import Proc, Procs
 from tests.test_faults import XPayFault
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.slow  # each test starts the bot at least twice
 
 SIGNING_SECRET = "crash-test-signing-secret-5f1e"  # noqa: S105  (a test value)
 SECRETS = (BOT_TOKEN, SIGNING_SECRET)
@@ -53,13 +54,13 @@ class BotProcess:
     """Starts, kills and restarts ``python -m bot serve`` (and so its worker child) with one
     environment; ``migrate=False`` leaves the database as it is (new: empty)."""
 
-    def __init__(self, workdir: Path, slack: SlackStandIn, *, migrate: bool = True):
+    def __init__(self, procs: Procs, workdir: Path, slack: SlackStandIn, *, migrate: bool = True):
+        self.procs = procs
         self.workdir = workdir
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.db = workdir / "paylink.db"
         self.env = {
-            "PATH": os.environ.get("PATH", ""),
             "DATABASE_URL": f"sqlite:///{self.db}",
             "SLACK_BOT_TOKEN": BOT_TOKEN,
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
@@ -72,21 +73,11 @@ class BotProcess:
             "PAYLINK_APPROVAL_CHANNEL": APPROVAL_CHANNEL,
             "PAYLINK_SUCCESS_URL": self.base_url + "/healthz",
         }
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.runs = 0
+        self.proc: Proc | None = None
         self.sim = SlackSimulator(self.base_url, SIGNING_SECRET)
         if migrate:
-            self._run("migrate").check_returncode()
-
-    def _run(self, *args: str) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(
-            [sys.executable, "-m", "bot", *args],
-            cwd=self.workdir,
-            env=self.env,
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
+            migrated = procs.run([sys.executable, "-m", "bot", "migrate"], self.env)
+            assert migrated.returncode == 0, migrated.stderr
 
     def start(self, **env: str | None) -> None:
         for key, value in env.items():
@@ -94,54 +85,37 @@ class BotProcess:
                 self.env.pop(key, None)
             else:
                 self.env[key] = value
-        self.runs += 1
-        log = (self.workdir / f"serve-{self.runs}.log").open("wb")
-        self.proc = subprocess.Popen(  # noqa: S603
+        self.proc = self.procs.start(
             [sys.executable, "-m", "bot", "serve"],
-            cwd=self.workdir,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a process group of its own, its worker child in it
+            self.env,
+            group=True,  # a process group of its own, its worker child in it
         )
-        deadline = time.monotonic() + 20
-        while True:
-            assert self.proc.poll() is None, self.logs()
-            try:
-                if requests.get(self.base_url + "/healthz", timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "bot did not start:\n" + self.logs()
-            time.sleep(0.05)
+        self.proc.wait_for_http(self.base_url + "/healthz")
 
     def kill(self) -> None:
         """SIGKILL serve and its worker at once, as when the machine or container dies."""
         assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.signal_group(signal.SIGKILL)
         self.proc.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        self.procs.stop_all()
 
     def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob("*.log")))
+        """What every process started so far wrote."""
+        return "\n".join(proc.output() for proc in self.procs.started)
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         with sqlite3.connect(self.db, timeout=10) as conn:
             return conn.execute(sql).fetchall()
 
     def wait_db(self, sql: str, expected: Any, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while (found := self.rows(sql)) != expected:
-            assert time.monotonic() < deadline, f"{sql!r}: {found} != {expected}"
-            time.sleep(0.05)
+        wait_until(
+            lambda: self.rows(sql) == expected,
+            timeout,
+            interval=0.05,
+            message=lambda: f"{sql!r}: {self.rows(sql)} != {expected}",
+        )
 
 
 @pytest.fixture
@@ -151,8 +125,8 @@ def slack() -> Iterator[WatchedStandIn]:
 
 
 @pytest.fixture
-def bot(tmp_path: Path, slack: SlackStandIn) -> Iterator[BotProcess]:
-    process = BotProcess(tmp_path, slack)
+def bot(procs: Procs, tmp_path: Path, slack: SlackStandIn) -> Iterator[BotProcess]:
+    process = BotProcess(procs, tmp_path, slack)
     try:
         yield process
     finally:
@@ -255,10 +229,7 @@ def _gateway_call_killed(bot: BotProcess, slack: SlackStandIn, stub: XPayFault) 
     submit_request(bot, slack)
     card = slack.wait_for(lambda s: next(iter(cards(s)), None), 15)
     approve(bot, slack, card.ts)
-    deadline = time.monotonic() + 15
-    while not stub.creates:
-        assert time.monotonic() < deadline, "the create never reached the stub"
-        time.sleep(0.05)
+    wait_until(lambda: stub.creates, 15, message="the create never reached the stub")
     bot.wait_db("select status from links", [("creating_link",)])
     bot.kill()
 

@@ -47,6 +47,7 @@ def test_links_to_a_stopped_sandbox_are_marked_gone() -> None:
     )
 
 
+@pytest.mark.integration  # the demo runs a whole local stack in this process
 @pytest.mark.parametrize(("decline", "final"), [(False, "Paid"), (True, "Payment failed")])
 def test_demo_prints_the_thread_as_slack_shows_it(
     capsys: pytest.CaptureFixture[str], decline: bool, final: str

@@ -24,6 +24,7 @@ from bot.local.stack import APPROVAL_CHANNEL, APPROVER, REP, LocalStack
 from bot.local.standin import Call
 from tests.conftest import Flow
 from tests.stubs import Answer, StubServer
+from tests.waiting import wait_until
 
 # --------------------------------------------------------------------------------------
 # Helpers
@@ -162,10 +163,9 @@ def test_approvals_pause_when_slack_stops_confirming_the_approver_group(
         assert health.status_code == 200
         return health.json()["approver_groups"]
 
-    deadline = time.monotonic() + 10
-    while groups() != "paused":
-        assert time.monotonic() < deadline, "the approver group never paused"
-        time.sleep(0.05)
+    wait_until(
+        lambda: groups() == "paused", 10, interval=0.05, message="the approver group never paused"
+    )
     flow.click(APPROVER, card.ts, "paylink_approve")
     flow.wait_ephemeral(APPROVER, "Approvals are paused")
     flow.idle()
@@ -216,6 +216,7 @@ def test_slack_hanging_past_client_timeout_delivers_the_card_once(
     assert link.message_ts == cards(flow)[0].ts  # later updates go to the card people see
 
 
+@pytest.mark.slow  # the job runner's backoff runs its course
 def test_slack_down_for_a_while_loses_nothing_and_repeats_nothing(
     make_faulty: Callable[..., Flow],
 ) -> None:

@@ -38,6 +38,9 @@ from bot.xpay.webhooks import (
     parse_payment_event,
     verify_webhook,
 )
+from tests.conftest import Flow
+from tests.factories import checkout_request
+from tests.waiting import wait_for_pool, wait_until
 
 SECRETS = ["webhook-secret-new", "webhook-secret-old"]
 FAST = settings(max_examples=300, deadline=None)
@@ -196,23 +199,15 @@ def stack() -> Iterator[Any]:
 
     with LocalStack() as stack:
         service = stack.runtime.service
-        request = parse_checkout(
-            {"amount": "1500", "customer_name": "Ayesha", "customer_email": "a@example.com"},
-            currencies=["PKR"],
-            methods=["card"],
-        )
-        service.request_link(request, requester_id=REP, channel_id="C0APPROVALS")
-        second = parse_checkout(
-            {"amount": "99.5", "customer_name": "Bilal", "customer_phone": "03415682456"},
-            currencies=["PKR"],
-            methods=["card"],
-        )
+        service.request_link(checkout_request(), requester_id=REP, channel_id="C0APPROVALS")
+        second = checkout_request(amount="99.5", customer_email="", customer_phone="03415682456")
         link = service.request_link(second, requester_id=REP, channel_id="C0APPROVALS")
         service.approve(link.id, APPROVER)
-        deadline = time.monotonic() + 30
-        while snapshot(stack)["links"][link.id][0] != Status.AWAITING_PAYMENT.value:
-            assert time.monotonic() < deadline, "link never created at the sandbox"
-            time.sleep(0.05)
+        wait_until(
+            lambda: snapshot(stack)["links"][link.id][0] == Status.AWAITING_PAYMENT.value,
+            30,
+            message="link never created at the sandbox",
+        )
         settle(stack)
         yield stack
 
@@ -230,8 +225,11 @@ def snapshot(stack: Any) -> dict[str, Any]:
 
 
 def settle(stack: Any) -> None:
-    """Let background work (Bolt listeners run after the ack) finish."""
-    time.sleep(0.3)
+    """Until background work is done: what listeners left for after their acks, and the
+    queued jobs."""
+    for pool in (stack.runtime.decisions, stack.runtime.after_ack):
+        wait_for_pool(pool)
+    Flow(stack).idle()
 
 
 def intents(stack: Any) -> list[str]:

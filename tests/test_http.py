@@ -11,11 +11,11 @@ import pytest
 import requests
 from sqlalchemy import func, select, text
 
-from bot.checkout import parse_checkout
 from bot.links.states import Status
 from bot.links.tables import Link, WebhookEvent
 from bot.local.stack import LocalStack
 from bot.xpay.signing import js_stringify, sign
+from tests.factories import checkout_request, webhook_payload
 
 
 @pytest.fixture(scope="module")
@@ -42,31 +42,10 @@ def post_webhook(
 
 
 def link_awaiting_payment(stack: LocalStack, reference: str) -> Link:
-    request = parse_checkout(
-        {
-            "amount": "250",
-            "customer_name": "Ayesha Khan",
-            "customer_email": "ayesha@example.com",
-            "order_reference": reference,
-        },
-        currencies=["PKR"],
-        methods=["card"],
-    )
+    request = checkout_request(order_reference=reference)
     link = stack.runtime.service.create_direct(request, actor="test")
     assert link.status == Status.AWAITING_PAYMENT.value, link.gateway_message
     return link
-
-
-def paid_payload(intent_id: str) -> dict[str, Any]:
-    return {
-        "type": "PAYMENT_INTENT_NOTIFICATION",
-        "payment_intent_id": intent_id,
-        "amount": 250,
-        "currency": "PKR",
-        "status": "succeeded",
-        "payment_method_types": "card",
-        "transaction_details": {"status": "CAPTURED", "response_from_bank": "Approved"},
-    }
 
 
 def current_status(stack: LocalStack, link_id: int) -> str:
@@ -139,7 +118,7 @@ def test_malformed_but_authentic_webhook_is_400(stack: LocalStack, body: bytes) 
 def test_bad_signature_is_401_and_changes_nothing(stack: LocalStack) -> None:
     link = link_awaiting_payment(stack, "HTTP-SIG-1")
     before = current(stack, link.id)
-    body = js_stringify(paid_payload(link.intent_id))
+    body = js_stringify(webhook_payload(link.intent_id))
     good = sign(webhook_secret(stack), body)
     for signature in (
         None,
@@ -163,7 +142,7 @@ def test_bad_signature_is_401_and_changes_nothing(stack: LocalStack) -> None:
 
 
 def test_webhook_for_an_unknown_intent_is_404_json(stack: LocalStack) -> None:
-    body = js_stringify(paid_payload("xpay_pi_unknown"))
+    body = js_stringify(webhook_payload("xpay_pi_unknown"))
     reply = assert_json(post_webhook(stack, body, sign(webhook_secret(stack), body)), 404)
     assert reply["success"] is False
 
@@ -185,12 +164,13 @@ def test_wrong_method_is_json(stack: LocalStack) -> None:
     assert response.headers["Allow"] == "POST"
 
 
+@pytest.mark.integration  # a stack of its own, to break
 def test_webhook_the_database_cannot_take_is_500_json_and_retried_later() -> None:
     """A store that fails mid-webhook: XPay gets a 5xx (it retries), as JSON, and the
     event is not lost for good: once the database works again the retry applies."""
     with LocalStack(jobs_interval=3600) as broken:
         link = link_awaiting_payment(broken, "HTTP-500-1")
-        body = js_stringify(paid_payload(link.intent_id))
+        body = js_stringify(webhook_payload(link.intent_id))
         signature = sign(webhook_secret(broken), body)
         with broken.runtime.engine.begin() as conn:
             conn.execute(text("ALTER TABLE webhook_events RENAME TO webhook_events_away"))

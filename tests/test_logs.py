@@ -5,11 +5,14 @@ from __future__ import annotations
 import io
 import logging
 
+import pytest
+
 from bot.local.demo import DEMO_FIELDS, play_flow
 from bot.local.stack import BOT_TOKEN, LocalStack
 from bot.logs import LineFormatter
 
 
+@pytest.mark.integration  # the local stack, inside the log capture
 def test_full_flow_logs_no_secrets_or_contact_details() -> None:
     out = io.StringIO()
     handler = logging.StreamHandler(out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from bot.local.demo import play_flow
@@ -41,6 +42,7 @@ def test_manifest_routes_every_slack_request_to_the_one_endpoint() -> None:
     assert settings["socket_mode_enabled"] is False
 
 
+@pytest.mark.integration  # the whole flow on the local stack
 def test_manifest_scopes_are_the_ones_the_flow_uses() -> None:
     # Approvers through a user group, so usergroups.users.list is exercised too.
     with LocalStack(paylink_approvers=["S0FINANCE"]) as stack:

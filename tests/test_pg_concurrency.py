@@ -22,7 +22,6 @@ import pytest
 import requests
 from sqlalchemy import Engine, func, select, text
 
-from bot.checkout import CheckoutRequest, parse_checkout
 from bot.db import make_engine, utcnow
 from bot.links.kinds import JobKind
 from bot.links.periodic import Periodic
@@ -35,29 +34,21 @@ from bot.links.tables import History, Job, Link
 from bot.schema import upgrade
 from bot.xpay.client import CheckoutCreated, IntentDetails
 from tests.dbs import PG_ENV, database_url
+from tests.factories import checkout_request
+from tests.waiting import wait_until
 
-pytestmark = pytest.mark.skipif(
-    not os.environ.get(PG_ENV), reason=f"{PG_ENV} not set: PostgreSQL concurrency tests skipped"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not os.environ.get(PG_ENV), reason=f"{PG_ENV} not set: PostgreSQL concurrency tests skipped"
+    ),
+    pytest.mark.pg,
+]
 
 PROCESSES = 4
 CHANNEL = "C0APPROVALS"
 APPROVER = "U0APPROVER"
 REP = "U0REP"
 WORKER_TIMEOUT = 90.0
-
-
-def checkout(reference: str) -> CheckoutRequest:
-    return parse_checkout(
-        {
-            "amount": "1500.50",
-            "customer_name": "Ayesha Khan",
-            "customer_email": "ayesha@example.com",
-            "order_reference": reference,
-        },
-        currencies=["PKR"],
-        methods=["card", "jazzcash"],
-    )
 
 
 @pytest.fixture
@@ -113,22 +104,23 @@ def _runner_worker(url: str, barrier: Any) -> None:
         time.sleep(0.001)  # a Slack call takes a while: widen the window for overlaps
 
     runner = JobRunner(JobQueue(store), {kind: deliver for kind in JobKind})
+
+    def all_done() -> bool:
+        """Run while there is something to claim; then, are the others' claims done?"""
+        while runner.run_once(limit=5):
+            pass
+        with store.reading() as s:
+            return not s.scalar(select(func.count(Job.id)).where(Job.done_at.is_(None)))
+
     barrier.wait(timeout=60)
-    deadline = time.monotonic() + 60
     try:
-        while time.monotonic() < deadline:
-            if runner.run_once(limit=5):
-                continue
-            with store.reading() as s:
-                left = s.scalar(select(func.count(Job.id)).where(Job.done_at.is_(None)))
-            if not left:
-                return
-            time.sleep(0.01)
-        raise SystemExit(3)
+        wait_until(all_done, 60, interval=0.01)
     finally:
         engine.dispose()
 
 
+@pytest.mark.integration  # processes
+@pytest.mark.slow
 def test_job_runners_in_four_processes_run_each_job_once(
     pg: tuple[str, Engine],
 ) -> None:
@@ -139,7 +131,11 @@ def test_job_runners_in_four_processes_run_each_job_once(
     with store.transaction() as s:
         for n in range(20):
             link = store.insert_link(
-                s, checkout(f"OUT-{n}"), requester_id=REP, actor=REP, channel_id=CHANNEL
+                s,
+                checkout_request(order_reference=f"OUT-{n}"),
+                requester_id=REP,
+                actor=REP,
+                channel_id=CHANNEL,
             )
             for m in range(10):
                 JobQueue(store).enqueue(
@@ -192,7 +188,7 @@ class RecordingGateway:
                 text("INSERT INTO intent_calls (intent_id, pid) VALUES (:i, :p)"),
                 {"i": intent_id, "p": os.getpid()},
             )
-        time.sleep(0.002)
+        time.sleep(0.002)  # XPay takes a while to answer: widen the window for overlaps
         return IntentDetails(
             intent_id=intent_id,
             status="succeeded",
@@ -232,6 +228,8 @@ def _reconcile_worker(url: str, barrier: Any) -> None:
         engine.dispose()
 
 
+@pytest.mark.integration  # processes
+@pytest.mark.slow
 def test_reconcile_in_four_processes_asks_xpay_once_per_link(pg: tuple[str, Engine]) -> None:
     url, engine = pg
     store = LinkStore(engine)
@@ -244,7 +242,7 @@ def test_reconcile_in_four_processes_asks_xpay_once_per_link(pg: tuple[str, Engi
         for n in range(50):
             link = store.insert_link(
                 s,
-                checkout(f"REC-{n}"),
+                checkout_request(order_reference=f"REC-{n}"),
                 requester_id=REP,
                 actor=REP,
                 channel_id=CHANNEL,
@@ -284,6 +282,7 @@ def test_reconcile_in_four_processes_asks_xpay_once_per_link(pg: tuple[str, Engi
 # 3. Twenty identical webhooks at once over HTTP ---------------------------------------------
 
 
+@pytest.mark.integration  # the local stack on PostgreSQL
 def test_twenty_identical_webhooks_over_http_pay_once(tmp_path: Path) -> None:
     from bot.local.stack import LocalStack
     from bot.xpay.sandbox import SandboxIntent, sandbox_webhook_payload
@@ -295,19 +294,22 @@ def test_twenty_identical_webhooks_over_http_pay_once(tmp_path: Path) -> None:
     ):
         service, store = stack.runtime.service, stack.runtime.store
         link = service.request_link(
-            checkout("HOOK-1"), requester_id=REP, channel_id=stack.settings.paylink_approval_channel
+            checkout_request(order_reference="HOOK-1"),
+            requester_id=REP,
+            channel_id=stack.settings.paylink_approval_channel,
         )
         service.approve(link.id, APPROVER)  # creates the link at the sandbox in the pool
-        deadline = time.monotonic() + 30
-        while True:
+
+        def created() -> Link | None:
             with store.reading() as s:
                 current = store.get(s, link.id)
                 assert current is not None
             if current.status == Status.AWAITING_PAYMENT.value:
-                break
+                return current
             assert current.status == Status.CREATING_LINK.value, current.status
-            assert time.monotonic() < deadline, "link never created at the sandbox"
-            time.sleep(0.05)
+            return None
+
+        current = wait_until(created, 30, message="link never created at the sandbox")
         with store.sessions() as s:
             intent = s.get(SandboxIntent, current.intent_id)
             assert intent is not None
@@ -365,7 +367,7 @@ class CountingGateway:
         with self._lock:
             self.creates.append(payload)
             n = len(self.creates)
-        time.sleep(0.01)
+        time.sleep(0.01)  # XPay takes a while to answer: the other clicks arrive meanwhile
         return CheckoutCreated(
             intent_id=f"xpay_pi_{n}", checkout_url=f"https://pay.example/{n}", status=None, raw={}
         )
@@ -380,7 +382,9 @@ def test_ten_concurrent_approvals_have_one_effect(pg: tuple[str, Engine]) -> Non
     gateway = CountingGateway()
     approvers = {f"U0APP{n}" for n in range(10)}
     service = LinkService(store, gateway, is_approver=approvers.__contains__)
-    link = service.request_link(checkout("APP-1"), requester_id=REP, channel_id=CHANNEL)
+    link = service.request_link(
+        checkout_request(order_reference="APP-1"), requester_id=REP, channel_id=CHANNEL
+    )
     start = threading.Barrier(10)
 
     def approve(user: str) -> str:

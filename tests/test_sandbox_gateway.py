@@ -40,6 +40,7 @@ from bot.xpay.sandbox import (
     sandbox_webhook_payload,
 )
 from bot.xpay.signing import js_stringify, sign, signature_matches
+from tests.waiting import wait_until
 
 API_KEY = "sk-test-key"
 ACCOUNT_ID = "acct-test"
@@ -101,13 +102,11 @@ class Recorder:
             return [r for r in self.requests if r.method == "POST"]
 
     def wait_for_posts(self, count: int, timeout: float = 5.0) -> list[Recorded]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def enough() -> list[Recorded] | None:
             posts = self.posts()
-            if len(posts) >= count:
-                return posts
-            time.sleep(0.02)
-        return self.posts()
+            return posts if len(posts) >= count else None
+
+        return wait_until(enough, timeout, message=lambda: f"{len(self.posts())} POSTs")
 
 
 def _handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:

@@ -17,10 +17,9 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -31,8 +30,13 @@ from bot.local.stack import BOT_TOKEN, REP
 from bot.schema import head_revision
 from bot.xpay.keys import sandbox_keys
 from bot.xpay.signing import js_stringify, sign
+from tests.procs import Procs
 from tests.test_crash_recovery import SIGNING_SECRET, BotProcess, WatchedStandIn, cards
 from tests.test_crash_recovery import submit_request as submit
+from tests.waiting import wait_until
+
+# Every test runs serve as a process; the module-wide one is not the ``procs`` fixture.
+pytestmark = pytest.mark.integration
 
 UNKNOWN_INTENT = js_stringify(
     {
@@ -47,14 +51,6 @@ UNKNOWN_INTENT = js_stringify(
 HUGE = 200 * 1024 * 1024
 
 
-def wait_until(what: Callable[[], Any], timeout: float, message: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := what()):
-        assert time.monotonic() < deadline, message or f"still waiting for {what}"
-        time.sleep(0.05)
-    return found
-
-
 def worker_pids(bot: BotProcess) -> list[int]:
     """The worker children serve has started, in order (from its log)."""
     return [int(pid) for pid in re.findall(r"worker started \(pid (\d+)\)", bot.logs())]
@@ -63,8 +59,8 @@ def worker_pids(bot: BotProcess) -> list[int]:
 def start(bot: BotProcess) -> int:
     """Start serve and wait until its worker child runs; returns the worker's pid."""
     bot.start()
-    pid = wait_until(lambda: worker_pids(bot), 20, bot.logs())[0]
-    wait_until(lambda: "worker running" in bot.logs(), 20, bot.logs())
+    pid = wait_until(lambda: worker_pids(bot), 20, message=bot.logs)[0]
+    wait_until(lambda: "worker running" in bot.logs(), 20, message=bot.logs)
     return pid
 
 
@@ -103,10 +99,11 @@ def assert_unknown_intent(response: requests.Response) -> None:
 
 
 @contextmanager
-def serving_a_new_database(workdir: Path) -> Iterator[tuple[BotProcess, WatchedStandIn]]:
-    """A `paylink serve` to start (``bot.start()``) on a new database, and its Slack."""
+def serving_a_new_database(procs: Procs) -> Iterator[tuple[BotProcess, WatchedStandIn]]:
+    """A `paylink serve` to start (``bot.start()``) in ``procs``'s directory on a new
+    database, and its Slack."""
     with WatchedStandIn(bot_token=BOT_TOKEN) as slack:
-        bot = BotProcess(workdir, slack, migrate=False)
+        bot = BotProcess(procs, procs.cwd, slack, migrate=False)
         try:
             yield bot, slack
         finally:
@@ -114,15 +111,15 @@ def serving_a_new_database(workdir: Path) -> Iterator[tuple[BotProcess, WatchedS
 
 
 @pytest.fixture
-def new(tmp_path: Path) -> Iterator[tuple[BotProcess, WatchedStandIn]]:
-    with serving_a_new_database(tmp_path) as both:
+def new(procs: Procs) -> Iterator[tuple[BotProcess, WatchedStandIn]]:
+    with serving_a_new_database(procs) as both:
         yield both
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotProcess]:
     """One, started, for the tests that only send requests."""
-    with serving_a_new_database(tmp_path_factory.mktemp("served")) as (bot, _slack):
+    with serving_a_new_database(Procs(tmp_path_factory.mktemp("served"))) as (bot, _slack):
         bot.start()
         yield bot
 
@@ -137,13 +134,14 @@ def test_serve_creates_the_schema_of_a_new_database(served: BotProcess) -> None:
     assert requests.get(served.base_url + "/healthz", timeout=5).json()["database"] == "ok"
 
 
+@pytest.mark.slow  # two workers started, and a whole request
 def test_the_default_serve_restarts_its_worker_and_stops_it_on_sigterm(
     new: tuple[BotProcess, WatchedStandIn],
 ) -> None:
     bot, slack = new
     first = start(bot)
     os.kill(first, signal.SIGKILL)
-    wait_until(lambda: len(worker_pids(bot)) == 2, 20, bot.logs())
+    wait_until(lambda: len(worker_pids(bot)) == 2, 20, message=bot.logs)
     assert f"worker (pid {first}) was killed by SIGKILL" in bot.logs()
     second = worker_pids(bot)[1]
 
@@ -164,9 +162,9 @@ def test_a_worker_whose_serve_was_killed_stops_by_itself(
     bot, _slack = new
     pid = start(bot)
     assert bot.proc is not None
-    bot.proc.kill()  # serve alone (an OOM kill, say): nobody stops the worker
+    bot.proc.send_signal(signal.SIGKILL)  # serve alone (an OOM kill, say): nobody stops the worker
     bot.proc.wait(timeout=10)
-    wait_until(lambda: not running(pid), 15, bot.logs())
+    wait_until(lambda: not running(pid), 15, message=bot.logs)
     assert "is gone: stopping" in bot.logs()
 
 
@@ -189,10 +187,12 @@ def test_sigterm_answers_the_request_under_way_then_exits_0(
         fcntl.flock(lock, fcntl.LOCK_EX)
         sender = threading.Thread(target=lambda: answer.update(response=webhook(bot, secret)))
         sender.start()
-        time.sleep(0.5)  # the request reaches the app and waits for the lock
+        # Nothing outside serve shows the request waiting for the lock: give it the time to
+        # get there, as the scenario is SIGTERM with a request under way.
+        time.sleep(0.5)
         assert "response" not in answer
         bot.proc.send_signal(signal.SIGTERM)
-        wait_until(lambda: refused(bot.port), 10, "serve still accepts connections")
+        wait_until(lambda: refused(bot.port), 10, message="serve still accepts connections")
         fcntl.flock(lock, fcntl.LOCK_UN)
     sender.join(timeout=20)
     assert_unknown_intent(answer["response"])
@@ -211,7 +211,7 @@ def test_sigterm_to_every_process_of_the_service_stops_both_for_good(
     bot, _slack = new
     worker = start(bot)
     assert bot.proc is not None
-    os.killpg(bot.proc.pid, signal.SIGTERM)
+    bot.proc.signal_group(signal.SIGTERM)
     assert bot.proc.wait(timeout=30) == 0
     assert not running(worker)
     assert worker_pids(bot) == [worker]
@@ -267,10 +267,12 @@ class SlowClients:
         return len(self.socks) - len(readable)  # a closed one reads as end-of-file
 
 
+@pytest.mark.slow  # three rounds of the slow clients' 2 s drip
 def test_a_hundred_slow_clients_do_not_hold_up_anyone_else(served: BotProcess) -> None:
     with SlowClients(served.port, count=100, every=2.0) as slow:
         for _ in range(3):
-            time.sleep(2.0)  # each slow client sends another byte meanwhile
+            sent = slow.sent
+            wait_until(lambda: slow.sent >= sent + 100, 5)  # each sent another byte meanwhile
             timings = {}
             started = time.monotonic()
             health = requests.get(served.base_url + "/healthz", timeout=5)

@@ -19,6 +19,8 @@ from waitress import wasyncore
 
 from bot.server import MAX_BODY, Server, _AcceptingServer
 
+pytestmark = pytest.mark.integration  # servers and clients on real sockets
+
 
 def _app(_environ: dict[str, Any], start_response: Any) -> list[bytes]:
     start_response("200 OK", [("Content-Length", "2")])
@@ -170,7 +172,7 @@ def test_close_gives_up_on_a_slow_client_after_the_grace_period() -> None:
         socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock,
     ):
         sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
-        time.sleep(0.2)
+        time.sleep(0.2)  # the server reads the start (nothing outside it shows when it has)
         started = time.monotonic()
         server.close(grace=0.5)
         assert 0.4 < time.monotonic() - started < 3
@@ -181,7 +183,7 @@ def test_close_does_not_wait_for_a_client_that_left_mid_request() -> None:
     with _serving() as (server, _app):
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
             sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
-            time.sleep(0.2)
+            time.sleep(0.2)  # the server reads the start (nothing outside it shows when)
         time.sleep(0.2)  # the server reads the end of the connection
         started = time.monotonic()
         server.close(grace=5)

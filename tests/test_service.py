@@ -1,5 +1,6 @@
-"""LinkService with a real XPayClient: against the sandbox gateway of a running LocalStack, or
-against a scripted stub HTTP server when the gateway has to fail."""
+"""LinkService on SQLite and PostgreSQL: its decisions with XPay in memory (tests/fakes.py),
+and with the real XPayClient against the sandbox gateway of a running LocalStack or a scripted
+stub HTTP server, where what matters is how real answers and failures arrive."""
 
 from __future__ import annotations
 
@@ -7,14 +8,12 @@ import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from itertools import count
 from pathlib import Path
 
 import pytest
 import requests
 from sqlalchemy import select
 
-from bot.checkout import CheckoutRequest, parse_checkout
 from bot.db import utcnow
 from bot.links.followup import Inline, Queued, QueuedWork
 from bot.links.intake import JobIntake
@@ -23,20 +22,21 @@ from bot.links.outcomes import AlreadyDecided, Incomplete, LinkGone, NotAllowed
 from bot.links.periodic import Periodic
 from bot.links.queue import JobQueue
 from bot.links.runner import SQLITE_BATCH, Handler, JobRunner
-from bot.links.service import LinkService, Refused
+from bot.links.service import Gateway, LinkService, Refused
 from bot.links.states import Status
 from bot.links.store import LinkStore
 from bot.links.tables import Job, Link
 from bot.links.workspaces import Workspace
 from bot.local.stack import LocalStack, free_port
-from bot.xpay.client import IntentDetails, XPayClient, XPayKeys
+from bot.xpay.client import XPayClient, XPayKeys, XPayOutcomeUnknown, XPayServerError
 from bot.xpay.webhooks import PaymentEvent
 from tests.dbs import BACKENDS, migrated_engine
+from tests.factories import checkout_request, payment_event
+from tests.fakes import FakeGateway
 from tests.stubs import Reply, StubGateway, created
 
 REP, APPROVER, OTHER_APPROVER, OUTSIDER = "U0REP", "U0APPROVER", "U0BOSS", "U0OUTSIDER"
 HOME = Workspace("T0HOME")
-_refs = count(1)
 
 
 @pytest.fixture(scope="module")
@@ -55,20 +55,20 @@ def sandbox_client(stack: LocalStack) -> XPayClient:
     return XPayClient(stack.settings.xpay_url, stack.runtime.gateway_keys.xpay())
 
 
-def make_service(store: LinkStore, client: XPayClient, **kw: object) -> LinkService:
+def make_service(store: LinkStore, gateway: Gateway, **kw: object) -> LinkService:
     """A service whose follow-up is inline and synchronous (creates at the gateway before
     a decision returns) unless ``follow_up`` says otherwise."""
     return LinkService(
         store,
-        client,
+        gateway,
         is_approver=lambda user: user in (APPROVER, OTHER_APPROVER),
         **kw,  # type: ignore[arg-type]
     )
 
 
-def beside_worker(store: LinkStore, client: XPayClient) -> LinkService:
+def beside_worker(store: LinkStore, gateway: Gateway) -> LinkService:
     """The service of a `serve` beside a worker: its follow-up work is queued as jobs."""
-    return make_service(store, client, follow_up=Queued(JobIntake(store)))
+    return make_service(store, gateway, follow_up=Queued(JobIntake(store)))
 
 
 def every_kind(handler: Handler) -> dict[JobKind, Handler]:
@@ -76,7 +76,17 @@ def every_kind(handler: Handler) -> dict[JobKind, Handler]:
 
 
 @pytest.fixture
-def service(store: LinkStore, stack: LocalStack) -> Iterator[LinkService]:
+def gateway() -> FakeGateway:
+    return FakeGateway()
+
+
+@pytest.fixture
+def service(store: LinkStore, gateway: FakeGateway) -> LinkService:
+    return make_service(store, gateway)
+
+
+@pytest.fixture
+def sandbox_service(store: LinkStore, stack: LocalStack) -> Iterator[LinkService]:
     client = sandbox_client(stack)
     yield make_service(store, client)
     client.close()
@@ -94,17 +104,6 @@ def stub_service(store: LinkStore, stub: StubGateway) -> Iterator[LinkService]:
     client = XPayClient(stub.url, XPayKeys("key", "acct", "secret"), read_timeout=0.5)
     yield make_service(store, client)
     client.close()
-
-
-def checkout(**changes: object) -> CheckoutRequest:
-    fields: dict[str, object] = {
-        "amount": "1500.50",
-        "customer_name": "Ayesha Khan",
-        "customer_email": "ayesha@example.com",
-        "order_reference": f"SVC-{next(_refs)}-{free_port()}",
-    }
-    fields.update(changes)
-    return parse_checkout(fields, currencies=["PKR"], methods=["card", "jazzcash"])
 
 
 def load(service: LinkService, link_id: int) -> Link:
@@ -125,7 +124,7 @@ def job_rows(service: LinkService, link_id: int) -> list[Job]:
 
 
 def awaiting_payment(service: LinkService) -> Link:
-    link = service.request_link(checkout(), requester_id=REP, channel_id="C0APPROVALS")
+    link = service.request_link(checkout_request(), requester_id=REP, channel_id="C0APPROVALS")
     service.approve(link.id, APPROVER)
     link = load(service, link.id)
     assert link.status == Status.AWAITING_PAYMENT.value, link.gateway_message
@@ -135,8 +134,11 @@ def awaiting_payment(service: LinkService) -> Link:
 # Approval -------------------------------------------------------------------------------
 
 
-def test_approve_creates_the_link_at_the_sandbox(service: LinkService, stack: LocalStack) -> None:
-    link = service.request_link(checkout(), requester_id=REP, channel_id="C0APPROVALS")
+def test_approve_creates_the_link_at_the_sandbox(
+    sandbox_service: LinkService, stack: LocalStack
+) -> None:
+    service = sandbox_service
+    link = service.request_link(checkout_request(), requester_id=REP, channel_id="C0APPROVALS")
     assert link.status == Status.AWAITING_APPROVAL.value
     approved = service.approve(link.id, APPROVER)
     assert approved.decided_by == APPROVER
@@ -155,14 +157,13 @@ def test_approve_creates_the_link_at_the_sandbox(service: LinkService, stack: Lo
 
 
 def test_approval_beside_a_worker_queues_the_gateway_call_once(
-    store: LinkStore, stack: LocalStack
+    store: LinkStore, gateway: FakeGateway
 ) -> None:
     """With a queued follow-up (a `serve` beside a worker) the click only records the
     decision and a "create" job with it; whoever runs that job takes the lease first, so a
     job run twice makes one gateway call."""
-    client = sandbox_client(stack)
-    service = beside_worker(store, client)
-    link = service.request_link(checkout(), requester_id=REP, channel_id="C0APPROVALS")
+    service = beside_worker(store, gateway)
+    link = service.request_link(checkout_request(), requester_id=REP, channel_id="C0APPROVALS")
     service.approve(link.id, APPROVER)
     queued = load(service, link.id)
     assert queued.status == Status.CREATING_LINK.value and queued.intent_id is None
@@ -175,17 +176,18 @@ def test_approval_beside_a_worker_queues_the_gateway_call_once(
     Inline().start_creation(service, link.id)
     assert load(service, link.id).status == Status.AWAITING_PAYMENT.value
     assert not service.claim_creation(link.id)  # and after it was created
-    client.close()
+    assert len(gateway.creates) == 1
 
 
 def test_clicks_beside_a_worker_are_stored_first_and_decided_by_the_worker(
-    store: LinkStore, stack: LocalStack
+    store: LinkStore, gateway: FakeGateway
 ) -> None:
     """serve records the click (nothing decided yet, an unknown link refused at once); the
     worker decides it, and a refusal comes back as text for the clicker."""
-    client = sandbox_client(stack)
-    web = beside_worker(store, client)
-    link = web.request_link(checkout(), requester_id=REP, channel_id="C0APPROVALS", workspace=HOME)
+    web = beside_worker(store, gateway)
+    link = web.request_link(
+        checkout_request(), requester_id=REP, channel_id="C0APPROVALS", workspace=HOME
+    )
     assert web.receive_click("approve", link.id, OUTSIDER, HOME, channel="C0APPROVALS") is None
     assert web.receive_click("approve", link.id, APPROVER, HOME, channel="C0APPROVALS") is None
     gone = web.receive_click("approve", 999_999, APPROVER, HOME, channel="C0APPROVALS")
@@ -205,11 +207,10 @@ def test_clicks_beside_a_worker_are_stored_first_and_decided_by_the_worker(
     assert again is not None and "already" in again
     with pytest.raises(ValueError):
         web.receive_click("reject", link.id, APPROVER, HOME)  # needs a reason: not a click
-    client.close()
 
 
 def test_only_approvers_decide_and_not_on_their_own_request(service: LinkService) -> None:
-    link = service.request_link(checkout(), requester_id=APPROVER, channel_id="C1")
+    link = service.request_link(checkout_request(), requester_id=APPROVER, channel_id="C1")
     with pytest.raises(NotAllowed, match="PAYLINK_APPROVERS"):
         service.approve(link.id, OUTSIDER)
     with pytest.raises(NotAllowed, match="another approver"):
@@ -222,13 +223,11 @@ def test_only_approvers_decide_and_not_on_their_own_request(service: LinkService
     assert len(load(service, link.id).history) == 1
 
 
-def test_self_approval_when_allowed(store: LinkStore, stack: LocalStack) -> None:
-    client = sandbox_client(stack)
-    service = make_service(store, client, allow_self_approval=True)
-    link = service.request_link(checkout(), requester_id=APPROVER, channel_id=None)
+def test_self_approval_when_allowed(store: LinkStore, gateway: FakeGateway) -> None:
+    service = make_service(store, gateway, allow_self_approval=True)
+    link = service.request_link(checkout_request(), requester_id=APPROVER, channel_id=None)
     service.approve(link.id, APPROVER)
     assert load(service, link.id).status == Status.AWAITING_PAYMENT.value
-    client.close()
 
 
 def test_second_decision_has_no_effect(service: LinkService) -> None:
@@ -243,7 +242,7 @@ def test_second_decision_has_no_effect(service: LinkService) -> None:
 
 
 def test_reject_needs_a_reason(service: LinkService) -> None:
-    link = service.request_link(checkout(), requester_id=REP, channel_id="C1")
+    link = service.request_link(checkout_request(), requester_id=REP, channel_id="C1")
     with pytest.raises(Incomplete, match="reason"):
         service.reject(link.id, APPROVER, "   ")
     rejected = service.reject(link.id, APPROVER, "  wrong\n amount ")
@@ -267,7 +266,7 @@ def test_gateway_refusal_is_link_failed_with_its_message(
             "message": "Invalid currency for this account",
         },
     )
-    link = stub_service.request_link(checkout(), requester_id=REP, channel_id="C1")
+    link = stub_service.request_link(checkout_request(), requester_id=REP, channel_id="C1")
     stub_service.approve(link.id, APPROVER)
     link = load(stub_service, link.id)
     assert link.status == Status.LINK_FAILED.value
@@ -279,7 +278,7 @@ def test_gateway_refusal_is_link_failed_with_its_message(
 
 def test_timeout_is_link_unknown_not_failed(stub_service: LinkService, stub: StubGateway) -> None:
     stub.reply = Reply(200, created().doc, delay=3)
-    link = stub_service.request_link(checkout(), requester_id=REP, channel_id="C1")
+    link = stub_service.request_link(checkout_request(), requester_id=REP, channel_id="C1")
     stub_service.approve(link.id, APPROVER)
     link = load(stub_service, link.id)
     assert link.status == Status.LINK_UNKNOWN.value
@@ -288,10 +287,11 @@ def test_timeout_is_link_unknown_not_failed(stub_service: LinkService, stub: Stu
     assert len(stub.paths) == 1  # a create that may have happened is never re-sent on its own
 
 
+@pytest.mark.integration  # connects to a port nobody listens on
 def test_unreachable_gateway_is_link_failed(store: LinkStore) -> None:
     client = XPayClient(f"http://127.0.0.1:{free_port()}", XPayKeys("k", "a", "s"))
     service = make_service(store, client)
-    link = service.request_link(checkout(), requester_id=REP, channel_id=None)
+    link = service.request_link(checkout_request(), requester_id=REP, channel_id=None)
     service.approve(link.id, APPROVER)
     link = load(service, link.id)
     assert link.status == Status.LINK_FAILED.value
@@ -299,28 +299,27 @@ def test_unreachable_gateway_is_link_failed(store: LinkStore) -> None:
     client.close()
 
 
-def test_retry_after_failure_and_after_unknown(
-    stub_service: LinkService, stub: StubGateway
-) -> None:
-    stub.reply = Reply(503, {"success": False, "message": "Service unavailable"})
-    link = stub_service.request_link(checkout(), requester_id=REP, channel_id="C1")
-    stub_service.approve(link.id, APPROVER)
-    assert load(stub_service, link.id).status == Status.LINK_FAILED.value
+def test_retry_after_failure_and_after_unknown(service: LinkService, gateway: FakeGateway) -> None:
+    gateway.fail_next(
+        XPayServerError("Service unavailable", 503),
+        XPayOutcomeUnknown("XPay did not answer in time"),
+    )
+    link = service.request_link(checkout_request(), requester_id=REP, channel_id="C1")
+    service.approve(link.id, APPROVER)
+    assert load(service, link.id).status == Status.LINK_FAILED.value
 
     with pytest.raises(Refused, match="approvers"):
-        stub_service.retry(link.id, REP)
-    assert load(stub_service, link.id).status == Status.LINK_FAILED.value
+        service.retry(link.id, REP)
+    assert load(service, link.id).status == Status.LINK_FAILED.value
 
-    stub.reply = Reply(200, created().doc, delay=3)
-    stub_service.retry(link.id, APPROVER)
-    assert load(stub_service, link.id).status == Status.LINK_UNKNOWN.value
+    service.retry(link.id, APPROVER)
+    assert load(service, link.id).status == Status.LINK_UNKNOWN.value
 
-    stub.reply = created("xpay_pi_retried")
-    retried = stub_service.retry(link.id, OTHER_APPROVER)
+    retried = service.retry(link.id, OTHER_APPROVER)
     assert retried.attempts == 3
-    link = load(stub_service, link.id)
+    link = load(service, link.id)
     assert link.status == Status.AWAITING_PAYMENT.value
-    assert link.intent_id == "xpay_pi_retried"
+    assert link.intent_id == "xpay_pi_1"  # the one intent the third call created
     assert link.gateway_message is None
     assert statuses(link) == [
         "awaiting_approval",
@@ -332,14 +331,15 @@ def test_retry_after_failure_and_after_unknown(
         "awaiting_payment",
     ]
     with pytest.raises(Refused, match="Nothing changed"):
-        stub_service.retry(link.id, APPROVER)
+        service.retry(link.id, APPROVER)
+    assert len(gateway.creates) == 3
 
 
 # Cancelling ------------------------------------------------------------------------------------
 
 
 def test_cancel_rules(service: LinkService) -> None:
-    pending = service.request_link(checkout(), requester_id=REP, channel_id="C1")
+    pending = service.request_link(checkout_request(), requester_id=REP, channel_id="C1")
     with pytest.raises(Refused, match="Only the rep"):
         service.cancel(pending.id, OUTSIDER)
     assert service.cancel(pending.id, REP).status == Status.CANCELLED.value
@@ -350,13 +350,13 @@ def test_cancel_rules(service: LinkService) -> None:
     cancelled = service.cancel(link.id, APPROVER)
     assert (cancelled.status, cancelled.cancelled_by) == ("cancelled", APPROVER)
 
-    rejected = service.request_link(checkout(), requester_id=REP, channel_id="C1")
+    rejected = service.request_link(checkout_request(), requester_id=REP, channel_id="C1")
     service.reject(rejected.id, APPROVER, "no")
     with pytest.raises(Refused, match="Nothing changed"):
         service.cancel(rejected.id, REP)
 
     paid = awaiting_payment(service)
-    service.apply_payment(paid_event(paid.intent_id))
+    service.apply_payment(payment_event(paid.intent_id))
     with pytest.raises(Refused, match="already paid"):
         service.cancel(paid.id, APPROVER)
     assert load(service, paid.id).status == Status.PAID.value
@@ -365,37 +365,15 @@ def test_cancel_rules(service: LinkService) -> None:
 # Payments ----------------------------------------------------------------------------------------
 
 
-def paid_event(intent_id: str) -> PaymentEvent:
-    return PaymentEvent(
-        payment_intent_id=intent_id,
-        status="succeeded",
-        amount="1500.5",
-        currency="PKR",
-        method="card",
-        bank_message="The payment was completed successfully",
-        transaction_status="CAPTURED",
-    )
-
-
-def failed_event(intent_id: str) -> PaymentEvent:
-    return PaymentEvent(
-        payment_intent_id=intent_id,
-        status="failed",
-        method="card",
-        bank_message="Declined by the issuing bank",
-        transaction_status="DECLINED",
-    )
-
-
 def thread_kinds(service: LinkService, link_id: int) -> list[str]:
     return [m.payload["kind"] for m in job_rows(service, link_id) if m.kind == "thread"]
 
 
 def test_payment_applies_once(service: LinkService) -> None:
     link = awaiting_payment(service)
-    result = service.apply_payment(paid_event(link.intent_id))
+    result = service.apply_payment(payment_event(link.intent_id))
     assert (result.outcome, result.link_id) == ("applied", link.id)
-    assert service.apply_payment(paid_event(link.intent_id)).outcome == "duplicate"
+    assert service.apply_payment(payment_event(link.intent_id)).outcome == "duplicate"
     paid = load(service, link.id)
     assert paid.status == Status.PAID.value
     assert paid.paid_method == "card"
@@ -405,23 +383,21 @@ def test_payment_applies_once(service: LinkService) -> None:
 
 
 def test_payment_beside_a_worker_is_queued_once(
-    service: LinkService, store: LinkStore, stack: LocalStack
+    service: LinkService, store: LinkStore, gateway: FakeGateway
 ) -> None:
     """A `serve` beside a worker answers a webhook with one insert: the event waits in the
     job queue (once, however often XPay sends it) and the link is untouched until the worker
     applies it; an unknown intent is still refused."""
-    client = sandbox_client(stack)
     link = awaiting_payment(service)
-    web = beside_worker(store, client)
-    event = paid_event(link.intent_id)
+    web = beside_worker(store, gateway)
+    event = payment_event(link.intent_id)
     assert web.receive_payment(event).outcome == "queued"
     assert web.receive_payment(event).outcome == "duplicate"
-    assert web.receive_payment(paid_event("xpay_pi_nobody")).outcome == "unknown_intent"
+    assert web.receive_payment(payment_event("xpay_pi_nobody")).outcome == "unknown_intent"
     assert load(service, link.id).status == Status.AWAITING_PAYMENT.value
     queued = [m for m in job_rows(service, link.id) if m.kind == "payment"]
     assert len(queued) == 1
     assert PaymentEvent.model_validate(queued[0].payload) == event  # amount stays exact
-    client.close()
 
 
 def test_many_copies_of_one_webhook_at_once_queue_one_row(
@@ -431,7 +407,7 @@ def test_many_copies_of_one_webhook_at_once_queue_one_row(
     are duplicates (in one batch or across batches alike), and an unknown intent among
     them changes nothing."""
     link = awaiting_payment(service)
-    event = paid_event(link.intent_id)
+    event = payment_event(link.intent_id)
     intake = JobIntake(store)
 
     def queue(intent: str) -> str:
@@ -451,8 +427,8 @@ def test_one_card_delivery_covers_its_links_older_cards_and_nothing_else(
     """A card renders the link's latest state: of three queued card jobs one is run (the
     newest) and all three are marked done, while the link's thread reply and another link's
     card are run on their own, and a card queued afterwards waits."""
-    a = service.request_link(checkout(), requester_id=REP, channel_id="C0APPROVALS")
-    b = service.request_link(checkout(), requester_id=REP, channel_id="C0APPROVALS")
+    a = service.request_link(checkout_request(), requester_id=REP, channel_id="C0APPROVALS")
+    b = service.request_link(checkout_request(), requester_id=REP, channel_id="C0APPROVALS")
     queue = JobQueue(store)
     with store.transaction() as s:
         for link in (a, b):
@@ -484,7 +460,7 @@ def test_on_sqlite_a_pass_takes_fewer_jobs_at_a_time(
 ) -> None:
     """The worker's transactions on SQLite hold the write lock `serve`'s webhooks wait for,
     so there a pass claims SQLITE_BATCH jobs, elsewhere BATCH; what is left goes next."""
-    link = service.request_link(checkout(), requester_id=REP, channel_id="C0APPROVALS")
+    link = service.request_link(checkout_request(), requester_id=REP, channel_id="C0APPROVALS")
     queue = JobQueue(store)
     with store.transaction() as s:
         for n in range(SQLITE_BATCH + 5):
@@ -505,21 +481,20 @@ def test_on_sqlite_a_pass_takes_fewer_jobs_at_a_time(
 
 
 def test_the_worker_applies_queued_payments_together_and_one_bad_row_holds_up_none(
-    service: LinkService, store: LinkStore, stack: LocalStack
+    service: LinkService, store: LinkStore, gateway: FakeGateway
 ) -> None:
     """The worker's runner hands every queued payment to one transaction; a job it cannot
     apply (here one written by another version, lacking the intent id) sends the batch
     one by one instead: the others are applied, that one is kept for a retry."""
     links = [awaiting_payment(service) for _ in range(3)]
-    client = sandbox_client(stack)
-    web = beside_worker(store, client)
+    web = beside_worker(store, gateway)
     queue = JobQueue(store)
     with store.transaction() as s:
         queue.enqueue(
             s, links[0], JobKind.PAYMENT, payload={"status": "succeeded"}, dedupe_key="bad"
         )
     for link in links:
-        assert web.receive_payment(paid_event(link.intent_id)).outcome == "queued"
+        assert web.receive_payment(payment_event(link.intent_id)).outcome == "queued"
     batches: list[int] = []
     work = QueuedWork(service, Inline(), tell=lambda *_: None)
 
@@ -539,7 +514,6 @@ def test_the_worker_applies_queued_payments_together_and_one_bad_row_holds_up_no
     assert "payment_intent_id" in (rows["bad"].last_error or "")
     payments = [m for m in rows.values() if m.kind == JobKind.PAYMENT and m.dedupe_key != "bad"]
     assert len(payments) == 3 and all(m.done_at is not None for m in payments)
-    client.close()
 
 
 def run_jobs(service: LinkService) -> None:
@@ -549,7 +523,9 @@ def run_jobs(service: LinkService) -> None:
     JobRunner(JobQueue(service.store), handlers).run_once()
 
 
-def test_a_paid_webhook_without_amount_or_currency_waits_for_xpay(service: LinkService) -> None:
+def test_a_paid_webhook_without_amount_or_currency_waits_for_xpay(
+    service: LinkService, gateway: FakeGateway
+) -> None:
     """Only XPay's own answer may settle a payment whose webhook leaves out the amount or
     the currency: until it confirms, nothing says Paid."""
     link = awaiting_payment(service)
@@ -561,7 +537,7 @@ def test_a_paid_webhook_without_amount_or_currency_waits_for_xpay(service: LinkS
     assert load(service, link.id).status == Status.AWAITING_PAYMENT.value
     assert thread_kinds(service, link.id) == ["link_ready"]
 
-    pay_at_sandbox(link.checkout_url)  # its webhook goes to the stack: lost for this service
+    gateway.pay(link.intent_id)  # paid at XPay now
     no_currency = PaymentEvent(
         payment_intent_id=link.intent_id,
         status="succeeded",
@@ -582,7 +558,7 @@ def test_a_paid_webhook_without_amount_or_currency_waits_for_xpay(service: LinkS
 def test_an_unconfirmed_payment_is_left_to_reconciliation_when_xpay_fails(
     stub_service: LinkService, stub: StubGateway, caplog: pytest.LogCaptureFixture
 ) -> None:
-    link = stub_service.request_link(checkout(), requester_id=REP, channel_id="C1")
+    link = stub_service.request_link(checkout_request(), requester_id=REP, channel_id="C1")
     stub_service.approve(link.id, APPROVER)
     stub.reply = Reply(404, {"success": False, "message": "Payment intent not found"})
     event = PaymentEvent(payment_intent_id="xpay_pi_stub1", status="succeeded", currency="PKR")
@@ -599,8 +575,8 @@ def test_an_unconfirmed_payment_is_left_to_reconciliation_when_xpay_fails(
 
 def test_stale_events_change_nothing(service: LinkService) -> None:
     link = awaiting_payment(service)
-    service.apply_payment(paid_event(link.intent_id))
-    assert service.apply_payment(failed_event(link.intent_id)).outcome == "stale"
+    service.apply_payment(payment_event(link.intent_id))
+    assert service.apply_payment(payment_event(link.intent_id, "failed")).outcome == "stale"
     after = load(service, link.id)
     assert after.status == Status.PAID.value
     assert after.bank_message == "The payment was completed successfully"
@@ -609,12 +585,12 @@ def test_stale_events_change_nothing(service: LinkService) -> None:
 
 def test_failed_then_paid(service: LinkService) -> None:
     link = awaiting_payment(service)
-    assert service.apply_payment(failed_event(link.intent_id)).outcome == "applied"
+    assert service.apply_payment(payment_event(link.intent_id, "failed")).outcome == "applied"
     failed = load(service, link.id)
     assert failed.status == Status.PAYMENT_FAILED.value
     assert failed.bank_message == "Declined by the issuing bank"
-    assert service.apply_payment(failed_event(link.intent_id)).outcome == "duplicate"
-    assert service.apply_payment(paid_event(link.intent_id)).outcome == "applied"
+    assert service.apply_payment(payment_event(link.intent_id, "failed")).outcome == "duplicate"
+    assert service.apply_payment(payment_event(link.intent_id)).outcome == "applied"
     assert load(service, link.id).status == Status.PAID.value
     assert thread_kinds(service, link.id) == ["link_ready", "payment_failed", "paid"]
 
@@ -622,13 +598,13 @@ def test_failed_then_paid(service: LinkService) -> None:
 def test_paid_after_cancel_shows_paid(service: LinkService) -> None:
     link = awaiting_payment(service)
     service.cancel(link.id, REP)
-    assert service.apply_payment(paid_event(link.intent_id)).outcome == "applied"
+    assert service.apply_payment(payment_event(link.intent_id)).outcome == "applied"
     assert load(service, link.id).status == Status.PAID.value
     assert thread_kinds(service, link.id) == ["link_ready", "cancelled", "paid_after_cancel"]
 
 
 def test_unknown_intent_and_ignored_statuses(service: LinkService) -> None:
-    assert service.apply_payment(paid_event("xpay_pi_nobody")).outcome == "unknown_intent"
+    assert service.apply_payment(payment_event("xpay_pi_nobody")).outcome == "unknown_intent"
     link = awaiting_payment(service)
     event = PaymentEvent(payment_intent_id=link.intent_id, status="refunded")
     assert service.apply_payment(event).outcome == "ignored"
@@ -640,8 +616,8 @@ def test_unknown_intent_and_ignored_statuses(service: LinkService) -> None:
 
 def test_link_stuck_in_creating_is_resumed(service: LinkService) -> None:
     store = service.store
-    stuck = service.request_link(checkout(), requester_id=REP, channel_id="C1")
-    busy = service.request_link(checkout(), requester_id=REP, channel_id="C1")
+    stuck = service.request_link(checkout_request(), requester_id=REP, channel_id="C1")
+    busy = service.request_link(checkout_request(), requester_id=REP, channel_id="C1")
     # As if the process died right after approving, before calling XPay.
     with store.transaction() as s:
         store.move(
@@ -680,9 +656,10 @@ def pay_at_sandbox(checkout_url: str, outcome: str = "pay") -> None:
     assert response.status_code in (200, 303), response.text
 
 
-def test_reconcile_finds_a_payment_whose_webhook_was_lost(service: LinkService) -> None:
+def test_reconcile_finds_a_payment_whose_webhook_was_lost(sandbox_service: LinkService) -> None:
     # The sandbox sends its webhook to the stack, which does not know this service's links:
     # for this service the webhook is lost, and only reconciliation can notice the payment.
+    service = sandbox_service
     periodic = Periodic(service)
     link = awaiting_payment(service)
     pay_at_sandbox(link.checkout_url)
@@ -713,7 +690,7 @@ def test_reconcile_leaves_a_link_whose_intent_reports_no_sum_of_money(
     stub_service: LinkService, stub: StubGateway, caplog: pytest.LogCaptureFixture
 ) -> None:
     """XPay's record with an amount beyond any sum: a warning, and the link stays unpaid."""
-    link = stub_service.request_link(checkout(), requester_id=REP, channel_id="C1")
+    link = stub_service.request_link(checkout_request(), requester_id=REP, channel_id="C1")
     stub_service.approve(link.id, APPROVER)
     stub.reply = Reply(
         200,
@@ -731,17 +708,14 @@ def test_reconcile_leaves_a_link_whose_intent_reports_no_sum_of_money(
     assert "amount that is not a finite number" in caplog.text
 
 
-def test_reconcile_finds_a_second_attempt_paid_after_a_failed_one(service: LinkService) -> None:
+def test_reconcile_finds_a_second_attempt_paid_after_a_failed_one(
+    service: LinkService, gateway: FakeGateway
+) -> None:
     """A declined card then a successful retry on the same page: if that webhook is lost,
     reconciliation still turns Payment failed into Paid."""
     link = awaiting_payment(service)
-    assert service.apply_payment(failed_event(link.intent_id)).outcome == "applied"
-
-    class PaidAtXPay:  # XPay's answer for this intent now; the real gateway is unreachable
-        def get_intent(self, intent_id: str) -> IntentDetails:
-            return IntentDetails(intent_id, "succeeded", link.amount, link.currency, {})
-
-    service.gateway = PaidAtXPay()  # type: ignore[assignment]
+    assert service.apply_payment(payment_event(link.intent_id, "failed")).outcome == "applied"
+    gateway.pay(link.intent_id)
     with service.store.transaction() as s:
         service.store.update_fields(s, link.id, reconcile_after=utcnow() - timedelta(seconds=1))
     assert Periodic(service).reconcile() == 1

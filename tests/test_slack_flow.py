@@ -104,7 +104,7 @@ class XPayStub(StubServer):
     def _answer(self, handler: BaseHTTPRequestHandler, body: bytes) -> Answer:
         if handler.command == "POST":
             self.creates += 1
-        time.sleep(self.delay)
+        self.wait(self.delay)  # a slow XPay is the scenario (cut short when the test ends)
         if self.mode == "fail":
             return 400, {"success": False, "message": "Store disabled"}
         headers = {
@@ -748,6 +748,7 @@ def test_app_home(flow: Flow) -> None:
 # 15. A slow gateway does not hold up acknowledgements
 
 
+@pytest.mark.slow  # slow answers are the scenario
 def test_slow_gateway_does_not_block_acks(
     make_stack: Callable[..., LocalStack], xpay_stub: XPayStub
 ) -> None:
@@ -775,6 +776,7 @@ def test_slow_gateway_does_not_block_acks(
     assert flow.intent_count() == len(cards)
 
 
+@pytest.mark.slow  # slow answers are the scenario
 def test_slow_slack_does_not_block_acks(flow: Flow) -> None:
     """Slack taking 2 s over each views.open: forty /paylink commands at once are all acked
     at once (Slack shows "operation timed out" after 3 s), and every modal still opens."""

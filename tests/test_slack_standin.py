@@ -494,7 +494,7 @@ def test_wait_for_and_concurrent_posts(slack: SlackStandIn, client: WebClient) -
 def test_history_and_replies_honour_oldest(slack: SlackStandIn, client: WebClient) -> None:
     parent = client.chat_postMessage(channel="C1", text="before")["ts"]
     client.chat_postMessage(channel="C1", text="reply before", thread_ts=parent)
-    time.sleep(0.05)
+    time.sleep(0.05)  # ``since`` after those posts, however coarse the clock
     since = time.time()
     client.chat_postMessage(channel="C1", text="after")
     client.chat_postMessage(channel="C1", text="reply after", thread_ts=parent)

@@ -17,6 +17,8 @@ from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryInt
 from bot.local.standin import SlackStandIn
 from bot.slack.transport import PooledWebClient
 
+pytestmark = pytest.mark.integration  # the stand-in on a real socket, also started in a test
+
 TOKEN = "xoxb-test"  # noqa: S105 - the stand-in's test token
 
 

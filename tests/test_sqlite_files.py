@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -33,9 +33,12 @@ def modes(directory: Path) -> dict[str, str]:
     return {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in sorted(directory.iterdir())}
 
 
-def test_every_sqlite_file_is_the_owners_alone_after_a_real_write(tmp_path: Path) -> None:
+def test_every_sqlite_file_is_the_owners_alone_after_a_real_write(
+    tmp_path: Path, make_stack: Callable[..., LocalStack]
+) -> None:
     # A umask that would leave everything readable by everyone: nothing may depend on it.
-    with umask(0), LocalStack(workdir=tmp_path) as stack:
+    with umask(0):
+        stack = make_stack(workdir=tmp_path)
         flow = Flow(stack)
         card = flow.request()
         flow.approve(card.ts)

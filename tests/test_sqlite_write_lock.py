@@ -7,7 +7,6 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
-import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from sqlalchemy import Engine
 
 from bot import sqlite
 from bot.db import make_engine, reader
+from tests.procs import Procs
 
 # Another process of ours: holds a write transaction until told to commit.
 HOLDER = textwrap.dedent(
@@ -61,30 +61,18 @@ def lock_is_free(database: Path) -> bool:
 
 
 def test_another_process_writing_holds_the_lock_and_the_next_writer_follows_it(
-    engine: Engine, database: Path
+    engine: Engine, database: Path, procs: Procs
 ) -> None:
-    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, f"sqlite:///{database}"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdin is not None
-        assert holder.stdout.readline().strip() == "holding"
-        assert not lock_is_free(database)
-        holder.stdin.write("go\n")
-        holder.stdin.flush()
-        with engine.begin() as conn:  # waits for the other's commit, then writes after it
-            rows = conn.exec_driver_sql("SELECT x FROM t").scalars().all()
-            conn.exec_driver_sql("INSERT INTO t VALUES ('from here')")
-        assert rows == ["from the other process"]
-        assert holder.stdout.readline().strip() == "committed"
-    finally:
-        holder.kill()
-        holder.wait()
+    holder = procs.start([sys.executable, "-c", HOLDER, f"sqlite:///{database}"], stdin=True)
+    holder.wait_for_output("holding\n")
+    assert not lock_is_free(database)
+    holder.send("go\n")
+    with engine.begin() as conn:  # waits for the other's commit, then writes after it
+        rows = conn.exec_driver_sql("SELECT x FROM t").scalars().all()
+        conn.exec_driver_sql("INSERT INTO t VALUES ('from here')")
+    assert rows == ["from the other process"]
+    holder.wait_for_output("committed\n")
+    assert holder.wait() == 0
     assert lock_is_free(database)
 
 

@@ -19,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -31,7 +32,6 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import select, update
 
-from bot.checkout import parse_checkout
 from bot.db import make_engine, utcnow
 from bot.links.followup import Inline
 from bot.links.periodic import Periodic
@@ -47,6 +47,9 @@ from bot.xpay.client import (
     XPayRejected,
 )
 from bot.xpay.webhooks import parse_payment_event
+from tests.factories import checkout_request
+
+pytestmark = pytest.mark.slow  # 50 runs of up to 30 steps
 
 APPROVERS = ("U0APP1", "U0APP2")
 REPS = ("U0REP1", "U0REP2")
@@ -227,16 +230,7 @@ class LinkMachine(RuleBasedStateMachine):
     @rule(target=links, rep=st.sampled_from(REPS), amount=AMOUNTS)
     def request(self, rep: str, amount: str) -> int:
         self.n += 1
-        request = parse_checkout(
-            {
-                "amount": amount,
-                "customer_name": "Ayesha Khan",
-                "customer_phone": "03415682456",
-                "order_reference": f"REF-{self.n}",
-            },
-            currencies=["PKR"],
-            methods=["card", "jazzcash"],
-        )
+        request = checkout_request(amount=amount, order_reference=f"REF-{self.n}")
         link = self.service.request_link(request, requester_id=rep, channel_id=CHANNEL)
         assert link.status == Status.AWAITING_APPROVAL.value
         self.requester[link.id] = rep

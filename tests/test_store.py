@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from itertools import count
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, event, func, inspect, select, text
 from sqlalchemy.exc import StatementError
 
-from bot.checkout import CheckoutRequest, parse_checkout
+from bot.checkout import CheckoutRequest
 from bot.links import intake as intake_module
 from bot.links.intake import JobIntake
 from bot.links.kinds import JobKind
@@ -23,10 +22,10 @@ from bot.links.store import DuplicateReference, IllegalMove, LinkStore
 from bot.links.tables import History, Job, Link, WebhookEvent
 from bot.schema import current_revision, head_revision, require_current, upgrade
 from tests.dbs import BACKENDS, migrated_engine
+from tests.factories import checkout_request
 
 LEGAL = [(src, dst) for src, targets in TRANSITIONS.items() for dst in sorted(targets)]
 ILLEGAL = [(src, dst) for src in Status for dst in Status if dst not in TRANSITIONS[src]]
-_refs = count(1)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -48,17 +47,8 @@ def intake(store: LinkStore) -> Iterator[JobIntake]:
 
 
 def checkout(reference: str | None = None) -> CheckoutRequest:
-    return parse_checkout(
-        {
-            "amount": "1500.50",
-            "customer_name": "Ayesha Khan",
-            "customer_email": "ayesha@example.com",
-            "order_reference": reference or f"REF-{next(_refs)}",
-            "payment_methods": ["card"],
-        },
-        currencies=["PKR"],
-        methods=["card", "jazzcash"],
-    )
+    """A request paid by card; its reference is generated unless given."""
+    return checkout_request(order_reference=reference or "", payment_methods=["card"])
 
 
 def new_link(store: LinkStore, status: Status = Status.AWAITING_APPROVAL, **kw: str) -> int:
@@ -349,6 +339,7 @@ def test_the_group_commit_keeps_its_connection_while_batches_follow_each_other(
     assert engine.pool.checkedout() == 0
 
 
+@pytest.mark.pg
 def test_the_group_commit_does_not_write_on_a_connection_the_server_has_closed(
     tmp_path: Path,
 ) -> None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from bot.db import make_engine
 from bot.sqlite import WalCheckpointer
+from tests.waiting import wait_until
 
 PAGES = 1100  # past the 1,000 pages at which a commit would checkpoint by default
 
@@ -27,12 +27,14 @@ def test_commits_leave_the_log_to_the_checkpointer_thread(tmp_path: Path) -> Non
     assert database.stat().st_size < 100 * page
     assert Path(f"{database}-wal").stat().st_size > PAGES * page
     checkpointer.start()
+
+    def checkpointed() -> bool:
+        with engine.begin() as conn:  # writing goes on meanwhile
+            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+        return database.stat().st_size >= PAGES * page
+
     try:
-        deadline = time.monotonic() + 10
-        while database.stat().st_size < PAGES * page and time.monotonic() < deadline:
-            with engine.begin() as conn:
-                conn.exec_driver_sql("INSERT INTO t VALUES (1)")
-            time.sleep(0.02)
+        wait_until(checkpointed, 10)
         assert database.stat().st_size >= PAGES * page
     finally:
         checkpointer.stop()

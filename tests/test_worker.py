@@ -19,6 +19,7 @@ import requests
 from bot.links.wakeup import WakeListener, WakeSender, socket_path
 from bot.local.stack import APPROVAL_CHANNEL, APPROVER, BOT_TOKEN, REP
 from bot.local.standin import Ephemeral
+from tests.procs import Proc, Procs
 from tests.test_crash_recovery import (
     BotProcess,
     WatchedStandIn,
@@ -34,41 +35,25 @@ from tests.test_crash_recovery import (
 class SplitBot(BotProcess):
     """`paylink serve` (role web) plus a `paylink worker` process that can start later."""
 
-    def __init__(self, workdir: Path, slack: WatchedStandIn):
-        super().__init__(workdir, slack)
+    def __init__(self, procs: Procs, workdir: Path, slack: WatchedStandIn):
+        super().__init__(procs, workdir, slack)
         self.env["PAYLINK_WORKER"] = "separate"
-        self.worker: subprocess.Popen[bytes] | None = None
+        self.worker: Proc | None = None
 
     def start_worker(self) -> None:
-        log = (self.workdir / "worker.log").open("wb")
-        self.worker = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "bot", "worker"],
-            cwd=self.workdir,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        self.worker = self.procs.start([sys.executable, "-m", "bot", "worker"], self.env)
 
     def wait_worker_idle(self) -> None:
-        """Until the worker has started and had its first look at the job queue."""
-        deadline = time.monotonic() + 20
-        while "worker running" not in (self.workdir / "worker.log").read_text():
-            assert self.worker is not None and self.worker.poll() is None, self.logs()
-            assert time.monotonic() < deadline, self.logs()
-            time.sleep(0.05)
-        time.sleep(0.3)
-
-    def stop(self) -> None:
-        super().stop()
-        if self.worker is not None and self.worker.poll() is None:
-            self.worker.terminate()
-            self.worker.wait(timeout=10)
+        """Until the worker has started and had its first look at the job queue: it says so
+        once it listens for wake-ups."""
+        assert self.worker is not None
+        self.worker.wait_for_output("worker running")
 
 
 @pytest.fixture
-def split(tmp_path: Path) -> Iterator[tuple[SplitBot, WatchedStandIn]]:
+def split(procs: Procs, tmp_path: Path) -> Iterator[tuple[SplitBot, WatchedStandIn]]:
     with WatchedStandIn(bot_token=BOT_TOKEN) as slack:
-        bot = SplitBot(tmp_path, slack)
+        bot = SplitBot(procs, tmp_path, slack)
         try:
             yield bot, slack
         finally:
@@ -108,8 +93,8 @@ def test_the_whole_flow_with_a_separate_worker(split: tuple[SplitBot, WatchedSta
     bot.wait_db("select count(*) from jobs where done_at is null", [(0,)])
     assert len(cards(slack)) == 1
 
-    serve_log = (bot.workdir / f"serve-{bot.runs}.log").read_text()
-    worker_log = (bot.workdir / "worker.log").read_text()
+    assert bot.proc is not None and bot.worker is not None
+    serve_log, worker_log = bot.proc.output(), bot.worker.output()
     assert "job done" not in serve_log
     assert "job done" in worker_log
     # serve stored the clicks and (on SQLite) the webhook; the worker decided and applied
@@ -128,10 +113,10 @@ def test_messages_wait_for_a_worker_that_is_not_running(
     bot.start()
     submit_request(bot, slack)
     bot.wait_db("select count(*) from links", [(1,)])
-    time.sleep(1)
-    assert cards(slack) == []
+    # Queued with the link; serve (role web) runs no jobs: the card waits for a worker.
     health = requests.get(bot.base_url + "/healthz", timeout=5).json()
     assert health["outbox_backlog"] == 1
+    assert cards(slack) == []
 
     bot.start_worker()
     card = slack.wait_for(lambda s: next(iter(cards(s)), None), 15)
@@ -165,22 +150,14 @@ def test_socket_path_for_a_server_database_is_shared_and_short() -> None:
     assert len(socket_path(url)) < 100
 
 
-def run_worker(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def run_worker(procs: Procs, **env: str) -> subprocess.CompletedProcess[str]:
     """`paylink worker` with only ``env`` (and a SQLite file), expected to stop at once."""
-    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}", **env}
-    return subprocess.run(
-        [sys.executable, "-m", "bot", "worker"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    database = f"sqlite:///{procs.cwd / 'p.db'}"
+    return procs.run([sys.executable, "-m", "bot", "worker"], {"DATABASE_URL": database, **env})
 
 
-def test_worker_without_a_bot_token_says_so(tmp_path: Path) -> None:
-    done = run_worker(tmp_path)
+def test_worker_without_a_bot_token_says_so(procs: Procs) -> None:
+    done = run_worker(procs)
     assert done.returncode == 2
     assert done.stderr.startswith("paylink: SLACK_BOT_TOKEN is not set"), done.stderr
 
@@ -191,12 +168,12 @@ def test_worker_without_a_bot_token_says_so(tmp_path: Path) -> None:
     ids=["inline", "child (default)"],
 )
 def test_worker_refuses_to_run_beside_a_serve_that_has_one(
-    tmp_path: Path, mode: str | None, serve_does: str
+    procs: Procs, mode: str | None, serve_does: str
 ) -> None:
     """An inline `serve` creates links itself, and a default one runs its own worker: a
     worker beside either would compete with it for the same work."""
     env = {"PAYLINK_WORKER": mode} if mode else {}
-    done = run_worker(tmp_path, SLACK_BOT_TOKEN=BOT_TOKEN, **env)
+    done = run_worker(procs, SLACK_BOT_TOKEN=BOT_TOKEN, **env)
     assert done.returncode == 2
     assert done.stderr.startswith("paylink: PAYLINK_WORKER: set it to 'separate'"), done.stderr
     assert serve_does in done.stderr

@@ -8,7 +8,6 @@ requested in; the simulator sends payloads that name another one.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import pytest
@@ -18,9 +17,10 @@ from bot.links.tables import Link
 from bot.local.simulator import TEAM, Origin, state_values
 from bot.local.stack import APPROVAL_CHANNEL, APPROVER, REP, LocalStack
 from tests.conftest import FIELDS, Flow
-from tests.test_cli import paylink
+from tests.procs import Procs
 from tests.test_crash_recovery import WatchedStandIn, cards, status, submit_request
 from tests.test_worker import SplitBot, split, told  # noqa: F401  (split: a fixture)
+from tests.waiting import wait_until
 
 ELSEWHERE = "T0ELSEWHERE"
 ORIGINS = {
@@ -130,6 +130,7 @@ def test_a_link_records_the_workspace_it_was_requested_in(flow: Flow) -> None:
     assert owner(flow, card.ts) == (TEAM["id"], None)
 
 
+@pytest.mark.integration  # two local stacks in turn on one database
 def test_links_from_before_owners_were_recorded_become_the_workspaces(tmp_path: Path) -> None:
     """A link made before the bot recorded owners belongs to the one workspace of
     SLACK_BOT_TOKEN: the bot records it so at start-up, and clicks on it keep working."""
@@ -145,14 +146,16 @@ def test_links_from_before_owners_were_recorded_become_the_workspaces(tmp_path: 
         # This stand-in never saw the card: click it as it was, and look at the link itself.
         message = {"ts": card.ts, "blocks": card.blocks}
         flow.sim.click(APPROVER, message, "paylink_approve", channel=APPROVAL_CHANNEL)
-        deadline = time.monotonic() + 10
-        while link_status(flow, card.ts) != "awaiting_payment":
-            assert time.monotonic() < deadline, link_status(flow, card.ts)
-            time.sleep(0.05)
+        wait_until(
+            lambda: link_status(flow, card.ts) == "awaiting_payment",
+            10,
+            interval=0.05,
+            message=lambda: link_status(flow, card.ts),
+        )
 
 
 def test_a_link_created_from_the_command_line_belongs_to_the_workspace(
-    stack: LocalStack, tmp_path: Path
+    stack: LocalStack, procs: Procs
 ) -> None:
     env = {
         "DATABASE_URL": stack.settings.database_url,
@@ -161,9 +164,9 @@ def test_a_link_created_from_the_command_line_belongs_to_the_workspace(
         "SLACK_BOT_TOKEN": stack.settings.slack_bot_token.get_secret_value(),
         "SLACK_API_URL": stack.slack.base_url,
     }
-    created = paylink(
+    created = procs.paylink(
         "create", "--amount", "5", "--name", "A", "--email", "a@example.com",
-        "--reference", "CLI-TEAM", cwd=tmp_path, **env,
+        "--reference", "CLI-TEAM", **env,
     )  # fmt: skip
     assert created.returncode == 0, created.stderr
     with stack.runtime.engine.connect() as conn:

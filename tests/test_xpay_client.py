@@ -28,6 +28,8 @@ from bot.xpay.client import (
     XPayUnavailable,
 )
 
+pytestmark = pytest.mark.integration  # real HTTP, to a stub or to a port nobody listens on
+
 API_KEY = "sk_test_apikey_123"
 ACCOUNT = "acct_42"
 SECRET = "hmac_sc_api_secret"

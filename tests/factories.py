@@ -1,0 +1,83 @@
+"""Valid inputs built one way everywhere: the checkout fields a rep fills in, the
+CheckoutRequest they parse into, and XPay's payment webhook (as a body and as a PaymentEvent).
+
+Each takes keyword changes; the defaults fit together (a paid webhook's amount and currency
+are the default request's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from bot.checkout import CheckoutRequest, parse_checkout
+from bot.xpay.webhooks import PaymentEvent, parse_payment_event
+
+AMOUNT = "1500.50"
+CURRENCY = "PKR"
+METHODS = ("card", "jazzcash")
+PAID_MESSAGE = "The payment was completed successfully"
+DECLINED_MESSAGE = "Declined by the issuing bank"
+
+
+def checkout_fields(**changes: Any) -> dict[str, Any]:
+    """The fields of a valid request as the modal or the CLI hands them over. No order
+    reference: parsing generates a fresh one, so requests never collide."""
+    return {
+        "amount": AMOUNT,
+        "currency": CURRENCY,
+        "customer_name": "Ayesha Khan",
+        "customer_email": "ayesha.khan@example.com",
+        **changes,
+    }
+
+
+def checkout_request(
+    *,
+    currencies: Sequence[str] = (CURRENCY,),
+    methods: Sequence[str] = METHODS,
+    max_amount: Decimal | None = None,
+    **changes: Any,
+) -> CheckoutRequest:
+    """``checkout_fields(**changes)`` parsed as the bot does with these settings."""
+    return parse_checkout(
+        checkout_fields(**changes),
+        currencies=list(currencies),
+        methods=list(methods),
+        max_amount=max_amount,
+    )
+
+
+def webhook_payload(
+    intent_id: str,
+    status: str = "succeeded",
+    *,
+    amount: str | Decimal | None = AMOUNT,
+    currency: str | None = CURRENCY,
+    method: str = "card",
+    bank_message: str | None = None,
+) -> dict[str, Any]:
+    """The ``PAYMENT_INTENT_NOTIFICATION`` XPay sends when ``intent_id`` becomes ``status``
+    (``succeeded``: captured, else declined); ``None`` leaves out the amount or currency."""
+    paid = status == "succeeded"
+    body: dict[str, Any] = {
+        "type": "PAYMENT_INTENT_NOTIFICATION",
+        "payment_intent_id": intent_id,
+        "status": status,
+        "payment_method_types": method,
+        "transaction_details": {
+            "status": "CAPTURED" if paid else "DECLINED",
+            "response_from_bank": bank_message or (PAID_MESSAGE if paid else DECLINED_MESSAGE),
+        },
+    }
+    if amount is not None:
+        body["amount"] = Decimal(amount)
+    if currency is not None:
+        body["currency"] = currency
+    return body
+
+
+def payment_event(intent_id: str, status: str = "succeeded", **changes: Any) -> PaymentEvent:
+    """:func:`webhook_payload` as the bot reads it (through ``parse_payment_event``)."""
+    return parse_payment_event(webhook_payload(intent_id, status, **changes))
