@@ -21,6 +21,7 @@ class FakeIntent:
 
     payload: dict[str, Any]
     status: str = "requires_payment_method"
+    reports_sum: bool = True  # False: get_intent leaves the amount and currency out
 
 
 class FakeGateway:
@@ -60,12 +61,14 @@ class FakeGateway:
         return IntentDetails(
             intent_id=intent_id,
             status=intent.status,
-            amount=Decimal(intent.payload["amount"]),
-            currency=intent.payload["currency"],
+            amount=Decimal(intent.payload["amount"]) if intent.reports_sum else None,
+            currency=intent.payload["currency"] if intent.reports_sum else None,
             raw={},
         )
 
-    def pay(self, intent_id: str, status: str = "succeeded") -> None:
-        """The customer pays (or the payment fails) at XPay, whose webhook never arrives."""
+    def pay(self, intent_id: str, status: str = "succeeded", *, reports_sum: bool = True) -> None:
+        """The customer pays (or the payment fails) at XPay, whose webhook never arrives;
+        ``reports_sum=False``: XPay's record of it then states no amount or currency."""
         with self._lock:
             self.intents[intent_id].status = status
+            self.intents[intent_id].reports_sum = reports_sum

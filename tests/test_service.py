@@ -686,6 +686,20 @@ def test_reconcile_leaves_an_unpaid_link_and_checks_again_later(service: LinkSer
     assert after.reconcile_after is not None and after.reconcile_after > utcnow()
 
 
+def test_a_paid_webhook_without_amount_is_settled_by_xpays_record_without_one_too(
+    service: LinkService, gateway: FakeGateway
+) -> None:
+    """Webhook and XPay's record both leave the sum out: the record is the bot's own read,
+    not the webhook delivered again, so it settles the payment (reconciliation may)."""
+    link = awaiting_payment(service)
+    amountless = PaymentEvent(payment_intent_id=link.intent_id, status="succeeded")
+    assert service.apply_payment(amountless).outcome == "confirming"
+    gateway.pay(link.intent_id, reports_sum=False)
+    run_jobs(service)
+    assert load(service, link.id).status == Status.PAID.value
+    assert thread_kinds(service, link.id) == ["link_ready", "paid"]
+
+
 def test_reconcile_leaves_a_link_whose_intent_reports_no_sum_of_money(
     stub_service: LinkService, stub: StubGateway, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -8,10 +8,16 @@ from bot.links.tables import Link
 from bot.xpay.signing import js_stringify
 from bot.xpay.webhooks import PaymentEvent
 
+# Where a payment event came from: XPay's webhook, or the bot's own read of the intent.
+WEBHOOK, RECONCILE = "webhook", "reconcile"
 
-def event_key(event: PaymentEvent) -> str:
-    """The same payment event delivered again has the same key."""
+
+def event_key(event: PaymentEvent, source: str = WEBHOOK) -> str:
+    """The same payment event delivered again has the same key. The bot's own reads of
+    XPay's record (``source``: reconcile) have keys of their own: a read that happens to
+    state what a webhook stated is not that webhook delivered again."""
     fields = [
+        *([] if source == WEBHOOK else [source]),
         event.payment_intent_id,
         event.status,
         event.transaction_status or "",

@@ -27,7 +27,7 @@ from bot.links.outcomes import (
     Refused,
     WebhookResult,
 )
-from bot.links.payments import event_key, same_money
+from bot.links.payments import RECONCILE, WEBHOOK, event_key, same_money
 from bot.links.queue import JobQueue
 from bot.links.states import CANCELLABLE, Status
 from bot.links.store import LEASE, LinkStore, RepeatedView
@@ -43,9 +43,6 @@ from bot.xpay.client import (
 from bot.xpay.webhooks import PaymentEvent
 
 log = logging.getLogger(__name__)
-
-# Who reports a payment: a webhook, or XPay's record of the intent read by the bot.
-WEBHOOK, RECONCILE = "webhook", "reconcile"
 
 
 class Gateway(Protocol):
@@ -498,7 +495,7 @@ class LinkService:
         is added to ``applied``, to be logged once committed."""
         if link is None:
             return WebhookResult(WebhookOutcome.UNKNOWN_INTENT)
-        key = event_key(event)
+        key = event_key(event, source)
         if not self.store.record_webhook(
             s, dedupe_key=key, intent_id=event.payment_intent_id, status=event.status
         ):
