@@ -97,6 +97,8 @@ class Runtime:
         self._wake_listener: WakeListener | None = None
         self._wake_sender: WakeSender | None = None
         self.team_url: str | None = None  # the workspace's address, from auth.test
+        self.workspace_retry = 30.0  # seconds between auth.test calls until Slack answers one
+        self._stopping = threading.Event()
 
         from bot.slack.approvers import ApproverDirectory
 
@@ -189,7 +191,10 @@ class Runtime:
     def start(self) -> None:
         """Start the background work of this role: job runner and periodic timers."""
         if self.slack_client is not None and self.plan.answers_slack:
-            self.learn_workspace()
+            if self.learn_workspace() is None:
+                threading.Thread(
+                    target=self._learn_workspace_later, name="workspace", daemon=True
+                ).start()
             self.slack_context.team_url = self.team_url
         if self.slack_client is not None:
             # Warm the approver groups so the first click decided here does not wait on Slack.
@@ -213,8 +218,17 @@ class Runtime:
                 self._wake_listener = WakeListener(path, self.runner.wake).start()
         self.periodic.start()
 
+    def _learn_workspace_later(self) -> None:
+        """Ask auth.test again until Slack answers: until then, links whose workspace is not
+        recorded yet refuse every click as coming from elsewhere."""
+        while not self._stopping.wait(self.workspace_retry):
+            if self.learn_workspace() is not None:
+                self.slack_context.team_url = self.team_url
+                return
+
     def stop(self) -> None:
         """Stop background work and release connections."""
+        self._stopping.set()
         # First: a decision may queue jobs or start a link's creation.
         for pool in (self.decisions, self.after_ack):
             if pool is not None:

@@ -154,6 +154,30 @@ def test_links_from_before_owners_were_recorded_become_the_workspaces(tmp_path: 
         )
 
 
+@pytest.mark.integration
+def test_links_without_an_owner_are_recorded_once_slack_answers_after_start_up(
+    tmp_path: Path,
+) -> None:
+    """Slack does not answer auth.test while the bot starts: it asks again until Slack does,
+    so links made before owners were recorded do not refuse every click until a restart."""
+    with LocalStack(workdir=tmp_path) as stack:
+        flow = Flow(stack)
+        card = flow.request()
+        flow.idle()
+        with stack.runtime.store.transaction() as s:
+            s.execute(update(Link).values(team_id=None, enterprise_id=None))
+    stack = LocalStack(workdir=tmp_path)
+    stack.slack.fail_next("auth.test", error="fatal_error", times=3)
+    stack.runtime.workspace_retry = 0.2
+    with stack:
+        flow = Flow(stack)
+        wait_until(
+            lambda: owner(flow, card.ts) == (TEAM["id"], None),
+            10,
+            message=lambda: owner(flow, card.ts),
+        )
+
+
 def test_a_link_created_from_the_command_line_belongs_to_the_workspace(
     stack: LocalStack, procs: Procs
 ) -> None:
