@@ -10,7 +10,7 @@ import pytest
 from slack_sdk import WebClient
 
 from bot.local.standin import SlackStandIn
-from bot.slack.approvers import PAUSED, ApprovalsPaused, ApproverDirectory
+from bot.slack.approvers import PAUSED, WARMING_UP, ApprovalsPaused, ApproverDirectory
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration  # a Slack stand-in on a real socket in each test
@@ -54,8 +54,10 @@ def test_a_refusal_never_waits_on_slack_nor_asks_it_for_each_click() -> None:
         started = time.monotonic()
         for _ in range(20):
             assert not directory.is_approver("U0EVE")
-            with pytest.raises(ApprovalsPaused):
+            with pytest.raises(ApprovalsPaused) as refused:
                 directory.may_decide("U0EVE")
+            # Nothing is wrong yet: the refusal says so rather than send people to the logs.
+            assert refused.value.message == WARMING_UP
             assert directory.may_decide("U0BOB")  # listed by ID: never depends on Slack
         assert time.monotonic() - started < 0.5
         assert directory.groups_state == "paused"

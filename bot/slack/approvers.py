@@ -27,14 +27,21 @@ PAUSED = (
     "Paylink to look at its logs."
 )
 
+# Right after start-up, before Slack's first answer: nothing is wrong, so no logs to read.
+WARMING_UP = (
+    "Paylink is still reading the approvers' user group from Slack (it has just started). "
+    "Try again in a moment."
+)
+
 GroupsState = Literal["none", "ok", "paused"]
 
 
 class ApprovalsPaused(Refused):
-    """The answer depends on user groups Slack has not confirmed lately."""
+    """The answer depends on user groups Slack has not confirmed lately (``warming_up``:
+    not yet, since start-up, and no lookup has failed)."""
 
-    def __init__(self) -> None:
-        super().__init__(PAUSED)
+    def __init__(self, *, warming_up: bool = False) -> None:
+        super().__init__(WARMING_UP if warming_up else PAUSED)
 
 
 class ApproverDirectory:
@@ -82,7 +89,9 @@ class ApproverDirectory:
             return True
         members = self._members_now()
         if members is None:
-            raise ApprovalsPaused
+            with self._lock:
+                warming_up = self._confirmed_at is None and not self._failing
+            raise ApprovalsPaused(warming_up=warming_up)
         return user_id in members
 
     @property
