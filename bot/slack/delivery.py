@@ -192,7 +192,7 @@ class SlackDelivery:
         if link.message_ts is not None:
             return
         with self.store.transaction() as s:
-            self.store.move(
+            withdrawn = self.store.move(
                 s,
                 link.id,
                 Status.AWAITING_APPROVAL,
@@ -200,7 +200,8 @@ class SlackDelivery:
                 actor="paylink",
                 reason=f"the request card could not be posted ({error})",
             )
-        if not link.requester_id.startswith(("U", "W")):
+        # Told only what happened: a request that moved on meanwhile was not withdrawn.
+        if withdrawn is None or not link.requester_id.startswith(("U", "W")):
             return
         text = (
             f"Your payment link request {blocks.escape(link.reference)} could not be posted "
