@@ -17,7 +17,7 @@ from typing import Literal
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.links.service import Refused
+from bot.links.outcomes import Refused
 
 log = logging.getLogger("bot.slack")
 

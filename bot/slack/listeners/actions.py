@@ -10,7 +10,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.links.kinds import Click
-from bot.links.service import Refused
+from bot.links.outcomes import Refused
 from bot.slack import blocks
 from bot.slack.blocks import ActionId
 from bot.slack.context import SlackContext

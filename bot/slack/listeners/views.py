@@ -8,7 +8,7 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext
 
 from bot.checkout import CheckoutInvalid, parse_with_settings
-from bot.links.service import Refused
+from bot.links.outcomes import Refused
 from bot.links.store import DuplicateReference
 from bot.slack import blocks
 from bot.slack.blocks import FIELD_BLOCKS, BlockId, CallbackId
