@@ -58,6 +58,7 @@ class JobRunner:
         # for the lot instead of one each); should that call fail, each goes on its own.
         self.together = together or {}
         self.poll_interval = poll_interval
+        self.base_backoff = BASE_BACKOFF  # seconds before a failed job's first retry
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -147,7 +148,7 @@ class JobRunner:
             handler(job, link)
         except Exception as exc:  # every failure is retried; nothing is dropped
             delay = exc.delay if isinstance(exc, RetryLater) and exc.delay else None
-            backoff = delay or min(MAX_BACKOFF, BASE_BACKOFF * 2.0 ** min(job.attempts, 10))
+            backoff = delay or min(MAX_BACKOFF, self.base_backoff * 2.0 ** min(job.attempts, 10))
             backoff *= 1 if delay else random.uniform(0.8, 1.2)
             log.warning(
                 "job failed, retrying in %.1fs: %s",
