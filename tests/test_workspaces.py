@@ -16,6 +16,7 @@ from sqlalchemy import select, text, update
 from bot.links.tables import Link
 from bot.local.simulator import TEAM, Origin, state_values
 from bot.local.stack import APPROVAL_CHANNEL, APPROVER, REP, LocalStack
+from bot.local.standin import PostedMessage
 from tests.conftest import FIELDS, Flow
 from tests.procs import Procs
 from tests.test_crash_recovery import WatchedStandIn, cards, status, submit_request
@@ -130,16 +131,23 @@ def test_a_link_records_the_workspace_it_was_requested_in(flow: Flow) -> None:
     assert owner(flow, card.ts) == (TEAM["id"], None)
 
 
-@pytest.mark.integration  # two local stacks in turn on one database
-def test_links_from_before_owners_were_recorded_become_the_workspaces(tmp_path: Path) -> None:
-    """A link made before the bot recorded owners belongs to the one workspace of
-    SLACK_BOT_TOKEN: the bot records it so at start-up, and clicks on it keep working."""
-    with LocalStack(workdir=tmp_path) as stack:
+def unowned_request(workdir: Path) -> PostedMessage:
+    """A request's card, from a stack on ``workdir`` now stopped, whose link has no
+    workspace recorded (as links made before the bot recorded owners)."""
+    with LocalStack(workdir=workdir) as stack:
         flow = Flow(stack)
         card = flow.request()
         flow.idle()
         with stack.runtime.store.transaction() as s:
             s.execute(update(Link).values(team_id=None, enterprise_id=None))
+    return card
+
+
+@pytest.mark.integration  # two local stacks in turn on one database
+def test_links_from_before_owners_were_recorded_become_the_workspaces(tmp_path: Path) -> None:
+    """A link made before the bot recorded owners belongs to the one workspace of
+    SLACK_BOT_TOKEN: the bot records it so at start-up, and clicks on it keep working."""
+    card = unowned_request(tmp_path)
     with LocalStack(workdir=tmp_path) as stack:
         flow = Flow(stack)
         assert owner(flow, card.ts) == (TEAM["id"], None)
@@ -160,12 +168,7 @@ def test_links_without_an_owner_are_recorded_once_slack_answers_after_start_up(
 ) -> None:
     """Slack does not answer auth.test while the bot starts: it asks again until Slack does,
     so links made before owners were recorded do not refuse every click until a restart."""
-    with LocalStack(workdir=tmp_path) as stack:
-        flow = Flow(stack)
-        card = flow.request()
-        flow.idle()
-        with stack.runtime.store.transaction() as s:
-            s.execute(update(Link).values(team_id=None, enterprise_id=None))
+    card = unowned_request(tmp_path)
     stack = LocalStack(workdir=tmp_path)
     stack.slack.fail_next("auth.test", error="fatal_error", times=3)
     stack.runtime.workspace_retry = 0.2
