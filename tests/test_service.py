@@ -735,3 +735,18 @@ def test_reconcile_finds_a_second_attempt_paid_after_a_failed_one(
     assert Periodic(service).reconcile() == 1
     paid = load(service, link.id)
     assert [h.to_status for h in paid.history][-2:] == ["payment_failed", "paid"]
+
+
+def test_a_card_looks_for_an_earlier_post_only_when_a_card_job_was_attempted(
+    service: LinkService,
+) -> None:
+    """Two card jobs of an unposted card claimed in one pass run as one: the claim marking
+    the older is no attempt, so the first post does not ask Slack's history (a call a minute
+    for many apps) for a card nobody tried to post. After a failed try it must ask."""
+    link = service.request_link(checkout_request(), requester_id=REP, channel_id="C0APPROVALS")
+    with service.store.transaction() as s:
+        service.queue.enqueue(s, link, JobKind.CARD)
+    (older, _), (newer, _) = service.queue.claim(10)
+    assert not service.queue.attempted_before(newer)
+    service.queue.retry(older, 0, "slack error 500")
+    assert service.queue.attempted_before(newer)

@@ -78,7 +78,9 @@ class JobQueue:
     def attempted_before(self, job: Job) -> bool:
         """True when ``job`` was attempted before this claim, or, for a card, any other card
         job of its link (the newest card job runs for the older ones): the effect may have
-        happened even though no answer said so."""
+        happened even though no answer said so. Older card jobs claimed with it (their claim
+        marks them, but nothing was tried) count through the runner, which hands ``job``
+        their ``last_error``."""
         if job.last_error is not None or job.kind != JobKind.CARD:
             return job.last_error is not None
         with self.store.reading() as s:
@@ -90,6 +92,7 @@ class JobQueue:
                         Job.kind == job.kind,
                         Job.id != job.id,
                         Job.last_error.is_not(None),
+                        or_(Job.claimed_until.is_(None), Job.claimed_until < utcnow()),
                     )
                     .limit(1)
                 )

@@ -180,6 +180,10 @@ def _coalesce_cards(group: list[Claimed]) -> list[Claimed]:
     """One card job per link and pass: it renders the latest state, so the newest card job
     runs where the first stood (a first post still precedes thread replies)."""
     cards = [row for row in group if row[0].kind == JobKind.CARD]
+    if len(cards) > 1:
+        # The newest runs for the older ones, so it was tried before if any of them was.
+        newest = cards[-1][0]
+        newest.last_error = next((job.last_error for job, _ in cards if job.last_error), None)
     out: list[Claimed] = []
     for row in group:
         if row[0].kind != JobKind.CARD:
