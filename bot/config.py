@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
-from decimal import Decimal
+from datetime import time, timedelta
+from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.durations import parse_duration
 from bot.errors import ConfigError
 from bot.money import MAX_AMOUNT, amount_problem
 from bot.payment_methods import PAYMENT_METHODS
@@ -24,6 +30,8 @@ XPAY_BASE_URLS = {
 XPAY_KEYS = ("xpay_api_key", "xpay_account_id", "xpay_hmac_secret", "xpay_webhook_secret")
 
 CsvList = Annotated[list[str], NoDecode]
+#: Per-currency amounts, written ``PKR:10000,USD:50``.
+Thresholds = Annotated[dict[str, Decimal], NoDecode]
 
 
 def _parts(text: str) -> list[str]:
@@ -76,8 +84,34 @@ class Settings(BaseSettings):
     paylink_host: str = "0.0.0.0"  # noqa: S104  (all addresses, as the spec asks)
     port: int = Field(default=3000, ge=1, le=65535)
 
+    # Approval policy and follow-up.
+    paylink_auto_approve_under: Thresholds = Field(default_factory=dict)
+    paylink_second_approval_from: Thresholds = Field(default_factory=dict)
+    paylink_remind_approvers_after: timedelta = timedelta(hours=4)
+    paylink_remind_rep_after: timedelta = timedelta(hours=24)
+    paylink_digest_at: time | None = time(9, 0)
+    paylink_timezone: str = "Asia/Karachi"
+    paylink_link_ttl: timedelta = timedelta(days=7)
+    paylink_duplicate_window: timedelta = timedelta(hours=24)
+
+    # Sharing: the link e-mailed to the customer, and its QR code.
+    paylink_smtp_url: SecretStr | None = None
+    paylink_mail_from: str | None = None
+    paylink_company_name: str | None = None
+    paylink_qr: bool = True
+
+    # Workspaces: OAuth installs, secrets stored encrypted, who may change Settings.
+    slack_client_id: str | None = None
+    slack_client_secret: SecretStr | None = None
+    paylink_secret_key: SecretStr | None = None
+    paylink_admins: CsvList = Field(default_factory=list)
+
     _csv = field_validator(
-        "paylink_approvers", "paylink_currencies", "paylink_payment_methods", mode="before"
+        "paylink_approvers",
+        "paylink_currencies",
+        "paylink_payment_methods",
+        "paylink_admins",
+        mode="before",
     )(_split_csv)
 
     @field_validator("slack_api_url", "xpay_base_url", "paylink_public_url")
@@ -151,6 +185,114 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("paylink_auto_approve_under", "paylink_second_approval_from", mode="before")
+    @classmethod
+    def _thresholds(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        thresholds: dict[str, Decimal] = {}
+        for part in _parts(value):
+            currency, _, amount = part.partition(":")
+            try:
+                number = Decimal(amount.strip())
+            except InvalidOperation:
+                number = Decimal(0)
+            currency = currency.strip().upper()
+            if (
+                len(currency) != 3
+                or not currency.isalpha()
+                or number <= 0
+                or amount_problem(number)
+            ):
+                raise ValueError(
+                    f"expected CURRENCY:AMOUNT pairs such as PKR:10000,USD:50, got {part!r}"
+                )
+            thresholds[currency] = number
+        return thresholds
+
+    @field_validator(
+        "paylink_remind_approvers_after",
+        "paylink_remind_rep_after",
+        "paylink_link_ttl",
+        "paylink_duplicate_window",
+        mode="before",
+    )
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    @field_validator("paylink_digest_at", mode="before")
+    @classmethod
+    def _digest_at(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return None  # empty: no digest
+        try:
+            return time.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(
+                f"expected a time of day such as 09:00 (or empty for no digest), got {value!r}"
+            ) from None
+
+    @field_validator("paylink_timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"expected an IANA time zone such as Asia/Karachi, got {value!r}"
+            ) from None
+        return value
+
+    @field_validator("paylink_smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            # The value may hold a password: never repeat it.
+            raise ValueError(
+                "expected smtp://user:pass@host:587 (STARTTLS) or smtps://user:pass@host:465"
+            )
+        return value
+
+    @field_validator("paylink_secret_key")
+    @classmethod
+    def _secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        try:
+            key = base64.urlsafe_b64decode(value.get_secret_value().encode())
+        except (binascii.Error, ValueError):
+            key = b""
+        if len(key) != 32:
+            # Never repeat the value: it is a secret.
+            raise ValueError(
+                "expected a Fernet key (32 url-safe base64-encoded bytes), e.g. from "
+                "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _pairs(self) -> Settings:
+        if bool(self.paylink_smtp_url) != bool(self.paylink_mail_from):
+            raise ValueError(
+                "PAYLINK_SMTP_URL and PAYLINK_MAIL_FROM go together: set both, or neither"
+            )
+        if bool(self.slack_client_id) != _present(self.slack_client_secret):
+            raise ValueError(
+                "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET go together: set both, or neither"
+            )
+        if self.multi_workspace and not _present(self.paylink_secret_key):
+            raise ValueError(
+                "PAYLINK_SECRET_KEY is not set: multi-workspace mode (SLACK_CLIENT_ID) stores "
+                "each workspace's XPay keys encrypted with it"
+            )
+        return self
+
     @model_validator(mode="after")
     def _xpay_credentials(self) -> Settings:
         given = [name for name in XPAY_KEYS if _present(getattr(self, name))]
@@ -188,6 +330,21 @@ class Settings(BaseSettings):
         if self.xpay_env == "sandbox":
             return f"{self.public_url}/sandbox"
         return XPAY_BASE_URLS[self.xpay_env]
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        """The time zone of the digest's hour and of export dates."""
+        return ZoneInfo(self.paylink_timezone)
+
+    @property
+    def multi_workspace(self) -> bool:
+        """True when workspaces install the app through OAuth (SLACK_CLIENT_ID is set)."""
+        return bool(self.slack_client_id)
+
+    @property
+    def mail_enabled(self) -> bool:
+        """True when links can be e-mailed to customers (SMTP configured)."""
+        return self.paylink_smtp_url is not None
 
     @property
     def sandbox(self) -> bool:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import os
+from datetime import time, timedelta
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -405,3 +408,63 @@ def test_a_webhook_secret_of_only_commas_is_one_clear_line(
     lines = errors_for(monkeypatch, "XPAY_WEBHOOK_SECRET", value)
     assert len(lines) == 1
     assert lines[0].startswith("XPAY_WEBHOOK_SECRET: expected one or more secrets"), lines
+
+
+# Policy, follow-up, sharing and workspace settings ---------------------------------------
+
+
+def test_policy_and_follow_up_defaults() -> None:
+    s = load()
+    assert s.paylink_auto_approve_under == {} and s.paylink_second_approval_from == {}
+    assert s.paylink_remind_approvers_after == timedelta(hours=4)
+    assert s.paylink_remind_rep_after == timedelta(hours=24)
+    assert s.paylink_digest_at == time(9, 0)
+    assert s.timezone == ZoneInfo("Asia/Karachi")
+    assert s.paylink_link_ttl == timedelta(days=7)
+    assert s.paylink_duplicate_window == timedelta(hours=24)
+    assert s.paylink_qr is True and not s.mail_enabled and not s.multi_workspace
+
+
+def test_thresholds_and_durations_are_read_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAYLINK_AUTO_APPROVE_UNDER", "pkr:10000, USD:49.99")
+    monkeypatch.setenv("PAYLINK_SECOND_APPROVAL_FROM", "PKR:500000")
+    monkeypatch.setenv("PAYLINK_REMIND_APPROVERS_AFTER", "90s")
+    monkeypatch.setenv("PAYLINK_LINK_TTL", "30m")
+    monkeypatch.setenv("PAYLINK_DIGEST_AT", "")
+    s = load()
+    assert s.paylink_auto_approve_under == {"PKR": Decimal("10000"), "USD": Decimal("49.99")}
+    assert s.paylink_second_approval_from == {"PKR": Decimal("500000")}
+    assert s.paylink_remind_approvers_after == timedelta(seconds=90)
+    assert s.paylink_link_ttl == timedelta(minutes=30)
+    assert s.paylink_digest_at is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("PAYLINK_AUTO_APPROVE_UNDER", "PKR10000", "PKR:10000"),
+        ("PAYLINK_SECOND_APPROVAL_FROM", "PKR:-5", "PKR:10000"),
+        ("PAYLINK_REMIND_REP_AFTER", "1 week", "90s"),
+        ("PAYLINK_DUPLICATE_WINDOW", "0h", "4h"),
+        ("PAYLINK_DIGEST_AT", "9am", "09:00"),
+        ("PAYLINK_TIMEZONE", "Mars/Olympus", "Asia/Karachi"),
+        ("PAYLINK_SMTP_URL", "http://mail.example.com", "smtps://"),
+        ("PAYLINK_SECRET_KEY", "not-a-key", "Fernet"),
+    ],
+)
+def test_policy_sharing_and_key_settings_say_what_they_expect(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    lines = errors_for(monkeypatch, name, value)
+    assert len(lines) == 1 and lines[0].startswith(f"{name}: ") and expected in lines[0], lines
+
+
+def test_settings_that_go_together_are_refused_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    line = errors_for(monkeypatch, "PAYLINK_SMTP_URL", "smtp://u:hunter2@mail.example.com:587")[0]
+    assert "PAYLINK_MAIL_FROM" in line and "hunter2" not in line
+    monkeypatch.delenv("PAYLINK_SMTP_URL")
+    assert "SLACK_CLIENT_SECRET" in errors_for(monkeypatch, "SLACK_CLIENT_ID", "123.456")[0]
+    monkeypatch.setenv("SLACK_CLIENT_SECRET", "shh")
+    assert "PAYLINK_SECRET_KEY" in errors_for(monkeypatch, "SLACK_CLIENT_ID", "123.456")[0]
+    monkeypatch.setenv("PAYLINK_SECRET_KEY", base64.urlsafe_b64encode(bytes(32)).decode())
+    assert load().multi_workspace

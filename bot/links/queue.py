@@ -57,9 +57,12 @@ class JobQueue:
         *,
         payload: dict[str, Any] | None = None,
         dedupe_key: str | None = None,
+        due: datetime | None = None,
     ) -> None:
         """Queue a job in the caller's transaction: a Slack message (links without a card
-        skip these) or work for the bot itself (:data:`OWN_WORK`)."""
+        skip these) or work for the bot itself (:data:`OWN_WORK`). ``due`` makes it a timer:
+        it runs no earlier than then (claimed with a lease like any job, so restarts and
+        replicas neither skip nor double it)."""
         kind = JobKind(kind)
         if link.channel_id is None and kind not in OWN_WORK:
             return
@@ -71,7 +74,7 @@ class JobQueue:
                 "kind": kind.value,
                 "payload": payload or {},
                 "dedupe_key": dedupe_key,
-                "next_attempt_at": utcnow(),
+                "next_attempt_at": due or utcnow(),
             },
         )
 
