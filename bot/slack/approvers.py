@@ -182,9 +182,13 @@ class WorkspaceApprovers:
         ids = tuple(self.settings_for(team_id).paylink_approvers)
         with self._lock:
             found = self._directories.get(ids)
+            made = found is None
             if found is None:
                 found = self._directories[ids] = ApproverDirectory(self.client, list(ids))
-            return found
+        if made and self._directories.keys() - {ids}:
+            # A list set in Settings since start-up: read its groups now, as start-up does.
+            threading.Thread(target=found.refresh, name="approvers", daemon=True).start()
+        return found
 
     def may_decide(self, user_id: str, team_id: str | None = None) -> bool:
         """:meth:`ApproverDirectory.may_decide` in workspace ``team_id``."""
