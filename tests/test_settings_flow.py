@@ -1,7 +1,7 @@
 """Settings in Slack and several XPay stores, end to end over real HTTP: an admin changes the
 settings from App Home (a non-admin is refused); two stores, each a sandbox gateway of its
 own with its own keys, each used by its channel's requests and verified by its own webhook
-URL and secret."""
+URL and secret, beside a link of the environment's XPay made before them."""
 
 from __future__ import annotations
 
@@ -140,6 +140,9 @@ def test_each_channel_uses_its_store_and_each_store_its_own_webhook_secret(
 ) -> None:
     stack = make_stack(paylink_secret_key=KEY)
     flow, workspaces = Flow(stack), stack.runtime.workspaces
+    # Made before the workspace had a store: the environment's (the embedded sandbox).
+    card_env = flow.request()
+    url_env = flow.approve(card_env.ts)
     stores = {}
     for name, channel in (("Store A", "C0A"), ("Store B", "C0B")):
         gateway = gateways(name[-1].lower())
@@ -197,3 +200,8 @@ def test_each_channel_uses_its_store_and_each_store_its_own_webhook_secret(
     # Store A's own gateway pays and sends its webhook to store A's URL.
     flow.checkout(url_a)
     flow.wait_status(card_a.ts, "Paid")
+
+    # The environment's link is still verified with the environment's secret on the plain URL.
+    assert "*Store*" not in _text(flow.card(card_env.ts).blocks)
+    flow.checkout(url_env)
+    flow.wait_status(card_env.ts, "Paid")

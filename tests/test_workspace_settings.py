@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot.cli import main
+from bot.commands import rotate_key, settings_history
 from bot.config import Settings, load_settings
 from bot.links.service import LinkService
 from bot.links.store import LinkStore
@@ -236,7 +236,6 @@ def test_a_request_uses_its_channels_store_else_the_default(
 def test_a_wrong_or_missing_key_is_one_line_and_rotation_re_encrypts_everything(
     db: tuple[str, LinkStore],
     workspaces: WorkspaceSettings,
-    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     url, store = db
@@ -248,17 +247,13 @@ def test_a_wrong_or_missing_key_is_one_line_and_rotation_re_encrypts_everything(
     missing = WorkspaceSettings(env(url, paylink_secret_key=None), store).check_key()
     assert missing is not None and "PAYLINK_SECRET_KEY is not set" in missing
 
-    monkeypatch.chdir(Path(url.removeprefix("sqlite:///")).parent)  # no .env here
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setenv("PAYLINK_SECRET_KEY", new_key())
+    # `paylink rotate-key --new-key KEY`
     rotated_to = new_key()
-    assert main(["rotate-key", "--new-key", rotated_to]) == 1  # the old key is wrong
+    assert rotate_key(env(url, paylink_secret_key=new_key()), rotated_to) == 1  # a wrong key
     assert "does not decrypt" in capsys.readouterr().err
-
-    monkeypatch.setenv("PAYLINK_SECRET_KEY", KEY)
-    assert main(["rotate-key", "--new-key", "not-a-key"]) == 2
+    assert rotate_key(env(url), "not-a-key") == 2
     assert capsys.readouterr().err.count("\n") == 1
-    assert main(["rotate-key", "--new-key", rotated_to]) == 0
+    assert rotate_key(env(url), rotated_to) == 0
     assert "6 stored secrets re-encrypted" in capsys.readouterr().out
 
     with store.reading() as s:
@@ -274,16 +269,12 @@ def test_a_wrong_or_missing_key_is_one_line_and_rotation_re_encrypts_everything(
 def test_settings_history_prints_who_changed_what_and_never_a_secret(
     db: tuple[str, LinkStore],
     workspaces: WorkspaceSettings,
-    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     url, _ = db
     workspaces.save_settings(TEAM, ADMIN, {"paylink_max_amount": "90000"})
     workspaces.save_store(TEAM, "U0OWNER", live_store("Lahore", ["C0LHR"]), STORE_KEYS)
-    monkeypatch.chdir(Path(url.removeprefix("sqlite:///")).parent)
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setenv("PAYLINK_SECRET_KEY", KEY)
-    assert main(["settings", "history"]) == 0
+    assert settings_history(env(url)) == 0  # `paylink settings history`
     out = capsys.readouterr().out
     assert f"{TEAM} {ADMIN} Maximum amount: 90000" in out
     assert f"{TEAM} U0OWNER store Lahore: created" in out

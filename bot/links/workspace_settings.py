@@ -10,6 +10,7 @@ who changed which setting, never a secret's value.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -23,9 +24,12 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from bot.config import XPAY_BASE_URLS, Settings, with_overrides
 from bot.db import Base, UTCDateTime, utcnow
+from bot.errors import ConfigError
 from bot.links.store import LinkStore
 from bot.secretbox import SecretBox, WrongKey
 from bot.urls import is_http_url
+
+log = logging.getLogger(__name__)
 
 #: The settings a workspace admin may change, by Settings field, with the label Slack shows.
 EDITABLE: dict[str, str] = {
@@ -227,7 +231,15 @@ class WorkspaceSettings:
                         select(XPayStore).where(XPayStore.team_id == team_id).order_by(XPayStore.id)
                     )
                 )
-        effective = with_overrides(self.env, **_given(stored)) if stored else self.env
+        try:
+            effective = with_overrides(self.env, **_given(stored)) if stored else self.env
+        except ConfigError as exc:
+            # Checked when saved, so only a change of the environment gets here: the
+            # workspace keeps working with the environment's settings meanwhile.
+            log.warning(
+                "workspace settings not usable: %s", "; ".join(exc.lines), extra={"team": team_id}
+            )
+            effective = self.env
         cached = _Cached(now, effective, stored, stores)
         with self._lock:
             self._cache[team_id] = cached
