@@ -201,6 +201,15 @@ def test_each_channel_uses_its_store_and_each_store_its_own_webhook_secret(
     flow.checkout(url_a)
     flow.wait_status(card_a.ts, "Paid")
 
+    # Reconciliation asks each link's own store: A's gateway knows A's intent, the
+    # environment's sandbox does not.
+    intent_a = url_a.rsplit("/", 1)[1]
+    with stack.runtime.store.reading() as s:
+        link_a = stack.runtime.store.by_intents(s, {intent_a})[intent_a]
+    assert link_a.store_id == a_id
+    assert stack.runtime.service.ask_xpay(link_a.id, intent_a, a_id) is not None
+    assert stack.runtime.service.ask_xpay(link_a.id, intent_a, None) is None
+
     # The environment's link is still verified with the environment's secret on the plain URL.
     assert "*Store*" not in _text(flow.card(card_env.ts).blocks)
     flow.checkout(url_env)
