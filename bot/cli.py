@@ -74,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="show a link's status and history")
     status.add_argument("reference", help="the order reference")
+    workspace = sub.add_parser("settings", help="what admins changed in Slack's Settings")
+    workspace.add_argument("action", choices=["history"], help="history: every change")
+    rotate = sub.add_parser(
+        "rotate-key", help="re-encrypt the stored XPay secrets with a new PAYLINK_SECRET_KEY"
+    )
+    rotate.add_argument("--new-key", help="the new Fernet key (default: PAYLINK_NEW_SECRET_KEY)")
     return parser
 
 
@@ -161,6 +167,18 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
     return status(settings, args.reference)
 
 
+def _settings(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.commands import settings_history
+
+    return settings_history(settings)
+
+
+def _rotate_key(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.commands import rotate_key
+
+    return rotate_key(settings, args.new_key)
+
+
 COMMANDS = {
     "serve": _serve,
     "socket": _socket,
@@ -170,4 +188,6 @@ COMMANDS = {
     "migrate": _migrate,
     "create": _create,
     "status": _status,
+    "settings": _settings,
+    "rotate-key": _rotate_key,
 }

@@ -21,7 +21,8 @@ from bot.checkout import CheckoutInvalid, parse_with_settings
 from bot.config import ConfigError, Settings, with_overrides
 from bot.db import DatabaseUnusable, make_engine
 from bot.links.states import SANDBOX_LABEL, Status
-from bot.links.store import DuplicateReference
+from bot.links.store import DuplicateReference, LinkStore
+from bot.links.workspace_settings import WorkspaceSettings
 from bot.runtime import Role, Runtime
 from bot.schema import (
     SchemaOutdated,
@@ -283,6 +284,9 @@ def check(settings: Settings) -> int:
             )
         else:
             ok.append("database reachable, schema up to date")
+            key_problem = WorkspaceSettings(settings, LinkStore(engine)).check_key()
+            if key_problem:
+                problems.append(key_problem)
     except DatabaseUnusable as exc:
         problems.extend(exc.lines)
     except DBAPIError as exc:
@@ -400,4 +404,63 @@ def status(settings: Settings, reference: str) -> int:
             f"  {at:%Y-%m-%d %H:%M:%S} UTC {source}{Status(row.to_status).label} "
             f"by {row.actor}{why}"
         )
+    return 0
+
+
+def settings_history(settings: Settings) -> int:
+    """Print every change made in Slack's Settings: when, which workspace, who, what."""
+    runtime = Runtime(settings, slack=False)
+    try:
+        require_current(runtime.engine)
+        changes = runtime.workspaces.history()
+    except SchemaOutdated as exc:
+        _err(str(exc))
+        return 2
+    finally:
+        runtime.engine.dispose()
+    if not changes:
+        print("no settings changed in Slack yet: every setting is the environment's")
+    for change in changes:
+        at = change.at.astimezone(UTC)
+        detail = f": {change.detail}" if change.detail else ""
+        print(
+            f"{at:%Y-%m-%d %H:%M:%S} UTC {change.team_id} {change.actor} {change.setting}{detail}"
+        )
+    return 0
+
+
+def rotate_key(settings: Settings, new_key: str | None) -> int:
+    """Re-encrypt every stored secret with ``new_key`` (or PAYLINK_NEW_SECRET_KEY), in one
+    transaction, after checking PAYLINK_SECRET_KEY opens them all."""
+    from bot.secretbox import SecretBox
+
+    new_key = new_key or os.environ.get("PAYLINK_NEW_SECRET_KEY")
+    if not new_key:
+        _err("--new-key (or PAYLINK_NEW_SECRET_KEY) is required: the key to encrypt with now")
+        return 2
+    try:
+        SecretBox(new_key)
+    except ValueError:  # never repeat the value: it is a secret
+        _err(
+            "--new-key: expected a Fernet key (32 url-safe base64-encoded bytes), e.g. from "
+            "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+        )
+        return 2
+    runtime = Runtime(settings, slack=False)
+    try:
+        require_current(runtime.engine)
+        problem = runtime.workspaces.check_key()
+        if problem:
+            _err(problem)
+            return 1
+        count = runtime.workspaces.rotate_key(new_key)
+    except SchemaOutdated as exc:
+        _err(str(exc))
+        return 2
+    finally:
+        runtime.engine.dispose()
+    print(
+        f"{count} stored secrets re-encrypted with the new key: set PAYLINK_SECRET_KEY to it "
+        "and restart every paylink process"
+    )
     return 0

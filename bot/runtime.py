@@ -18,7 +18,9 @@ from bot.links.queue import JobQueue
 from bot.links.runner import JobRunner
 from bot.links.service import LinkService
 from bot.links.store import LinkStore
+from bot.links.stores import StoreGateways
 from bot.links.wakeup import WakeListener, WakeSender, socket_path
+from bot.links.workspace_settings import WorkspaceSettings
 from bot.links.workspaces import Workspace
 from bot.metrics import Metrics
 from bot.sqlite import WalCheckpointer, claim_sqlite_file
@@ -100,17 +102,25 @@ class Runtime:
         self.workspace_retry = 30.0  # seconds between auth.test calls until Slack answers one
         self._stopping = threading.Event()
 
-        from bot.slack.approvers import ApproverDirectory
+        from bot.slack.approvers import WorkspaceApprovers
 
         if slack and settings.slack_bot_token:
             from bot.slack.app import make_web_client
 
             self.slack_client = make_web_client(settings)
-        self.approvers = ApproverDirectory(self.slack_client, settings.paylink_approvers)
+        # Each workspace's settings (stored in Slack's Settings over the environment's) and
+        # XPay stores; with none stored, everything is the environment's.
+        self.workspaces = WorkspaceSettings(settings, self.store)
+        self.stores = StoreGateways(
+            self.workspaces, self.xpay, self.gateway_keys, timeout=settings.xpay_timeout
+        )
+        self.approvers = WorkspaceApprovers(self.slack_client, self.workspaces.for_team)
         self.service = LinkService(
             self.store,
             self.xpay,
             is_approver=self.approvers.may_decide,
+            approvers_in=self.approvers.may_decide,
+            stores=self.stores,
             allow_self_approval=settings.paylink_allow_self_approval,
             follow_up=follow_up,
             reconcile_after=timedelta(seconds=settings.paylink_reconcile_after),
@@ -141,6 +151,7 @@ class Runtime:
             self.slack_client,
             self.decisions,
             self.after_ack,
+            workspaces=self.workspaces,
         )
         self.bolt_app = build_bolt_app(self.slack_context, self.slack_client)
 
@@ -152,10 +163,20 @@ class Runtime:
 
         self.delivery_client = make_web_client(self.settings, retries=False)
         slack = SlackDelivery(
-            self.delivery_client, self.queue, approvers_configured=self.approvers.configured
+            self.delivery_client,
+            self.queue,
+            approvers_configured=self.approvers.configured,
+            store_label=self._store_label,
         )
         work = QueuedWork(self.service, self.inline, slack.tell)
         return JobRunner(self.queue, slack.handlers() | work.handlers(), together=work.together())
+
+    def _store_label(self, team_id: str | None, store_id: int | None) -> str | None:
+        """The name of a link's store, for its card, when its workspace has several."""
+        stores = self.workspaces.stores(team_id)
+        if len(stores) < 2:
+            return None
+        return next((st.name for st in stores if st.id == store_id), None)
 
     def learn_workspace(self) -> Workspace | None:
         """The workspace of SLACK_BOT_TOKEN, as auth.test reports it (None without a token,
@@ -245,6 +266,7 @@ class Runtime:
             if client is not None:
                 client.close()
         self.xpay.close()
+        self.stores.close()
         if self.checkpointer is not None:
             self.checkpointer.stop()
         if self.intake is not None:

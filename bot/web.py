@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -17,6 +18,7 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
+from bot.links.stores import UnknownStore
 from bot.xpay.webhooks import (
     MAX_WEBHOOK_BYTES,
     WebhookError,
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from bot.links.queue import JobQueue
     from bot.links.service import LinkService
     from bot.links.store import LinkStore
+    from bot.links.stores import StoreGateways
     from bot.metrics import Metrics
     from bot.xpay.keys import GatewayKeys
 
@@ -40,6 +43,7 @@ log = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024  # bytes; a larger request is refused on its Content-Length, unread
 SLOW_MS = 1000.0  # a request this slow is logged even when it succeeded
 WEBHOOK_PATH = "/xpay/webhook"
+STORE_WEBHOOK_PREFIX = WEBHOOK_PATH + "/"  # + a store's id: its own webhook URL
 SLACK_PATH = "/slack/events"
 
 
@@ -63,6 +67,7 @@ class WebRuntime(Protocol):
     service: LinkService
     approvers: ApproverHealth
     gateway_keys: GatewayKeys
+    stores: StoreGateways
     bolt_app: App | None  # None when this process does not answer Slack (no token, worker)
 
 
@@ -147,7 +152,7 @@ def front_routes(runtime: WebRuntime, fallback: WSGIApplication) -> WSGIApplicat
     """
     settings = runtime.settings
     secrets = runtime.gateway_keys.webhook_secrets()
-    service, metrics = runtime.service, runtime.metrics
+    service, metrics, stores = runtime.service, runtime.metrics, runtime.stores
     bolt_app = runtime.bolt_app
     signing_secret = settings.slack_signing_secret
     # Without a signing secret (Socket Mode) nothing could be verified: no Slack route.
@@ -157,8 +162,18 @@ def front_routes(runtime: WebRuntime, fallback: WSGIApplication) -> WSGIApplicat
         else None
     )
 
-    def webhook(environ: WSGIEnvironment) -> Answer:
-        """The answer to one payment webhook."""
+    def webhook_secrets(raw: bytes, store_id: int | None) -> list[str]:
+        """The secrets a webhook must be signed with: store ``store_id``'s for its own URL;
+        on the plain URL, those of the store the payment intent is in (the environment's
+        for its links, and always while no workspace has a store)."""
+        if store_id is not None:
+            return stores.webhook_secrets(store_id)
+        if not stores.workspaces.any_stores():
+            return secrets
+        return stores.webhook_secrets(stores.store_of_intent(_peek_intent(raw))[1])
+
+    def webhook(environ: WSGIEnvironment, store_id: int | None = None) -> Answer:
+        """The answer to one payment webhook (to store ``store_id``'s own URL, if given)."""
         try:
             length = int(environ.get("CONTENT_LENGTH") or MAX_WEBHOOK_BYTES + 1)
         except ValueError:
@@ -166,11 +181,21 @@ def front_routes(runtime: WebRuntime, fallback: WSGIApplication) -> WSGIApplicat
         # Never more than one byte past the limit: verify_webhook then answers 413.
         raw = environ["wsgi.input"].read(min(max(length, 0), MAX_WEBHOOK_BYTES + 1))
         try:
-            data = verify_webhook(raw, environ.get("HTTP_X_SIGNATURE"), secrets)
+            keys = webhook_secrets(raw, store_id)
+        except UnknownStore:
+            return 404, {"success": False, "reason": "unknown store"}, []
+        try:
+            data = verify_webhook(raw, environ.get("HTTP_X_SIGNATURE"), keys)
             event = parse_payment_event(data)
         except WebhookError as exc:
             metrics.webhooks.labels(type(exc).__name__).inc()
             return exc.http_status, {"success": False, "reason": exc.reason}, []
+        if store_id is not None:
+            found, owner = stores.store_of_intent(event.payment_intent_id)
+            if found and owner != store_id:
+                # Signed by this store, about another's link: this store cannot change it.
+                metrics.webhooks.labels("other_store").inc()
+                return 409, {"success": False, "reason": "payment intent of another store"}, []
         result = service.receive_payment(event)
         metrics.webhooks.labels(result.outcome).inc()
         if result.outcome == "unknown_intent":
@@ -210,6 +235,10 @@ def front_routes(runtime: WebRuntime, fallback: WSGIApplication) -> WSGIApplicat
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         route = routes.get(path)
+        store = path.removeprefix(STORE_WEBHOOK_PREFIX)
+        if route is None and store != path and store.isdigit() and len(store) < 12:
+            route = functools.partial(webhook, store_id=int(store))
+            path = STORE_WEBHOOK_PREFIX + "<store id>"  # one metrics label for every store
         if route is None:
             return fallback(environ, start_response)
         method, started = environ.get("REQUEST_METHOD", ""), time.perf_counter()
@@ -233,6 +262,19 @@ def front_routes(runtime: WebRuntime, fallback: WSGIApplication) -> WSGIApplicat
         return [body]
 
     return app
+
+
+def _peek_intent(raw: bytes) -> str | None:
+    """The payment intent an unverified webhook names (only to choose the key that must
+    have signed it), or None."""
+    if len(raw) > MAX_WEBHOOK_BYTES:
+        return None
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    intent = data.get("payment_intent_id") if isinstance(data, dict) else None
+    return intent if isinstance(intent, str) and intent else None
 
 
 def _unsigned(verifier: SignatureVerifier, body: str, headers: Mapping[str, Any]) -> str | None:

@@ -154,7 +154,7 @@ def test_approvals_pause_when_slack_stops_confirming_the_approver_group(
     and /healthz says so, rather than the last list they were read from approving for ever."""
     flow = make_faulty(paylink_approvers=["S0FINANCE"])
     card = flow.request()
-    approvers = flow.stack.runtime.approvers
+    approvers = flow.stack.runtime.approvers.directory(None)  # the environment's list
     approvers.ttl, approvers.max_age, approvers.retry = 0.05, 0.5, 0.05
     flow.slack.fail_next("usergroups.users.list", status=503, times=10_000)
 

@@ -23,6 +23,7 @@ SCOPE_OF = {
     "views.update": None,
     "views.publish": None,
     "usergroups.users.list": "usergroups:read",
+    "users.info": "users:read",
 }
 
 

@@ -12,6 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 
 import bot.links.tables  # noqa: F401  (registers the tables)
+import bot.links.workspace_settings  # noqa: F401
 import bot.xpay.keys  # noqa: F401
 import bot.xpay.sandbox  # noqa: F401
 from bot.db import Base, make_engine

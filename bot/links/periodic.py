@@ -104,14 +104,14 @@ class Periodic:
                 now,
                 limit,
             )
-            due = [(link.id, link.intent_id) for link in links if link.intent_id]
+            due = [(link.id, link.intent_id, link.store_id) for link in links if link.intent_id]
             for link in links:
                 age = now - link.created_at
                 following = None if age > RECONCILE_FOR else now + max(RECONCILE_BACKOFF, age / 4)
                 store.update_fields(s, link.id, reconcile_after=following)
         applied = 0
-        for link_id, intent_id in due:
-            result = self.service.ask_xpay(link_id, intent_id)
+        for link_id, intent_id, store_id in due:
+            result = self.service.ask_xpay(link_id, intent_id, store_id)
             if result is not None and result.outcome == WebhookOutcome.APPLIED:
                 applied += 1
         return applied

@@ -31,6 +31,7 @@ from bot.links.payments import RECONCILE, WEBHOOK, event_key, same_money
 from bot.links.queue import JobQueue
 from bot.links.states import CANCELLABLE, Status
 from bot.links.store import LEASE, LinkStore, RepeatedView
+from bot.links.stores import StoreGateways
 from bot.links.tables import Link
 from bot.links.workspaces import Workspace
 from bot.metrics import Metrics
@@ -57,6 +58,10 @@ class LinkService:
     """Creates, approves, rejects, cancels links and applies payment results.
 
     ``sandbox``: the gateway is the sandbox, so the links made here are tests and say so.
+    ``stores``: the workspaces' own XPay stores; a link is made with its channel's store, and
+    created and reconciled with it (``gateway`` is then the environment's, for the others).
+    ``approvers_in(user, team_id)``: whether ``user`` approves in that workspace (its own
+    approvers, from its settings); without it ``is_approver`` decides for every workspace.
     """
 
     def __init__(
@@ -70,8 +75,12 @@ class LinkService:
         reconcile_after: timedelta = timedelta(minutes=15),
         metrics: Metrics | None = None,
         sandbox: bool = False,
+        stores: StoreGateways | None = None,
+        approvers_in: Callable[[str, str | None], bool] | None = None,
     ):
         self.store = store
+        self.stores = stores
+        self.approvers_in = approvers_in
         self.sandbox = sandbox
         self.queue = JobQueue(store)
         self.gateway = gateway
@@ -102,6 +111,7 @@ class LinkService:
         """Record a new request of ``workspace`` awaiting approval and queue its card for
         the channel. A modal ``view_id`` makes one request: submitted again (Slack may send
         it more than once), it returns the link it made, and nothing else happens."""
+        store_id, sandbox = self._store_for(workspace, origin_channel_id)
         try:
             with self.store.transaction() as s:
                 link = self.store.insert_link(
@@ -113,7 +123,8 @@ class LinkService:
                     origin_channel_id=origin_channel_id,
                     workspace=workspace,
                     view_id=view_id,
-                    sandbox=self.sandbox,
+                    sandbox=sandbox,
+                    store_id=store_id,
                 )
                 self.queue.enqueue(s, link, JobKind.CARD, payload={"notify_requester": True})
         except RepeatedView as repeat:
@@ -129,7 +140,8 @@ class LinkService:
         self, request: CheckoutRequest, *, actor: str, workspace: Workspace | None = None
     ) -> Link:
         """Create a link of ``workspace`` with no approval step (the CLI, for operators);
-        calls XPay now."""
+        calls XPay now, with the workspace's default store."""
+        store_id, sandbox = self._store_for(workspace, None)
         with self.store.transaction() as s:
             link = self.store.insert_link(
                 s,
@@ -138,7 +150,8 @@ class LinkService:
                 actor=actor,
                 status=Status.AWAITING_APPROVAL,
                 workspace=workspace,
-                sandbox=self.sandbox,
+                sandbox=sandbox,
+                store_id=store_id,
             )
             self.store.move(
                 s,
@@ -154,6 +167,26 @@ class LinkService:
             )
         return self.create_at_gateway(link.id)
 
+    def _store_for(
+        self, workspace: Workspace | None, channel_id: str | None
+    ) -> tuple[int | None, bool]:
+        """(store id, made on the sandbox) for a request of ``workspace`` typed in
+        ``channel_id``: its channel's store, else its default, else the environment's."""
+        chosen = (
+            self.stores.choose(workspace.team_id if workspace else None, channel_id)
+            if self.stores
+            else None
+        )
+        return (chosen.id, chosen.sandbox) if chosen else (None, self.sandbox)
+
+    def _gateway(self, store_id: int | None) -> Gateway:
+        return self.stores.gateway(store_id) if self.stores else self.gateway
+
+    def _approves(self, link: Link, user_id: str) -> bool:
+        if self.approvers_in is not None:
+            return self.approvers_in(user_id, link.team_id)
+        return self.is_approver(user_id)
+
     # Decisions ----------------------------------------------------------------------
     #
     # ``origin`` is the workspace a click or submission came from: only the link's own may
@@ -168,7 +201,7 @@ class LinkService:
             raise OtherWorkspace()
 
     def _check_approver(self, link: Link, user_id: str) -> None:
-        if not self.is_approver(user_id):
+        if not self._approves(link, user_id):
             raise NotAllowed("Only the approvers set in PAYLINK_APPROVERS can approve or reject.")
         if link.requester_id == user_id and not self.allow_self_approval:
             raise NotAllowed("You asked for this link, so another approver has to decide on it.")
@@ -274,7 +307,7 @@ class LinkService:
         """Try the gateway again after a failed or unconfirmed creation (approvers only)."""
 
         def admit(link: Link) -> dict[str, object]:
-            if not self.is_approver(user_id):
+            if not self._approves(link, user_id):
                 raise NotAllowed("Only approvers can retry creating the link.")
             return {"attempts": link.attempts + 1}
 
@@ -319,7 +352,7 @@ class LinkService:
         """Cancel a link that is not paid yet: the requester or an approver may."""
 
         def admit(link: Link) -> None:
-            if user_id != link.requester_id and not self.is_approver(user_id):
+            if user_id != link.requester_id and not self._approves(link, user_id):
                 raise NotAllowed(
                     "Only the rep who asked for this link or an approver can cancel it."
                 )
@@ -372,7 +405,8 @@ class LinkService:
             return link
         started = time.perf_counter()
         try:
-            created = self.gateway.create_checkout(link.to_request().to_xpay_payload())
+            gateway = self._gateway(link.store_id)
+            created = gateway.create_checkout(link.to_request().to_xpay_payload())
         except XPayOutcomeUnknown as exc:
             self._observe(started, "unknown")
             return self._gateway_failed(link, Status.LINK_UNKNOWN, exc.message)
@@ -389,7 +423,8 @@ class LinkService:
                 actor="xpay",
                 intent_id=created.intent_id,
                 checkout_url=created.checkout_url,
-                sandbox=self.sandbox,  # the gateway that made it, if another took the request
+                # The gateway that made it, if another took the request.
+                sandbox=self.stores.is_sandbox(link.store_id) if self.stores else self.sandbox,
                 lease_until=None,
                 reconcile_after=utcnow() + self.reconcile_after,
             )
@@ -427,11 +462,14 @@ class LinkService:
 
     # Payments -----------------------------------------------------------------------
 
-    def ask_xpay(self, link_id: int, intent_id: str) -> WebhookResult | None:
+    def ask_xpay(
+        self, link_id: int, intent_id: str, store_id: int | None = None
+    ) -> WebhookResult | None:
         """Apply what XPay's record of a link's intent says (reconciliation's read, which
-        may leave the amount out); None, with a warning, when XPay could not be asked."""
+        may leave the amount out), asking the link's store ``store_id``; None, with a
+        warning, when XPay could not be asked."""
         try:
-            details = self.gateway.get_intent(intent_id)
+            details = self._gateway(store_id).get_intent(intent_id)
         except XPayError as exc:
             log.warning(
                 "asking XPay about a payment failed: %s", exc.message, extra={"link_id": link_id}
@@ -450,7 +488,7 @@ class LinkService:
         When XPay cannot be asked, reconciliation asks again later; nothing says Paid."""
         if not link.intent_id:
             return None
-        result = self.ask_xpay(link.id, link.intent_id)
+        result = self.ask_xpay(link.id, link.intent_id, link.store_id)
         if result is not None and result.outcome == WebhookOutcome.IGNORED:
             log.warning(
                 "XPay does not confirm the payment a webhook reported",

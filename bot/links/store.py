@@ -148,9 +148,10 @@ class LinkStore:
         workspace: Workspace | None = None,
         view_id: str | None = None,
         sandbox: bool = False,
+        store_id: int | None = None,
     ) -> Link:
         """Insert a new link with its first history row, owned by ``workspace``;
-        ``sandbox``: it is for the sandbox gateway.
+        ``sandbox``: it is for the sandbox gateway; ``store_id``: the XPay store it is for.
 
         RepeatedView when ``workspace``'s modal ``view_id`` made a link already (the unique
         index decides, so copies of a submission that race make one link);
@@ -162,6 +163,7 @@ class LinkStore:
             origin_channel_id=origin_channel_id,
             channel_id=channel_id,
             sandbox=sandbox,
+            store_id=store_id,
             team_id=workspace.team_id if workspace else None,
             enterprise_id=workspace.enterprise_id if workspace else None,
             view_id=view_id,

@@ -71,6 +71,9 @@ class Link(Base):
     # Made on the sandbox gateway: labelled a test wherever it is shown, whatever the
     # settings say later.
     sandbox: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The workspace's XPay store it is made with (bot.links.workspace_settings); None: the
+    # environment's XPay settings.
+    store_id: Mapped[int | None] = mapped_column(Integer)
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

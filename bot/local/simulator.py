@@ -142,6 +142,34 @@ class SlackSimulator:
             }
         )
 
+    def click_view(
+        self, user: str, view: dict[str, Any], action_id: str, *, origin: Origin | None = None
+    ) -> requests.Response:
+        """Click the button ``action_id`` in a view the bot published or opened (App Home,
+        a modal), from the bot's own workspace unless ``origin`` says otherwise."""
+        button = find_action(view.get("blocks") or [], action_id)
+        if button is None:
+            raise LookupError(f"no {action_id} button in the view")
+        return self.interactive(
+            {
+                "type": "block_actions",
+                **(origin or Origin()).payload(user),
+                "api_app_id": "A0PAYLINK",
+                "trigger_id": new_trigger_id(),
+                "container": {"type": "view", "view_id": view.get("id", "")},
+                "view": view,
+                "actions": [
+                    {
+                        "type": "button",
+                        "action_id": action_id,
+                        "block_id": button["block_id"],
+                        "value": button.get("value", ""),
+                        "action_ts": f"{time.time():.6f}",
+                    }
+                ],
+            }
+        )
+
     def home_opened(self, user: str, **kwargs: Any) -> requests.Response:
         """The ``app_home_opened`` event for ``user``."""
         envelope = {
@@ -229,6 +257,12 @@ def state_values(view: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]
             state = {"type": kind, "selected_option": {"value": raw} if raw else None}
         elif kind == "checkboxes":
             state = {"type": kind, "selected_options": [{"value": v} for v in raw or []]}
+        elif kind == "multi_users_select":
+            state = {"type": kind, "selected_users": list(raw or [])}
+        elif kind == "conversations_select":
+            state = {"type": kind, "selected_conversation": raw or None}
+        elif kind == "multi_conversations_select":
+            state = {"type": kind, "selected_conversations": list(raw or [])}
         else:
             state = {"type": kind, "value": raw if raw not in ("", None) else None}
         values[block_id] = {element["action_id"]: state}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 import bot.links.tables  # noqa: F401  (registers the tables)
+import bot.links.workspace_settings  # noqa: F401
 import bot.xpay.keys  # noqa: F401
 import bot.xpay.sandbox  # noqa: F401
 from bot.db import Base

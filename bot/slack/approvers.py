@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Literal
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.config import Settings
 from bot.links.outcomes import Refused
 
 log = logging.getLogger("bot.slack")
@@ -161,3 +163,55 @@ class ApproverDirectory:
             log.warning("usergroups.users.list failed: %s", failure)
         elif resumed:
             log.info("usergroups.users.list answers again: approvals by the groups' members resume")
+
+
+class WorkspaceApprovers:
+    """Who may approve in each workspace: its approvers as its settings say (stored in
+    Slack's Settings, else PAYLINK_APPROVERS), each list with its own directory, kept while
+    the list stays the same (so a group is not read again for every workspace)."""
+
+    def __init__(self, client: WebClient | None, settings_for: Callable[[str | None], Settings]):
+        self.client = client
+        self.settings_for = settings_for
+        self._directories: dict[tuple[str, ...], ApproverDirectory] = {}
+        self._lock = threading.Lock()
+        self.directory(None)  # the environment's: warmed at start-up, shown by /healthz
+
+    def directory(self, team_id: str | None) -> ApproverDirectory:
+        """The approver directory of workspace ``team_id``."""
+        ids = tuple(self.settings_for(team_id).paylink_approvers)
+        with self._lock:
+            found = self._directories.get(ids)
+            made = found is None
+            if found is None:
+                found = self._directories[ids] = ApproverDirectory(self.client, list(ids))
+        if made and self._directories.keys() - {ids}:
+            # A list set in Settings since start-up: read its groups now, as start-up does.
+            threading.Thread(target=found.refresh, name="approvers", daemon=True).start()
+        return found
+
+    def may_decide(self, user_id: str, team_id: str | None = None) -> bool:
+        """:meth:`ApproverDirectory.may_decide` in workspace ``team_id``."""
+        return self.directory(team_id).may_decide(user_id)
+
+    def is_approver(self, user_id: str, team_id: str | None = None) -> bool:
+        """:meth:`ApproverDirectory.is_approver` in workspace ``team_id``."""
+        return self.directory(team_id).is_approver(user_id)
+
+    def configured(self, team_id: str | None = None) -> bool:
+        """False when nobody at all can approve in workspace ``team_id``."""
+        return self.directory(team_id).configured
+
+    @property
+    def groups_state(self) -> GroupsState:
+        """``paused`` when any workspace's groups are, else ``ok`` when some are read."""
+        with self._lock:
+            states = {d.groups_state for d in self._directories.values()}
+        return "paused" if "paused" in states else "ok" if "ok" in states else "none"
+
+    def refresh(self) -> None:
+        """Fetch every known list's groups now (start-up warms them with it)."""
+        with self._lock:
+            directories = list(self._directories.values())
+        for directory in directories:
+            directory.refresh()

@@ -12,7 +12,8 @@ from slack_sdk import WebClient
 
 from bot.config import Settings
 from bot.links.service import LinkService
-from bot.slack.approvers import ApproverDirectory
+from bot.links.workspace_settings import WorkspaceSettings
+from bot.slack.approvers import WorkspaceApprovers
 
 log = logging.getLogger("bot.slack")
 
@@ -23,13 +24,20 @@ class SlackContext:
 
     settings: Settings
     service: LinkService
-    approvers: ApproverDirectory
+    approvers: WorkspaceApprovers
     # Listeners call Slack through this one client rather than the one Bolt builds for each
     # request: it keeps its connections open (bot.slack.transport), Bolt's would not.
     client: WebClient
     decisions: Executor  # runs button clicks' decisions after their ack
     after_ack: Executor  # Slack calls made after an ack (views.open, views.publish)
     team_url: str | None = None
+    # Each workspace's own settings and stores (Slack's Settings); None: the environment's.
+    workspaces: WorkspaceSettings | None = None
+
+    def settings_for(self, team_id: str | None) -> Settings:
+        """The effective settings of workspace ``team_id``: its stored ones over the
+        environment's."""
+        return self.workspaces.for_team(team_id) if self.workspaces else self.settings
 
     def later(self, pool: Executor, work: Callable[..., None], *args: Any) -> None:
         """Run ``work(*args)`` on ``pool`` once the listener has acked; nobody waits for it,

@@ -57,11 +57,28 @@ def tell(client: WebClient, channel: str | None, user: str, text: str) -> None:
 class SlackDelivery:
     """The job runner's handlers for the jobs that talk to Slack."""
 
-    def __init__(self, client: WebClient, queue: JobQueue, *, approvers_configured: bool) -> None:
+    def __init__(
+        self,
+        client: WebClient,
+        queue: JobQueue,
+        *,
+        approvers_configured: Callable[[str | None], bool],
+        store_label: Callable[[str | None, int | None], str | None] = lambda _t, _s: None,
+    ) -> None:
+        """``approvers_configured(team_id)``: somebody may approve in that workspace;
+        ``store_label(team_id, store_id)``: the store name a card shows, if any."""
         self.client = client
         self.queue = queue
         self.store = queue.store
         self.approvers_configured = approvers_configured
+        self.store_label = store_label
+
+    def _render(self, link: Link) -> tuple[str, list[dict]]:
+        return blocks.card(
+            link,
+            approvers_configured=self.approvers_configured(link.team_id),
+            store=self.store_label(link.team_id, link.store_id),
+        )
 
     def handlers(self) -> dict[JobKind, Handler]:
         """Each Slack job kind's handler, for the job runner."""
@@ -106,7 +123,7 @@ class SlackDelivery:
             raise RetryLater("slack did not answer in time", 2.0 * self.client.timeout) from None
 
     def _card(self, job: Job, link: Link) -> None:
-        text, card_blocks = blocks.card(link, approvers_configured=self.approvers_configured)
+        text, card_blocks = self._render(link)
         if link.message_ts is None:
             key = f"card:{link.id}"
             found = self._earlier_post(job, link, CARD_EVENT, key)
@@ -142,7 +159,7 @@ class SlackDelivery:
                 return
             with self.store.reading() as s:
                 link = self.store.get(s, link.id)
-            text, card_blocks = blocks.card(link, approvers_configured=self.approvers_configured)
+            text, card_blocks = self._render(link)
 
     def _earlier_post(self, message: Job, link: Link, event: str, key: str) -> str | None:
         """The ts of a post an earlier attempt made for this effect, if it landed. Slack's

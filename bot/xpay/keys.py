@@ -85,7 +85,8 @@ class GatewayKeys:
         self._stored: SandboxKeys | None = None
         self._lock = threading.Lock()
 
-    def _sandbox(self) -> SandboxKeys:
+    def sandbox(self) -> SandboxKeys:
+        """The sandbox gateway's keys in this database (made on first use)."""
         with self._lock:
             if self._stored is None:
                 self._stored = sandbox_keys(self._sessions)
@@ -94,10 +95,10 @@ class GatewayKeys:
     def xpay(self) -> XPayKeys:
         """The keys sent with every call to the gateway's API."""
         configured = self._settings.xpay_credentials()
-        return XPayKeys(*configured) if configured else self._sandbox().xpay
+        return XPayKeys(*configured) if configured else self.sandbox().xpay
 
     def webhook_secrets(self) -> list[str]:
         """The secrets a webhook may be signed with, newest first."""
         return self._settings.webhook_secrets or (
-            [self._sandbox().webhook_secret] if self._settings.sandbox else []
+            [self.sandbox().webhook_secret] if self._settings.sandbox else []
         )

@@ -161,8 +161,11 @@ def _buttons(link: Link, status: Status) -> list[ButtonElement]:
     return []
 
 
-def card(link: Link, *, approvers_configured: bool = True) -> tuple[str, list[dict[str, Any]]]:
-    """The request card in the approval channel: ``(fallback text, blocks)``.
+def card(
+    link: Link, *, approvers_configured: bool = True, store: str | None = None
+) -> tuple[str, list[dict[str, Any]]]:
+    """The request card in the approval channel: ``(fallback text, blocks)``; ``store``
+    names the link's XPay store (when its workspace has several).
 
     Used for ``chat.postMessage`` and every later ``chat.update``; the buttons follow the status.
     """
@@ -183,6 +186,8 @@ def card(link: Link, *, approvers_configured: bool = True) -> tuple[str, list[di
     shipping = _shipping_line(link.shipping)
     if shipping:
         fields.append(f"*Shipping*\n{safe(shipping, SHIPPING_BUDGET)}")
+    if store:
+        fields.append(f"*Store*\n{safe(store, NAME_BUDGET)}")
 
     blocks: list[Block] = [
         HeaderBlock(

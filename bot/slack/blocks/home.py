@@ -67,17 +67,20 @@ def home_view(
     is_approver: bool,
     permalinks: dict[int, str],
     waiting_total: int | None = None,
+    admin: list[Block] | None = None,
 ) -> dict[str, Any]:
     """The App Home tab (``views.publish``): the user's recent links and, for approvers, the queue.
 
     At most :data:`HOME_LIST_MAX` rows per list, one section per link, so the view stays far
     under Slack's 100-block limit. ``waiting_total`` is how many requests wait in all (when
-    ``waiting`` is only the first page of them); the rest are counted in a note.
+    ``waiting`` is only the first page of them); the rest are counted in a note. ``admin``:
+    the Settings section, for a workspace admin.
     """
     waiting_total = len(waiting) if waiting_total is None else max(waiting_total, len(waiting))
     blocks: list[Block] = [
         HeaderBlock(block_id=BlockId.HOME_TITLE, text="Paylink"),
         context(BlockId.HOME_INTRO, "Type `/paylink` in any channel to request a payment link."),
+        *(admin or []),
     ]
     if is_approver:
         blocks.append(HeaderBlock(block_id=BlockId.WAITING_TITLE, text="Waiting for your approval"))

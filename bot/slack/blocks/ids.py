@@ -12,6 +12,8 @@ class CallbackId(StrEnum):
 
     REQUEST = "paylink_request"
     REJECT = "paylink_reject"
+    SETTINGS = "paylink_settings"
+    STORE = "paylink_store"
 
 
 class ActionId(StrEnum):
@@ -23,6 +25,9 @@ class ActionId(StrEnum):
     CANCEL = "paylink_cancel"
     OPEN_CARD = "paylink_open_card"  # URL buttons: Slack still sends the click, to be acked
     INPUT = "value"  # the element inside every input block of the modals
+    OPEN_SETTINGS = "paylink_settings_open"  # App Home, admins: the Settings modal
+    ADD_STORE = "paylink_store_add"  # App Home, admins: a new XPay store
+    EDIT_STORE = "paylink_store_edit"  # App Home, admins: one store's modal (value: its id)
 
 
 class BlockId(StrEnum):
@@ -54,6 +59,25 @@ class BlockId(StrEnum):
     MINE = "mine"
     MINE_TITLE = "mine_title"
     MINE_EMPTY = "mine_empty"
+    # App Home's Settings section (admins), and the Settings and store modals. The Settings
+    # modal's other inputs are named after their settings (SETTINGS_BLOCKS).
+    SETTINGS_TITLE = "settings_title"
+    SETTINGS_ACTIONS = "settings_actions"
+    STORE_ROW = "store"  # prefix: store_<id>
+    SETTINGS_NOTE = "settings_note"
+    APPROVER_USERS = "approver_users"
+    APPROVER_GROUPS = "approver_groups"
+    STORE_NAME = "store_name"
+    STORE_ENVIRONMENT = "store_environment"
+    STORE_BASE_URL = "store_base_url"
+    STORE_ACCOUNT_ID = "store_account_id"
+    STORE_API_KEY = "store_api_key"  # noqa: S105  (block ids, not secrets)
+    STORE_HMAC_SECRET = "store_hmac_secret"  # noqa: S105
+    STORE_WEBHOOK_SECRET = "store_webhook_secret"  # noqa: S105
+    STORE_CHANNELS = "store_channels"
+    STORE_DEFAULT = "store_default"
+    STORE_WEBHOOK_URL = "store_webhook_url"
+    STORE_SECRETS_SET = "store_secrets_set"
 
 
 #: Checkout field name (as :func:`bot.checkout.parse_checkout` expects it) → modal block_id.

@@ -12,6 +12,7 @@ from slack_sdk.errors import SlackApiError
 from bot.checkout import parse_amount
 from bot.slack import blocks
 from bot.slack.context import SlackContext
+from bot.slack.listeners.settings import open_settings
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +36,26 @@ def register(app: App, ctx: SlackContext) -> None:
     @app.command("/paylink")
     def paylink(ack: Ack, body: dict[str, Any]) -> None:
         text = (body.get("text") or "").strip()
+        settings = ctx.settings_for(body.get("team_id"))
         if text.lower() in ("help", "?", "-h", "--help"):
-            ack(text=blocks.help_text(ctx.settings.paylink_currencies))
+            ack(text=blocks.help_text(settings.paylink_currencies))
+            return
+        if text.lower() == "settings":
+            open_settings(ctx, ack, body)
             return
         channel_id = body.get("channel_id", "")
-        if not ctx.settings.paylink_approval_channel and channel_id.startswith("D"):
+        if not settings.paylink_approval_channel and channel_id.startswith("D"):
             ack(
                 text="Run /paylink in a channel the approvers can see (or ask your admin to "
                 "set PAYLINK_APPROVAL_CHANNEL): requests are posted there for approval."
             )
             return
         ack()
-        amount, currency = prefill(text, ctx.settings.paylink_currencies)
+        amount, currency = prefill(text, settings.paylink_currencies)
 
         def open_modal() -> None:
             view = blocks.request_modal(
-                ctx.settings, channel_id=channel_id, amount=amount, currency=currency
+                settings, channel_id=channel_id, amount=amount, currency=currency
             )
             try:
                 ctx.client.views_open(trigger_id=body["trigger_id"], view=view)

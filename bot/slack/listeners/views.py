@@ -25,7 +25,6 @@ NOT_OURS = (
 
 def register(app: App, ctx: SlackContext) -> None:
     """Register the view_submission listeners."""
-    settings = ctx.settings
 
     @app.view(CallbackId.REQUEST)
     def submit_request(
@@ -41,6 +40,7 @@ def register(app: App, ctx: SlackContext) -> None:
             ack(response_action="errors", errors={FIELD_BLOCKS["amount"]: NOT_OURS})
             return
         fields = blocks.read_submission(view)
+        settings = ctx.settings_for(origin.team_id)
         try:
             request = parse_with_settings(fields, settings)
         except CheckoutInvalid as exc:
