@@ -57,6 +57,7 @@ class LinkService:
     """Creates, approves, rejects, cancels links and applies payment results.
 
     ``sandbox``: the gateway is the sandbox, so the links made here are tests and say so.
+    ``qr_codes``: each new link's reply in the thread is followed by a QR code of it.
     """
 
     def __init__(
@@ -70,8 +71,10 @@ class LinkService:
         reconcile_after: timedelta = timedelta(minutes=15),
         metrics: Metrics | None = None,
         sandbox: bool = False,
+        qr_codes: bool = False,
     ):
         self.store = store
+        self.qr_codes = qr_codes  # a QR code image of each new link follows its reply
         self.sandbox = sandbox
         self.queue = JobQueue(store)
         self.gateway = gateway
@@ -395,6 +398,10 @@ class LinkService:
             )
             if moved is not None:
                 self._announce(s, moved, ThreadKind.LINK_READY, f":{created.intent_id}")
+                if self.qr_codes:  # a job of its own, after the reply: that never waits on it
+                    self.queue.enqueue(
+                        s, moved, JobKind.QR, dedupe_key=f"qr:{moved.id}:{created.intent_id}"
+                    )
         if moved is None:
             log.warning("link moved during gateway call", extra={"ref": link.reference})
             return self._load(link.id)

@@ -23,6 +23,8 @@ class ActionId(StrEnum):
     CANCEL = "paylink_cancel"
     OPEN_CARD = "paylink_open_card"  # URL buttons: Slack still sends the click, to be acked
     INPUT = "value"  # the element inside every input block of the modals
+    SEND_TO_CUSTOMER = "paylink_send_to_customer"  # e-mail the link (the link's reply)
+    SEND_AGAIN = "paylink_send_again"  # e-mail it once more (asked after a first send)
 
 
 class BlockId(StrEnum):
@@ -39,6 +41,8 @@ class BlockId(StrEnum):
     # Thread replies.
     REPLY = "reply"
     REPLY_DETAILS = "reply_details"
+    REPLY_ACTIONS = "reply_actions"
+    SEND_AGAIN = "send_again"
     # The modals (their input fields are in FIELD_BLOCKS).
     CONTACT_HINT = "contact_hint"
     SUMMARY = "summary"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.slack.context import SlackContext
-from bot.slack.listeners import actions, commands, events, views
+from bot.slack.listeners import actions, commands, events, share, views
 
 
 def register_all(app: App, ctx: SlackContext) -> None:
     """Register every listener on ``app``."""
-    for module in (commands, views, actions, events):
+    for module in (commands, views, actions, events, share):
         module.register(app, ctx)

@@ -12,6 +12,7 @@ from slack_sdk.errors import SlackApiError
 from bot.checkout import parse_amount
 from bot.slack import blocks
 from bot.slack.context import SlackContext
+from bot.slack.listeners.export import export
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,10 @@ def register(app: App, ctx: SlackContext) -> None:
         text = (body.get("text") or "").strip()
         if text.lower() in ("help", "?", "-h", "--help"):
             ack(text=blocks.help_text(ctx.settings.paylink_currencies))
+            return
+        word, _, rest = text.partition(" ")
+        if word.lower() == "export":
+            export(ctx, ack, body, rest)
             return
         channel_id = body.get("channel_id", "")
         if not ctx.settings.paylink_approval_channel and channel_id.startswith("D"):
