@@ -9,6 +9,7 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from email.utils import parseaddr
 from urllib.parse import unquote, urlsplit
 
 TIMEOUT = 10.0  # seconds for the connection and each answer of the server
@@ -54,6 +55,8 @@ class SmtpServer:
         """Hand ``message`` to the server, over TLS, logged in when the URL names a user.
         MailFailed with the reason when it is not accepted: the caller decides what then
         (the server may have refused for good, or taken it before the answer was lost)."""
+        if "@" not in parseaddr(str(message["From"] or ""))[1]:
+            raise MailFailed("the sender is not an e-mail address: check PAYLINK_MAIL_FROM")
         # A new context each time: it reads the system's CA certificates (SSL_CERT_FILE too).
         context = ssl.create_default_context()
         # The name we greet with; socket.getfqdn(), smtplib's default, may wait on DNS.

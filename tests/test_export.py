@@ -21,7 +21,7 @@ from bot.links.states import Status
 from bot.links.store import LinkStore
 from bot.links.tables import Link
 from bot.links.workspaces import Workspace
-from tests.dbs import migrated_engine
+from tests.dbs import BACKENDS, migrated_engine
 from tests.factories import checkout_request, payment_event
 from tests.fakes import FakeGateway
 from tests.procs import Procs
@@ -31,9 +31,9 @@ HOME, ELSEWHERE = Workspace("T0HOME"), Workspace("T0OTHER")
 NOVEMBER = export.days(date(2026, 11, 1), date(2026, 11, 30), KARACHI)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[LinkStore]:
-    with migrated_engine("sqlite", tmp_path) as engine:
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LinkStore]:
+    with migrated_engine(request.param, tmp_path) as engine:
         yield LinkStore(engine)
 
 
@@ -206,7 +206,9 @@ def test_the_command_writes_an_owner_only_file(
         ["export", "--from", "2026-11-01", "--to", "2026-11-30", "--status", "Awaiting approval",
          "--output", str(tmp_path / "nov.csv")]
     )  # fmt: skip
-    settings = load_settings(_env_file=None, database_url=str(store.engine.url))
+    settings = load_settings(
+        _env_file=None, database_url=store.engine.url.render_as_string(hide_password=False)
+    )
     code = export_command(
         settings, first=args.first, last=args.last, status=args.status, output=args.output
     )

@@ -27,7 +27,7 @@ from bot.mail import SmtpServer
 from bot.slack import blocks as b
 from bot.slack.blocks.sharing import send_again
 from bot.slack.qr import qr_png
-from tests.dbs import migrated_engine
+from tests.dbs import BACKENDS, migrated_engine
 from tests.factories import checkout_request
 from tests.fakes import FakeGateway
 from tests.test_slack_blocks import assert_masked, buttons, check_message, make_link, mrkdwn_texts
@@ -44,9 +44,9 @@ def settings(**kw: Any) -> Settings:
     return load_settings(_env_file=None, **{**SMTP, **kw})
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[LinkStore]:
-    with migrated_engine("sqlite", tmp_path) as engine:
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LinkStore]:
+    with migrated_engine(request.param, tmp_path) as engine:
         yield LinkStore(engine)
 
 

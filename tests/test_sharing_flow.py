@@ -22,9 +22,14 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from PIL import Image
 
+from bot.config import Settings, load_settings
+from bot.links.sharing import customer_email
+from bot.links.states import Status
 from bot.local.stack import APPROVAL_CHANNEL, APPROVER, OUTSIDER, REP, LocalStack, free_port
 from bot.local.standin import PostedMessage
+from bot.mail import MailFailed, SmtpServer
 from tests.conftest import Flow, _text
+from tests.test_slack_blocks import make_link
 
 pytestmark = pytest.mark.integration  # an SMTP server, or the local stack
 
@@ -231,3 +236,39 @@ def test_a_refused_login_is_said_in_the_thread_and_not_retried(
         link = stack.runtime.store.get(s, 1)
         reasons = [h.reason for h in link.history if h.reason and h.reason.startswith("e-mail")]
     assert len(reasons) == 1 and reasons[0].startswith("e-mail to a•••n@example.com: failed, 535")
+
+
+def test_smtps_speaks_tls_from_the_first_byte_and_smtp_insists_on_starttls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+
+    def settings(sender: str) -> Settings:
+        return load_settings(
+            _env_file=None, paylink_smtp_url="smtps://127.0.0.1:1", paylink_mail_from=sender
+        )
+
+    link = make_link(Status.AWAITING_PAYMENT)
+    with pytest.raises(MailFailed, match="check PAYLINK_MAIL_FROM"):  # a name, no address
+        SmtpServer.from_url("smtps://127.0.0.1:1").send(customer_email(link, settings("Shop")))
+    message = customer_email(link, settings("s@shop.example"))
+    tls, plain = Inbox(), Inbox()
+    servers = [
+        Controller(tls, hostname="127.0.0.1", port=free_port(), ssl_context=server_context),
+        Controller(plain, hostname="127.0.0.1", port=free_port()),  # offers no STARTTLS
+    ]
+    for server in servers:
+        server.start()
+    try:
+        SmtpServer.from_url(f"smtps://127.0.0.1:{servers[0].port}").send(message)
+        assert [m["Subject"] for m in tls.messages] == [message["Subject"]]
+        with pytest.raises(MailFailed, match="does not offer STARTTLS"):
+            SmtpServer.from_url(f"smtp://u:p@127.0.0.1:{servers[1].port}").send(message)
+        assert not plain.messages
+    finally:
+        for server in servers:
+            server.stop()

@@ -522,7 +522,11 @@ def test_files_arrive_through_slacks_upload_flow(slack: SlackStandIn, client: We
     )
     (shared,) = slack.files
     assert done["file"]["id"] == shared.id
-    assert (shared.content, shared.filename, shared.title) == (b"\x89PNG bytes", "qr.png", "QR code")
+    assert (shared.content, shared.filename, shared.title) == (
+        b"\x89PNG bytes",
+        "qr.png",
+        "QR code",
+    )
     assert (shared.channel, shared.thread_ts, shared.alt_txt) == ("C1", parent, "a QR code")
     assert slack.thread("C1", parent)[1:] == []  # a file is not a message here
     client.files_upload_v2(content="a,b\r\n", filename="x.csv", channel=dm, initial_comment="hi")

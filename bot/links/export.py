@@ -177,21 +177,11 @@ def rows(
                 row.customer_email or "",
                 row.customer_phone or "",
                 row.intent_id or "",
-                _local(_aware(row.paid_at), timezone),
+                _local(row.paid_at, timezone),
                 row.paid_method or "",
                 row.bank_message or "",
                 "TEST" if row.sandbox else "",
             ]
-
-
-def _aware(at: datetime | None) -> datetime | None:
-    """A time from the subquery, which skips the column type: SQLite hands it back naive
-    (and as text on some drivers), in UTC."""
-    if isinstance(at, str):
-        at = datetime.fromisoformat(at)
-    if at is not None and at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    return at
 
 
 def _local(at: datetime | None, timezone: ZoneInfo) -> str:
