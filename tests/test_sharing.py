@@ -218,3 +218,39 @@ def test_the_qr_code_reads_back_as_the_checkout_url() -> None:
     assert png.startswith(b"\x89PNG")
     (found,) = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
     assert found.text == url
+
+
+def _mail_job(service: LinkService, link: Link) -> Job:
+    with service.store.reading() as s:
+        return s.query(Job).filter_by(link_id=link.id, kind=JobKind.MAIL.value).one()
+
+
+def _thread_notes(service: LinkService, link: Link) -> list[dict[str, Any]]:
+    with service.store.reading() as s:
+        jobs = s.query(Job).filter_by(link_id=link.id, kind=JobKind.THREAD.value).all()
+        return [j.payload for j in jobs if j.payload["kind"].startswith("mail")]
+
+
+def test_a_send_whose_outcome_was_lost_is_reported_not_made_again(service: LinkService) -> None:
+    sharing = Sharing(service, settings())
+    link = made(service)
+    sharing.request_mail(link.id, "U0REP", HOME)
+    job = _mail_job(service, link)
+    job.last_error = "started, outcome not recorded"  # as the claim of a crashed attempt left it
+    sharing.mail(job, service._load(link.id))  # no SMTP server listens: nothing is tried
+    (note,) = _thread_notes(service, link)
+    assert note["kind"] == "mail_failed" and note["to"] == "a•••n@example.com"
+    assert "may or may not have gone out" in note["reason"]
+    with service.store.reading() as s:
+        history = [h.reason for h in s.get(Link, link.id).history]
+    assert history[-1].startswith("e-mail to a•••n@example.com: failed, Paylink stopped")
+
+
+def test_a_link_that_moved_on_before_the_send_is_not_mailed(service: LinkService) -> None:
+    sharing = Sharing(service, settings())
+    link = made(service)
+    sharing.request_mail(link.id, "U0REP", HOME)
+    service.cancel(link.id, "U0REP")
+    sharing.mail(_mail_job(service, link), service._load(link.id))
+    (note,) = _thread_notes(service, link)
+    assert note["reason"] == "the request is cancelled now, so nothing was sent"

@@ -171,6 +171,8 @@ class Sharing:
             return "e-mailing links is no longer set up (PAYLINK_SMTP_URL)"
         if not link.customer_email or not link.checkout_url:
             return "the request has no e-mail address or no link"
+        if Status(link.status) not in PAYABLE:  # it moved on since the click
+            return f"the request is {link.status_label.lower()} now, so nothing was sent"
         return None
 
     def _record(self, job: Job, link: Link, user: str, failure: str | None) -> None:
