@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import date
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -80,7 +81,35 @@ def _parser() -> argparse.ArgumentParser:
         "rotate-key", help="re-encrypt the stored XPay secrets with a new PAYLINK_SECRET_KEY"
     )
     rotate.add_argument("--new-key", help="the new Fernet key (default: PAYLINK_NEW_SECRET_KEY)")
+
+    export = sub.add_parser(
+        "export", help="CSV of the links created between two dates (PAYLINK_TIMEZONE)"
+    )
+    export.add_argument(
+        "--from", dest="first", required=True, type=_day, help="first day, YYYY-MM-DD"
+    )
+    export.add_argument("--to", dest="last", required=True, type=_day, help="last day, included")
+    export.add_argument(
+        "--status", type=_status_name, help="only links with this status, e.g. paid"
+    )
+    export.add_argument("--output", metavar="FILE", help="write to FILE (default: stdout)")
     return parser
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
+
+
+def _status_name(text: str) -> Any:
+    from bot.links.export import parse_status
+
+    try:
+        return parse_status(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _version() -> str:
@@ -179,6 +208,14 @@ def _rotate_key(settings: Settings, args: argparse.Namespace) -> int:
     return rotate_key(settings, args.new_key)
 
 
+def _export(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.commands import export
+
+    return export(
+        settings, first=args.first, last=args.last, status=args.status, output=args.output
+    )
+
+
 COMMANDS = {
     "serve": _serve,
     "socket": _socket,
@@ -190,4 +227,5 @@ COMMANDS = {
     "status": _status,
     "settings": _settings,
     "rotate-key": _rotate_key,
+    "export": _export,
 }

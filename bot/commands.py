@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import io
 import logging
 import os
 import signal
@@ -10,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, date
 from typing import Any
 
 import requests
@@ -463,4 +464,48 @@ def rotate_key(settings: Settings, new_key: str | None) -> int:
         f"{count} stored secrets re-encrypted with the new key: set PAYLINK_SECRET_KEY to it "
         "and restart every paylink process"
     )
+    return 0
+
+
+def export(
+    settings: Settings,
+    *,
+    first: date,
+    last: date,
+    status: Status | None = None,
+    output: str | None = None,
+) -> int:
+    """Write the CSV of every link created from ``first`` to ``last`` (both included, in
+    PAYLINK_TIMEZONE), of one ``status`` if given, to ``output`` or stdout."""
+    from bot.links import export as csv_export
+
+    try:
+        period = csv_export.days(first, last, settings.timezone)
+    except ValueError as exc:
+        _err(str(exc))
+        return 2
+    runtime = Runtime(settings, slack=False)
+    try:
+        require_current(runtime.engine)
+        body = csv_export.rows(runtime.store, period, timezone=settings.timezone, status=status)
+        if output is None:
+            out = io.TextIOWrapper(
+                sys.stdout.buffer, encoding=csv_export.ENCODING, newline="", write_through=True
+            )
+            count = csv_export.write(out, body, settings.timezone)
+            out.detach()  # stdout stays open for whoever prints after us
+        else:
+            # Created for its owner only: the file holds customers' e-mails and phones.
+            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with open(fd, "w", encoding=csv_export.ENCODING, newline="") as out:
+                count = csv_export.write(out, body, settings.timezone)
+    except SchemaOutdated as exc:
+        _err(str(exc))
+        return 2
+    except OSError as exc:
+        _err(f"--output: {exc.strerror or exc}")
+        return 1
+    finally:
+        runtime.stop()
+    print(f"{count} links created {period.name} ({settings.paylink_timezone})", file=sys.stderr)
     return 0

@@ -126,6 +126,7 @@ class Runtime:
             reconcile_after=timedelta(seconds=settings.paylink_reconcile_after),
             metrics=self.metrics,
             sandbox=settings.sandbox,
+            qr_codes=settings.paylink_qr,
         )
         self.periodic = Periodic(self.service, interval=jobs_interval)
         if self.slack_client is not None and self.plan.answers_slack:
@@ -158,6 +159,7 @@ class Runtime:
     def _build_runner(self) -> JobRunner:
         """The job runner, with a handler for every job kind: Slack's, and the follow-up work
         a web process queues (carried out here inline)."""
+        from bot.links.sharing import Sharing
         from bot.slack.app import make_web_client
         from bot.slack.delivery import SlackDelivery
 
@@ -167,9 +169,15 @@ class Runtime:
             self.queue,
             approvers_configured=self.approvers.configured,
             store_label=self._store_label,
+            mail_enabled=self.settings.mail_enabled,
         )
         work = QueuedWork(self.service, self.inline, slack.tell)
-        return JobRunner(self.queue, slack.handlers() | work.handlers(), together=work.together())
+        sharing = Sharing(self.service, self.settings)
+        return JobRunner(
+            self.queue,
+            slack.handlers() | work.handlers() | sharing.handlers(),
+            together=work.together(),
+        )
 
     def _store_label(self, team_id: str | None, store_id: int | None) -> str | None:
         """The name of a link's store, for its card, when its workspace has several."""

@@ -24,6 +24,9 @@ SCOPE_OF = {
     "views.publish": None,
     "usergroups.users.list": "usergroups:read",
     "users.info": "users:read",
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
+    "conversations.open": "im:write",
 }
 
 
@@ -60,9 +63,11 @@ def test_manifest_scopes_are_the_ones_the_flow_uses() -> None:
     # not joined (the stand-in does not model channel membership).
     # channels:history / groups:history: only read after a post timed out, to find the card
     # or reply if it landed anyway instead of posting twice (tests/test_faults.py).
+    # im:write: `/paylink export` opens a DM for the file (tests/test_sharing_flow.py).
     assert declared == used | {
         "commands",
         "chat:write.public",
         "channels:history",
         "groups:history",
+        "im:write",
     }

@@ -355,6 +355,8 @@ REPLY_STATUS = {
     "link_failed": Status.LINK_FAILED,
     "paid_after_cancel": Status.PAID,
     "amount_mismatch": Status.AWAITING_PAYMENT,
+    "mailed": Status.AWAITING_PAYMENT,
+    "mail_failed": Status.AWAITING_PAYMENT,
 }
 
 

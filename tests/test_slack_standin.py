@@ -506,3 +506,49 @@ def test_history_and_replies_honour_oldest(slack: SlackStandIn, client: WebClien
     assert texts(client.conversations_history(channel="C1", oldest=str(since))) == ["after"]
     replies = client.conversations_replies(channel="C1", ts=parent, oldest=str(since))
     assert texts(replies) == ["before", "reply after"]  # the parent always comes first
+
+
+def test_files_arrive_through_slacks_upload_flow(slack: SlackStandIn, client: WebClient) -> None:
+    parent = client.chat_postMessage(channel="C1", text="card")["ts"]
+    dm = client.conversations_open(users="U1")["channel"]["id"]
+    assert dm == "D1"
+    done = client.files_upload_v2(
+        content=b"\x89PNG bytes",
+        filename="qr.png",
+        title="QR code",
+        alt_txt="a QR code",
+        channel="C1",
+        thread_ts=parent,
+    )
+    (shared,) = slack.files
+    assert done["file"]["id"] == shared.id
+    assert (shared.content, shared.filename, shared.title) == (
+        b"\x89PNG bytes",
+        "qr.png",
+        "QR code",
+    )
+    assert (shared.channel, shared.thread_ts, shared.alt_txt) == ("C1", parent, "a QR code")
+    assert slack.thread("C1", parent)[1:] == []  # a file is not a message here
+    client.files_upload_v2(content="a,b\r\n", filename="x.csv", channel=dm, initial_comment="hi")
+    assert (slack.files[1].channel, slack.files[1].initial_comment) == ("D1", "hi")
+    with pytest.raises(SlackApiError) as exc:
+        client.files_upload_v2(content=b"x", filename="x", channel="C1", thread_ts="1.2")
+    assert _error(exc) == "invalid_thread_ts"
+    with pytest.raises(SlackApiError) as exc:
+        client.files_completeUploadExternal(files=[{"id": "F404"}], channel_id="C1")
+    assert _error(exc) == "file_not_found"
+
+
+def test_methods_need_their_scope_when_scopes_are_given(
+    slack: SlackStandIn, client: WebClient
+) -> None:
+    slack.scopes = {"chat:write"}
+    client.chat_postMessage(channel="C1", text="fine")
+    with pytest.raises(SlackApiError) as exc:
+        client.files_upload_v2(content=b"x", filename="x.png", channel="C1")
+    assert _error(exc) == "missing_scope"
+    assert exc.value.response["needed"] == "files:write"
+    with pytest.raises(SlackApiError) as exc:
+        client.conversations_open(users="U1")
+    assert exc.value.response["needed"] == "im:write"
+    assert not slack.files

@@ -16,6 +16,8 @@ class ThreadKind(StrEnum):
     LINK_FAILED = "link_failed"
     PAID_AFTER_CANCEL = "paid_after_cancel"
     AMOUNT_MISMATCH = "amount_mismatch"
+    MAILED = "mailed"  # the link was e-mailed to the customer
+    MAIL_FAILED = "mail_failed"  # … or the mail server did not take it
 
 
 class JobKind(StrEnum):
@@ -27,6 +29,8 @@ class JobKind(StrEnum):
     PAYMENT = "payment"  # apply a verified payment webhook to the link
     DECISION = "decision"  # carry out a button click (approve, retry, cancel)
     CONFIRM = "confirm"  # ask XPay about a payment a webhook reported without its amount
+    MAIL = "mail"  # e-mail the checkout link to the customer
+    QR = "qr"  # post a QR code image of the checkout link in the thread
 
 
 class WebhookOutcome(StrEnum):

@@ -62,6 +62,7 @@ class LinkService:
     created and reconciled with it (``gateway`` is then the environment's, for the others).
     ``approvers_in(user, team_id)``: whether ``user`` approves in that workspace (its own
     approvers, from its settings); without it ``is_approver`` decides for every workspace.
+    ``qr_codes``: each new link's reply in the thread is followed by a QR code of it.
     """
 
     def __init__(
@@ -77,10 +78,12 @@ class LinkService:
         sandbox: bool = False,
         stores: StoreGateways | None = None,
         approvers_in: Callable[[str, str | None], bool] | None = None,
+        qr_codes: bool = False,
     ):
         self.store = store
         self.stores = stores
         self.approvers_in = approvers_in
+        self.qr_codes = qr_codes  # a QR code image of each new link follows its reply
         self.sandbox = sandbox
         self.queue = JobQueue(store)
         self.gateway = gateway
@@ -430,6 +433,10 @@ class LinkService:
             )
             if moved is not None:
                 self._announce(s, moved, ThreadKind.LINK_READY, f":{created.intent_id}")
+                if self.qr_codes:  # a job of its own, after the reply: that never waits on it
+                    self.queue.enqueue(
+                        s, moved, JobKind.QR, dedupe_key=f"qr:{moved.id}:{created.intent_id}"
+                    )
         if moved is None:
             log.warning("link moved during gateway call", extra={"ref": link.reference})
             return self._load(link.id)

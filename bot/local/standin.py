@@ -30,6 +30,13 @@ Behaviour worth knowing:
   them, and ``stop()`` ends the open ones.
 * Invalid blocks/views answer ``invalid_blocks`` with Slack-style ``errors`` messages
   (``"must be less than 25 characters [json-pointer:/view/title/text]"``).
+* Files arrive as Slack's upload flow (slack_sdk's ``files_upload_v2``) sends them:
+  ``files.getUploadURLExternal`` hands out an ``upload_url`` on the stand-in, the bytes are
+  POSTed there, and ``files.completeUploadExternal`` shares them in a channel (and thread);
+  ``files`` lists them with their bytes. They are not messages: ``messages()`` and
+  ``thread()`` stay as they were.
+* ``scopes``: the bot token's scopes. None (the default) grants every scope; a set makes the
+  methods that need a scope missing from it answer ``missing_scope`` as Slack does.
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ __all__ = [
     "Ephemeral",
     "PostedMessage",
     "SlackStandIn",
+    "UploadedFile",
     "validate_blocks",
 ]
 
@@ -495,6 +503,32 @@ class Ephemeral:
 
 
 @dataclass
+class UploadedFile:
+    """A file shared through ``files.completeUploadExternal``, with the bytes uploaded."""
+
+    id: str
+    filename: str
+    title: str | None
+    content: bytes
+    channel: str | None
+    thread_ts: str | None
+    initial_comment: str | None = None
+    alt_txt: str | None = None
+
+
+# The scope each method that needs one asks for (Slack's method reference).
+_SCOPE_OF = {
+    "chat.postMessage": "chat:write",
+    "chat.update": "chat:write",
+    "chat.postEphemeral": "chat:write",
+    "conversations.open": "im:write",
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
+    "usergroups.users.list": "usergroups:read",
+}
+
+
+@dataclass
 class _Fault:
     status: int
     retry_after: float | None
@@ -575,6 +609,7 @@ class SlackStandIn:
         users: user ID → extra fields merged into the ``users.info`` answer.
         team_id, bot_user_id, bot_id: identities returned by ``auth.test``.
         host, port: where to listen; port 0 picks a free port.
+        scopes: the bot token's scopes (None: all of them); see the module's docstring.
     """
 
     def __init__(
@@ -588,8 +623,10 @@ class SlackStandIn:
         bot_id: str = "B0PAYBOT",
         host: str = "127.0.0.1",
         port: int = 0,
+        scopes: Iterable[str] | None = None,
     ) -> None:
         self.bot_token = bot_token
+        self.scopes: set[str] | None = set(scopes) if scopes is not None else None
         self.team_id = team_id
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
@@ -615,6 +652,9 @@ class SlackStandIn:
             "views.publish": self._views_publish,
             "usergroups.users.list": self._usergroups_users_list,
             "users.info": self._users_info,
+            "conversations.open": self._conversations_open,
+            "files.getUploadURLExternal": self._files_get_upload_url,
+            "files.completeUploadExternal": self._files_complete_upload,
         }
         self._delays: dict[str, float] = {}
         self._faults: dict[str, list[_Fault]] = {}
@@ -632,6 +672,9 @@ class SlackStandIn:
         self._used_triggers: set[str] = set()
         self._ts_counter = itertools.count(1)
         self._view_counter = itertools.count(1)
+        self._file_counter = itertools.count(1)
+        self._uploads: dict[str, dict[str, Any]] = {}  # file id → what getUploadURL was told
+        self._files: list[UploadedFile] = []
 
     def start(self) -> SlackStandIn:
         """Bind and start serving in a daemon thread (no-op when already running)."""
@@ -804,6 +847,12 @@ class SlackStandIn:
             return {u: copy.deepcopy(self._views[v]) for u, v in self._home_views.items()}
 
     @property
+    def files(self) -> list[UploadedFile]:
+        """Files shared through ``files.completeUploadExternal``, oldest first."""
+        with self._lock:
+            return copy.deepcopy(self._files)
+
+    @property
     def missing_text_warnings(self) -> list[Call]:
         """Successful chat.postMessage/chat.update calls that sent blocks without ``text``."""
         with self._lock:
@@ -885,6 +934,11 @@ class SlackStandIn:
                         raise _ApiError("not_authed")
                     if token != self.bot_token:
                         raise _ApiError("invalid_auth")
+                    needed = _SCOPE_OF.get(method)
+                    if self.scopes is not None and needed and needed not in self.scopes:
+                        raise _ApiError(
+                            "missing_scope", needed=needed, provided=",".join(sorted(self.scopes))
+                        )
                     if bad_request:
                         raise _ApiError(bad_request)
                     body = handler(params, call)
@@ -1193,6 +1247,82 @@ class SlackStandIn:
         self._home_views[str(user)] = view["id"]
         return {"view": view}
 
+    def _conversations_open(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
+        """The direct message with one user (``users``), as chat.postMessage to a user ID
+        posts it."""
+        users = [u for u in str(params.get("users") or "").split(",") if u]
+        if not users:
+            raise _ApiError("users_list_not_supplied")
+        if len(users) > 1:
+            raise _ApiError("not_implemented")  # group DMs: nothing here uses them
+        return {"channel": {"id": self._channel({"channel": users[0]})}}
+
+    def _files_get_upload_url(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
+        filename, length = params.get("filename"), str(params.get("length") or "")
+        if not filename or not length.isdigit() or int(length) < 1:
+            raise _ApiError("invalid_arguments")
+        file_id = f"F{next(self._file_counter):08d}"
+        self._uploads[file_id] = {
+            "filename": str(filename),
+            "length": int(length),
+            "alt_txt": params.get("alt_txt"),
+            "content": None,
+        }
+        return {
+            "upload_url": f"http://{self._host}:{self.port}/upload/v1/{file_id}",
+            "file_id": file_id,
+        }
+
+    def _receive_upload(self, file_id: str, content: bytes) -> tuple[int, str]:
+        """The upload URL's answer to POSTed bytes: Slack's ``OK - <length>``."""
+        with self._lock:
+            upload = self._uploads.get(file_id)
+            if upload is None:
+                return 404, "not found"
+            upload["content"] = content
+        return 200, f"OK - {len(content)}"
+
+    def _files_complete_upload(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
+        try:
+            files = json.loads(params.get("files") or "")
+        except ValueError:
+            raise _ApiError("invalid_arguments") from None
+        if not isinstance(files, list) or not files:
+            raise _ApiError("invalid_arguments")
+        channel = params.get("channel_id") or None
+        thread_ts = params.get("thread_ts") or None
+        if thread_ts and not channel:
+            raise _ApiError("invalid_arguments")
+        if thread_ts and (channel, thread_ts) not in self._messages:
+            raise _ApiError("invalid_thread_ts")
+        shared = []
+        for item in files:
+            upload = self._uploads.get(str((item or {}).get("id")))
+            if upload is None or upload["content"] is None:
+                raise _ApiError("file_not_found")
+            if len(upload["content"]) != upload["length"]:
+                raise _ApiError("file_upload_size_mismatch")
+            shared.append((str(item["id"]), item.get("title"), upload))
+        out = []
+        for file_id, title, upload in shared:
+            del self._uploads[file_id]
+            self._files.append(
+                UploadedFile(
+                    id=file_id,
+                    filename=upload["filename"],
+                    title=title,
+                    content=upload["content"],
+                    channel=channel,
+                    thread_ts=thread_ts,
+                    initial_comment=params.get("initial_comment") or None,
+                    alt_txt=upload["alt_txt"],
+                )
+            )
+            out.append(
+                {"id": file_id, "title": title or upload["filename"], "name": upload["filename"]}
+            )
+        return {"files": out}
+
     def _usergroups_users_list(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
         group = params.get("usergroup")
         if group not in self.usergroups:
@@ -1302,8 +1432,21 @@ def _make_handler(standin: SlackStandIn) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def _upload(self, file_id: str) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            status, text = standin._receive_upload(file_id, self.rfile.read(length))
+            data = text.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
         def _serve(self) -> None:
             parts = urlsplit(self.path)
+            if parts.path.startswith("/upload/v1/") and self.command == "POST":
+                self._upload(parts.path.rsplit("/", 1)[1])
+                return
             if not parts.path.startswith("/api/"):
                 self._reply(404, {"ok": False, "error": "not_found"}, {})
                 return

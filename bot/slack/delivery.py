@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 
 from bot.links.kinds import JobKind
 from bot.links.queue import JobQueue
@@ -16,6 +16,7 @@ from bot.links.runner import Handler, RetryLater
 from bot.links.states import Status
 from bot.links.tables import Job, Link
 from bot.slack import blocks
+from bot.slack.qr import qr_png
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +65,18 @@ class SlackDelivery:
         *,
         approvers_configured: Callable[[str | None], bool],
         store_label: Callable[[str | None, int | None], str | None] = lambda _t, _s: None,
+        mail_enabled: bool = False,
     ) -> None:
         """``approvers_configured(team_id)``: somebody may approve in that workspace;
-        ``store_label(team_id, store_id)``: the store name a card shows, if any."""
+        ``store_label(team_id, store_id)``: the store name a card shows, if any;
+        ``mail_enabled``: the link's reply offers "Send to customer"."""
         self.client = client
         self.queue = queue
         self.store = queue.store
         self.approvers_configured = approvers_configured
         self.store_label = store_label
+        self.mail_enabled = mail_enabled
+        self._told_no_files = False  # the missing files:write scope is logged once
 
     def _render(self, link: Link) -> tuple[str, list[dict]]:
         return blocks.card(
@@ -82,7 +87,7 @@ class SlackDelivery:
 
     def handlers(self) -> dict[JobKind, Handler]:
         """Each Slack job kind's handler, for the job runner."""
-        return {JobKind.CARD: self.card, JobKind.THREAD: self.thread}
+        return {JobKind.CARD: self.card, JobKind.THREAD: self.thread, JobKind.QR: self.qr}
 
     def tell(self, channel: str | None, user: str, text: str) -> None:
         """An ephemeral note, e.g. a refusal of a click the worker decided."""
@@ -97,6 +102,37 @@ class SlackDelivery:
         """Post a reply in the card's thread."""
         with self._slack_errors(job, link):
             self._thread(job, link)
+
+    def qr(self, job: Job, link: Link) -> None:
+        """Post a QR code image of the checkout URL in the thread, after the link's reply (a
+        job of its own: the reply never waits for it). Without the files:write scope the
+        thread keeps the link alone, and the log says why, once."""
+        if not link.checkout_url:
+            return
+        if link.message_ts is None:
+            raise RetryLater("the card is not posted yet", 1.0)
+        test = "TEST " if link.sandbox else ""
+        with self._slack_errors(job, link):
+            try:
+                self.client.files_upload_v2(
+                    content=qr_png(link.checkout_url),
+                    filename=f"{link.reference}-qr.png",
+                    title=f"{test}QR code of the checkout link for {link.reference}",
+                    alt_txt=f"{test}QR code of the checkout link",
+                    channel=link.channel_id,
+                    thread_ts=link.message_ts,
+                )
+            except SlackApiError as exc:
+                if exc.response is None or exc.response.get("error") != "missing_scope":
+                    raise
+                if not self._told_no_files:
+                    self._told_no_files = True
+                    log.warning(
+                        "QR codes are not posted: the Slack app lacks the files:write scope "
+                        "(add it from manifest.yml and reinstall the app, or set PAYLINK_QR=false)"
+                    )
+            except SlackRequestError as exc:  # the upload URL refused the bytes
+                raise RetryLater(f"file upload failed: {exc}") from None
 
     @contextmanager
     def _slack_errors(
@@ -263,7 +299,9 @@ class SlackDelivery:
         key = job.dedupe_key or f"job:{job.id}"
         if self._earlier_post(job, link, REPLY_EVENT, key) is not None:
             return
-        text, reply_blocks = blocks.thread_reply(link, job.payload["kind"], job.payload)
+        text, reply_blocks = blocks.thread_reply(
+            link, job.payload["kind"], job.payload, mail=self.mail_enabled
+        )
         self.client.chat_postMessage(
             channel=link.channel_id,
             thread_ts=link.message_ts,

@@ -28,6 +28,8 @@ class ActionId(StrEnum):
     OPEN_SETTINGS = "paylink_settings_open"  # App Home, admins: the Settings modal
     ADD_STORE = "paylink_store_add"  # App Home, admins: a new XPay store
     EDIT_STORE = "paylink_store_edit"  # App Home, admins: one store's modal (value: its id)
+    SEND_TO_CUSTOMER = "paylink_send_to_customer"  # e-mail the link (the link's reply)
+    SEND_AGAIN = "paylink_send_again"  # e-mail it once more (asked after a first send)
 
 
 class BlockId(StrEnum):
@@ -44,6 +46,8 @@ class BlockId(StrEnum):
     # Thread replies.
     REPLY = "reply"
     REPLY_DETAILS = "reply_details"
+    REPLY_ACTIONS = "reply_actions"
+    SEND_AGAIN = "send_again"
     # The modals (their input fields are in FIELD_BLOCKS).
     CONTACT_HINT = "contact_hint"
     SUMMARY = "summary"

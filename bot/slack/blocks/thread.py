@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from slack_sdk.models.blocks import Block
+from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement
 
 from bot.links.kinds import ThreadKind
 from bot.links.states import Status
@@ -30,7 +30,7 @@ from bot.slack.blocks.common import (
     to_dicts,
     url_link,
 )
-from bot.slack.blocks.ids import BlockId
+from bot.slack.blocks.ids import ActionId, BlockId
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,27 @@ def _amount_mismatch(link: Link, details: dict[str, Any]) -> _Reply:
     )
 
 
+def _mailed(link: Link, details: dict[str, Any]) -> _Reply:
+    to, by = safe(details.get("to"), NAME_BUDGET), mention(details.get("by"))
+    return _Reply(
+        text=f":email: The checkout link was sent to {to} by {by}.",
+        fallback=f"Checkout link e-mailed to {to}",
+    )
+
+
+def _mail_failed(link: Link, details: dict[str, Any]) -> _Reply:
+    to, by = safe(details.get("to"), NAME_BUDGET), mention(details.get("by"))
+    reason = safe(details.get("reason"), MESSAGE_BUDGET) or "no reason given"
+    return _Reply(
+        text=f":warning: {by} The checkout link could not be e-mailed to {to}: {reason}",
+        details=[
+            "Nothing was retried. Share the link another way, or try Send to customer again "
+            "once the mail server is fixed."
+        ],
+        fallback=f"E-mailing the checkout link to {to} failed",
+    )
+
+
 _RENDERERS: dict[ThreadKind, Callable[[Link, dict[str, Any]], _Reply]] = {
     ThreadKind.LINK_READY: _link_ready,
     ThreadKind.PAID: _paid,
@@ -160,6 +181,8 @@ _RENDERERS: dict[ThreadKind, Callable[[Link, dict[str, Any]], _Reply]] = {
     ThreadKind.LINK_FAILED: _link_failed,
     ThreadKind.PAID_AFTER_CANCEL: _paid_after_cancel,
     ThreadKind.AMOUNT_MISMATCH: _amount_mismatch,
+    ThreadKind.MAILED: _mailed,
+    ThreadKind.MAIL_FAILED: _mail_failed,
 }
 
 #: Every kind of thread reply there is a renderer for.
@@ -178,13 +201,19 @@ _SHOW_MONEY = frozenset(
 
 
 def thread_reply(
-    link: Link, kind: ThreadKind | str, details: dict[str, Any] | None = None
+    link: Link,
+    kind: ThreadKind | str,
+    details: dict[str, Any] | None = None,
+    *,
+    mail: bool = False,
 ) -> tuple[str, list[dict[str, Any]]]:
     """A reply in the card's thread: ``(fallback text, blocks)``.
 
     ``details`` is the reply's payload; an amount mismatch reads the ``amount`` and
-    ``currency`` XPay reported from it. A ``kind`` that is not a :class:`ThreadKind` raises
-    ValueError.
+    ``currency`` XPay reported from it, an e-mail's notes who sent it (``by``), to which
+    masked address (``to``) and why it failed (``reason``). ``mail``: links can be e-mailed
+    (PAYLINK_SMTP_URL), so the link's reply has a "Send to customer" button when the customer
+    has an e-mail address. A ``kind`` that is not a :class:`ThreadKind` raises ValueError.
     """
     kind = ThreadKind(kind)
     reply = _RENDERERS[kind](link, details or {})
@@ -194,4 +223,17 @@ def thread_reply(
     blocks: list[Block] = [section(BlockId.REPLY, reply.text)]
     if lines:
         blocks.append(context(BlockId.REPLY_DETAILS, "\n".join(lines)))
+    if mail and kind is ThreadKind.LINK_READY and link.customer_email and link.checkout_url:
+        blocks.append(
+            ActionsBlock(
+                block_id=BlockId.REPLY_ACTIONS,
+                elements=[
+                    ButtonElement(
+                        text="Send to customer",
+                        action_id=ActionId.SEND_TO_CUSTOMER,
+                        value=str(link.id),
+                    )
+                ],
+            )
+        )
     return clip_mrkdwn(fallback, FALLBACK_MAX), to_dicts(blocks)

@@ -12,6 +12,7 @@ from slack_sdk.errors import SlackApiError
 from bot.checkout import parse_amount
 from bot.slack import blocks
 from bot.slack.context import SlackContext
+from bot.slack.listeners.export import export
 from bot.slack.listeners.settings import open_settings
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,10 @@ def register(app: App, ctx: SlackContext) -> None:
             return
         if text.lower() == "settings":
             open_settings(ctx, ack, body)
+            return
+        word, _, rest = text.partition(" ")
+        if word.lower() == "export":
+            export(ctx, ack, body, rest)
             return
         channel_id = body.get("channel_id", "")
         if not settings.paylink_approval_channel and channel_id.startswith("D"):

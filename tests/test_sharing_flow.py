@@ -1,0 +1,274 @@
+"""Sharing end to end, on the local stack: the QR code in the thread, the CSV export by direct
+message, and "Send to customer" through a real SMTP server (aiosmtpd, STARTTLS and a login,
+with a certificate from a test CA the bot is told to trust)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import ssl
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+import zxingcpp
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from PIL import Image
+
+from bot.config import Settings, load_settings
+from bot.links.sharing import customer_email
+from bot.links.states import Status
+from bot.local.stack import APPROVAL_CHANNEL, APPROVER, OUTSIDER, REP, LocalStack, free_port
+from bot.local.standin import PostedMessage
+from bot.mail import MailFailed, SmtpServer
+from tests.conftest import Flow, _text
+from tests.test_slack_blocks import make_link
+
+pytestmark = pytest.mark.integration  # an SMTP server, or the local stack
+
+PASSWORD = "s3cret-pa55"
+
+
+@dataclass
+class Inbox:
+    """What the SMTP server received, and how many logins were tried."""
+
+    messages: list[EmailMessage] = field(default_factory=list)
+    logins: int = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        return "250 OK"
+
+    def authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
+        self.logins += 1
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
+            b"paylink",
+            PASSWORD.encode(),
+        )
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535
+
+
+@dataclass
+class Smtp:
+    inbox: Inbox
+    port: int
+
+    def url(self, password: str = PASSWORD) -> str:
+        return f"smtp://paylink:{password}@127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def smtp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Smtp]:
+    """An SMTP server on 127.0.0.1 that requires STARTTLS, then a login (LOGIN only, so one
+    attempt is one login), with a certificate of a CA this process trusts (SSL_CERT_FILE)."""
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=server_context,
+        require_starttls=True,
+        authenticator=inbox.authenticate,
+        auth_require_tls=True,
+        auth_exclude_mechanism=["PLAIN"],
+    )
+    controller.start()
+    try:
+        yield Smtp(inbox, port)
+    finally:
+        controller.stop()
+
+
+def link_reply(flow: Flow, card: PostedMessage) -> PostedMessage:
+    return next(
+        m
+        for m in flow.slack.thread(APPROVAL_CHANNEL, card.ts)[1:]
+        if "checkout link" in _text(m.blocks)
+    )
+
+
+def click_reply(flow: Flow, user: str, message: PostedMessage | Any, action_id: str) -> None:
+    ts = getattr(message, "ts", None) or message.message_ts
+    response = flow.sim.click(
+        user, {"ts": ts, "blocks": message.blocks}, action_id, channel=APPROVAL_CHANNEL
+    )
+    assert response.status_code == 200, response.text
+
+
+def answer(flow: Flow, user: str, text: str) -> str:
+    """What ``/paylink <text>`` answers ``user`` at once (Bolt sends ack's text as it is)."""
+    response = flow.sim.command(user, text)
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+def read_png(content: bytes) -> str:
+    (found,) = zxingcpp.read_barcodes(Image.open(io.BytesIO(content)))
+    return found.text
+
+
+# --- QR code and export ------------------------------------------------------------------------
+
+
+def test_the_qr_code_follows_the_link_and_approvers_get_the_export(flow: Flow) -> None:
+    card = flow.request()
+    url = flow.approve(card.ts)
+    qr = flow.slack.wait_for(lambda s: s.files)[0]
+    assert (qr.channel, qr.thread_ts) == (APPROVAL_CHANNEL, card.ts)
+    assert qr.filename.endswith("-qr.png") and qr.title and "TEST" in qr.title
+    assert read_png(qr.content) == url
+    assert "paylink_send_to_customer" not in str(link_reply(flow, card).blocks)  # no SMTP
+
+    assert "Only approvers can export" in answer(flow, REP, "export")
+    assert "Preparing your export of" in answer(flow, APPROVER, "export")
+    dm = "D" + APPROVER[1:]
+    export = flow.slack.wait_for(lambda s: [f for f in s.files if f.channel == dm])[0]
+    assert export.filename.endswith(".csv") and "1 link, one row each" in (
+        export.initial_comment or ""
+    )
+    assert export.content.startswith(b"\xef\xbb\xbf")
+    header, row = list(csv.reader(io.StringIO(export.content.decode("utf-8-sig"))))
+    cells = dict(zip(header, row, strict=True))
+    assert cells["status"] == "Awaiting payment" and cells["test"] == "TEST"
+    assert cells["customer e-mail"] and "•" not in cells["customer e-mail"]
+    assert len(flow.slack.files) == 2  # the rep got nothing
+    assert "expected a month as YYYY-MM" in answer(flow, APPROVER, "export 2026-13")
+
+
+def test_no_qr_code_when_turned_off(make_stack: Callable[..., LocalStack]) -> None:
+    flow = Flow(make_stack(paylink_qr=False))
+    flow.approve(flow.request().ts)
+    flow.idle()
+    assert not flow.slack.files
+    assert not flow.slack.calls_of("files.getUploadURLExternal")
+
+
+def test_without_files_write_the_link_is_posted_alone_and_the_log_says_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with LocalStack() as stack, caplog.at_level(logging.WARNING):
+        stack.slack.scopes = {"chat:write", "usergroups:read", "im:write"}
+        flow = Flow(stack)
+        for _ in range(2):
+            card = flow.request()
+            flow.approve(card.ts)
+        flow.idle()
+        assert not stack.slack.files
+        refused = stack.slack.calls_of("files.getUploadURLExternal")
+        assert [c.response["error"] for c in refused] == ["missing_scope"] * 2  # not retried
+    why = [r for r in caplog.records if "files:write" in r.getMessage()]
+    assert len(why) == 1, why  # once
+
+
+# --- Send to customer ------------------------------------------------------------------------
+
+
+def test_send_to_customer_emails_the_link_and_asks_before_sending_again(
+    make_stack: Callable[..., LocalStack], smtp: Smtp
+) -> None:
+    stack = make_stack(
+        paylink_smtp_url=smtp.url(),
+        paylink_mail_from="sales@shop.example",
+        paylink_company_name="Shop",
+    )
+    flow = Flow(stack)
+    card = flow.request()
+    url = flow.approve(card.ts)
+    reply = link_reply(flow, card)
+
+    click_reply(flow, OUTSIDER, reply, "paylink_send_to_customer")
+    flow.wait_ephemeral(OUTSIDER, "Only the rep who asked for this link or an approver")
+    click_reply(flow, REP, reply, "paylink_send_to_customer")
+    flow.wait_ephemeral(REP, "Sending the checkout link to a•••n@example.com")
+    note = flow.wait_reply(card.ts, "was sent to")
+    assert "sent to a•••n@example.com by <@U0REP>" in note
+    (mail,) = smtp.inbox.messages
+    assert mail["To"].addresses[0].addr_spec == "ayesha.khan@example.com"
+    text = mail.get_body(("plain",)).get_content()
+    html = mail.get_body(("html",)).get_content()
+    for body in (text, html):
+        assert url in body and "PKR 15,000.00" in body and "Shop" in body
+
+    click_reply(flow, APPROVER, reply, "paylink_send_to_customer")
+    (question,) = stack.slack.wait_for(
+        lambda s: [e for e in s.ephemerals if e.user == APPROVER and e.blocks]
+    )
+    assert "already sent to a•••n@example.com" in (question.text or "")
+    assert len(smtp.inbox.messages) == 1  # asked, not sent
+    click_reply(flow, APPROVER, question, "paylink_send_again")
+    stack.slack.wait_for(lambda s: len(smtp.inbox.messages) == 2)
+    flow.wait_reply(card.ts, "by <@U0APPROVER>")
+    assert "ayesha.khan" not in str([m.blocks for m in stack.slack.messages()])
+
+
+def test_a_refused_login_is_said_in_the_thread_and_not_retried(
+    make_stack: Callable[..., LocalStack], smtp: Smtp
+) -> None:
+    stack = make_stack(
+        paylink_smtp_url=smtp.url("wrong-password"), paylink_mail_from="sales@shop.example"
+    )
+    flow = Flow(stack)
+    card = flow.request()
+    flow.approve(card.ts)
+    click_reply(flow, REP, link_reply(flow, card), "paylink_send_to_customer")
+    failed = flow.wait_reply(card.ts, "could not be e-mailed")
+    assert "a•••n@example.com: 535" in failed and "Nothing was retried" in failed
+    flow.idle()
+    assert smtp.inbox.logins == 1 and not smtp.inbox.messages
+    assert "wrong-password" not in str(stack.slack.calls)
+    with stack.runtime.store.reading() as s:
+        link = stack.runtime.store.get(s, 1)
+        reasons = [h.reason for h in link.history if h.reason and h.reason.startswith("e-mail")]
+    assert len(reasons) == 1 and reasons[0].startswith("e-mail to a•••n@example.com: failed, 535")
+
+
+def test_smtps_speaks_tls_from_the_first_byte_and_smtp_insists_on_starttls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+
+    def settings(sender: str) -> Settings:
+        return load_settings(
+            _env_file=None, paylink_smtp_url="smtps://127.0.0.1:1", paylink_mail_from=sender
+        )
+
+    link = make_link(Status.AWAITING_PAYMENT)
+    with pytest.raises(MailFailed, match="check PAYLINK_MAIL_FROM"):  # a name, no address
+        SmtpServer.from_url("smtps://127.0.0.1:1").send(customer_email(link, settings("Shop")))
+    message = customer_email(link, settings("s@shop.example"))
+    tls, plain = Inbox(), Inbox()
+    servers = [
+        Controller(tls, hostname="127.0.0.1", port=free_port(), ssl_context=server_context),
+        Controller(plain, hostname="127.0.0.1", port=free_port()),  # offers no STARTTLS
+    ]
+    for server in servers:
+        server.start()
+    try:
+        SmtpServer.from_url(f"smtps://127.0.0.1:{servers[0].port}").send(message)
+        assert [m["Subject"] for m in tls.messages] == [message["Subject"]]
+        with pytest.raises(MailFailed, match="does not offer STARTTLS"):
+            SmtpServer.from_url(f"smtp://u:p@127.0.0.1:{servers[1].port}").send(message)
+        assert not plain.messages
+    finally:
+        for server in servers:
+            server.stop()
