@@ -14,6 +14,7 @@ from bot.db import make_engine
 from bot.links.followup import FollowUp, Inline, Queued, QueuedWork
 from bot.links.intake import JobIntake
 from bot.links.periodic import Periodic, release_after_restart
+from bot.links.policy import ApprovalPolicy
 from bot.links.queue import JobQueue
 from bot.links.runner import JobRunner
 from bot.links.service import LinkService
@@ -116,6 +117,8 @@ class Runtime:
             reconcile_after=timedelta(seconds=settings.paylink_reconcile_after),
             metrics=self.metrics,
             sandbox=settings.sandbox,
+            policy=ApprovalPolicy.from_settings(settings),
+            duplicate_window=settings.paylink_duplicate_window,
         )
         self.periodic = Periodic(self.service, interval=jobs_interval)
         if self.slack_client is not None and self.plan.answers_slack:
