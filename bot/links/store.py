@@ -397,7 +397,8 @@ class LinkStore:
     ) -> Link | None:
         """The newest link of ``workspace`` in one of ``statuses``, created since ``since``,
         for the same sum as ``request`` and its customer's e-mail (in any case) or phone;
-        never the one made by ``workspace``'s modal ``view_id`` (the same submission)."""
+        None when ``workspace``'s modal ``view_id`` made one of them: that is the same
+        submission, sent again."""
         customer = request.customer
         contact = []
         if customer.email:
@@ -415,9 +416,10 @@ class LinkStore:
             Link.status.in_([s.value for s in statuses]),
             or_(*contact),
         )
-        if view_id is not None:
-            query = query.where(or_(Link.view_id.is_(None), Link.view_id != view_id))
-        return session.scalar(query.order_by(Link.created_at.desc(), Link.id.desc()).limit(1))
+        found = list(session.scalars(query.order_by(Link.created_at.desc(), Link.id.desc())))
+        if view_id is not None and any(link.view_id == view_id for link in found):
+            return None
+        return found[0] if found else None
 
     def by_reference(self, session: Session, reference: str) -> Link | None:
         """The link with this order reference."""

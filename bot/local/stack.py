@@ -20,10 +20,11 @@ from bot.server import Server
 from bot.web import create_app
 
 REP, APPROVER, OUTSIDER = "U0REP", "U0APPROVER", "U0OUTSIDER"
+SECOND_APPROVER = "U0CFO"  # an approver when the settings name them (two-approver flows)
 APPROVAL_CHANNEL = "C0APPROVALS"
 BOT_TOKEN = "xoxb-local-stand-in"  # noqa: S105  (the stand-in's token, not a real one)
 #: The people of the stand-in's workspace, by the names Slack would show.
-PEOPLE = {REP: "Sara", APPROVER: "Omar", OUTSIDER: "Bilal"}
+PEOPLE = {REP: "Sara", APPROVER: "Omar", OUTSIDER: "Bilal", SECOND_APPROVER: "Hina"}
 
 
 def free_port() -> int:

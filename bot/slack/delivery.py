@@ -11,6 +11,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.links.kinds import JobKind
+from bot.links.policy import TWO
 from bot.links.queue import JobQueue
 from bot.links.runner import Handler, RetryLater
 from bot.links.states import Status
@@ -105,8 +106,18 @@ class SlackDelivery:
             # attempt looks for it (see _earlier_post), rather than racing it with a re-post.
             raise RetryLater("slack did not answer in time", 2.0 * self.client.timeout) from None
 
+    def _render(self, link: Link) -> tuple[str, list[dict]]:
+        """The card for ``link`` as it is now (with its approvals, when it needs two)."""
+        approvals: list[str] = []
+        if link.approvals_needed == TWO:
+            with self.store.reading() as s:
+                approvals = self.store.approvers(s, link.id)
+        return blocks.card(
+            link, approvers_configured=self.approvers_configured, approvals=approvals
+        )
+
     def _card(self, job: Job, link: Link) -> None:
-        text, card_blocks = blocks.card(link, approvers_configured=self.approvers_configured)
+        text, card_blocks = self._render(link)
         if link.message_ts is None:
             key = f"card:{link.id}"
             found = self._earlier_post(job, link, CARD_EVENT, key)
@@ -142,7 +153,7 @@ class SlackDelivery:
                 return
             with self.store.reading() as s:
                 link = self.store.get(s, link.id)
-            text, card_blocks = blocks.card(link, approvers_configured=self.approvers_configured)
+            text, card_blocks = self._render(link)
 
     def _earlier_post(self, message: Job, link: Link, event: str, key: str) -> str | None:
         """The ts of a post an earlier attempt made for this effect, if it landed. Slack's

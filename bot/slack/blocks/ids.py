@@ -12,6 +12,7 @@ class CallbackId(StrEnum):
 
     REQUEST = "paylink_request"
     REJECT = "paylink_reject"
+    DUPLICATE = "paylink_duplicate"  # "a request like this exists": Create anyway / Go back
 
 
 class ActionId(StrEnum):
@@ -43,6 +44,9 @@ class BlockId(StrEnum):
     CONTACT_HINT = "contact_hint"
     SUMMARY = "summary"
     REASON = "reason"
+    POLICY = "policy"  # the request form's line on the approval policy
+    EARLIER = "earlier"  # the duplicate guard's view: the earlier request
+    DUPLICATE_HINT = "duplicate_hint"
     # App Home; each row's id is its list's prefix and the link id.
     HOME_TITLE = "home_title"
     HOME_INTRO = "home_intro"

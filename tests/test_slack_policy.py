@@ -1,0 +1,118 @@
+"""The approval policy and the duplicate guard end to end: real HTTP between the bot, the
+Slack stand-in and the sandbox gateway (tests/conftest.py's Flow)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from bot.local.stack import APPROVAL_CHANNEL, APPROVER, REP, SECOND_APPROVER, LocalStack
+from tests.conftest import Flow
+
+POLICY = {
+    "paylink_auto_approve_under": "PKR:10000,USD:50",
+    "paylink_second_approval_from": "PKR:100000",
+    "paylink_currencies": ["PKR", "USD"],
+}
+
+
+@pytest.fixture
+def policy_flow(make_stack: Callable[..., LocalStack]) -> Flow:
+    return Flow(
+        make_stack(
+            **POLICY,
+            paylink_approvers=[APPROVER, SECOND_APPROVER, REP],
+            paylink_allow_self_approval=True,
+        )
+    )
+
+
+def test_the_form_names_the_policy_and_a_small_request_is_approved_automatically(
+    policy_flow: Flow,
+) -> None:
+    flow = policy_flow
+    view = flow.open_modal()
+    line = next(b for b in view["blocks"] if b["block_id"] == "policy")
+    assert line["elements"][0]["text"] == (
+        ":scales: Approval: PKR: under PKR 10,000 approved automatically; PKR 100,000 or "
+        "more needs two approvers, neither of them you · USD: under USD 50 approved "
+        "automatically"
+    )
+    blocks = [b["block_id"] for b in view["blocks"]]
+    assert blocks.index("policy") == blocks.index("amount") + 1  # right under the amount
+
+    card = flow.request(view=view, amount="9999.99")
+    flow.wait_reply(card.ts, "checkout link is ready")  # nobody clicked
+    status = flow.wait_status(card.ts, "Awaiting payment")
+    assert "Approved automatically: under PKR 10,000" in status
+    flow.wait_ephemeral(REP, "Approved automatically (under PKR 10,000)")
+
+
+def test_two_approvers_decide_a_large_request(policy_flow: Flow) -> None:
+    flow = policy_flow
+    card = flow.request(amount="100000")
+    assert "PKR 100,000 or more needs two approvers" in flow.status(card.ts)
+
+    flow.click(APPROVER, card.ts, "paylink_approve")
+    status = flow.wait_status(card.ts, "waiting for a second approver")
+    assert status.startswith("*Status:* :hourglass_flowing_sand: Awaiting approval")
+    assert f"Approved by <@{APPROVER}> · waiting for a second approver" in status
+
+    flow.click(APPROVER, card.ts, "paylink_approve")  # again: nothing changes
+    flow.wait_ephemeral(APPROVER, "You already approved this request")
+    flow.click(REP, card.ts, "paylink_approve")  # the requester, though self-approval is on
+    flow.wait_ephemeral(REP, "needs two approvers other than you")
+    flow.idle()
+    assert "Awaiting approval" in flow.status(card.ts) and flow.intent_count() == 0
+
+    flow.approve(card.ts, SECOND_APPROVER)
+    status = flow.wait_status(card.ts, "Awaiting payment")
+    assert f"Approved by <@{APPROVER}> and <@{SECOND_APPROVER}>" in status
+    assert flow.intent_count() == 1
+
+
+def submit_json(flow: Flow, view: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    response = flow.submit(view=view, **fields)
+    assert response.status_code == 200, response.text
+    return response.json() if response.content.strip() else {}
+
+
+def test_duplicate_guard_warns_lets_the_rep_go_back_or_confirm(flow: Flow) -> None:
+    earlier = flow.request()
+    earlier_ref = flow.card(earlier.ts).blocks[0]["text"]["text"].split(" · ")[1]
+
+    answer = submit_json(flow)
+    assert answer["response_action"] == "push"
+    warning = answer["view"]
+    assert (warning["title"]["text"], warning["submit"]["text"], warning["close"]["text"]) == (
+        "Possible duplicate",
+        "Create anyway",
+        "Go back",
+    )
+    earlier_text = next(b for b in warning["blocks"] if b["block_id"] == "earlier")["text"]["text"]
+    permalink = f"https://slack.example/archives/{APPROVAL_CHANNEL}/p{earlier.ts.replace('.', '')}"
+    assert f"*<{permalink}|{earlier_ref}>* · PKR 15,000 for Ayesha Khan" in earlier_text
+    assert f"Requested by <@{REP}> <!date^" in earlier_text
+    assert "*Status:* :hourglass_flowing_sand: Awaiting approval" in earlier_text
+    assert len(flow.slack.messages(APPROVAL_CHANNEL)) == 1  # nothing created yet
+
+    # "Go back" is Slack's: the form comes back as filled; with another amount it goes through.
+    other = flow.request(amount="15001")
+    assert other.ts != earlier.ts
+
+    # The same again, then "Create anyway" (sent twice by Slack): one more request.
+    form = flow.open_modal()
+    warning = submit_json(flow, view=form)["view"]
+    warning["id"] = "V0WARNING"
+    for _ in range(2):
+        confirmed = flow.sim.submit_view(REP, warning, {})
+        assert confirmed.json() == {"response_action": "clear"}
+    flow.idle()
+    cards = [m for m in flow.slack.messages(APPROVAL_CHANNEL) if m.thread_ts is None]
+    assert len(cards) == 3
+    # The form's own submission sent again is recognised, not warned about.
+    assert submit_json(flow, view=form) == {}
+    flow.idle()
+    assert len([m for m in flow.slack.messages(APPROVAL_CHANNEL) if m.thread_ts is None]) == 3
