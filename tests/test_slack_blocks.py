@@ -355,6 +355,7 @@ REPLY_STATUS = {
     "link_failed": Status.LINK_FAILED,
     "paid_after_cancel": Status.PAID,
     "amount_mismatch": Status.AWAITING_PAYMENT,
+    "first_approval": Status.AWAITING_APPROVAL,
 }
 
 

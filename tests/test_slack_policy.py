@@ -4,12 +4,18 @@ Slack stand-in and the sandbox gateway (tests/conftest.py's Flow)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from bot.links.states import Status
+from bot.local.demo import run_demo
 from bot.local.stack import APPROVAL_CHANNEL, APPROVER, REP, SECOND_APPROVER, LocalStack
+from bot.local.standin import validate_blocks
+from bot.slack import blocks as b
 from tests.conftest import Flow
+from tests.test_slack_blocks import NASTY, assert_safe_mrkdwn, make_link, mrkdwn_texts
 
 POLICY = {
     "paylink_auto_approve_under": "PKR:10000,USD:50",
@@ -116,3 +122,59 @@ def test_duplicate_guard_warns_lets_the_rep_go_back_or_confirm(flow: Flow) -> No
     assert submit_json(flow, view=form) == {}
     flow.idle()
     assert len([m for m in flow.slack.messages(APPROVAL_CHANNEL) if m.thread_ts is None]) == 3
+
+
+@pytest.mark.integration  # the demo runs a whole local stack in this process
+def test_demo_policy_prints_auto_approval_and_two_approvers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run_demo(policy=True) == 0
+    steps, threads = capsys.readouterr().out.split("The threads in #C0APPROVALS, oldest first:\n")
+    assert "the policy approves it at once" in steps and "@Hina approves too" in steps
+    assert "Approved automatically: under PKR 10,000" in threads
+    assert "Approved by @Omar: waiting for a second approver." in threads
+    assert "Approved by @Omar and @Hina " in threads
+    assert threads.count("the checkout link is ready") == 2
+
+
+# The Block Kit of it -------------------------------------------------------------------------
+
+
+def status_text(link: Any, approvals: tuple[str, ...] = ()) -> str:
+    _, blocks = b.card(link, approvals=approvals)
+    return next(x["text"]["text"] for x in blocks if x["block_id"] == "status")
+
+
+def test_the_card_tells_what_the_policy_decided_and_waits_for() -> None:
+    auto = make_link(
+        Status.AWAITING_PAYMENT, approvals_needed=0, policy_threshold=Decimal(10000),
+        decided_by="policy",
+    )  # fmt: skip
+    assert status_text(auto).endswith("\nApproved automatically: under PKR 10,000")
+    two = {"approvals_needed": 2, "policy_threshold": Decimal("100000.50")}
+    waiting = make_link(Status.AWAITING_APPROVAL, **two)
+    assert status_text(waiting).endswith(
+        "\nPKR 100,000.50 or more needs two approvers, neither of them the requester"
+    )
+    assert status_text(waiting, ("U0A",)).endswith(
+        "\nApproved by <@U0A> · waiting for a second approver (PKR 100,000.50 or more needs two)"
+    )
+    done = make_link(Status.CREATING_LINK, decided_by="U0B", **two)
+    assert "\nApproved by <@U0A> and <@U0B> <!date^" in status_text(done, ("U0A", "U0B"))
+
+
+def test_the_duplicate_view_shows_the_earlier_request_safely() -> None:
+    earlier = make_link(reference=NASTY, customer_name=NASTY, message_ts=None)
+    metadata = b.duplicate_metadata({"amount": "1500.50", "city": ""}, "C0SALES", "V0FORM")
+    assert metadata == '{"view":"V0FORM","channel":"C0SALES","fields":{"amount":"1500.50"}}'
+    view = b.duplicate_modal(earlier, permalink=None, metadata=metadata)
+    assert validate_blocks(view["blocks"], surface="modal", view=view) == []
+    for text in mrkdwn_texts(view["blocks"]):
+        assert_safe_mrkdwn(text)
+    assert "(in <#C0APPROVE>)" in str(view["blocks"])  # no permalink: its channel
+    assert b.read_duplicate_metadata(view) == ({"amount": "1500.50"}, "C0SALES", "V0FORM")
+    assert b.read_duplicate_metadata({"private_metadata": "nonsense"}) is None
+    # A form too long to hold in Slack's 3,000 characters is not held.
+    assert (
+        b.duplicate_metadata({"success_url": "https://x.example/" + "a" * 3000}, None, "V") is None
+    )

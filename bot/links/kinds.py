@@ -16,6 +16,7 @@ class ThreadKind(StrEnum):
     LINK_FAILED = "link_failed"
     PAID_AFTER_CANCEL = "paid_after_cancel"
     AMOUNT_MISMATCH = "amount_mismatch"
+    FIRST_APPROVAL = "first_approval"  # one of two approvers approved: waiting for the other
 
 
 class JobKind(StrEnum):

@@ -289,7 +289,7 @@ class LinkService:
             if approval and link.approvals_needed == TWO:
                 first, reason = self._count_approval(s, link_id, actor)
             if first is not None:
-                self._announce(s, first)
+                self._announce(s, first, ThreadKind.FIRST_APPROVAL, details={"approver": actor})
                 moved = None
             else:
                 moved = self.store.move(
@@ -310,17 +310,22 @@ class LinkService:
         return moved
 
     def _announce(
-        self, s: Session, link: Link, thread: ThreadKind | None = None, key: str = ""
+        self,
+        s: Session,
+        link: Link,
+        thread: ThreadKind | None = None,
+        key: str = "",
+        details: dict[str, str] | None = None,
     ) -> None:
         """Queue, with the change just made, the card update and a thread reply of kind
-        ``thread`` (at most once per link, kind and ``key``)."""
+        ``thread`` (at most once per link, kind and ``key``; ``details`` for its renderer)."""
         self.queue.enqueue(s, link, JobKind.CARD)
         if thread:
             self.queue.enqueue(
                 s,
                 link,
                 JobKind.THREAD,
-                payload={"kind": thread.value},
+                payload={"kind": thread.value, **(details or {})},
                 dedupe_key=f"thread:{link.id}:{thread.value}{key}",
             )
 
