@@ -17,12 +17,14 @@ from sqlalchemy import func, select, update
 from bot import commands
 from bot.config import load_settings
 from bot.db import make_engine, utcnow
+from bot.links.followup import Queued
+from bot.links.intake import JobIntake
 from bot.links.outcomes import AlreadyApproved, AlreadyDecided, NotAllowed, Refused
 from bot.links.policy import AUTO, ONE, TWO, ApprovalPolicy
 from bot.links.service import LinkService
 from bot.links.states import Status
 from bot.links.store import LinkStore
-from bot.links.tables import Link, LinkApproval
+from bot.links.tables import Job, Link, LinkApproval
 from bot.links.workspaces import Workspace
 from tests.dbs import BACKENDS, migrated_engine
 from tests.factories import checkout_request
@@ -123,6 +125,20 @@ def test_each_tier_takes_its_approvals_at_its_boundaries(
             f"approved automatically: under {threshold} (PAYLINK_AUTO_APPROVE_UNDER)"
         )
         assert link.decided_by == "policy"
+
+
+def test_auto_approval_beside_a_worker_queues_the_creation_with_the_card(
+    store: LinkStore,
+) -> None:
+    """With `serve` beside a worker, the policy's approval is recorded with the request and
+    the gateway call is a job for the worker, as an approver's click would be."""
+    gateway = FakeGateway()
+    service = make_service(store, gateway=gateway, follow_up=Queued(JobIntake(store)))
+    link = request(service, "9999.99")
+    assert link.status == Status.CREATING_LINK.value and gateway.creates == []
+    with store.reading() as s:
+        kinds = list(s.scalars(select(Job.kind).where(Job.link_id == link.id).order_by(Job.id)))
+    assert kinds == ["create", "card"]
 
 
 def test_a_currency_not_listed_has_no_threshold() -> None:

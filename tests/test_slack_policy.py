@@ -85,7 +85,13 @@ def submit_json(flow: Flow, view: dict[str, Any] | None = None, **fields: Any) -
     return response.json() if response.content.strip() else {}
 
 
-def test_duplicate_guard_warns_lets_the_rep_go_back_or_confirm(flow: Flow) -> None:
+@pytest.fixture
+def guarded(make_stack: Callable[..., LocalStack]) -> Flow:
+    return Flow(make_stack(paylink_duplicate_window="24h"))
+
+
+def test_duplicate_guard_warns_lets_the_rep_go_back_or_confirm(guarded: Flow) -> None:
+    flow = guarded
     earlier = flow.request()
     earlier_ref = flow.card(earlier.ts).blocks[0]["text"]["text"].split(" · ")[1]
 
@@ -103,6 +109,9 @@ def test_duplicate_guard_warns_lets_the_rep_go_back_or_confirm(flow: Flow) -> No
     assert f"Requested by <@{REP}> <!date^" in earlier_text
     assert "*Status:* :hourglass_flowing_sand: Awaiting approval" in earlier_text
     assert len(flow.slack.messages(APPROVAL_CHANNEL)) == 1  # nothing created yet
+    # Its order reference typed again: the form's own error comes first.
+    refused = submit_json(flow, order_reference=earlier_ref)
+    assert (refused["response_action"], list(refused["errors"])) == ("errors", ["order_reference"])
 
     # "Go back" is Slack's: the form comes back as filled; with another amount it goes through.
     other = flow.request(amount="15001")

@@ -179,6 +179,11 @@ class LinkService:
                 view_id=view_id,
             )
 
+    def reference_used(self, reference: str) -> bool:
+        """True when a link has this order reference."""
+        with self.store.reading() as s:
+            return self.store.by_reference(s, reference) is not None
+
     def create_direct(
         self, request: CheckoutRequest, *, actor: str, workspace: Workspace | None = None
     ) -> Link:

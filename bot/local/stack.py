@@ -8,6 +8,7 @@ from __future__ import annotations
 import secrets
 import socket
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,9 @@ class LocalStack:
             "paylink_public_url": f"http://127.0.0.1:{self.port}",
             "paylink_success_url": f"http://127.0.0.1:{self.port}/healthz",
             "port": self.port,
+            # Off: tests send the same request many times over. The guard's own tests, and
+            # anyone who wants it, pass paylink_duplicate_window.
+            "paylink_duplicate_window": timedelta(0),
         }
         values.update(overrides)
         self.settings: Settings = load_settings(_env_file=None, **values)

@@ -83,6 +83,8 @@ def register(app: App, ctx: SlackContext) -> None:
         channel, view_id = blocks.submission_channel(view), view.get("id")
         # The duplicate guard: a database read, answered within the submission's 3 s.
         earlier = ctx.service.earlier_request(request, workspace=sender(body), view_id=view_id)
+        if earlier is not None and ctx.service.reference_used(request.order_reference):
+            earlier = None  # a typed reference that is taken: the form's error comes first
         if earlier is not None:
             metadata = blocks.duplicate_metadata(fields, channel, view_id)
             if metadata is None:  # too long to hold for a confirmation: said on the form
