@@ -217,6 +217,24 @@ def test_the_requester_is_never_one_of_the_two(store: LinkStore) -> None:
     assert service.approve(small.id, REP, origin=HOME).status == Status.CREATING_LINK.value
 
 
+def test_app_home_waiting_list_leaves_out_what_waits_for_someone_else(
+    store: LinkStore,
+) -> None:
+    service = make_service(store, allow_self_approval=True)
+    small, large = request(service, "20000"), request(service, "100000")
+    service.approve(large.id, FIRST, origin=HOME)
+
+    def waiting(viewer: str) -> list[int]:
+        with store.reading() as s:
+            page, total = store.awaiting_approval(s, viewer=viewer)
+        assert total == len(page)
+        return [link.id for link in page]
+
+    assert waiting(FIRST) == [small.id]  # approved the large one already
+    assert waiting(REP) == [small.id]  # asked for it: never one of its two
+    assert waiting(SECOND) == [small.id, large.id]
+
+
 def test_a_reject_after_the_first_approval_still_rejects(service: LinkService) -> None:
     link = request(service, "100000")
     service.approve(link.id, FIRST, origin=HOME)

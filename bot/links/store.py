@@ -19,6 +19,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.checkout import CheckoutRequest, phone_forms
 from bot.db import make_sessionmaker, reader, utcnow
+from bot.links.policy import TWO
 from bot.links.states import Status, can_move
 from bot.links.tables import History, Link, LinkApproval, WebhookEvent
 from bot.links.workspaces import Workspace
@@ -442,15 +443,26 @@ class LinkStore:
         )
 
     def awaiting_approval(
-        self, session: Session, *, excluding: str | None = None, limit: int = 20
+        self,
+        session: Session,
+        *,
+        excluding: str | None = None,
+        viewer: str | None = None,
+        limit: int = 20,
     ) -> tuple[list[Link], int]:
         """Requests waiting for a decision, oldest first (one page), and how many there are.
 
-        ``excluding`` leaves out that requester's own requests (they cannot approve them).
+        ``excluding`` leaves out that requester's own requests (they cannot approve them);
+        ``viewer`` leaves out those needing two approvers that the viewer asked for or has
+        approved already (they wait for someone else).
         """
         condition = Link.status == Status.AWAITING_APPROVAL.value
         if excluding is not None:
             condition = condition & (Link.requester_id != excluding)
+        if viewer is not None:
+            approved = select(LinkApproval.link_id).where(LinkApproval.approver_id == viewer)
+            theirs = (Link.requester_id == viewer) | Link.id.in_(approved)
+            condition = condition & ~((Link.approvals_needed == TWO) & theirs)
         page = list(session.scalars(select(Link).where(condition).order_by(Link.id).limit(limit)))
         total = session.scalar(select(func.count()).select_from(Link).where(condition)) or 0
         return page, int(total)

@@ -26,7 +26,7 @@ def register(app: App, ctx: SlackContext) -> None:
             mine = store.recent_for(s, user)
             waiting, waiting_total = (
                 store.awaiting_approval(
-                    s, excluding=None if ctx.service.allow_self_approval else user
+                    s, excluding=None if ctx.service.allow_self_approval else user, viewer=user
                 )
                 if is_approver
                 else ([], 0)
