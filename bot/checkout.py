@@ -169,6 +169,21 @@ def normalise_phone(raw: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def phone_forms(phone: str) -> set[str]:
+    """Every form :func:`normalise_phone` may have stored this number in (a Pakistani number
+    typed locally stays local, ``03415682456``; typed with +92 it is ``+923415682456``)."""
+    forms = {phone}
+    try:
+        number = phonenumbers.parse(phone, None if phone.startswith("+") else "PK")
+    except phonenumbers.NumberParseException:
+        return forms
+    forms.add(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    if number.country_code == 92:
+        national = phonenumbers.PhoneNumberFormat.NATIONAL
+        forms.add(phonenumbers.format_number(number, national).replace(" ", ""))
+    return forms
+
+
 def _url(raw: str) -> str:
     if not is_http_url(raw):
         raise ValueError("Enter a full http:// or https:// address.")

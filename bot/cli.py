@@ -43,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo = sub.add_parser("demo", help="play the whole flow locally and print the Slack thread")
     demo.add_argument("--decline", action="store_true", help="decline the payment instead")
+    demo.add_argument(
+        "--policy",
+        action="store_true",
+        help="the approval policy: a request approved automatically, one by two approvers",
+    )
     sub.add_parser("check", help="check configuration, database, Slack and XPay")
     sub.add_parser("migrate", help="bring the database schema up to date")
 
@@ -168,7 +173,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from bot.local.demo import run_demo
 
-    return run_demo(decline=args.decline)
+    return run_demo(decline=args.decline, policy=args.policy)
 
 
 def _check(settings: Settings, args: argparse.Namespace) -> int:

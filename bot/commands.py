@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from bot.checkout import CheckoutInvalid, parse_with_settings
 from bot.config import ConfigError, Settings, with_overrides
 from bot.db import DatabaseUnusable, make_engine
+from bot.links.outcomes import Refused
 from bot.links.states import SANDBOX_LABEL, Status
 from bot.links.store import DuplicateReference, LinkStore
 from bot.links.workspace_settings import WorkspaceSettings
@@ -359,6 +360,9 @@ def create(settings: Settings, fields: dict[str, Any], *, flags: dict[str, str])
     except DuplicateReference:
         _err(f"{flags['order_reference']}: {request.order_reference} is already used")
         return 2
+    except Refused as exc:  # the approval policy: two approvers needed
+        _err(f"{flags.get('amount', 'amount')}: {exc.message}")
+        return 2
     finally:
         runtime.stop()
     if not link.checkout_url:
@@ -398,7 +402,10 @@ def status(settings: Settings, reference: str) -> int:
     if link.checkout_url:
         print(f"link: {link.checkout_url}")
     for row in history:
-        source = f"{Status(row.from_status).label} → " if row.from_status else ""
+        # An event that is not a move (a first approval, a reminder) shows the status it
+        # happened in, no arrow.
+        moved = row.from_status and row.from_status != row.to_status
+        source = f"{Status(row.from_status).label} → " if moved else ""
         why = f" ({row.reason})" if row.reason else ""
         at = row.at.astimezone(UTC)  # PostgreSQL hands times back in its session's zone
         print(

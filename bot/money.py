@@ -82,3 +82,10 @@ def json_number(text: str) -> Decimal | float:
         if abs(number.adjusted()) <= MAX_NUMBER_TEXT:
             return number
     return float(text)
+
+
+def money_text(value: Decimal, currency: str | None = None) -> str:
+    """``PKR 1,500.50`` / ``PKR 5,000`` for an amount: thousands separators, decimals only
+    when needed."""
+    text = f"{value:,.0f}" if value == value.to_integral_value() else f"{value:,.2f}"
+    return f"{currency} {text}" if currency else text

@@ -14,6 +14,7 @@ from bot.db import make_engine
 from bot.links.followup import FollowUp, Inline, Queued, QueuedWork
 from bot.links.intake import JobIntake
 from bot.links.periodic import Periodic, release_after_restart
+from bot.links.policy import ApprovalPolicy
 from bot.links.queue import JobQueue
 from bot.links.runner import JobRunner
 from bot.links.service import LinkService
@@ -127,6 +128,10 @@ class Runtime:
             metrics=self.metrics,
             sandbox=settings.sandbox,
             qr_codes=settings.paylink_qr,
+            policy_for=lambda team: ApprovalPolicy.from_settings(self.workspaces.for_team(team)),
+            duplicate_window_for=lambda team: (
+                self.workspaces.for_team(team).paylink_duplicate_window
+            ),
         )
         self.periodic = Periodic(self.service, interval=jobs_interval)
         if self.slack_client is not None and self.plan.answers_slack:

@@ -357,6 +357,7 @@ REPLY_STATUS = {
     "amount_mismatch": Status.AWAITING_PAYMENT,
     "mailed": Status.AWAITING_PAYMENT,
     "mail_failed": Status.AWAITING_PAYMENT,
+    "first_approval": Status.AWAITING_APPROVAL,
 }
 
 

@@ -18,6 +18,7 @@ class ThreadKind(StrEnum):
     AMOUNT_MISMATCH = "amount_mismatch"
     MAILED = "mailed"  # the link was e-mailed to the customer
     MAIL_FAILED = "mail_failed"  # … or the mail server did not take it
+    FIRST_APPROVAL = "first_approval"  # one of two approvers approved: waiting for the other
 
 
 class JobKind(StrEnum):

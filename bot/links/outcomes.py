@@ -34,6 +34,13 @@ class AlreadyDecided(Refused):
     """The link is not in a state for this: someone was first, or it is over."""
 
 
+class AlreadyApproved(AlreadyDecided):
+    """This approver approved the request already; it waits for a second approver."""
+
+    def __init__(self) -> None:
+        super().__init__("You already approved this request: it is waiting for a second approver.")
+
+
 class LinkGone(Refused):
     """There is no such link."""
 

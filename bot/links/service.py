@@ -19,6 +19,7 @@ from bot.db import utcnow
 from bot.links.followup import Clicked, FollowUp, Inline
 from bot.links.kinds import Click, JobKind, ThreadKind, WebhookOutcome
 from bot.links.outcomes import (
+    AlreadyApproved,
     AlreadyDecided,
     Incomplete,
     LinkGone,
@@ -28,8 +29,9 @@ from bot.links.outcomes import (
     WebhookResult,
 )
 from bot.links.payments import RECONCILE, WEBHOOK, event_key, same_money
+from bot.links.policy import AUTO, POLICY_ACTOR, TWO, ApprovalPolicy, Rule, threshold_note
 from bot.links.queue import JobQueue
-from bot.links.states import CANCELLABLE, Status
+from bot.links.states import CANCELLABLE, LIVE, Status
 from bot.links.store import LEASE, LinkStore, RepeatedView
 from bot.links.stores import StoreGateways
 from bot.links.tables import Link
@@ -63,6 +65,9 @@ class LinkService:
     ``approvers_in(user, team_id)``: whether ``user`` approves in that workspace (its own
     approvers, from its settings); without it ``is_approver`` decides for every workspace.
     ``qr_codes``: each new link's reply in the thread is followed by a QR code of it.
+    ``policy_for(team_id)``: that workspace's approval policy by amount (default: none);
+    ``duplicate_window_for(team_id)``: how far back that workspace's duplicate guard looks
+    (None or zero: it does not).
     """
 
     def __init__(
@@ -79,11 +84,15 @@ class LinkService:
         stores: StoreGateways | None = None,
         approvers_in: Callable[[str, str | None], bool] | None = None,
         qr_codes: bool = False,
+        policy_for: Callable[[str | None], ApprovalPolicy] = lambda _team: ApprovalPolicy(),
+        duplicate_window_for: Callable[[str | None], timedelta | None] = lambda _team: None,
     ):
         self.store = store
         self.stores = stores
         self.approvers_in = approvers_in
         self.qr_codes = qr_codes  # a QR code image of each new link follows its reply
+        self.policy_for = policy_for
+        self.duplicate_window_for = duplicate_window_for
         self.sandbox = sandbox
         self.queue = JobQueue(store)
         self.gateway = gateway
@@ -112,9 +121,12 @@ class LinkService:
         view_id: str | None = None,
     ) -> Link:
         """Record a new request of ``workspace`` awaiting approval and queue its card for
-        the channel. A modal ``view_id`` makes one request: submitted again (Slack may send
-        it more than once), it returns the link it made, and nothing else happens."""
+        the channel; one the policy approves (under its currency's auto-approval threshold)
+        starts creating its link at once. A modal ``view_id`` makes one request: submitted
+        again (Slack may send it more than once), it returns the link it made, and nothing
+        else happens."""
         store_id, sandbox = self._store_for(workspace, origin_channel_id)
+        rule = self._policy(workspace).rule(request.amount, request.currency)
         try:
             with self.store.transaction() as s:
                 link = self.store.insert_link(
@@ -128,7 +140,11 @@ class LinkService:
                     view_id=view_id,
                     sandbox=sandbox,
                     store_id=store_id,
+                    approvals_needed=rule.approvals,
+                    policy_threshold=rule.threshold,
                 )
+                if rule.approvals == AUTO:
+                    link = self._approve_by_policy(s, link, rule)
                 self.queue.enqueue(s, link, JobKind.CARD, payload={"notify_requester": True})
         except RepeatedView as repeat:
             log.info(
@@ -137,13 +153,65 @@ class LinkService:
             )
             return repeat.link
         log.info("link requested", extra={"ref": link.reference, "user": requester_id})
+        if rule.approvals == AUTO:
+            log.info("link approved by the policy", extra={"ref": link.reference})
+            self.follow_up.creation_committed(self, link.id)
         return link
+
+    def _approve_by_policy(self, s: Session, link: Link, rule: Rule) -> Link:
+        """Move a request just inserted in ``s`` to Creating link, decided by the policy."""
+        moved = self.store.move(
+            s,
+            link.id,
+            Status.AWAITING_APPROVAL,
+            Status.CREATING_LINK,
+            actor=POLICY_ACTOR,
+            reason=f"approved automatically: {rule.note} (PAYLINK_AUTO_APPROVE_UNDER)",
+            decided_by=POLICY_ACTOR,
+            decided_at=utcnow(),
+            lease_until=self.follow_up.creation_lease(),
+            attempts=link.attempts + 1,
+        )
+        assert moved is not None  # inserted in this transaction: nobody else has seen it
+        self.follow_up.creation_decided(self, s, moved)
+        return moved
+
+    def earlier_request(
+        self, request: CheckoutRequest, *, workspace: Workspace | None, view_id: str | None = None
+    ) -> Link | None:
+        """The duplicate guard: the newest request of ``workspace`` within the duplicate
+        window for the same currency and amount and the same customer e-mail or phone, that
+        was not rejected, cancelled or left to expire; never the one ``view_id`` made."""
+        window = self.duplicate_window_for(workspace.team_id if workspace else None)
+        if not window:
+            return None
+        with self.store.reading() as s:
+            return self.store.similar(
+                s,
+                request,
+                statuses=LIVE,
+                since=utcnow() - window,
+                workspace=workspace,
+                view_id=view_id,
+            )
+
+    def reference_used(self, reference: str) -> bool:
+        """True when a link has this order reference."""
+        with self.store.reading() as s:
+            return self.store.by_reference(s, reference) is not None
 
     def create_direct(
         self, request: CheckoutRequest, *, actor: str, workspace: Workspace | None = None
     ) -> Link:
         """Create a link of ``workspace`` with no approval step (the CLI, for operators);
-        calls XPay now, with the workspace's default store."""
+        calls XPay now, with the workspace's default store. An amount the policy gives to
+        two approvers is refused (NotAllowed): one operator does not stand for two."""
+        rule = self._policy(workspace).rule(request.amount, request.currency)
+        if rule.approvals == TWO:
+            raise NotAllowed(
+                f"{rule.note} needs two approvers (PAYLINK_SECOND_APPROVAL_FROM): "
+                "request it in Slack with /paylink"
+            )
         store_id, sandbox = self._store_for(workspace, None)
         with self.store.transaction() as s:
             link = self.store.insert_link(
@@ -181,6 +249,9 @@ class LinkService:
             else None
         )
         return (chosen.id, chosen.sandbox) if chosen else (None, self.sandbox)
+
+    def _policy(self, workspace: Workspace | None) -> ApprovalPolicy:
+        return self.policy_for(workspace.team_id if workspace else None)
 
     def _gateway(self, store_id: int | None) -> Gateway:
         return self.stores.gateway(store_id) if self.stores else self.gateway
@@ -242,6 +313,7 @@ class LinkService:
         origin: Workspace | None,
         reason: str | None = None,
         thread: ThreadKind | None = None,
+        approval: bool = False,
         **changes: object,
     ) -> Link:
         """A person's decision: the link must be ``origin``'s, ``admit`` checks the rest
@@ -249,7 +321,8 @@ class LinkService:
         update (and a thread reply) queued with it; AlreadyDecided naming the current
         status when someone else was first. The link is read once, in the transaction that
         moves it (a click is an ack's critical path). A move to Creating link hands the
-        creation to the follow-up.
+        creation to the follow-up. An ``approval`` of a request that needs two approvers
+        is counted first: the first is recorded and the link returned unmoved.
         """
         creating = target == Status.CREATING_LINK
         with self.store.transaction() as s:
@@ -258,13 +331,23 @@ class LinkService:
                 raise LinkGone()
             self._check_origin(link, actor, origin)
             changes.update(admit(link) or {})
-            moved = self.store.move(
-                s, link_id, sources, target, actor=actor, reason=reason, **changes
-            )
-            if moved is not None:
-                if creating:
-                    self.follow_up.creation_decided(self, s, moved)
-                self._announce(s, moved, thread)
+            first = None
+            if approval and link.approvals_needed == TWO:
+                first, reason = self._count_approval(s, link_id, actor)
+            if first is not None:
+                self._announce(s, first, ThreadKind.FIRST_APPROVAL, details={"approver": actor})
+                moved = None
+            else:
+                moved = self.store.move(
+                    s, link_id, sources, target, actor=actor, reason=reason, **changes
+                )
+                if moved is not None:
+                    if creating:
+                        self.follow_up.creation_decided(self, s, moved)
+                    self._announce(s, moved, thread)
+        if first is not None:
+            log.info("first of two approvals", extra={"ref": first.reference, "user": actor})
+            return first
         if moved is None:
             raise self._already(self._load(link_id))
         log.info("link %s", target.value, extra={"ref": moved.reference, "user": actor})
@@ -273,22 +356,53 @@ class LinkService:
         return moved
 
     def _announce(
-        self, s: Session, link: Link, thread: ThreadKind | None = None, key: str = ""
+        self,
+        s: Session,
+        link: Link,
+        thread: ThreadKind | None = None,
+        key: str = "",
+        details: dict[str, str] | None = None,
     ) -> None:
         """Queue, with the change just made, the card update and a thread reply of kind
-        ``thread`` (at most once per link, kind and ``key``)."""
+        ``thread`` (at most once per link, kind and ``key``; ``details`` for its renderer)."""
         self.queue.enqueue(s, link, JobKind.CARD)
         if thread:
             self.queue.enqueue(
                 s,
                 link,
                 JobKind.THREAD,
-                payload={"kind": thread.value},
+                payload={"kind": thread.value, **(details or {})},
                 dedupe_key=f"thread:{link.id}:{thread.value}{key}",
             )
 
+    def _count_approval(self, s: Session, link_id: int, user_id: str) -> tuple[Link | None, str]:
+        """Count ``user_id``'s approval of a request that needs two, in ``s`` with the link
+        locked (two approvals at once take turns): ``(link, "")`` after recording the first,
+        ``(None, reason)`` when this is the second and the link is to move. Refused: the
+        requester (even with self-approval allowed), the same approver again, or too late."""
+        link = self.store.lock(s, link_id)
+        if link is None:
+            raise LinkGone()
+        if link.status != Status.AWAITING_APPROVAL.value:
+            raise self._already(link)
+        note = threshold_note(TWO, link.policy_threshold, link.currency)
+        if link.requester_id == user_id:
+            raise NotAllowed(f"You asked for this link: {note} needs two approvers other than you.")
+        earlier = self.store.approvers(s, link_id)
+        if user_id in earlier or not self.store.add_approval(s, link_id, user_id):
+            raise AlreadyApproved()
+        if earlier:
+            return None, f"second approval ({note}), after {earlier[0]}"
+        first = self.store.note(
+            s, link, actor=user_id, reason=f"first approval ({note}): waiting for a second approver"
+        )
+        if first is None:  # the lock keeps everyone else out: only if that ever changes
+            raise self._already(link)
+        return first, ""
+
     def approve(self, link_id: int, user_id: str, *, origin: Workspace | None = None) -> Link:
-        """Approve a request and start creating its link; one effect however many clicks."""
+        """Approve a request and start creating its link; one effect however many clicks.
+        A request that needs two approvers is decided by the second different approver."""
 
         def admit(link: Link) -> dict[str, object]:
             self._check_approver(link, user_id)
@@ -301,6 +415,7 @@ class LinkService:
             actor=user_id,
             admit=admit,
             origin=origin,
+            approval=True,
             decided_by=user_id,
             decided_at=utcnow(),
             lease_until=self.follow_up.creation_lease(),

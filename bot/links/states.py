@@ -60,6 +60,19 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
 
 CANCELLABLE = frozenset(s for s, targets in TRANSITIONS.items() if Status.CANCELLED in targets)
 
+#: The statuses of a request the duplicate guard counts: all but those that ended it unpaid
+#: (Rejected, Cancelled, Expired). Listed rather than excluded, so that a status added later
+#: is not counted until someone decides it should be.
+LIVE = (
+    Status.AWAITING_APPROVAL,
+    Status.CREATING_LINK,
+    Status.LINK_FAILED,
+    Status.LINK_UNKNOWN,
+    Status.AWAITING_PAYMENT,
+    Status.PAID,
+    Status.PAYMENT_FAILED,
+)
+
 
 def can_move(src: Status, dst: Status) -> bool:
     """True when ``src → dst`` is a legal move."""

@@ -7,19 +7,21 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, func, insert, select, update
+from sqlalchemy import Engine, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from bot.checkout import CheckoutRequest
+from bot.checkout import CheckoutRequest, phone_forms
 from bot.db import make_sessionmaker, reader, utcnow
+from bot.links.policy import TWO
 from bot.links.states import Status, can_move
-from bot.links.tables import History, Link, WebhookEvent
+from bot.links.tables import History, Link, LinkApproval, WebhookEvent
 from bot.links.workspaces import Workspace
 from bot.sqlite import BUSY_TIMEOUT
 
@@ -149,9 +151,13 @@ class LinkStore:
         view_id: str | None = None,
         sandbox: bool = False,
         store_id: int | None = None,
+        approvals_needed: int = 1,
+        policy_threshold: Decimal | None = None,
     ) -> Link:
         """Insert a new link with its first history row, owned by ``workspace``;
-        ``sandbox``: it is for the sandbox gateway; ``store_id``: the XPay store it is for.
+        ``sandbox``: it is for the sandbox gateway; ``store_id``: the XPay store it is for;
+        ``approvals_needed`` and ``policy_threshold``: the approval policy's rule for it
+        (bot/links/policy.py).
 
         RepeatedView when ``workspace``'s modal ``view_id`` made a link already (the unique
         index decides, so copies of a submission that race make one link);
@@ -167,6 +173,8 @@ class LinkStore:
             team_id=workspace.team_id if workspace else None,
             enterprise_id=workspace.enterprise_id if workspace else None,
             view_id=view_id,
+            approvals_needed=approvals_needed,
+            policy_threshold=policy_threshold,
             status=status.value,
             version=1,
             attempts=0,
@@ -256,6 +264,51 @@ class LinkStore:
         session.expire(current, ["history"])
         return current
 
+    def note(self, session: Session, link: Link, *, actor: str, reason: str) -> Link | None:
+        """Record an event that is not a status change (a first approval): a history row
+        from and to the current status, and a new version, so a card rendered before it is
+        rendered again. Compare-and-set on ``link``'s version: None when it moved meanwhile."""
+        now = utcnow()
+        result = session.execute(
+            update(LINKS)
+            .where(LINKS.c.id == link.id, LINKS.c.version == link.version)
+            .values(version=link.version + 1, updated_at=now)
+        )
+        if result.rowcount != 1:
+            return None
+        session.execute(
+            _INSERT_HISTORY,
+            {
+                "link_id": link.id,
+                "from_status": link.status,
+                "to_status": link.status,
+                "actor": actor,
+                "reason": reason,
+                "at": now,
+            },
+        )
+        set_committed_value(link, "version", link.version + 1)
+        set_committed_value(link, "updated_at", now)
+        session.expire(link, ["history"])
+        return link
+
+    def add_approval(self, session: Session, link_id: int, approver_id: str) -> bool:
+        """Record ``approver_id``'s approval of a link; False when they had approved it
+        already (the unique constraint decides, so two clicks at once are one approval)."""
+        try:
+            with session.begin_nested():
+                session.add(LinkApproval(link_id=link_id, approver_id=approver_id, at=utcnow()))
+                session.flush()
+        except IntegrityError:
+            return False
+        return True
+
+    def lock(self, session: Session, link_id: int) -> Link | None:
+        """The link read again and locked until the transaction ends (PostgreSQL; SQLite's
+        one writer at a time needs no lock): decisions that depend on more than its status
+        (counting approvals) take turns."""
+        return session.get(Link, link_id, with_for_update=True, populate_existing=True)
+
     def take_lease(self, session: Session, link_id: int, until: datetime) -> bool:
         """Lease a link in ``Creating link`` that nobody holds yet; False if it is held."""
         result = session.execute(
@@ -326,6 +379,52 @@ class LinkStore:
             return None
         return session.scalar(select(Link).where(Link.team_id == team_id, Link.view_id == view_id))
 
+    def approvers(self, session: Session, link_id: int) -> list[str]:
+        """Who approved a link that needs two approvers, first approval first."""
+        return list(
+            session.scalars(
+                select(LinkApproval.approver_id)
+                .where(LinkApproval.link_id == link_id)
+                .order_by(LinkApproval.at, LinkApproval.id)
+            )
+        )
+
+    def similar(
+        self,
+        session: Session,
+        request: CheckoutRequest,
+        *,
+        statuses: Sequence[Status],
+        since: datetime,
+        workspace: Workspace | None,
+        view_id: str | None = None,
+    ) -> Link | None:
+        """The newest link of ``workspace`` in one of ``statuses``, created since ``since``,
+        for the same sum as ``request`` and its customer's e-mail (in any case) or phone;
+        None when ``workspace``'s modal ``view_id`` made one of them: that is the same
+        submission, sent again."""
+        customer = request.customer
+        contact = []
+        if customer.email:
+            contact.append(func.lower(Link.customer_email) == customer.email.lower())
+        if customer.phone:
+            contact.append(Link.customer_phone.in_(sorted(phone_forms(customer.phone))))
+        if not contact:
+            return None
+        team = workspace.team_id if workspace else None
+        query = select(Link).where(
+            Link.amount == request.amount,
+            Link.currency == request.currency,
+            Link.team_id.is_(None) if team is None else Link.team_id == team,
+            Link.created_at >= since,
+            Link.status.in_([s.value for s in statuses]),
+            or_(*contact),
+        )
+        found = list(session.scalars(query.order_by(Link.created_at.desc(), Link.id.desc())))
+        if view_id is not None and any(link.view_id == view_id for link in found):
+            return None
+        return found[0] if found else None
+
     def by_reference(self, session: Session, reference: str) -> Link | None:
         """The link with this order reference."""
         return session.scalar(select(Link).where(Link.reference == reference))
@@ -347,15 +446,26 @@ class LinkStore:
         )
 
     def awaiting_approval(
-        self, session: Session, *, excluding: str | None = None, limit: int = 20
+        self,
+        session: Session,
+        *,
+        excluding: str | None = None,
+        viewer: str | None = None,
+        limit: int = 20,
     ) -> tuple[list[Link], int]:
         """Requests waiting for a decision, oldest first (one page), and how many there are.
 
-        ``excluding`` leaves out that requester's own requests (they cannot approve them).
+        ``excluding`` leaves out that requester's own requests (they cannot approve them);
+        ``viewer`` leaves out those needing two approvers that the viewer asked for or has
+        approved already (they wait for someone else).
         """
         condition = Link.status == Status.AWAITING_APPROVAL.value
         if excluding is not None:
             condition = condition & (Link.requester_id != excluding)
+        if viewer is not None:
+            approved = select(LinkApproval.link_id).where(LinkApproval.approver_id == viewer)
+            theirs = (Link.requester_id == viewer) | Link.id.in_(approved)
+            condition = condition & ~((Link.approvals_needed == TWO) & theirs)
         page = list(session.scalars(select(Link).where(condition).order_by(Link.id).limit(limit)))
         total = session.scalar(select(func.count()).select_from(Link).where(condition)) or 0
         return page, int(total)

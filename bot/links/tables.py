@@ -1,4 +1,5 @@
-"""Tables: links, their status history, received webhook events and the job queue."""
+"""Tables: links, their status history and approvals, received webhook events and the job
+queue."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    UniqueConstraint,
     false,
     text,
 )
@@ -74,6 +76,10 @@ class Link(Base):
     # The workspace's XPay store it is made with (bot.links.workspace_settings); None: the
     # environment's XPay settings.
     store_id: Mapped[int | None] = mapped_column(Integer)
+    # The approval policy's rule, decided when the request was made (bot/links/policy.py):
+    # approvals it needs (0: the policy approved it, 1, or 2) and the threshold that decided.
+    approvals_needed: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    policy_threshold: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -85,6 +91,8 @@ class Link(Base):
     __table_args__ = (
         Index("ix_links_requester_created", "requester_id", "created_at"),
         Index("ix_links_team_view", "team_id", "view_id", unique=True),
+        # The duplicate guard looks for the same sum (bot/links/store.py: similar).
+        Index("ix_links_amount", "amount", "currency"),
     )
 
     @property
@@ -153,6 +161,20 @@ class History(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     link: Mapped[Link] = relationship(back_populates="history")
+
+
+class LinkApproval(Base):
+    """An approval of a request that needs two approvers: one row per approver, so the same
+    person approving twice is one approval (unique), and the second row decides."""
+
+    __tablename__ = "link_approvals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    link_id: Mapped[int] = mapped_column(ForeignKey("links.id"), index=True)
+    approver_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("link_id", "approver_id", name="uq_link_approvals"),)
 
 
 class WebhookEvent(Base):

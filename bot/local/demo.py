@@ -7,12 +7,13 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 
 from bot.local.simulator import state_values
-from bot.local.stack import APPROVAL_CHANNEL, APPROVER, REP, LocalStack
+from bot.local.stack import APPROVAL_CHANNEL, APPROVER, REP, SECOND_APPROVER, LocalStack
 from bot.local.terminal import SlackShows, render_thread
 from bot.slack import blocks
 
@@ -43,25 +44,42 @@ class FlowStep:
         self.out(f"{self.number}. {title}")
 
 
+def _name(stack: LocalStack, user: str) -> str:
+    return f"@{stack.slack.display_name(user)}"
+
+
+def _send_request(stack: LocalStack, step: FlowStep, amount: str, sent: str) -> Any:
+    """The rep types ``/paylink <amount> PKR`` and submits the modal (``sent`` says what
+    follows); returns the new card."""
+    slack, sim = stack.slack, stack.simulator
+    before = {m.ts for m in slack.messages(APPROVAL_CHANNEL)}
+    opened = len(slack.views_opened)
+    step(f"{_name(stack, REP)} types /paylink {amount} PKR")
+    sim.command(REP, f"{amount} PKR", channel="C0SALES").raise_for_status()
+    view = slack.wait_for(lambda s: s.views_opened[-1] if len(s.views_opened) > opened else None)
+    view = view.get("view", view)
+
+    step(f"fills the modal and {sent}")
+    fields = dict(DEMO_FIELDS, amount=amount, currency="PKR")
+    response = sim.submit_view(REP, view, state_values(view, fields))
+    if response.status_code != 200 or response.content.strip():
+        raise AssertionError(f"modal submission refused: {response.status_code} {response.text}")
+    return slack.wait_for(
+        lambda s: next(
+            (m for m in s.messages(APPROVAL_CHANNEL) if m.thread_ts is None and m.ts not in before),
+            None,
+        )
+    )
+
+
 def play_flow(
     stack: LocalStack, *, decline: bool = False, say: Callable[[str], None] = print
 ) -> dict[str, Any]:
     """Command → modal → submit → approve → pay on the sandbox → webhook; returns the card."""
     slack, sim = stack.slack, stack.simulator
     step = FlowStep(say)
-    rep, approver = (f"@{slack.display_name(user)}" for user in (REP, APPROVER))
-
-    step(f"{rep} types /paylink 15000 PKR")
-    response = sim.command(REP, "15000 PKR", channel="C0SALES")
-    response.raise_for_status()
-    view = slack.wait_for(lambda s: s.views_opened[-1] if s.views_opened else None)
-    view = view.get("view", view)
-
-    step("fills the modal and sends it for approval")
-    response = sim.submit_view(REP, view, state_values(view, dict(DEMO_FIELDS, currency="PKR")))
-    if response.status_code != 200 or response.content.strip():
-        raise AssertionError(f"modal submission refused: {response.status_code} {response.text}")
-    card = slack.wait_for(lambda s: next(iter(s.messages(APPROVAL_CHANNEL)), None))
+    approver = _name(stack, APPROVER)
+    card = _send_request(stack, step, DEMO_FIELDS["amount"], "sends it for approval")
 
     step(f"{approver} approves in #{APPROVAL_CHANNEL}")
     sim.click(APPROVER, _as_message(card), blocks.ActionId.APPROVE, channel=APPROVAL_CHANNEL)
@@ -100,21 +118,100 @@ def _reply_with_link(slack: Any, ts: str) -> str | None:
     return None
 
 
-def run_demo(*, decline: bool = False) -> int:
-    """Run the demo; exit status 0 only if every step happened."""
+# --- paylink demo --policy -------------------------------------------------------------------
+
+#: The policy the ``--policy`` run plays under, and its two approvers.
+POLICY_SETTINGS: dict[str, Any] = {
+    "paylink_auto_approve_under": "PKR:10000",
+    "paylink_second_approval_from": "PKR:100000",
+    "paylink_approvers": [APPROVER, SECOND_APPROVER],
+}
+
+
+@dataclass
+class Scene:
+    """What a scene of the ``--policy`` run plays on: the stack, the numbered steps, and
+    the cards whose threads are printed (each scene adds those it made, in order)."""
+
+    stack: LocalStack
+    step: FlowStep
+    cards: list[str] = field(default_factory=list)
+
+    def card_status(self, ts: str) -> str:
+        """The card's text as it is now."""
+        return self.stack.slack.render_thread_text(APPROVAL_CHANNEL, ts)
+
+    def wait_link(self, ts: str) -> str:
+        """Wait for the checkout link in the card's thread; returns it."""
+        return self.stack.slack.wait_for(lambda s: _reply_with_link(s, ts))
+
+
+def _auto_approved(scene: Scene) -> None:
+    """A small request: the policy approves it, nobody clicks."""
+    card = _send_request(scene.stack, scene.step, "5000", "sends it: under PKR 10,000")
+    scene.step("the policy approves it at once; the checkout link follows, nobody clicked")
+    scene.wait_link(card.ts)
+    if "Approved automatically: under PKR 10,000" not in scene.card_status(card.ts):
+        raise AssertionError("the card does not say it was approved automatically")
+    scene.cards.append(card.ts)
+
+
+def _two_approvers(scene: Scene) -> None:
+    """A large request: approved by two different approvers, the link on the second."""
+    stack, step = scene.stack, scene.step
+    card = _send_request(stack, step, "150000", "sends it: PKR 100,000 or more needs two")
+    first, second = _name(stack, APPROVER), _name(stack, SECOND_APPROVER)
+    message = {"ts": card.ts, "blocks": card.blocks}
+    step(f"{first} approves; the card waits for a second approver")
+    stack.simulator.click(APPROVER, message, blocks.ActionId.APPROVE, channel=APPROVAL_CHANNEL)
+    stack.slack.wait_for(lambda s: "waiting for a second approver" in scene.card_status(card.ts))
+    step(f"{second} approves too; the checkout link follows")
+    stack.simulator.click(
+        SECOND_APPROVER, message, blocks.ActionId.APPROVE, channel=APPROVAL_CHANNEL
+    )
+    scene.wait_link(card.ts)
+    scene.cards.append(card.ts)
+
+
+#: The ``--policy`` run's scenes, played in order on one stack: append a scene to add it.
+POLICY_SCENES: list[Callable[[Scene], None]] = [_auto_approved, _two_approvers]
+
+
+def play_policy(stack: LocalStack, *, say: Callable[[str], None] = print) -> list[str]:
+    """Play :data:`POLICY_SCENES`; returns the cards to print, in order."""
+    scene = Scene(stack, FlowStep(say))
+    for play in POLICY_SCENES:
+        play(scene)
+    return scene.cards
+
+
+def run_demo(*, decline: bool = False, policy: bool = False) -> int:
+    """Run the demo (``policy``: the approval policy's scenes); exit status 0 only if every
+    step happened."""
     started = time.perf_counter()
     logging.getLogger().setLevel(logging.WARNING)  # the printed thread is the output
     print("Paylink demo: bot, Slack stand-in and sandbox XPay on this machine\n")
     try:
-        with LocalStack() as stack:
-            result = play_flow(stack, decline=decline)
-            thread = stack.slack.thread(result["channel"], result["ts"])
+        with LocalStack(**(POLICY_SETTINGS if policy else {})) as stack:
+            if policy:
+                cards, final = play_policy(stack), None
+            else:
+                result = play_flow(stack, decline=decline)
+                cards, final = [result["ts"]], result["final"]
+            threads = [stack.slack.thread(APPROVAL_CHANNEL, ts) for ts in cards]
             # Shown once the stack has stopped, so its sandbox pages are gone by then.
             shows = SlackShows(stack.slack.display_name, gone_prefix=f"{stack.base_url}/sandbox/")
     except (AssertionError, requests.RequestException, LookupError) as exc:
         print(f"\ndemo failed: {exc}", file=sys.stderr)
         return 1
-    print(f"\nThe thread in #{APPROVAL_CHANNEL}:\n")
-    print(render_thread(thread, shows))
-    print(f"Done in {time.perf_counter() - started:.1f}s: the card ends in {result['final']}.")
+    if len(threads) == 1:
+        print(f"\nThe thread in #{APPROVAL_CHANNEL}:\n")
+    else:
+        print(f"\nThe threads in #{APPROVAL_CHANNEL}, oldest first:\n")
+    print("\n".join(render_thread(thread, shows) for thread in threads))
+    elapsed = time.perf_counter() - started
+    if final:
+        print(f"Done in {elapsed:.1f}s: the card ends in {final}.")
+    else:
+        print(f"Done in {elapsed:.1f}s: {len(threads)} requests, each as its card shows.")
     return 0

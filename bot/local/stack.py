@@ -8,6 +8,7 @@ from __future__ import annotations
 import secrets
 import socket
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,11 @@ from bot.server import Server
 from bot.web import create_app
 
 REP, APPROVER, OUTSIDER = "U0REP", "U0APPROVER", "U0OUTSIDER"
+SECOND_APPROVER = "U0CFO"  # an approver when the settings name them (two-approver flows)
 APPROVAL_CHANNEL = "C0APPROVALS"
 BOT_TOKEN = "xoxb-local-stand-in"  # noqa: S105  (the stand-in's token, not a real one)
 #: The people of the stand-in's workspace, by the names Slack would show.
-PEOPLE = {REP: "Sara", APPROVER: "Omar", OUTSIDER: "Bilal"}
+PEOPLE = {REP: "Sara", APPROVER: "Omar", OUTSIDER: "Bilal", SECOND_APPROVER: "Hina"}
 
 
 def free_port() -> int:
@@ -69,6 +71,9 @@ class LocalStack:
             "paylink_public_url": f"http://127.0.0.1:{self.port}",
             "paylink_success_url": f"http://127.0.0.1:{self.port}/healthz",
             "port": self.port,
+            # Off: tests send the same request many times over. The guard's own tests, and
+            # anyone who wants it, pass paylink_duplicate_window.
+            "paylink_duplicate_window": timedelta(0),
         }
         values.update(overrides)
         self.settings: Settings = load_settings(_env_file=None, **values)

@@ -11,6 +11,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 
 from bot.links.kinds import JobKind
+from bot.links.policy import TWO
 from bot.links.queue import JobQueue
 from bot.links.runner import Handler, RetryLater
 from bot.links.states import Status
@@ -77,13 +78,6 @@ class SlackDelivery:
         self.store_label = store_label
         self.mail_enabled = mail_enabled
         self._told_no_files = False  # the missing files:write scope is logged once
-
-    def _render(self, link: Link) -> tuple[str, list[dict]]:
-        return blocks.card(
-            link,
-            approvers_configured=self.approvers_configured(link.team_id),
-            store=self.store_label(link.team_id, link.store_id),
-        )
 
     def handlers(self) -> dict[JobKind, Handler]:
         """Each Slack job kind's handler, for the job runner."""
@@ -157,6 +151,19 @@ class SlackDelivery:
             # Slack may still be working on the call: give it time to land before the next
             # attempt looks for it (see _earlier_post), rather than racing it with a re-post.
             raise RetryLater("slack did not answer in time", 2.0 * self.client.timeout) from None
+
+    def _render(self, link: Link) -> tuple[str, list[dict]]:
+        """The card for ``link`` as it is now (with its approvals, when it needs two)."""
+        approvals: list[str] = []
+        if link.approvals_needed == TWO:
+            with self.store.reading() as s:
+                approvals = self.store.approvers(s, link.id)
+        return blocks.card(
+            link,
+            approvers_configured=self.approvers_configured(link.team_id),
+            store=self.store_label(link.team_id, link.store_id),
+            approvals=approvals,
+        )
 
     def _card(self, job: Job, link: Link) -> None:
         text, card_blocks = self._render(link)

@@ -1,4 +1,5 @@
-"""Slack payloads: the request and reject modals, the request card, thread replies, App Home.
+"""Slack payloads: the request, duplicate-guard and reject modals, the request card, thread
+replies, App Home.
 
 Pure functions: they read a :class:`~bot.links.tables.Link` (or settings) and return plain
 dicts built with slack_sdk's typed Block Kit models, ready for ``WebClient`` calls. One module
@@ -22,6 +23,10 @@ from bot.slack.blocks.ephemeral import help_text, sent_for_approval_text
 from bot.slack.blocks.home import HOME_LIST_MAX, home_view
 from bot.slack.blocks.ids import FIELD_BLOCKS, ActionId, BlockId, CallbackId
 from bot.slack.blocks.modals import (
+    duplicate_metadata,
+    duplicate_modal,
+    duplicate_refused_modal,
+    read_duplicate_metadata,
     read_reason,
     read_submission,
     reject_modal,
@@ -41,10 +46,14 @@ __all__ = [
     "BlockId",
     "CallbackId",
     "card",
+    "duplicate_metadata",
+    "duplicate_modal",
+    "duplicate_refused_modal",
     "escape",
     "format_amount",
     "help_text",
     "home_view",
+    "read_duplicate_metadata",
     "read_reason",
     "read_submission",
     "reject_modal",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -16,6 +17,7 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.checkout import mask_email, mask_phone
+from bot.links.policy import POLICY_ACTOR, TWO, threshold_note
 from bot.links.states import Status
 from bot.links.tables import Link
 from bot.slack.blocks.common import (
@@ -66,11 +68,34 @@ def _shipping_line(shipping: dict[str, str] | None) -> str:
     return line
 
 
-def _status_text(link: Link, status: Status) -> str:
+def _approval_lines(link: Link, status: Status, approvals: Sequence[str]) -> list[str]:
+    """Who approved, or what the approval policy decided or still waits for."""
+    note = escape(threshold_note(link.approvals_needed, link.policy_threshold, link.currency))
+    if link.decided_by == POLICY_ACTOR:
+        return [f"Approved automatically: {note}"]
+    when = slack_date(link.decided_at)
+    if link.approvals_needed == TWO:
+        if status is Status.AWAITING_APPROVAL:
+            if approvals:
+                return [
+                    f"Approved by {mention(approvals[0])} · waiting for a second approver "
+                    f"({note} needs two)"
+                ]
+            return [f"{note} needs two approvers, neither of them the requester"]
+        if link.decided_by and len(approvals) > 1:
+            return [
+                f"Approved by {mention(approvals[0])} and {mention(approvals[1])}"
+                + (f" {when}" if when else "")
+            ]
+    if link.decided_by:
+        return [f"Approved by {mention(link.decided_by)}" + (f" {when}" if when else "")]
+    return []
+
+
+def _status_text(link: Link, status: Status, approvals: Sequence[str]) -> str:
     lines = [f"*Status:* {STATUS_EMOJI[status]} {status.label}"]
-    if link.decided_by and status is not Status.REJECTED:
-        when = slack_date(link.decided_at)
-        lines.append(f"Approved by {mention(link.decided_by)}" + (f" {when}" if when else ""))
+    if status is not Status.REJECTED:
+        lines += _approval_lines(link, status, approvals)
     if status is Status.REJECTED:
         when = slack_date(link.decided_at)
         line = f"Rejected by {mention(link.decided_by)}" + (f" {when}" if when else "")
@@ -162,12 +187,17 @@ def _buttons(link: Link, status: Status) -> list[ButtonElement]:
 
 
 def card(
-    link: Link, *, approvers_configured: bool = True, store: str | None = None
+    link: Link,
+    *,
+    approvers_configured: bool = True,
+    store: str | None = None,
+    approvals: Sequence[str] = (),
 ) -> tuple[str, list[dict[str, Any]]]:
     """The request card in the approval channel: ``(fallback text, blocks)``; ``store``
     names the link's XPay store (when its workspace has several).
 
     Used for ``chat.postMessage`` and every later ``chat.update``; the buttons follow the status.
+    ``approvals``: who approved a request that needs two approvers, first first.
     """
     status = Status(link.status)
     reference = safe(link.reference, 64)
@@ -204,7 +234,7 @@ def card(
             block_id=BlockId.DETAILS,
             fields=[MarkdownTextObject(text=clip_mrkdwn(f, FIELD_TEXT_MAX)) for f in fields],
         ),
-        section(BlockId.STATUS, _status_text(link, status)),
+        section(BlockId.STATUS, _status_text(link, status, approvals)),
     ]
     if status is Status.AWAITING_APPROVAL and not approvers_configured:
         blocks.append(context(BlockId.NO_APPROVERS, f":warning: {NO_APPROVERS_NOTE}"))

@@ -13,7 +13,7 @@ from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, Sec
 
 from bot.links.states import SANDBOX_LABEL, Status
 from bot.links.tables import Link
-from bot.money import amount_problem
+from bot.money import amount_problem, money_text
 from bot.payment_methods import method_label
 from bot.urls import is_http_url
 
@@ -146,8 +146,7 @@ def format_amount(amount: Decimal | int | str | None, currency: str | None) -> s
         value = None
     if value is None or amount_problem(value):
         return f"{currency or ''} {clip(str(amount), 32)}".strip()
-    text = f"{value:,.0f}" if value == value.to_integral_value() else f"{value:,.2f}"
-    return f"{currency} {text}" if currency else text
+    return money_text(value, currency)
 
 
 def test_prefix(link: Link) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.links.policy import AUTO, TWO, threshold_note
 from bot.links.tables import Link
 from bot.slack.blocks.common import (
     NAME_BUDGET,
@@ -9,6 +10,7 @@ from bot.slack.blocks.common import (
     amount_text,
     channel_mention,
     clip_mrkdwn,
+    escape,
     safe,
     url_link,
 )
@@ -47,9 +49,19 @@ def sent_for_approval_text(link: Link, permalink: str | None) -> str:
         where = url_link(permalink, "View the request")
     else:
         where = f"Posted in {channel_mention(link.channel_id)}"
-    return clip_mrkdwn(
-        f":outbox_tray: Sent for approval: *{safe(link.reference, 64)}*, {amount_text(link)} "
-        f"for {safe(link.customer_name, NAME_BUDGET)}. {where}. "
-        "The checkout link will appear in the request's thread once it is approved.",
-        SECTION_TEXT_MAX,
-    )
+    what = f"*{safe(link.reference, 64)}*, {amount_text(link)} for {safe(link.customer_name, NAME_BUDGET)}"
+    if link.approvals_needed == AUTO:
+        note = threshold_note(AUTO, link.policy_threshold, link.currency)
+        text = (
+            f":white_check_mark: Approved automatically ({escape(note)}): {what}. {where}. "
+            "The checkout link will appear in the request's thread."
+        )
+    else:
+        approved = (
+            "two approvers have approved it" if link.approvals_needed == TWO else "it is approved"
+        )
+        text = (
+            f":outbox_tray: Sent for approval: {what}. {where}. "
+            f"The checkout link will appear in the request's thread once {approved}."
+        )
+    return clip_mrkdwn(text, SECTION_TEXT_MAX)

@@ -14,6 +14,7 @@ class CallbackId(StrEnum):
     REJECT = "paylink_reject"
     SETTINGS = "paylink_settings"
     STORE = "paylink_store"
+    DUPLICATE = "paylink_duplicate"  # "a request like this exists": Create anyway / Go back
 
 
 class ActionId(StrEnum):
@@ -52,6 +53,9 @@ class BlockId(StrEnum):
     CONTACT_HINT = "contact_hint"
     SUMMARY = "summary"
     REASON = "reason"
+    POLICY = "policy"  # the request form's line on the approval policy
+    EARLIER = "earlier"  # the duplicate guard's view: the earlier request
+    DUPLICATE_HINT = "duplicate_hint"
     # App Home; each row's id is its list's prefix and the link id.
     HOME_TITLE = "home_title"
     HOME_INTRO = "home_intro"

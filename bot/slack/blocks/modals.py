@@ -19,18 +19,25 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.config import Settings
+from bot.links.policy import ApprovalPolicy
+from bot.links.states import Status
 from bot.links.tables import Link
 from bot.payment_methods import method_label
 from bot.slack.blocks.common import (
     NAME_BUDGET,
     OPTION_TEXT_MAX,
     REASON_BUDGET,
+    STATUS_EMOJI,
     amount_text,
+    channel_mention,
     clip,
     context,
+    escape,
     mention,
     safe,
     section,
+    slack_date,
+    url_link,
 )
 from bot.slack.blocks.ids import FIELD_BLOCKS, ActionId, BlockId, CallbackId
 
@@ -84,6 +91,7 @@ def request_modal(
             tuple(settings.paylink_payment_methods),
             settings.paylink_success_url,
             settings.paylink_failure_url,
+            ApprovalPolicy.from_settings(settings).summary(currencies),
         )
     )
     view["private_metadata"] = json.dumps({"channel_id": channel_id})
@@ -105,8 +113,10 @@ def _request_view(
     methods: tuple[str, ...],
     success: str | None,
     failure: str | None,
+    policy: str,
 ) -> str:
-    """The modal with no amount and no channel."""
+    """The modal with no amount and no channel; ``policy`` is the approval policy's line
+    for the offered currencies ("" when no threshold applies)."""
     currency_options = [Option(value=c, label=c) for c in currencies[:100]]
     prefilled: list[Block] = [
         _text_input(
@@ -116,6 +126,7 @@ def _request_view(
             placeholder="5000 or 1500.50",
             max_length=20,
         ),
+        *([context(BlockId.POLICY, f":scales: Approval: {escape(policy)}")] if policy else []),
         InputBlock(
             block_id=FIELD_BLOCKS["currency"],
             label="Currency",
@@ -236,6 +247,100 @@ def submission_channel(view: dict[str, Any]) -> str | None:
         return None
     channel = data.get("channel_id") if isinstance(data, dict) else None
     return channel if isinstance(channel, str) and channel else None
+
+
+# --- the duplicate guard --------------------------------------------------------------------
+
+PRIVATE_METADATA_MAX = 3000  # Slack's limit, in characters
+
+
+def duplicate_metadata(
+    fields: dict[str, Any], channel_id: str | None, view_id: str | None
+) -> str | None:
+    """What "Create anyway" needs, for the guard's view's ``private_metadata``: the form's
+    fields as submitted (non-empty ones), its channel and its view id (which makes the
+    request: one however often Slack sends the confirmation). None when it does not fit
+    Slack's 3,000 characters."""
+    held = {
+        "view": view_id,
+        "channel": channel_id,
+        "fields": {k: v for k, v in fields.items() if v},
+    }
+    text = json.dumps(held, ensure_ascii=False, separators=(",", ":"))
+    return text if len(text) <= PRIVATE_METADATA_MAX else None
+
+
+def read_duplicate_metadata(
+    view: dict[str, Any],
+) -> tuple[dict[str, Any], str | None, str | None] | None:
+    """``(fields, channel id, form view id)`` from the guard's view; None if unreadable."""
+    try:
+        held = json.loads((view or {}).get("private_metadata") or "")
+        fields = held["fields"]
+    except (TypeError, ValueError, KeyError):
+        return None
+    if not isinstance(fields, dict):
+        return None
+    channel, view_id = held.get("channel"), held.get("view")
+    return (
+        fields,
+        channel if isinstance(channel, str) else None,
+        view_id if isinstance(view_id, str) else None,
+    )
+
+
+def duplicate_modal(earlier: Link, *, permalink: str | None, metadata: str) -> dict[str, Any]:
+    """The duplicate guard's view, pushed over the request form: the earlier request for
+    the same sum and customer. Its submit, "Create anyway", makes the new request; its
+    close, "Go back", returns to the form as it was filled (Slack keeps the state of a view
+    another was pushed over)."""
+    status = Status(earlier.status)
+    reference = safe(earlier.reference, 64)
+    where = (
+        url_link(permalink, earlier.reference)
+        if permalink
+        else f"{reference} (in {channel_mention(earlier.channel_id)})"
+    )
+    summary = (
+        ":warning: *A request like this one was made recently*: the same amount and the same "
+        "customer e-mail or phone."
+    )
+    details = (
+        f"*{where}* · {amount_text(earlier)} for {safe(earlier.customer_name, NAME_BUDGET)}\n"
+        f"Requested by {mention(earlier.requester_id)} {slack_date(earlier.created_at)}\n"
+        f"*Status:* {STATUS_EMOJI[status]} {status.label}"
+    )
+    view = View(
+        type="modal",
+        callback_id=CallbackId.DUPLICATE,
+        title="Possible duplicate",
+        submit="Create anyway",
+        close="Go back",
+        private_metadata=metadata,
+        blocks=[
+            section(BlockId.SUMMARY, summary),
+            section(BlockId.EARLIER, details),
+            context(
+                BlockId.DUPLICATE_HINT,
+                "*Create anyway* sends yours for approval as well. *Go back* returns to your "
+                "form as you filled it.",
+            ),
+        ],
+    )
+    return view.to_dict()
+
+
+def duplicate_refused_modal(message: str) -> dict[str, Any]:
+    """Shown in place of the guard's view when "Create anyway" cannot make the request
+    (the form no longer passes, its order reference was taken meanwhile): "Go back"
+    returns to the form."""
+    return View(
+        type="modal",
+        callback_id=CallbackId.DUPLICATE,
+        title="Possible duplicate",
+        close="Go back",
+        blocks=[section(BlockId.SUMMARY, f":warning: {escape(message)}")],
+    ).to_dict()
 
 
 # --- the reject modal ---------------------------------------------------------------------

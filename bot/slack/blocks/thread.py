@@ -9,6 +9,7 @@ from typing import Any
 from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement
 
 from bot.links.kinds import ThreadKind
+from bot.links.policy import TWO, threshold_note
 from bot.links.states import Status
 from bot.links.tables import Link
 from bot.slack.blocks.common import (
@@ -21,6 +22,7 @@ from bot.slack.blocks.common import (
     amount_text,
     clip_mrkdwn,
     context,
+    escape,
     format_amount,
     mention,
     paid_method,
@@ -172,6 +174,19 @@ def _mail_failed(link: Link, details: dict[str, Any]) -> _Reply:
     )
 
 
+def _first_approval(link: Link, details: dict[str, Any]) -> _Reply:
+    by = mention(details.get("approver"))
+    note = escape(threshold_note(TWO, link.policy_threshold, link.currency)) or "This request"
+    return _Reply(
+        text=f":ballot_box_with_check: Approved by {by}: waiting for a second approver.",
+        details=[
+            f"{note} needs two approvers, neither of them the requester: the next approver's "
+            "Approve creates the link."
+        ],
+        fallback=f"Approved by {by}: waiting for a second approver",
+    )
+
+
 _RENDERERS: dict[ThreadKind, Callable[[Link, dict[str, Any]], _Reply]] = {
     ThreadKind.LINK_READY: _link_ready,
     ThreadKind.PAID: _paid,
@@ -183,6 +198,7 @@ _RENDERERS: dict[ThreadKind, Callable[[Link, dict[str, Any]], _Reply]] = {
     ThreadKind.AMOUNT_MISMATCH: _amount_mismatch,
     ThreadKind.MAILED: _mailed,
     ThreadKind.MAIL_FAILED: _mail_failed,
+    ThreadKind.FIRST_APPROVAL: _first_approval,
 }
 
 #: Every kind of thread reply there is a renderer for.

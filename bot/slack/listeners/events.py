@@ -29,7 +29,9 @@ def publish_home(ctx: SlackContext, user: str, team_id: str | None) -> None:
     with store.reading() as s:
         mine = store.recent_for(s, user)
         waiting, waiting_total = (
-            store.awaiting_approval(s, excluding=None if ctx.service.allow_self_approval else user)
+            store.awaiting_approval(
+                s, excluding=None if ctx.service.allow_self_approval else user, viewer=user
+            )
             if is_approver
             else ([], 0)
         )
