@@ -30,6 +30,10 @@ Behaviour worth knowing:
   them, and ``stop()`` ends the open ones.
 * Invalid blocks/views answer ``invalid_blocks`` with Slack-style ``errors`` messages
   (``"must be less than 25 characters [json-pointer:/view/title/text]"``).
+* ``apps.connections.open`` (Socket Mode) exists once a Socket Mode stand-in is attached
+  (:class:`bot.local.socketmode.SocketModeStandIn`); it takes only the app-level token
+  ``xapp-…`` and every other method refuses that token, with ``not_allowed_token_type``, as
+  Slack does.
 """
 
 from __future__ import annotations
@@ -523,6 +527,8 @@ class _ApiError(Exception):
         self.body = {"ok": False, "error": error, **extra}
 
 
+# Methods called with the app-level token (xapp-…) rather than the bot's.
+_APP_LEVEL = frozenset({"apps.connections.open"})
 _JSON_PARAMS = ("blocks", "view", "attachments", "metadata", "user_auth_blocks")
 _EPOCH_US = 1_700_000_000_000_000
 
@@ -571,6 +577,7 @@ class SlackStandIn:
 
     Args:
         bot_token: the only token accepted (``Authorization: Bearer`` or ``token`` param).
+        app_token: the app-level token, accepted by ``apps.connections.open`` only.
         usergroups: user group ID → member user IDs, for ``usergroups.users.list``.
         users: user ID → extra fields merged into the ``users.info`` answer.
         team_id, bot_user_id, bot_id: identities returned by ``auth.test``.
@@ -581,6 +588,7 @@ class SlackStandIn:
         self,
         *,
         bot_token: str = "xoxb-test",  # noqa: S107 - a test token, not a secret
+        app_token: str = "xapp-1-A0PAYLINK-test",  # noqa: S107 - likewise
         usergroups: Mapping[str, Iterable[str]] | None = None,
         users: Mapping[str, Mapping[str, Any]] | None = None,
         team_id: str = "T0PAYLINK",
@@ -590,6 +598,7 @@ class SlackStandIn:
         port: int = 0,
     ) -> None:
         self.bot_token = bot_token
+        self.app_token = app_token
         self.team_id = team_id
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
@@ -685,6 +694,16 @@ class SlackStandIn:
         """TCP connections accepted since start (a client keeping its connection open makes
         many calls over one)."""
         return self._server.accepted if self._server is not None else 0
+
+    def attach_socket_mode(self, connection_url: Callable[[], str]) -> None:
+        """Answer ``apps.connections.open`` with ``{"url": connection_url()}``: the address of
+        a Socket Mode connection, as Slack gives one to an app with Socket Mode turned on."""
+
+        def apps_connections_open(params: dict[str, Any], call: Call) -> dict[str, Any]:
+            return {"url": connection_url()}
+
+        with self._lock:
+            self._handlers["apps.connections.open"] = apps_connections_open
 
     # ---------------------------------------------------------------- fault injection
 
@@ -883,8 +902,11 @@ class SlackStandIn:
                         raise _ApiError("unknown_method")
                     if not token:
                         raise _ApiError("not_authed")
-                    if token != self.bot_token:
-                        raise _ApiError("invalid_auth")
+                    expected = self.app_token if method in _APP_LEVEL else self.bot_token
+                    if token != expected:
+                        # An app-level token where a bot token belongs, or the other way round.
+                        wrong_type = token.startswith("xapp-") != (method in _APP_LEVEL)
+                        raise _ApiError("not_allowed_token_type" if wrong_type else "invalid_auth")
                     if bad_request:
                         raise _ApiError(bad_request)
                     body = handler(params, call)

@@ -1,0 +1,189 @@
+"""`paylink socket` end to end: a real process on Slack's Socket Mode stand-in and the sandbox.
+
+The LocalStack runs no bot here (``socket_mode=True``): it is the Slack Web API stand-in and
+the Socket Mode stand-in, and `paylink socket` is started as a process with its settings.
+Slack's side sends envelopes over the WebSocket; the customer's pays on the sandbox checkout
+page, whose webhook reaches the process over HTTP on its PORT. Every envelope must be acked
+exactly once per delivery, within Slack's 3 seconds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from bot.local.simulator import (
+    click_payload,
+    home_opened_payload,
+    state_values,
+    view_submission_payload,
+)
+from bot.local.socketmode import ACK_WITHIN, Envelope, SocketModeStandIn
+from bot.local.stack import APPROVAL_CHANNEL, APPROVER, REP, LocalStack
+from bot.local.standin import PostedMessage
+from bot.slack.blocks import ActionId
+from tests.conftest import FIELDS
+from tests.procs import PAYLINK, Proc, Procs
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[LocalStack]:
+    with LocalStack(socket_mode=True, workdir=tmp_path) as running:
+        yield running
+
+
+def start_socket(stack: LocalStack, procs: Procs, **env: str) -> Proc:
+    """`paylink socket` on the stack (``env``: more settings), once connected and serving."""
+    proc = procs.start([PAYLINK, "socket"], {**stack.environment(), **env})
+    proc.wait_for_http(f"{stack.base_url}/healthz")
+    proc.wait_for_output("Socket Mode connected")
+    return proc
+
+
+def socket_of(stack: LocalStack) -> SocketModeStandIn:
+    assert stack.socket is not None
+    return stack.socket
+
+
+def open_modal(stack: LocalStack) -> tuple[Envelope, dict]:
+    """``/paylink 15000 PKR`` over the socket; the command and the modal it opened."""
+    seen = len(stack.slack.views_opened)
+    command = socket_of(stack).command(REP, "15000 PKR")
+    view = stack.slack.wait_for(lambda s: len(s.views_opened) > seen and s.views_opened[-1])
+    return command, view
+
+
+def submit(stack: LocalStack, view: dict) -> Envelope:
+    values = state_values(view, FIELDS)
+    return socket_of(stack).interactive(view_submission_payload(REP, view, values))
+
+
+def the_card(stack: LocalStack) -> PostedMessage:
+    return stack.slack.wait_for(lambda s: next(iter(cards(s)), None))
+
+
+def cards(slack: object) -> list[PostedMessage]:
+    return [m for m in slack.messages(APPROVAL_CHANNEL) if m.thread_ts is None]  # type: ignore[attr-defined]
+
+
+def approve(stack: LocalStack, card: PostedMessage) -> Envelope:
+    message = {"ts": card.ts, "blocks": card.blocks}
+    payload = click_payload(APPROVER, message, ActionId.APPROVE, channel=APPROVAL_CHANNEL)
+    return socket_of(stack).interactive(payload)
+
+
+def checkout_url(stack: LocalStack, card: PostedMessage) -> str:
+    def link() -> str | None:
+        for reply in stack.slack.thread(APPROVAL_CHANNEL, card.ts)[1:]:
+            found = re.search(r"https?://[^\s|>]+/sandbox/checkout/[\w-]+", str(reply.blocks))
+            if found:
+                return found.group(0)
+        return None
+
+    return stack.slack.wait_for(lambda s: link(), timeout=10)
+
+
+def pay(url: str) -> None:
+    """The customer opens the sandbox checkout page and pays by card."""
+    requests.get(url, timeout=10).raise_for_status()
+    requests.post(url + "/pay", data={"outcome": "pay", "method": "card"}, timeout=10)
+
+
+def wait_paid(stack: LocalStack, card: PostedMessage) -> list[PostedMessage]:
+    """Until the card says Paid and the thread has the payment; the thread."""
+    stack.slack.wait_for(
+        lambda s: "Paid" in s.render_thread_text(APPROVAL_CHANNEL, card.ts)
+        and len(s.thread(APPROVAL_CHANNEL, card.ts)) >= 3,
+        timeout=10,
+    )
+    return stack.slack.thread(APPROVAL_CHANNEL, card.ts)
+
+
+def assert_acked_once_in_time(socket: SocketModeStandIn) -> None:
+    """Each delivery of each envelope got one ack, each within Slack's 3 seconds."""
+    socket.wait_for(lambda s: not s.unacknowledged())
+    for envelope in socket.envelopes:
+        acks = socket.acks_of(envelope)
+        deliveries = 1 + (envelope.retry_attempt or 0)
+        assert len(acks) == deliveries, (envelope.type, envelope.payload.get("type"), acks)
+        assert all(ack.delay < ACK_WITHIN for ack in acks), acks
+
+
+def test_the_whole_flow_through_paylink_socket(stack: LocalStack, procs: Procs) -> None:
+    socket = socket_of(stack)
+    proc = start_socket(stack, procs)
+
+    command, view = open_modal(stack)
+    assert view["callback_id"] and socket.wait_for_ack(command).payload is None
+    submission = submit(stack, view)
+    card = the_card(stack)
+    assert socket.wait_for_ack(submission).payload is None  # no errors: the modal closes
+    assert "Awaiting approval" in stack.slack.render_thread_text(APPROVAL_CHANNEL, card.ts)
+
+    approve(stack, card)
+    pay(checkout_url(stack, card))
+    thread = wait_paid(stack, card)
+    assert len(thread) == 3, stack.slack.render_thread_text(APPROVAL_CHANNEL, card.ts)
+
+    # App Home over events_api: published for the rep, with the request.
+    socket.event(home_opened_payload(REP))
+    home = stack.slack.wait_for(lambda s: s.home_views.get(REP))
+    assert "Paid" in str(home["blocks"])
+
+    assert_acked_once_in_time(socket)
+    assert len(stack.slack.calls_of("apps.connections.open")) == 1
+    assert "Traceback" not in proc.output()
+
+
+def test_a_refresh_mid_flow_loses_nothing_and_repeats_nothing(
+    stack: LocalStack, procs: Procs
+) -> None:
+    socket = socket_of(stack)
+    proc = start_socket(stack, procs, PAYLINK_WORKER="inline")
+    _, view = open_modal(stack)
+
+    # Slack replaces the connection; the submission goes out on the new one.
+    assert socket.refresh() == 1
+    submission = submit(stack, view)
+    card = the_card(stack)
+    assert socket.wait_for_connections(2).number == 2
+    assert submission.connection == 2
+    assert len(stack.slack.calls_of("apps.connections.open")) == 2
+    proc.wait_for_output("Slack asked for a new connection (refresh_requested)")
+    # Read at once on the new connection: not after the old one's 3-second read timeout.
+    assert socket.wait_for_ack(submission).delay < 1.5
+
+    # Its ack lost, Slack sends the submission again: acked, no second request.
+    socket.redeliver(submission)
+    socket.wait_for(lambda s: len(s.acks_of(submission)) == 2)
+
+    # A click sent just before the next refresh: its ack may come on the new connection.
+    click = approve(stack, card)
+    socket.refresh()
+    url = checkout_url(stack, card)
+    socket.wait_for_ack(click)
+    socket.redeliver(click)
+    socket.wait_for(lambda s: len(s.acks_of(click)) == 2)
+
+    # An event retried by Slack (retry_attempt 1) runs once too.
+    event = socket.event(home_opened_payload(APPROVER))
+    stack.slack.wait_for(lambda s: s.home_views.get(APPROVER))
+    socket.redeliver(event)
+    socket.wait_for(lambda s: len(s.acks_of(event)) == 2)
+
+    pay(url)
+    thread = wait_paid(stack, card)
+    assert len(cards(stack.slack)) == 1
+    assert len(thread) == 3, stack.slack.render_thread_text(APPROVAL_CHANNEL, card.ts)
+    assert len(stack.slack.calls_of("views.publish")) == 1
+    # Only the rep's "Sent for approval": the approver was not told "already approved".
+    assert [e.user for e in stack.slack.ephemerals] == [REP]
+    assert_acked_once_in_time(socket)
+    assert socket.wait_for_connections(3).number == 3
+    assert "Traceback" not in proc.output()
