@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from slack_sdk.socket_mode.request import SocketModeRequest
 
 from bot.local.simulator import (
     click_payload,
@@ -26,10 +27,9 @@ from bot.local.socketmode import ACK_WITHIN, Envelope, SocketModeStandIn
 from bot.local.stack import APPROVAL_CHANNEL, APPROVER, REP, LocalStack
 from bot.local.standin import PostedMessage
 from bot.slack.blocks import ActionId
+from bot.slack.socket_mode import Deliveries, Repeat
 from tests.conftest import FIELDS
 from tests.procs import PAYLINK, Proc, Procs
-
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
@@ -98,8 +98,10 @@ def pay(url: str) -> None:
 def wait_paid(stack: LocalStack, card: PostedMessage) -> list[PostedMessage]:
     """Until the card says Paid and the thread has the payment; the thread."""
     stack.slack.wait_for(
-        lambda s: "Paid" in s.render_thread_text(APPROVAL_CHANNEL, card.ts)
-        and len(s.thread(APPROVAL_CHANNEL, card.ts)) >= 3,
+        lambda s: (
+            "Paid" in s.render_thread_text(APPROVAL_CHANNEL, card.ts)
+            and len(s.thread(APPROVAL_CHANNEL, card.ts)) >= 3
+        ),
         timeout=10,
     )
     return stack.slack.thread(APPROVAL_CHANNEL, card.ts)
@@ -187,3 +189,46 @@ def test_a_refresh_mid_flow_loses_nothing_and_repeats_nothing(
     assert_acked_once_in_time(socket)
     assert socket.wait_for_connections(3).number == 3
     assert "Traceback" not in proc.output()
+
+
+# -- which deliveries run (unit) --------------------------------------------------------
+
+
+def request(envelope_id: str, kind: str = "interactive", **payload: str) -> SocketModeRequest:
+    return SocketModeRequest(type=kind, envelope_id=envelope_id, payload=payload)
+
+
+def test_an_envelope_runs_once_and_a_failed_one_runs_again() -> None:
+    deliveries = Deliveries()
+    keys = deliveries.keys(request("e1"))
+    assert deliveries.begin(keys) is None
+    assert deliveries.begin(keys) == Repeat("envelope:e1", done=False)  # still running
+    deliveries.finish(keys, ran=True)
+    assert deliveries.begin(keys) == Repeat("envelope:e1", done=True)
+
+    failed = deliveries.keys(request("e2"))
+    assert deliveries.begin(failed) is None
+    deliveries.finish(failed, ran=False)  # Bolt did not ack it: Slack's next delivery runs
+    assert deliveries.begin(failed) is None
+
+
+def test_an_event_retried_in_a_new_envelope_is_known_by_its_event_id() -> None:
+    deliveries = Deliveries()
+    first = deliveries.keys(request("e1", "events_api", event_id="Ev1"))
+    deliveries.begin(first)
+    deliveries.finish(first, ran=True)
+    retry = deliveries.keys(request("e2", "events_api", event_id="Ev1"))
+    assert deliveries.begin(retry) == Repeat("event:Ev1", done=True)
+
+
+def test_deliveries_are_forgotten_after_a_while_or_when_too_many() -> None:
+    forgetful = Deliveries(remembered=0.0)
+    keys = forgetful.keys(request("e1"))
+    forgetful.begin(keys)
+    forgetful.finish(keys, ran=True)
+    assert forgetful.begin(keys) is None
+
+    small = Deliveries(limit=2)
+    for name in ("a", "b", "c"):
+        small.begin(small.keys(request(name)))
+    assert small.begin(small.keys(request("a"))) is None  # the oldest went first
