@@ -191,6 +191,22 @@ def test_a_refresh_mid_flow_loses_nothing_and_repeats_nothing(
     assert "Traceback" not in proc.output()
 
 
+def test_the_bot_token_in_place_of_the_app_token_is_refused_in_one_line(
+    stack: LocalStack, procs: Procs
+) -> None:
+    env = stack.environment()
+    env.update(SLACK_APP_TOKEN=env["SLACK_BOT_TOKEN"], PAYLINK_WORKER="inline")  # no child
+    result = procs.run([PAYLINK, "socket"], env)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        "paylink: SLACK_APP_TOKEN: Slack refused it (apps.connections.open: "
+        "not_allowed_token_type): make an app-level token (xapp-…) with connections:write on "
+        "your Slack app's Basic Information page"
+    ), result.stderr
+    assert env["SLACK_BOT_TOKEN"] not in result.stderr
+    assert socket_of(stack).connections == []
+
+
 # -- which deliveries run (unit) --------------------------------------------------------
 
 

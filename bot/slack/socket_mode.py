@@ -1,4 +1,4 @@
-"""Slack over Socket Mode: Bolt's app on slack_sdk's built-in WebSocket client (it needs no
+"""Slack over Socket Mode (see docs/decisions/0027): Bolt's app on slack_sdk's built-in WebSocket client (it needs no
 other library), with two things that client leaves out.
 
 * **Repeats.** Slack delivers an envelope again when its ack did not arrive (an Events API
