@@ -1,5 +1,5 @@
-"""Slack over Socket Mode (see docs/decisions/0027): Bolt's app on slack_sdk's built-in WebSocket client (it needs no
-other library), with two things that client leaves out.
+"""Slack over Socket Mode: Bolt's app on slack_sdk's built-in WebSocket client (it needs no
+other library), with two things that client leaves out (docs/decisions/0027).
 
 * **Repeats.** Slack delivers an envelope again when its ack did not arrive (an Events API
   event up to three times, ``retry_attempt`` counting; the same envelope after a connection
