@@ -1,12 +1,13 @@
 """Slack over Socket Mode: Bolt's app on slack_sdk's built-in WebSocket client (it needs no
 other library), with two things that client leaves out (docs/decisions/0027).
 
-* **Repeats.** Slack delivers an envelope again when its ack did not arrive (an Events API
-  event up to three times, ``retry_attempt`` counting; the same envelope after a connection
-  was replaced under it), and Bolt runs every delivery. Here an envelope, or an event by its
-  ``event_id``, runs once per process: a repeat is acked and not run again, so a click
-  answered before a refresh does not answer twice. One that failed (Bolt did not ack it)
-  runs again when Slack delivers it again.
+* **Repeats.** Slack delivers an Events API event again when its ack did not arrive in time
+  (up to three retries, ``retry_attempt`` and ``retry_reason`` in the envelope), and Bolt
+  runs every delivery (it only passes the retry on as ``X-Slack-Retry-Num``). Commands and
+  interactions are not retried by Slack; should one come twice all the same, it is guarded
+  alike. Here an envelope, or an event by its ``event_id``, runs once per process: a repeat
+  is acked and not run again. One that failed (Bolt did not ack it) runs again when Slack
+  delivers it again.
 * **Refreshes.** Slack replaces each connection every few hours (``disconnect``,
   ``refresh_requested``). The client opens the new one, then closes the old one, which first
   waits for that connection's pending read: up to its 3-second socket timeout, while nothing
