@@ -31,6 +31,9 @@ from bot.slack.socket_mode import Deliveries, Repeat
 from tests.conftest import FIELDS
 from tests.procs import PAYLINK, Proc, Procs
 
+# Upper bounds, not sleeps: on a busy 2-core machine a process's step can take seconds.
+WAIT = 20.0
+
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[LocalStack]:
@@ -43,6 +46,8 @@ def start_socket(stack: LocalStack, procs: Procs, **env: str) -> Proc:
     proc = procs.start([PAYLINK, "socket"], {**stack.environment(), **env})
     proc.wait_for_http(f"{stack.base_url}/healthz")
     proc.wait_for_output("Socket Mode connected")
+    if env.get("PAYLINK_WORKER") != "inline":  # its child posts the cards: wait for it too
+        proc.wait_for_output("worker running")
     return proc
 
 
@@ -55,7 +60,9 @@ def open_modal(stack: LocalStack) -> tuple[Envelope, dict]:
     """``/paylink 15000 PKR`` over the socket; the command and the modal it opened."""
     seen = len(stack.slack.views_opened)
     command = socket_of(stack).command(REP, "15000 PKR")
-    view = stack.slack.wait_for(lambda s: len(s.views_opened) > seen and s.views_opened[-1])
+    view = stack.slack.wait_for(
+        lambda s: len(s.views_opened) > seen and s.views_opened[-1], timeout=WAIT
+    )
     return command, view
 
 
@@ -65,7 +72,7 @@ def submit(stack: LocalStack, view: dict) -> Envelope:
 
 
 def the_card(stack: LocalStack) -> PostedMessage:
-    return stack.slack.wait_for(lambda s: next(iter(cards(s)), None))
+    return stack.slack.wait_for(lambda s: next(iter(cards(s)), None), timeout=WAIT)
 
 
 def cards(slack: object) -> list[PostedMessage]:
@@ -86,7 +93,7 @@ def checkout_url(stack: LocalStack, card: PostedMessage) -> str:
                 return found.group(0)
         return None
 
-    return stack.slack.wait_for(lambda s: link(), timeout=10)
+    return stack.slack.wait_for(lambda s: link(), timeout=WAIT)
 
 
 def pay(url: str) -> None:
@@ -109,7 +116,7 @@ def wait_paid(stack: LocalStack, card: PostedMessage) -> list[PostedMessage]:
 
 def assert_acked_once_in_time(socket: SocketModeStandIn) -> None:
     """Each delivery of each envelope got one ack, each within Slack's 3 seconds."""
-    socket.wait_for(lambda s: not s.unacknowledged())
+    socket.wait_for(lambda s: not s.unacknowledged(), timeout=WAIT)
     for envelope in socket.envelopes:
         acks = socket.acks_of(envelope)
         deliveries = 1 + (envelope.retry_attempt or 0)
@@ -122,10 +129,10 @@ def test_the_whole_flow_through_paylink_socket(stack: LocalStack, procs: Procs) 
     proc = start_socket(stack, procs)
 
     command, view = open_modal(stack)
-    assert view["callback_id"] and socket.wait_for_ack(command).payload is None
+    assert view["callback_id"] and socket.wait_for_ack(command, WAIT).payload is None
     submission = submit(stack, view)
     card = the_card(stack)
-    assert socket.wait_for_ack(submission).payload is None  # no errors: the modal closes
+    assert socket.wait_for_ack(submission, WAIT).payload is None  # no errors: the modal closes
     assert "Awaiting approval" in stack.slack.render_thread_text(APPROVAL_CHANNEL, card.ts)
 
     approve(stack, card)
@@ -135,7 +142,7 @@ def test_the_whole_flow_through_paylink_socket(stack: LocalStack, procs: Procs) 
 
     # App Home over events_api: published for the rep, with the request.
     socket.event(home_opened_payload(REP))
-    home = stack.slack.wait_for(lambda s: s.home_views.get(REP))
+    home = stack.slack.wait_for(lambda s: s.home_views.get(REP), timeout=WAIT)
     assert "Paid" in str(home["blocks"])
 
     assert_acked_once_in_time(socket)
@@ -154,30 +161,30 @@ def test_a_refresh_mid_flow_loses_nothing_and_repeats_nothing(
     assert socket.refresh() == 1
     submission = submit(stack, view)
     card = the_card(stack)
-    assert socket.wait_for_connections(2).number == 2
+    assert socket.wait_for_connections(2, WAIT).number == 2
     assert submission.connection == 2
     assert len(stack.slack.calls_of("apps.connections.open")) == 2
     proc.wait_for_output("Slack asked for a new connection (refresh_requested)")
     # Read at once on the new connection: not after the old one's 3-second read timeout.
-    assert socket.wait_for_ack(submission).delay < 1.5
+    assert socket.wait_for_ack(submission, WAIT).delay < 2.0
 
     # Its ack lost, Slack sends the submission again: acked, no second request.
     socket.redeliver(submission)
-    socket.wait_for(lambda s: len(s.acks_of(submission)) == 2)
+    socket.wait_for(lambda s: len(s.acks_of(submission)) == 2, timeout=WAIT)
 
     # A click sent just before the next refresh: its ack may come on the new connection.
     click = approve(stack, card)
     socket.refresh()
     url = checkout_url(stack, card)
-    socket.wait_for_ack(click)
+    socket.wait_for_ack(click, WAIT)
     socket.redeliver(click)
-    socket.wait_for(lambda s: len(s.acks_of(click)) == 2)
+    socket.wait_for(lambda s: len(s.acks_of(click)) == 2, timeout=WAIT)
 
     # An event retried by Slack (retry_attempt 1) runs once too.
     event = socket.event(home_opened_payload(APPROVER))
-    stack.slack.wait_for(lambda s: s.home_views.get(APPROVER))
+    stack.slack.wait_for(lambda s: s.home_views.get(APPROVER), timeout=WAIT)
     socket.redeliver(event)
-    socket.wait_for(lambda s: len(s.acks_of(event)) == 2)
+    socket.wait_for(lambda s: len(s.acks_of(event)) == 2, timeout=WAIT)
 
     pay(url)
     thread = wait_paid(stack, card)
@@ -187,7 +194,7 @@ def test_a_refresh_mid_flow_loses_nothing_and_repeats_nothing(
     # Only the rep's "Sent for approval": the approver was not told "already approved".
     assert [e.user for e in stack.slack.ephemerals] == [REP]
     assert_acked_once_in_time(socket)
-    assert socket.wait_for_connections(3).number == 3
+    assert socket.wait_for_connections(3, WAIT).number == 3
     assert "Traceback" not in proc.output()
 
 
