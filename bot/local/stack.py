@@ -115,8 +115,8 @@ class LocalStack:
             "paylink_success_url": f"http://127.0.0.1:{self.port}/healthz",
             "port": self.port,
         }
-        if socket_mode:
-            values["slack_app_token"] = APP_TOKEN
+        if socket_mode:  # as a Socket Mode app is set up: an app token, no signing secret
+            values.update(slack_app_token=APP_TOKEN, slack_signing_secret=None)
         values.update(overrides)
         self.settings: Settings = load_settings(_env_file=None, **values)
         self.runtime = Runtime(self.settings, jobs_interval=jobs_interval, slack=not socket_mode)
