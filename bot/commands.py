@@ -78,11 +78,11 @@ def serve(
 
 def socket_mode(settings: Settings) -> int:
     """Slack over Socket Mode; the webhook and health endpoints are still served on PORT."""
-    from slack_bolt.adapter.socket_mode import SocketModeHandler
     from slack_sdk.errors import SlackApiError
 
     from bot.server import Server
     from bot.slack.failures import slack_failure
+    from bot.slack.socket_mode import SocketMode
     from bot.web import create_app
 
     settings.require("slack_bot_token", "slack_app_token")
@@ -91,7 +91,7 @@ def socket_mode(settings: Settings) -> int:
     if runtime is None:
         return 2
     server = Server(create_app(runtime), host=settings.paylink_host, port=settings.port)
-    handler = SocketModeHandler(runtime.bolt_app, settings.slack_app_token.get_secret_value())
+    handler = SocketMode(runtime.bolt_app, settings.slack_app_token.get_secret_value())
 
     def start() -> None:
         server.start()

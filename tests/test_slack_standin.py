@@ -552,3 +552,34 @@ def test_methods_need_their_scope_when_scopes_are_given(
         client.conversations_open(users="U1")
     assert exc.value.response["needed"] == "im:write"
     assert not slack.files
+
+
+def test_socket_mode_urls_take_the_app_token_only_and_serve_one_connection(
+    slack: SlackStandIn, client: WebClient
+) -> None:
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    from bot.local.socketmode import SocketModeStandIn
+
+    with pytest.raises(SlackApiError) as unknown:
+        client.apps_connections_open(app_token=slack.app_token)
+    assert _error(unknown) == "unknown_method"  # no Socket Mode attached yet
+    with SocketModeStandIn(slack):
+        url = client.apps_connections_open(app_token=slack.app_token)["url"]
+        assert url.startswith("ws://127.0.0.1:")
+        for token, error in (("xoxb-test", "not_allowed_token_type"), ("xapp-1-x", "invalid_auth")):
+            with pytest.raises(SlackApiError) as refused:
+                client.apps_connections_open(app_token=token)
+            assert _error(refused) == error
+        with pytest.raises(SlackApiError) as app_token_elsewhere:
+            WebClient(token=slack.app_token, base_url=slack.base_url).chat_postMessage(
+                channel="C1", text="hi"
+            )
+        assert _error(app_token_elsewhere) == "not_allowed_token_type"
+
+        with connect(url) as ws:
+            hello = json.loads(ws.recv(timeout=5))
+        assert hello["type"] == "hello" and hello["num_connections"] == 1
+        with pytest.raises(InvalidStatus):  # a URL is good for one connection
+            connect(url).close()

@@ -114,32 +114,8 @@ class SlackSimulator:
     ) -> requests.Response:
         """Click the button ``action_id`` on a message the bot posted, from the bot's own
         workspace unless ``origin`` says otherwise."""
-        button = find_action(message.get("blocks") or [], action_id)
-        if button is None:
-            raise LookupError(f"no {action_id} button on the message")
         return self.interactive(
-            {
-                "type": "block_actions",
-                **(origin or Origin()).payload(user),
-                "api_app_id": "A0PAYLINK",
-                "trigger_id": new_trigger_id(),
-                "container": {
-                    "type": "message",
-                    "message_ts": message["ts"],
-                    "channel_id": channel,
-                },
-                "channel": {"id": channel},
-                "message": {"ts": message["ts"], "blocks": message.get("blocks")},
-                "actions": [
-                    {
-                        "type": "button",
-                        "action_id": action_id,
-                        "block_id": button["block_id"],
-                        "value": button.get("value", ""),
-                        "action_ts": f"{time.time():.6f}",
-                    }
-                ],
-            }
+            click_payload(user, message, action_id, channel=channel, origin=origin)
         )
 
     def click_view(
@@ -172,54 +148,102 @@ class SlackSimulator:
 
     def home_opened(self, user: str, **kwargs: Any) -> requests.Response:
         """The ``app_home_opened`` event for ``user``."""
-        envelope = {
-            "token": "unused",
-            "team_id": TEAM["id"],
-            "api_app_id": "A0PAYLINK",
-            "type": "event_callback",
-            "event_id": "Ev" + uuid.uuid4().hex[:10].upper(),
-            "event_time": int(time.time()),
-            "event": {"type": "app_home_opened", "user": user, "channel": "D0HOME", "tab": "home"},
-        }
-        return self.post(json.dumps(envelope), "application/json", **kwargs)
+        return self.post(json.dumps(home_opened_payload(user)), "application/json", **kwargs)
 
 
 def command_body(
     user: str, text: str = "", channel: str = "C0SALES", trigger_id: str | None = None
 ) -> str:
     """The form body of ``/paylink <text>`` typed by ``user`` in ``channel``."""
-    return urlencode(
-        {
-            "token": "verification-token-unused",
-            "team_id": TEAM["id"],
-            "team_domain": TEAM["domain"],
-            "channel_id": channel,
-            "channel_name": "sales",
-            "user_id": user,
-            "user_name": user.lower(),
-            "command": "/paylink",
-            "text": text,
-            "api_app_id": "A0PAYLINK",
-            "response_url": "https://hooks.slack.com/commands/T0PAYLINK/1/x",
-            "trigger_id": trigger_id or new_trigger_id(),
-        }
-    )
+    return urlencode(command_payload(user, text, channel, trigger_id))
+
+
+def command_payload(
+    user: str, text: str = "", channel: str = "C0SALES", trigger_id: str | None = None
+) -> dict[str, str]:
+    """The fields of ``/paylink <text>`` typed by ``user`` in ``channel``: a form body over
+    HTTP, a ``slash_commands`` envelope's payload in Socket Mode."""
+    return {
+        "token": "verification-token-unused",
+        "team_id": TEAM["id"],
+        "team_domain": TEAM["domain"],
+        "channel_id": channel,
+        "channel_name": "sales",
+        "user_id": user,
+        "user_name": user.lower(),
+        "command": "/paylink",
+        "text": text,
+        "api_app_id": "A0PAYLINK",
+        "response_url": "https://hooks.slack.com/commands/T0PAYLINK/1/x",
+        "trigger_id": trigger_id or new_trigger_id(),
+    }
 
 
 def view_submission_body(
     user: str, view: dict[str, Any], values: dict[str, Any], origin: Origin | None = None
 ) -> str:
     """The form body of ``view`` submitted by ``user`` with ``values`` as Slack's state."""
+    return interactive_body(view_submission_payload(user, view, values, origin))
+
+
+def view_submission_payload(
+    user: str, view: dict[str, Any], values: dict[str, Any], origin: Origin | None = None
+) -> dict[str, Any]:
+    """The ``view_submission`` payload of ``view`` submitted by ``user`` with ``values``."""
     submitted = dict(view, id=view.get("id", "V0MODAL"), state={"values": values})
-    return interactive_body(
-        {
-            "type": "view_submission",
-            **(origin or Origin()).payload(user),
-            "api_app_id": "A0PAYLINK",
-            "trigger_id": new_trigger_id(),
-            "view": submitted,
-        }
-    )
+    return {
+        "type": "view_submission",
+        **(origin or Origin()).payload(user),
+        "api_app_id": "A0PAYLINK",
+        "trigger_id": new_trigger_id(),
+        "view": submitted,
+    }
+
+
+def click_payload(
+    user: str,
+    message: dict[str, Any],
+    action_id: str,
+    *,
+    channel: str,
+    origin: Origin | None = None,
+) -> dict[str, Any]:
+    """The ``block_actions`` payload of ``user`` clicking the button ``action_id`` on a
+    message the bot posted in ``channel``."""
+    button = find_action(message.get("blocks") or [], action_id)
+    if button is None:
+        raise LookupError(f"no {action_id} button on the message")
+    return {
+        "type": "block_actions",
+        **(origin or Origin()).payload(user),
+        "api_app_id": "A0PAYLINK",
+        "trigger_id": new_trigger_id(),
+        "container": {"type": "message", "message_ts": message["ts"], "channel_id": channel},
+        "channel": {"id": channel},
+        "message": {"ts": message["ts"], "blocks": message.get("blocks")},
+        "actions": [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "block_id": button["block_id"],
+                "value": button.get("value", ""),
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+
+
+def home_opened_payload(user: str) -> dict[str, Any]:
+    """The ``event_callback`` of ``app_home_opened`` for ``user`` (its ``event_id`` new)."""
+    return {
+        "token": "unused",
+        "team_id": TEAM["id"],
+        "api_app_id": "A0PAYLINK",
+        "type": "event_callback",
+        "event_id": "Ev" + uuid.uuid4().hex[:10].upper(),
+        "event_time": int(time.time()),
+        "event": {"type": "app_home_opened", "user": user, "channel": "D0HOME", "tab": "home"},
+    }
 
 
 def interactive_body(payload: dict[str, Any]) -> str:

@@ -1,6 +1,8 @@
 """A complete Paylink on one machine: the bot, a Slack stand-in and the sandbox gateway.
 
-``paylink demo``, the end-to-end tests and the benchmarks all run on this.
+``paylink demo``, the end-to-end tests and the benchmarks all run on this. With
+``socket_mode=True`` the bot is not run here: the stack is Slack's Web API and Socket Mode
+stand-ins for a ``paylink socket`` process started with :meth:`LocalStack.environment`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import socket
 import tempfile
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr
 
 from bot.config import Settings, load_settings
 from bot.local.simulator import SlackSimulator
@@ -20,12 +24,41 @@ from bot.schema import upgrade
 from bot.server import Server
 from bot.web import create_app
 
+if TYPE_CHECKING:
+    from bot.local.socketmode import SocketModeStandIn
+
 REP, APPROVER, OUTSIDER = "U0REP", "U0APPROVER", "U0OUTSIDER"
 SECOND_APPROVER = "U0CFO"  # an approver when the settings name them (two-approver flows)
 APPROVAL_CHANNEL = "C0APPROVALS"
 BOT_TOKEN = "xoxb-local-stand-in"  # noqa: S105  (the stand-in's token, not a real one)
+APP_TOKEN = "xapp-1-A0PAYLINK-local-stand-in"  # noqa: S105  (likewise)
 #: The people of the stand-in's workspace, by the names Slack would show.
 PEOPLE = {REP: "Sara", APPROVER: "Omar", OUTSIDER: "Bilal", SECOND_APPROVER: "Hina"}
+
+
+# The settings LocalStack sets that a `paylink` process of the stack needs.
+_PASSED_ON = (
+    "slack_bot_token",
+    "slack_app_token",
+    "slack_signing_secret",
+    "slack_api_url",
+    "xpay_env",
+    "database_url",
+    "paylink_approvers",
+    "paylink_approval_channel",
+    "paylink_public_url",
+    "paylink_success_url",
+    "port",
+)
+
+
+def _env_value(value: Any) -> str:
+    """A setting as its environment variable spells it (lists comma-separated)."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return str(value)
 
 
 def free_port() -> int:
@@ -36,7 +69,12 @@ def free_port() -> int:
 
 
 class LocalStack:
-    """Start with ``with LocalStack() as stack:``; everything stops on exit."""
+    """Start with ``with LocalStack() as stack:``; everything stops on exit.
+
+    ``socket_mode``: no bot here, and a Socket Mode stand-in (``socket``) beside Slack's:
+    run ``paylink socket`` with :meth:`environment` (it listens on ``port``, its sandbox
+    gateway and webhook at ``base_url``); ``runtime`` then only reads the shared database.
+    """
 
     def __init__(
         self,
@@ -45,12 +83,14 @@ class LocalStack:
         workdir: Path | None = None,
         threads: int = 16,
         jobs_interval: float = 30.0,
+        socket_mode: bool = False,
         **overrides: Any,
     ):
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="paylink-")
         self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
         self.slack = SlackStandIn(
             bot_token=BOT_TOKEN,
+            app_token=APP_TOKEN,
             usergroups={"S0FINANCE": [APPROVER]},
             users={
                 user: {"name": name.lower(), "profile": {"display_name": name, "real_name": name}}
@@ -58,6 +98,11 @@ class LocalStack:
             },
         )
         self.slack.start()
+        self.socket: SocketModeStandIn | None = None
+        if socket_mode:
+            from bot.local.socketmode import SocketModeStandIn  # needs the `test` extra
+
+            self.socket = SocketModeStandIn(self.slack).start()
         self.port = free_port()
         self.signing_secret = secrets.token_hex(16)
         values: dict[str, Any] = {
@@ -75,12 +120,16 @@ class LocalStack:
             # anyone who wants it, pass paylink_duplicate_window.
             "paylink_duplicate_window": timedelta(0),
         }
+        if socket_mode:  # as a Socket Mode app is set up: an app token, no signing secret
+            values.update(slack_app_token=APP_TOKEN, slack_signing_secret=None)
         values.update(overrides)
         self.settings: Settings = load_settings(_env_file=None, **values)
-        self.runtime = Runtime(self.settings, jobs_interval=jobs_interval)
+        self.runtime = Runtime(self.settings, jobs_interval=jobs_interval, slack=not socket_mode)
         upgrade(self.runtime.engine)
-        self.server = Server(
-            create_app(self.runtime), host="127.0.0.1", port=self.port, threads=threads
+        self.server = (
+            None
+            if socket_mode
+            else Server(create_app(self.runtime), host="127.0.0.1", port=self.port, threads=threads)
         )
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.simulator = SlackSimulator(self.base_url, self.signing_secret)
@@ -91,18 +140,31 @@ class LocalStack:
         at random for this database, unless the settings name one)."""
         return self.runtime.gateway_keys.webhook_secrets()[0]
 
+    def environment(self) -> dict[str, str]:
+        """The settings as environment variables, for a ``paylink`` process of this stack."""
+        env = {
+            name.upper(): _env_value(value)
+            for name, value in self.settings.model_dump().items()
+            if name in _PASSED_ON and value is not None
+        }
+        return {**env, "PAYLINK_HOST": "127.0.0.1"}
+
     def __enter__(self) -> LocalStack:
-        self.server.start()
-        self.runtime.start()
+        if self.server is not None:
+            self.server.start()
+            self.runtime.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
-        """Stop the server, background work and the stand-in."""
-        self.server.close()
+        """Stop the server, background work and the stand-ins."""
+        if self.server is not None:
+            self.server.close()
         self.runtime.stop()
+        if self.socket is not None:
+            self.socket.stop()
         self.slack.stop()
         if self._tmp:
             self._tmp.cleanup()

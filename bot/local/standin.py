@@ -37,6 +37,10 @@ Behaviour worth knowing:
   ``thread()`` stay as they were.
 * ``scopes``: the bot token's scopes. None (the default) grants every scope; a set makes the
   methods that need a scope missing from it answer ``missing_scope`` as Slack does.
+* ``apps.connections.open`` (Socket Mode) exists once a Socket Mode stand-in is attached
+  (:class:`bot.local.socketmode.SocketModeStandIn`); it takes only the app-level token
+  ``xapp-…`` and every other method refuses that token, with ``not_allowed_token_type``, as
+  Slack does.
 """
 
 from __future__ import annotations
@@ -557,6 +561,8 @@ class _ApiError(Exception):
         self.body = {"ok": False, "error": error, **extra}
 
 
+# Methods called with the app-level token (xapp-…) rather than the bot's.
+_APP_LEVEL = frozenset({"apps.connections.open"})
 _JSON_PARAMS = ("blocks", "view", "attachments", "metadata", "user_auth_blocks")
 _EPOCH_US = 1_700_000_000_000_000
 
@@ -605,6 +611,7 @@ class SlackStandIn:
 
     Args:
         bot_token: the only token accepted (``Authorization: Bearer`` or ``token`` param).
+        app_token: the app-level token, accepted by ``apps.connections.open`` only.
         usergroups: user group ID → member user IDs, for ``usergroups.users.list``.
         users: user ID → extra fields merged into the ``users.info`` answer.
         team_id, bot_user_id, bot_id: identities returned by ``auth.test``.
@@ -616,6 +623,7 @@ class SlackStandIn:
         self,
         *,
         bot_token: str = "xoxb-test",  # noqa: S107 - a test token, not a secret
+        app_token: str = "xapp-1-A0PAYLINK-test",  # noqa: S107 - likewise
         usergroups: Mapping[str, Iterable[str]] | None = None,
         users: Mapping[str, Mapping[str, Any]] | None = None,
         team_id: str = "T0PAYLINK",
@@ -627,6 +635,7 @@ class SlackStandIn:
     ) -> None:
         self.bot_token = bot_token
         self.scopes: set[str] | None = set(scopes) if scopes is not None else None
+        self.app_token = app_token
         self.team_id = team_id
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
@@ -728,6 +737,16 @@ class SlackStandIn:
         """TCP connections accepted since start (a client keeping its connection open makes
         many calls over one)."""
         return self._server.accepted if self._server is not None else 0
+
+    def attach_socket_mode(self, connection_url: Callable[[], str]) -> None:
+        """Answer ``apps.connections.open`` with ``{"url": connection_url()}``: the address of
+        a Socket Mode connection, as Slack gives one to an app with Socket Mode turned on."""
+
+        def apps_connections_open(params: dict[str, Any], call: Call) -> dict[str, Any]:
+            return {"url": connection_url()}
+
+        with self._lock:
+            self._handlers["apps.connections.open"] = apps_connections_open
 
     # ---------------------------------------------------------------- fault injection
 
@@ -932,8 +951,11 @@ class SlackStandIn:
                         raise _ApiError("unknown_method")
                     if not token:
                         raise _ApiError("not_authed")
-                    if token != self.bot_token:
-                        raise _ApiError("invalid_auth")
+                    expected = self.app_token if method in _APP_LEVEL else self.bot_token
+                    if token != expected:
+                        # An app-level token where a bot token belongs, or the other way round.
+                        wrong_type = token.startswith("xapp-") != (method in _APP_LEVEL)
+                        raise _ApiError("not_allowed_token_type" if wrong_type else "invalid_auth")
                     needed = _SCOPE_OF.get(method)
                     if self.scopes is not None and needed and needed not in self.scopes:
                         raise _ApiError(
