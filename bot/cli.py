@@ -74,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="show a link's status and history")
     status.add_argument("reference", help="the order reference")
+    sub.add_parser("digest", help="post the digest in the approval channel now")
     return parser
 
 
@@ -161,6 +162,12 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
     return status(settings, args.reference)
 
 
+def _digest(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.commands import digest
+
+    return digest(settings)
+
+
 COMMANDS = {
     "serve": _serve,
     "socket": _socket,
@@ -170,4 +177,5 @@ COMMANDS = {
     "migrate": _migrate,
     "create": _create,
     "status": _status,
+    "digest": _digest,
 }

@@ -11,12 +11,15 @@ from typing import TYPE_CHECKING, Literal
 
 from bot.config import Settings
 from bot.db import make_engine
+from bot.links.digest import Digests
 from bot.links.followup import FollowUp, Inline, Queued, QueuedWork
 from bot.links.intake import JobIntake
 from bot.links.periodic import Periodic, release_after_restart
 from bot.links.queue import JobQueue
+from bot.links.reminders import Reminders
 from bot.links.runner import JobRunner
 from bot.links.service import LinkService
+from bot.links.states import Status
 from bot.links.store import LinkStore
 from bot.links.wakeup import WakeListener, WakeSender, socket_path
 from bot.links.workspaces import Workspace
@@ -114,10 +117,25 @@ class Runtime:
             allow_self_approval=settings.paylink_allow_self_approval,
             follow_up=follow_up,
             reconcile_after=timedelta(seconds=settings.paylink_reconcile_after),
+            remind_after={
+                Status.AWAITING_APPROVAL: settings.paylink_remind_approvers_after,
+                Status.AWAITING_PAYMENT: settings.paylink_remind_rep_after,
+            },
             metrics=self.metrics,
             sandbox=settings.sandbox,
         )
-        self.periodic = Periodic(self.service, interval=jobs_interval)
+        self.digests = Digests(
+            self.queue,
+            at=settings.paylink_digest_at,
+            zone=settings.timezone,
+            channel=settings.paylink_approval_channel,
+        )
+        # The daily digest is posted by whoever runs the jobs, so only with Slack to post to.
+        self.periodic = Periodic(
+            self.service,
+            interval=jobs_interval,
+            digests=self.digests if self.slack_client is not None else None,
+        )
         if self.slack_client is not None and self.plan.answers_slack:
             self._build_bolt_app()
         if self.plan.queues_follow_up:
@@ -155,7 +173,12 @@ class Runtime:
             self.delivery_client, self.queue, approvers_configured=self.approvers.configured
         )
         work = QueuedWork(self.service, self.inline, slack.tell)
-        return JobRunner(self.queue, slack.handlers() | work.handlers(), together=work.together())
+        reminders = Reminders(self.queue, self.settings.paylink_approvers)
+        return JobRunner(
+            self.queue,
+            slack.handlers() | work.handlers() | reminders.handlers(),
+            together=work.together(),
+        )
 
     def learn_workspace(self) -> Workspace | None:
         """The workspace of SLACK_BOT_TOKEN, as auth.test reports it (None without a token,

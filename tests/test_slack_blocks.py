@@ -355,6 +355,8 @@ REPLY_STATUS = {
     "link_failed": Status.LINK_FAILED,
     "paid_after_cancel": Status.PAID,
     "amount_mismatch": Status.AWAITING_PAYMENT,
+    "remind_approvers": Status.AWAITING_APPROVAL,
+    "remind_rep": Status.AWAITING_PAYMENT,
 }
 
 
@@ -725,7 +727,14 @@ def test_home_row_every_status(status: Status) -> None:
 
 SANDBOX_NOTE = "TEST — sandbox, no real money"
 # The replies that show the link or a payment.
-MONEY_REPLIES = ("link_ready", "paid", "payment_failed", "paid_after_cancel", "amount_mismatch")
+MONEY_REPLIES = (
+    "link_ready",
+    "paid",
+    "payment_failed",
+    "paid_after_cancel",
+    "amount_mismatch",
+    "remind_rep",
+)
 
 
 @pytest.mark.parametrize("status", list(Status))

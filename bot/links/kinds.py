@@ -16,6 +16,8 @@ class ThreadKind(StrEnum):
     LINK_FAILED = "link_failed"
     PAID_AFTER_CANCEL = "paid_after_cancel"
     AMOUNT_MISMATCH = "amount_mismatch"
+    REMIND_APPROVERS = "remind_approvers"  # a request still waits for approval
+    REMIND_REP = "remind_rep"  # a link still waits for payment
 
 
 class JobKind(StrEnum):
@@ -27,6 +29,8 @@ class JobKind(StrEnum):
     PAYMENT = "payment"  # apply a verified payment webhook to the link
     DECISION = "decision"  # carry out a button click (approve, retry, cancel)
     CONFIRM = "confirm"  # ask XPay about a payment a webhook reported without its amount
+    REMIND = "remind"  # a timer: remind whoever the link waits for, if it still waits
+    DIGEST = "digest"  # post the daily digest (a job of no link)
 
 
 class WebhookOutcome(StrEnum):

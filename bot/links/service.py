@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Protocol
 
@@ -29,6 +29,7 @@ from bot.links.outcomes import (
 )
 from bot.links.payments import RECONCILE, WEBHOOK, event_key, same_money
 from bot.links.queue import JobQueue
+from bot.links.reminders import start_timer
 from bot.links.states import CANCELLABLE, Status
 from bot.links.store import LEASE, LinkStore, RepeatedView
 from bot.links.tables import Link
@@ -68,6 +69,7 @@ class LinkService:
         allow_self_approval: bool = False,
         follow_up: FollowUp | None = None,
         reconcile_after: timedelta = timedelta(minutes=15),
+        remind_after: Mapping[Status, timedelta] | None = None,
         metrics: Metrics | None = None,
         sandbox: bool = False,
     ):
@@ -85,6 +87,8 @@ class LinkService:
             Click.CANCEL: self.cancel,
         }
         self.reconcile_after = reconcile_after
+        # How long a link waits in a status before its reminder (bot.links.reminders).
+        self.remind_after = dict(remind_after or {})
         self.metrics = metrics
 
     # Requests -----------------------------------------------------------------------
@@ -116,6 +120,7 @@ class LinkService:
                     sandbox=self.sandbox,
                 )
                 self.queue.enqueue(s, link, JobKind.CARD, payload={"notify_requester": True})
+                start_timer(self.queue, s, link, self.remind_after)
         except RepeatedView as repeat:
             log.info(
                 "submission repeated: no new request",
@@ -395,6 +400,7 @@ class LinkService:
             )
             if moved is not None:
                 self._announce(s, moved, ThreadKind.LINK_READY, f":{created.intent_id}")
+                start_timer(self.queue, s, moved, self.remind_after)
         if moved is None:
             log.warning("link moved during gateway call", extra={"ref": link.reference})
             return self._load(link.id)

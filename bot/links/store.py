@@ -254,6 +254,21 @@ class LinkStore:
         session.expire(current, ["history"])
         return current
 
+    def note(self, session: Session, link: Link, *, actor: str, reason: str) -> None:
+        """A history row for an event that is no status change (a reminder sent): from and
+        to are both the link's status."""
+        session.execute(
+            _INSERT_HISTORY,
+            {
+                "link_id": link.id,
+                "from_status": link.status,
+                "to_status": link.status,
+                "actor": actor,
+                "reason": reason,
+                "at": utcnow(),
+            },
+        )
+
     def take_lease(self, session: Session, link_id: int, until: datetime) -> bool:
         """Lease a link in ``Creating link`` that nobody holds yet; False if it is held."""
         result = session.execute(

@@ -54,6 +54,13 @@ class BlockId(StrEnum):
     MINE = "mine"
     MINE_TITLE = "mine_title"
     MINE_EMPTY = "mine_empty"
+    # The daily digest.
+    DIGEST_TITLE = "digest_title"
+    DIGEST_APPROVAL = "digest_approval"
+    DIGEST_PAYMENT = "digest_payment"
+    DIGEST_PAID = "digest_paid"
+    DIGEST_ACTION = "digest_action"
+    DIGEST_FOOTER = "digest_footer"
 
 
 #: Checkout field name (as :func:`bot.checkout.parse_checkout` expects it) → modal block_id.
