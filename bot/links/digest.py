@@ -162,15 +162,16 @@ def read_report(session: Session, since: datetime, until: datetime) -> Report:
     )
     paid = list(
         session.scalars(
-            select(Link)
-            .join(History, History.link_id == Link.id)
-            .where(
-                History.to_status == Status.PAID.value,
-                History.from_status != Status.PAID.value,
-                History.at > since,
-                History.at <= until,
+            select(Link).where(
+                Link.id.in_(
+                    select(History.link_id).where(
+                        History.to_status == Status.PAID.value,
+                        History.from_status != Status.PAID.value,
+                        History.at > since,
+                        History.at <= until,
+                    )
+                )
             )
-            .distinct()
         )
     )
     action = list(session.scalars(select(Link).where(_in(*NEEDS_ACTION)).order_by(Link.updated_at)))
