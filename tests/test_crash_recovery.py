@@ -72,6 +72,7 @@ class BotProcess:
             "PAYLINK_APPROVERS": APPROVER,
             "PAYLINK_APPROVAL_CHANNEL": APPROVAL_CHANNEL,
             "PAYLINK_SUCCESS_URL": self.base_url + "/healthz",
+            "PAYLINK_DIGEST_AT": "",  # no digest in the channel, whatever the hour
         }
         self.proc: Proc | None = None
         self.sim = SlackSimulator(self.base_url, SIGNING_SECRET)

@@ -69,6 +69,9 @@ class LocalStack:
             "paylink_public_url": f"http://127.0.0.1:{self.port}",
             "paylink_success_url": f"http://127.0.0.1:{self.port}/healthz",
             "port": self.port,
+            # No daily digest unless asked for: a message of its own in the approval channel,
+            # due at a time of day, would make runs depend on the hour.
+            "paylink_digest_at": None,
         }
         values.update(overrides)
         self.settings: Settings = load_settings(_env_file=None, **values)

@@ -38,12 +38,12 @@ def _sums(sums: list[Sum]) -> str:
 
 
 def _item(item: Item, permalinks: dict[int, str], until: datetime) -> str:
-    """``<card|PL-1> PKR 5,000, waiting 2 days (since …)``; a test link says so."""
+    """``<card|PL-1> PKR 5,000, for 2 days (since …)``; a test link says so."""
     reference = url_link(permalinks.get(item.link_id), item.reference) or escape(item.reference)
     since = datetime.fromisoformat(item.since)
     line = (
         f"{reference} {escape(format_amount(item.amount, item.currency))}, "
-        f"{waited_text((until - since).total_seconds())} (since {slack_date(since)})"
+        f"for {waited_text((until - since).total_seconds())} (since {slack_date(since)})"
     )
     return line + (f" {TEST_MARK}" if item.sandbox else "")
 
