@@ -16,7 +16,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, func, select, text
 
 from bot.commands import status as status_command
 from bot.config import load_settings
@@ -30,10 +32,11 @@ from bot.links.states import Status
 from bot.links.store import LinkStore
 from bot.links.tables import Digest, History, Job, Link
 from bot.local.standin import validate_blocks
+from bot.schema import MIGRATIONS, require_current, upgrade
 from bot.slack import blocks as b
 from bot.slack.blocks.common import waited_text
 from bot.xpay.client import XPayRejected
-from tests.dbs import BACKENDS, migrated_engine
+from tests.dbs import BACKENDS, database_url, migrated_engine
 from tests.factories import checkout_request, payment_event
 from tests.fakes import FakeGateway
 from tests.test_slack_blocks import check_message, make_link, mrkdwn_texts, nasty_link
@@ -110,6 +113,13 @@ def test_a_request_queues_its_approvers_reminder_due_after_the_wait(
     assert timer.link_id == link.id and timer.dedupe_key == f"remind-approvers:{link.id}"
     assert before + WAIT[Status.AWAITING_APPROVAL] <= timer.next_attempt_at
     assert timer.next_attempt_at <= utcnow() + WAIT[Status.AWAITING_APPROVAL]
+
+
+def test_a_timer_not_due_yet_is_no_backlog(store: LinkStore, service: LinkService) -> None:
+    service.request_link(checkout_request(), requester_id=REP, channel_id=CHANNEL)
+    with store.reading() as s:
+        count, age = JobQueue(store).backlog(s)
+    assert count == 1 and age < 60  # the card; the reminder is hours away
 
 
 def test_a_due_reminder_replies_once_and_is_recorded(
@@ -383,3 +393,47 @@ def test_two_processes_at_once_take_one_digest(
     with store.reading() as s:
         assert s.scalar(select(func.count()).select_from(Job).where(Job.kind == "digest")) == 1
     stores[1].close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_0007_keeps_the_jobs_and_takes_the_digest_s_away_again(
+    backend: str, tmp_path: Path
+) -> None:
+    """Jobs may lose their link (the digest's) and get it back: existing rows are kept."""
+
+    def migrate(engine: Engine, target: str, down: bool = False) -> None:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            (command.downgrade if down else command.upgrade)(config, target)
+
+    link = (
+        "INSERT INTO links (reference, amount, currency, customer_name, shipping,"
+        " payment_methods, requester_id, status, version, attempts, sandbox, created_at,"
+        " updated_at) VALUES ('R-1', 10, 'PKR', 'A', '{}', '[]', 'U1', 'awaiting_approval', 1,"
+        " 0, false, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+    )
+    job = (
+        "INSERT INTO jobs (link_id, kind, payload, attempts, next_attempt_at, created_at)"
+        " VALUES ({link}, '{kind}', '{{}}', 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+    )
+    with database_url(backend, tmp_path) as url:
+        engine = make_engine(url)
+        migrate(engine, "0005")
+        with engine.begin() as conn:
+            conn.execute(text(link))
+            conn.execute(text(job.format(link="(SELECT id FROM links)", kind="card")))
+        migrate(engine, "0007")
+        with engine.begin() as conn:
+            conn.execute(text(job.format(link="NULL", kind="digest")))
+            assert conn.execute(text("SELECT kind FROM jobs ORDER BY id")).scalars().all() == [
+                "card",
+                "digest",
+            ]
+        migrate(engine, "0005", down=True)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT kind FROM jobs")).scalars().all() == ["card"]
+        upgrade(engine)
+        require_current(engine)
+        engine.dispose()

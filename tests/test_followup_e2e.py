@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import requests
 
 from bot.commands import digest
 from bot.local.stack import APPROVAL_CHANNEL, APPROVER, BOT_TOKEN, LocalStack
@@ -26,6 +27,7 @@ from tests.test_crash_recovery import (
     replies,
     submit_request,
 )
+from tests.waiting import wait_until
 
 APPROVERS_REMINDER = "for approval"
 REP_REMINDER = "for payment"
@@ -89,7 +91,8 @@ def test_a_reminder_survives_a_restart_and_is_sent_once(
     bot.kill()  # before the reminder is due: only the stored timer knows of it
     bot.start()
     slack.wait_for(lambda s: count(replies(s, card.ts), APPROVERS_REMINDER) == 1, 15)
-    bot.wait_db("SELECT count(*) FROM jobs WHERE done_at IS NULL", [(0,)])
+    backlog = bot.base_url + "/healthz"
+    wait_until(lambda: requests.get(backlog, timeout=5).json()["outbox_backlog"] == 0, 15)
     assert count(replies(slack, card.ts), APPROVERS_REMINDER) == 1
     assert bot.rows("SELECT reason FROM link_history WHERE from_status = to_status") == [
         ("reminder sent to approvers",)

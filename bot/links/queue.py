@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import bindparam, case, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -208,9 +208,14 @@ class JobQueue:
         return result.rowcount or 0
 
     def backlog(self, session: Session) -> tuple[int, float]:
-        """(jobs not done, age in seconds of the oldest)."""
+        """(jobs not done, age in seconds of the oldest). A timer not due yet is no backlog:
+        jobs never tried count from when they fell due, tried ones from when they were queued."""
+        now = utcnow()
         count, oldest = session.execute(
-            select(func.count(Job.id), func.min(Job.created_at)).where(Job.done_at.is_(None))
+            select(
+                func.count(Job.id),
+                func.min(case((Job.attempts == 0, Job.next_attempt_at), else_=Job.created_at)),
+            ).where(Job.done_at.is_(None), or_(Job.attempts > 0, Job.next_attempt_at <= now))
         ).one()
         if oldest is not None and oldest.tzinfo is None:
             oldest = oldest.replace(tzinfo=utcnow().tzinfo)
