@@ -112,19 +112,17 @@ class Report:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Report:
         """A report read back from :meth:`to_json`."""
-        items = {"approval_oldest", "payment_oldest", "action"}
-        sums = {"payment_sums", "paid_sums"}
-        values: dict[str, Any] = {}
-        for key, value in data.items():
-            if key == "approval_oldest":
-                values[key] = Item(**value) if value else None
-            elif key in items:
-                values[key] = [Item(**v) for v in value]
-            elif key in sums:
-                values[key] = [Sum(**v) for v in value]
-            else:
-                values[key] = value
-        return cls(**values)
+        oldest = data.get("approval_oldest")
+        return cls(
+            **{
+                **data,
+                "approval_oldest": Item(**oldest) if oldest else None,
+                "payment_oldest": [Item(**v) for v in data.get("payment_oldest", [])],
+                "action": [Item(**v) for v in data.get("action", [])],
+                "payment_sums": [Sum(**v) for v in data.get("payment_sums", [])],
+                "paid_sums": [Sum(**v) for v in data.get("paid_sums", [])],
+            }
+        )
 
 
 def _sums(links: list[Link]) -> list[Sum]:
