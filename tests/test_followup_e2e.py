@@ -150,3 +150,12 @@ def _two_workers(bot: TwoWorkers, slack: WatchedStandIn) -> None:
     assert count(texts, APPROVERS_REMINDER) == 1 and count(texts, REP_REMINDER) == 1
     digests = [m for m in cards(slack) if "digest" in (m.text or "")]
     assert len(digests) == 1 and "1 awaiting approval" in (digests[0].text or "")
+
+
+def test_paylink_digest_from_the_console(procs: Procs, tmp_path: Path) -> None:
+    """The command itself: nothing waits, so it says so and posts nothing (no Slack call:
+    the token leads nowhere)."""
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'paylink.db'}"}
+    assert procs.paylink("migrate", **env).returncode == 0
+    quiet = procs.paylink("digest", SLACK_BOT_TOKEN=BOT_TOKEN, **env)
+    assert (quiet.returncode, quiet.stdout) == (0, "nothing to report\n"), quiet.stderr
