@@ -98,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
         "--status", type=_status_name, help="only links with this status, e.g. paid"
     )
     export.add_argument("--output", metavar="FILE", help="write to FILE (default: stdout)")
+    sub.add_parser("digest", help="post the digest in the approval channel now")
     return parser
 
 
@@ -221,6 +222,12 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
     )
 
 
+def _digest(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.commands import digest
+
+    return digest(settings)
+
+
 COMMANDS = {
     "serve": _serve,
     "socket": _socket,
@@ -233,4 +240,5 @@ COMMANDS = {
     "settings": _settings,
     "rotate-key": _rotate_key,
     "export": _export,
+    "digest": _digest,
 }

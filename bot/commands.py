@@ -402,16 +402,63 @@ def status(settings: Settings, reference: str) -> int:
     if link.checkout_url:
         print(f"link: {link.checkout_url}")
     for row in history:
-        # An event that is not a move (a first approval, a reminder) shows the status it
-        # happened in, no arrow.
-        moved = row.from_status and row.from_status != row.to_status
-        source = f"{Status(row.from_status).label} → " if moved else ""
-        why = f" ({row.reason})" if row.reason else ""
         at = row.at.astimezone(UTC)  # PostgreSQL hands times back in its session's zone
-        print(
-            f"  {at:%Y-%m-%d %H:%M:%S} UTC {source}{Status(row.to_status).label} "
-            f"by {row.actor}{why}"
-        )
+        label = Status(row.to_status).label
+        if row.from_status == row.to_status:  # an event, no move: "reminder sent to the rep"
+            print(f"  {at:%Y-%m-%d %H:%M:%S} UTC {label}: {row.reason} (by {row.actor})")
+            continue
+        source = f"{Status(row.from_status).label} → " if row.from_status else ""
+        why = f" ({row.reason})" if row.reason else ""
+        print(f"  {at:%Y-%m-%d %H:%M:%S} UTC {source}{label} by {row.actor}{why}")
+    return 0
+
+
+def digest(settings: Settings) -> int:
+    """Post a digest in the approval channel now and print it ("nothing to report" when
+    there is none); the next digest's "paid since" starts from it."""
+    from slack_sdk.errors import SlackApiError
+
+    from bot.slack.app import make_web_client
+    from bot.slack.delivery import post_digest
+    from bot.slack.failures import slack_failure
+
+    settings.require("slack_bot_token")
+    runtime = Runtime(settings, slack=False)
+    try:
+        require_current(runtime.engine)
+        report, channel = runtime.digests.read_now()
+        if report.empty:
+            print("nothing to report")
+            return 0
+        if channel is None:
+            _err("no channel to post the digest in: set PAYLINK_APPROVAL_CHANNEL")
+            return 1
+        client = make_web_client(settings)
+        try:
+            text, posted = post_digest(client, channel, report, f"now:{report.until}")
+        except (SlackApiError, OSError) as exc:
+            _err(
+                slack_failure(
+                    exc,
+                    call="chat.postMessage",
+                    setting="SLACK_BOT_TOKEN",
+                    api_url=settings.slack_api_url,
+                )
+            )
+            return 1
+        finally:
+            client.close()
+        runtime.digests.record_now(report, channel)
+    except SchemaOutdated as exc:
+        _err(str(exc))
+        return 2
+    finally:
+        runtime.engine.dispose()
+    print(f"posted in {channel}: {text}")
+    for block in posted:
+        for part in [block.get("text"), *block.get("elements", [])]:
+            if isinstance(part, dict) and part.get("text"):
+                print(part["text"])
     return 0
 
 

@@ -11,13 +11,16 @@ from typing import TYPE_CHECKING, Literal
 
 from bot.config import Settings
 from bot.db import make_engine
+from bot.links.digest import Digests
 from bot.links.followup import FollowUp, Inline, Queued, QueuedWork
 from bot.links.intake import JobIntake
 from bot.links.periodic import Periodic, release_after_restart
 from bot.links.policy import ApprovalPolicy
 from bot.links.queue import JobQueue
+from bot.links.reminders import Reminders
 from bot.links.runner import JobRunner
 from bot.links.service import LinkService
+from bot.links.states import Status
 from bot.links.store import LinkStore
 from bot.links.stores import StoreGateways
 from bot.links.wakeup import WakeListener, WakeSender, socket_path
@@ -125,6 +128,7 @@ class Runtime:
             allow_self_approval=settings.paylink_allow_self_approval,
             follow_up=follow_up,
             reconcile_after=timedelta(seconds=settings.paylink_reconcile_after),
+            remind_after_for=self._remind_after,
             metrics=self.metrics,
             sandbox=settings.sandbox,
             qr_codes=settings.paylink_qr,
@@ -133,7 +137,18 @@ class Runtime:
                 self.workspaces.for_team(team).paylink_duplicate_window
             ),
         )
-        self.periodic = Periodic(self.service, interval=jobs_interval)
+        self.digests = Digests(
+            self.queue,
+            at=settings.paylink_digest_at,
+            zone=settings.timezone,
+            channel=settings.paylink_approval_channel,
+        )
+        # The daily digest is posted by whoever runs the jobs, so only with Slack to post to.
+        self.periodic = Periodic(
+            self.service,
+            interval=jobs_interval,
+            digests=self.digests if self.slack_client is not None else None,
+        )
         if self.slack_client is not None and self.plan.answers_slack:
             self._build_bolt_app()
         if self.plan.queues_follow_up:
@@ -178,11 +193,22 @@ class Runtime:
         )
         work = QueuedWork(self.service, self.inline, slack.tell)
         sharing = Sharing(self.service, self.settings)
+        reminders = Reminders(
+            self.queue, lambda team: self.workspaces.for_team(team).paylink_approvers
+        )
         return JobRunner(
             self.queue,
-            slack.handlers() | work.handlers() | sharing.handlers(),
+            slack.handlers() | work.handlers() | sharing.handlers() | reminders.handlers(),
             together=work.together(),
         )
+
+    def _remind_after(self, team_id: str | None) -> dict[Status, timedelta]:
+        """How long a link of that workspace waits in a status before its one reminder."""
+        settings = self.workspaces.for_team(team_id)
+        return {
+            Status.AWAITING_APPROVAL: settings.paylink_remind_approvers_after,
+            Status.AWAITING_PAYMENT: settings.paylink_remind_rep_after,
+        }
 
     def _store_label(self, team_id: str | None, store_id: int | None) -> str | None:
         """The name of a link's store, for its card, when its workspace has several."""

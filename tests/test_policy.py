@@ -388,8 +388,8 @@ def test_status_shows_the_policy_decisions(
     assert commands.status(settings, two.reference) == 0
     out = capsys.readouterr().out
     assert (
-        f"UTC Awaiting approval by {FIRST} "
-        "(first approval (PKR 100,000 or more): waiting for a second approver)" in out
+        "UTC Awaiting approval: first approval (PKR 100,000 or more): waiting for a second "
+        f"approver (by {FIRST})" in out
     ), out
     assert (
         f"Awaiting approval → Creating link by {SECOND} "

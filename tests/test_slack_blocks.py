@@ -358,6 +358,8 @@ REPLY_STATUS = {
     "mailed": Status.AWAITING_PAYMENT,
     "mail_failed": Status.AWAITING_PAYMENT,
     "first_approval": Status.AWAITING_APPROVAL,
+    "remind_approvers": Status.AWAITING_APPROVAL,
+    "remind_rep": Status.AWAITING_PAYMENT,
 }
 
 
@@ -728,7 +730,14 @@ def test_home_row_every_status(status: Status) -> None:
 
 SANDBOX_NOTE = "TEST — sandbox, no real money"
 # The replies that show the link or a payment.
-MONEY_REPLIES = ("link_ready", "paid", "payment_failed", "paid_after_cancel", "amount_mismatch")
+MONEY_REPLIES = (
+    "link_ready",
+    "paid",
+    "payment_failed",
+    "paid_after_cancel",
+    "amount_mismatch",
+    "remind_rep",
+)
 
 
 @pytest.mark.parametrize("status", list(Status))

@@ -19,7 +19,13 @@ from bot.local.stack import APPROVAL_CHANNEL, APPROVER, REP, LocalStack
 from bot.local.standin import PostedMessage
 from tests.conftest import FIELDS, Flow
 from tests.procs import Procs
-from tests.test_crash_recovery import WatchedStandIn, cards, status, submit_request
+from tests.test_crash_recovery import (
+    JOBS_LEFT,
+    WatchedStandIn,
+    cards,
+    status,
+    submit_request,
+)
 from tests.test_worker import SplitBot, split, told  # noqa: F401  (split: a fixture)
 from tests.waiting import wait_until
 
@@ -223,6 +229,6 @@ def test_a_worker_refuses_a_stored_click_from_elsewhere(
     ).raise_for_status()
     refusal = slack.wait_for(lambda s: told(s, APPROVER, REFUSAL), 15)
     assert refusal.channel == APPROVAL_CHANNEL
-    bot.wait_db("select count(*) from jobs where done_at is null", [(0,)])
+    bot.wait_db(JOBS_LEFT, [(0,)])
     assert "Awaiting approval" in status(slack, card.ts)
     assert bot.rows("select status from links") == [("awaiting_approval",)]

@@ -19,6 +19,8 @@ class ThreadKind(StrEnum):
     MAILED = "mailed"  # the link was e-mailed to the customer
     MAIL_FAILED = "mail_failed"  # … or the mail server did not take it
     FIRST_APPROVAL = "first_approval"  # one of two approvers approved: waiting for the other
+    REMIND_APPROVERS = "remind_approvers"  # a request still waits for approval
+    REMIND_REP = "remind_rep"  # a link still waits for payment
 
 
 class JobKind(StrEnum):
@@ -32,6 +34,8 @@ class JobKind(StrEnum):
     CONFIRM = "confirm"  # ask XPay about a payment a webhook reported without its amount
     MAIL = "mail"  # e-mail the checkout link to the customer
     QR = "qr"  # post a QR code image of the checkout link in the thread
+    REMIND = "remind"  # a timer: remind whoever the link waits for, if it still waits
+    DIGEST = "digest"  # post the daily digest (a job of no link)
 
 
 class WebhookOutcome(StrEnum):

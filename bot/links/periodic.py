@@ -1,5 +1,5 @@
-"""Periodic timers: resume links stuck in ``Creating link`` and reconcile unpaid links with
-XPay; and, at start-up, release what a process that died held."""
+"""Periodic timers: resume links stuck in ``Creating link``, reconcile unpaid links with
+XPay, take the daily digest; and, at start-up, release what a process that died held."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import threading
 from datetime import timedelta
 
 from bot.db import utcnow
+from bot.links.digest import Digests
 from bot.links.kinds import WebhookOutcome
 from bot.links.queue import JobQueue
 from bot.links.service import LinkService
@@ -42,9 +43,12 @@ def release_after_restart(store: LinkStore) -> int:
 class Periodic:
     """A daemon thread that runs :meth:`run_once` every ``interval`` seconds."""
 
-    def __init__(self, service: LinkService, *, interval: float = 30.0):
+    def __init__(
+        self, service: LinkService, *, interval: float = 30.0, digests: Digests | None = None
+    ):
         self.service = service
         self.interval = interval
+        self.digests = digests  # the daily digest, taken once its time has passed
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -70,8 +74,13 @@ class Periodic:
                 return
 
     def run_once(self) -> dict[str, int]:
-        """Resume expired leases and reconcile due links; returns counts for logs and tests."""
-        return {"resumed": self.resume_stuck(), "reconciled": self.reconcile()}
+        """Resume expired leases, reconcile due links and take the day's digest when due;
+        returns counts for logs and tests."""
+        return {
+            "resumed": self.resume_stuck(),
+            "reconciled": self.reconcile(),
+            "digests": int(self.digests.take_daily()) if self.digests else 0,
+        }
 
     def resume_stuck(self, limit: int = 20) -> int:
         """Links left in ``Creating link`` by a crash: take a new lease and call XPay again."""

@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import bindparam, case, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from bot.db import utcnow
@@ -40,7 +42,8 @@ _COVER_OLDER_CARDS = (
     .values(done_at=bindparam("b_now"), attempts=Job.attempts + 1, claimed_until=None)
 )
 
-Claimed = tuple[Job, Link]
+# A job of no link (the daily digest) is claimed with None for its link.
+Claimed = tuple[Job, Link | None]
 
 
 class JobQueue:
@@ -48,35 +51,47 @@ class JobQueue:
 
     def __init__(self, store: LinkStore):
         self.store = store
+        # A keyed job queued again (two replicas' timers, a status entered twice) is
+        # skipped by the unique key, without failing the transaction that queues it.
+        insert_or_skip = pg_insert if store.is_postgres else sqlite_insert
+        self._insert_keyed = (
+            insert_or_skip(JOBS)
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(JOBS.c.id)
+        )
 
     def enqueue(
         self,
         session: Session,
-        link: Link,
+        link: Link | None,
         kind: JobKind,
         *,
         payload: dict[str, Any] | None = None,
         dedupe_key: str | None = None,
         due: datetime | None = None,
-    ) -> None:
+    ) -> bool:
         """Queue a job in the caller's transaction: a Slack message (links without a card
-        skip these) or work for the bot itself (:data:`OWN_WORK`). ``due`` makes it a timer:
-        it runs no earlier than then (claimed with a lease like any job, so restarts and
-        replicas neither skip nor double it)."""
+        skip these), work for the bot itself (:data:`OWN_WORK`), or with ``link`` None a job
+        of no link (the digest). ``due`` makes it a timer: it runs no earlier than then
+        (claimed with a lease like any job, so restarts and replicas neither skip nor double
+        it). ``dedupe_key`` makes it at most once: True when queued, False when a job with
+        that key exists already (or the link has no card for a Slack message)."""
         kind = JobKind(kind)
-        if link.channel_id is None and kind not in OWN_WORK:
-            return
+        if link is not None and link.channel_id is None and kind not in OWN_WORK:
+            return False
+        row = {
+            "link_id": link.id if link is not None else None,
+            "kind": kind.value,
+            "payload": payload or {},
+            "dedupe_key": dedupe_key,
+            "next_attempt_at": due or utcnow(),
+        }
+        if dedupe_key is None:
+            session.execute(_INSERT, row)
+        elif session.execute(self._insert_keyed, row).first() is None:
+            return False
         self.store.mark_queued(session)
-        session.execute(
-            _INSERT,
-            {
-                "link_id": link.id,
-                "kind": kind.value,
-                "payload": payload or {},
-                "dedupe_key": dedupe_key,
-                "next_attempt_at": due or utcnow(),
-            },
-        )
+        return True
 
     def attempted_before(self, job: Job) -> bool:
         """True when ``job`` was attempted before this claim, or, for a card, any other card
@@ -136,12 +151,14 @@ class JobQueue:
                     last_error=func.coalesce(Job.last_error, ATTEMPTED),
                 )
             )
-            links = {
-                link.id: link
-                for link in s.scalars(select(Link).where(Link.id.in_({j.link_id for j in jobs})))
-            }
+            ids = {j.link_id for j in jobs if j.link_id is not None}
+            links = {link.id: link for link in s.scalars(select(Link).where(Link.id.in_(ids)))}
             s.expunge_all()
-        return [(job, links[job.link_id]) for job in jobs if job.link_id in links]
+        return [
+            (job, links.get(job.link_id))
+            for job in jobs
+            if job.link_id is None or job.link_id in links
+        ]
 
     def retry(self, job: Job, delay: float, error: str) -> None:
         """Give a claimed job back, due again in ``delay`` seconds."""
@@ -191,9 +208,14 @@ class JobQueue:
         return result.rowcount or 0
 
     def backlog(self, session: Session) -> tuple[int, float]:
-        """(jobs not done, age in seconds of the oldest)."""
+        """(jobs not done, age in seconds of the oldest). A timer not due yet is no backlog:
+        jobs never tried count from when they fell due, tried ones from when they were queued."""
+        now = utcnow()
         count, oldest = session.execute(
-            select(func.count(Job.id), func.min(Job.created_at)).where(Job.done_at.is_(None))
+            select(
+                func.count(Job.id),
+                func.min(case((Job.attempts == 0, Job.next_attempt_at), else_=Job.created_at)),
+            ).where(Job.done_at.is_(None), or_(Job.attempts > 0, Job.next_attempt_at <= now))
         ).one()
         if oldest is not None and oldest.tzinfo is None:
             oldest = oldest.replace(tzinfo=utcnow().tzinfo)

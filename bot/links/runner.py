@@ -24,7 +24,8 @@ MAX_BACKOFF = 300.0
 BATCH = 50
 SQLITE_BATCH = 20
 
-# handler(job, link) does the job; raise RetryLater (or anything) to have it retried.
+# handler(job, link) does the job; raise RetryLater (or anything) to have it retried. The
+# link is None only for the one kind queued for no link (the digest).
 Handler = Callable[[Job, Link], None]
 # together(jobs) does several jobs of one kind at once (all or none).
 BatchHandler = Callable[[list[Job]], object]
@@ -139,7 +140,7 @@ class JobRunner:
         """One link's jobs, in order; returns those done."""
         return [job for job, link in batch if self._run_one(job, link)]
 
-    def _run_one(self, job: Job, link: Link) -> bool:
+    def _run_one(self, job: Job, link: Link | None) -> bool:
         handler = self.handlers.get(job.kind)
         if handler is None:  # written by another version of the bot: nothing here can do it
             log.error("no handler for job kind %s", job.kind, extra={"link_id": job.link_id})
@@ -164,13 +165,14 @@ class JobRunner:
         log.info(
             "job done after %d attempt(s)",
             job.attempts + 1,
-            extra={"link_id": job.link_id, "kind": job.kind, "ref": link.reference},
+            extra={"link_id": job.link_id, "kind": job.kind}
+            | ({"ref": link.reference} if link else {}),
         )
         return True
 
 
 def _by_link(rows: list[Claimed]) -> list[list[Claimed]]:
-    groups: dict[int, list[Claimed]] = {}
+    groups: dict[int | None, list[Claimed]] = {}
     for row in rows:
         groups.setdefault(row[0].link_id, []).append(row)
     return list(groups.values())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Protocol
 
@@ -31,6 +31,7 @@ from bot.links.outcomes import (
 from bot.links.payments import RECONCILE, WEBHOOK, event_key, same_money
 from bot.links.policy import AUTO, POLICY_ACTOR, TWO, ApprovalPolicy, Rule, threshold_note
 from bot.links.queue import JobQueue
+from bot.links.reminders import start_timer
 from bot.links.states import CANCELLABLE, LIVE, Status
 from bot.links.store import LEASE, LinkStore, RepeatedView
 from bot.links.stores import StoreGateways
@@ -79,6 +80,7 @@ class LinkService:
         allow_self_approval: bool = False,
         follow_up: FollowUp | None = None,
         reconcile_after: timedelta = timedelta(minutes=15),
+        remind_after_for: Callable[[str | None], Mapping[Status, timedelta]] = lambda _t: {},
         metrics: Metrics | None = None,
         sandbox: bool = False,
         stores: StoreGateways | None = None,
@@ -106,6 +108,8 @@ class LinkService:
             Click.CANCEL: self.cancel,
         }
         self.reconcile_after = reconcile_after
+        # How long a link waits in a status before its reminder (bot.links.reminders).
+        self.remind_after_for = remind_after_for
         self.metrics = metrics
 
     # Requests -----------------------------------------------------------------------
@@ -146,6 +150,7 @@ class LinkService:
                 if rule.approvals == AUTO:
                     link = self._approve_by_policy(s, link, rule)
                 self.queue.enqueue(s, link, JobKind.CARD, payload={"notify_requester": True})
+                start_timer(self.queue, s, link, self.remind_after_for(link.team_id))
         except RepeatedView as repeat:
             log.info(
                 "submission repeated: no new request",
@@ -552,6 +557,7 @@ class LinkService:
                     self.queue.enqueue(
                         s, moved, JobKind.QR, dedupe_key=f"qr:{moved.id}:{created.intent_id}"
                     )
+                start_timer(self.queue, s, moved, self.remind_after_for(moved.team_id))
         if moved is None:
             log.warning("link moved during gateway call", extra={"ref": link.reference})
             return self._load(link.id)

@@ -265,9 +265,9 @@ class LinkStore:
         return current
 
     def note(self, session: Session, link: Link, *, actor: str, reason: str) -> Link | None:
-        """Record an event that is not a status change (a first approval): a history row
-        from and to the current status, and a new version, so a card rendered before it is
-        rendered again. Compare-and-set on ``link``'s version: None when it moved meanwhile."""
+        """Record an event that is not a status change (a first approval) and give the link
+        a new version, so a card rendered before it is rendered again. Compare-and-set on
+        ``link``'s version: None when it moved meanwhile."""
         now = utcnow()
         result = session.execute(
             update(LINKS)
@@ -276,6 +276,23 @@ class LinkStore:
         )
         if result.rowcount != 1:
             return None
+        self.record_event(session, link, actor=actor, reason=reason, at=now)
+        set_committed_value(link, "version", link.version + 1)
+        set_committed_value(link, "updated_at", now)
+        session.expire(link, ["history"])
+        return link
+
+    def record_event(
+        self,
+        session: Session,
+        link: Link,
+        *,
+        actor: str,
+        reason: str,
+        at: datetime | None = None,
+    ) -> None:
+        """A history row for an event that is no status change (a reminder sent): from and
+        to are both the link's status; the card is left as it is."""
         session.execute(
             _INSERT_HISTORY,
             {
@@ -284,13 +301,9 @@ class LinkStore:
                 "to_status": link.status,
                 "actor": actor,
                 "reason": reason,
-                "at": now,
+                "at": at or utcnow(),
             },
         )
-        set_committed_value(link, "version", link.version + 1)
-        set_committed_value(link, "updated_at", now)
-        session.expire(link, ["history"])
-        return link
 
     def add_approval(self, session: Session, link_id: int, approver_id: str) -> bool:
         """Record ``approver_id``'s approval of a link; False when they had approved it

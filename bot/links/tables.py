@@ -1,5 +1,5 @@
-"""Tables: links, their status history and approvals, received webhook events and the job
-queue."""
+"""Tables: links, their status history and approvals, received webhook events, the job
+queue and the digests posted."""
 
 from __future__ import annotations
 
@@ -197,7 +197,8 @@ class Job(Base):
     __tablename__ = "jobs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    link_id: Mapped[int] = mapped_column(ForeignKey("links.id"), index=True)
+    # None only for the job of no link: the daily digest.
+    link_id: Mapped[int | None] = mapped_column(ForeignKey("links.id"), index=True)
     kind: Mapped[str] = mapped_column(String(32))  # a JobKind
     # Unique per effect (e.g. "thread:42:paid") so the same reply is never queued twice.
     dedupe_key: Mapped[str | None] = mapped_column(String(128), unique=True)
@@ -220,3 +221,19 @@ class Job(Base):
             postgresql_where=text("done_at IS NULL"),
         ),
     )
+
+
+class Digest(Base):
+    """A digest taken: the daily one once per day (its ``key`` is the day, unique, so
+    replicas take one between them), or one asked for with ``paylink digest``."""
+
+    __tablename__ = "digests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # "2026-12-02" (the day, in PAYLINK_TIMEZONE) for the daily digest; "now:<time>" otherwise.
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    # The moment its figures were read: the next digest's "paid since" starts here.
+    covered_until: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # Where it was posted; None when there was nothing to report (no message).
+    channel_id: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

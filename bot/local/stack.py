@@ -119,6 +119,9 @@ class LocalStack:
             # Off: tests send the same request many times over. The guard's own tests, and
             # anyone who wants it, pass paylink_duplicate_window.
             "paylink_duplicate_window": timedelta(0),
+            # No daily digest unless asked for: a message of its own in the approval channel,
+            # due at a time of day, would make runs depend on the hour.
+            "paylink_digest_at": None,
         }
         if socket_mode:  # as a Socket Mode app is set up: an app token, no signing secret
             values.update(slack_app_token=APP_TOKEN, slack_signing_secret=None)

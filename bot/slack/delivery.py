@@ -1,15 +1,18 @@
-"""Runs the jobs that talk to Slack: post or update a request's card, reply in its thread."""
+"""Runs the jobs that talk to Slack: post or update a request's card, reply in its thread,
+post the daily digest."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 
+from bot.links.digest import Report
 from bot.links.kinds import JobKind
 from bot.links.policy import TWO
 from bot.links.queue import JobQueue
@@ -39,11 +42,38 @@ PERMANENT = {
 # .replies, scopes channels:history and groups:history) and adopts it instead of posting twice.
 CARD_EVENT = "paylink_card"
 REPLY_EVENT = "paylink_reply"
+DIGEST_EVENT = "paylink_digest"
 # Slack allows apps distributed outside its Marketplace one such call a minute and 15
 # messages, so the bot looks only at what was posted since the effect could first have been
 # attempted, less a margin for the clocks of Slack and this machine.
 LOOKBACK = 15
 CLOCK_MARGIN = timedelta(minutes=1)
+
+
+def post_digest(
+    client: WebClient, channel: str, report: Report, key: str
+) -> tuple[str, list[dict[str, Any]]]:
+    """Post ``report`` in ``channel``, each request it names linked to its card (a link
+    whose permalink Slack does not give is named unlinked); returns what was posted.
+    ``key`` names the post in its metadata, so a retry can find it."""
+    permalinks: dict[int, str] = {}
+    for item in report.named():
+        if item.channel_id and item.message_ts and item.link_id not in permalinks:
+            try:
+                permalinks[item.link_id] = client.chat_getPermalink(
+                    channel=item.channel_id, message_ts=item.message_ts
+                )["permalink"]
+            except SlackApiError as exc:
+                log.info("no permalink for a digest line: %s", exc.response.get("error"))
+    text, digest_blocks = blocks.digest(report, permalinks)
+    client.chat_postMessage(
+        channel=channel,
+        text=text,
+        blocks=digest_blocks,
+        unfurl_links=False,
+        metadata={"event_type": DIGEST_EVENT, "event_payload": {"key": key}},
+    )
+    return text, digest_blocks
 
 
 def tell(client: WebClient, channel: str | None, user: str, text: str) -> None:
@@ -81,7 +111,12 @@ class SlackDelivery:
 
     def handlers(self) -> dict[JobKind, Handler]:
         """Each Slack job kind's handler, for the job runner."""
-        return {JobKind.CARD: self.card, JobKind.THREAD: self.thread, JobKind.QR: self.qr}
+        return {
+            JobKind.CARD: self.card,
+            JobKind.THREAD: self.thread,
+            JobKind.QR: self.qr,
+            JobKind.DIGEST: self.digest,
+        }
 
     def tell(self, channel: str | None, user: str, text: str) -> None:
         """An ephemeral note, e.g. a refusal of a click the worker decided."""
@@ -128,9 +163,16 @@ class SlackDelivery:
             except SlackRequestError as exc:  # the upload URL refused the bytes
                 raise RetryLater(f"file upload failed: {exc}") from None
 
+    def digest(self, job: Job, link: Link | None) -> None:
+        """Post the daily digest (a job of no link), once."""
+        with self._slack_errors(job, link):
+            channel, key = job.payload["channel"], job.dedupe_key or f"job:{job.id}"
+            if self._earlier_post(job, channel, DIGEST_EVENT, key, since=job.created_at) is None:
+                post_digest(self.client, channel, Report.from_json(job.payload["report"]), key)
+
     @contextmanager
     def _slack_errors(
-        self, job: Job, link: Link, gave_up: Callable[[Link, str], None] | None = None
+        self, job: Job, link: Link | None, gave_up: Callable[[Link, str], None] | None = None
     ) -> Iterator[None]:
         """Slack's errors as the runner needs them: RetryLater, or for an error retrying
         will not fix, logged and given up on (``gave_up`` is told)."""
@@ -144,8 +186,8 @@ class SlackDelivery:
                 raise RetryLater("rate limited", float(retry_after or 1)) from None
             if error not in PERMANENT:
                 raise RetryLater(f"slack error {status} {error}") from None
-            log.error("slack refused %s for link %s: %s", job.kind, link.id, error)
-            if gave_up is not None:
+            log.error("slack refused %s for link %s: %s", job.kind, job.link_id, error)
+            if gave_up is not None and link is not None:
                 gave_up(link, error)
         except TimeoutError:
             # Slack may still be working on the call: give it time to land before the next
@@ -169,7 +211,9 @@ class SlackDelivery:
         text, card_blocks = self._render(link)
         if link.message_ts is None:
             key = f"card:{link.id}"
-            found = self._earlier_post(job, link, CARD_EVENT, key)
+            # No attempt precedes its row; a link's card rows are delivered as one (the newest
+            # row stands for older ones), so any of them may have posted it since the link began.
+            found = self._earlier_post(job, link.channel_id, CARD_EVENT, key, since=link.created_at)
             if found is None:
                 response = self.client.chat_postMessage(
                     channel=link.channel_id,
@@ -204,23 +248,31 @@ class SlackDelivery:
                 link = self.store.get(s, link.id)
             text, card_blocks = self._render(link)
 
-    def _earlier_post(self, message: Job, link: Link, event: str, key: str) -> str | None:
-        """The ts of a post an earlier attempt made for this effect, if it landed. Slack's
-        429 is raised: the next attempt looks again, rather than post a second time."""
-        if not link.channel_id or not self.queue.attempted_before(message):
+    def _earlier_post(
+        self,
+        message: Job,
+        channel: str | None,
+        event: str,
+        key: str,
+        *,
+        since: datetime,
+        thread_ts: str | None = None,
+    ) -> str | None:
+        """The ts of a post an earlier attempt made for this effect in ``channel`` (in the
+        thread ``thread_ts``) since ``since``, if it landed. Slack's 429 is raised: the next
+        attempt looks again, rather than post a second time."""
+        if not channel or not self.queue.attempted_before(message):
             return None  # nothing attempted yet (each claim is marked): nothing posted
-        # No attempt precedes its row; a link's card rows are delivered as one (the newest
-        # row stands for older ones), so any of them may have posted it since the link began.
-        since = (link.created_at if event == CARD_EVENT else message.created_at) - CLOCK_MARGIN
-        window = {"limit": LOOKBACK, "oldest": f"{since.timestamp():.6f}"}
+        oldest = since - CLOCK_MARGIN
+        window = {"limit": LOOKBACK, "oldest": f"{oldest.timestamp():.6f}"}
         try:
-            if event == CARD_EVENT:
+            if thread_ts is None:
                 found = self.client.conversations_history(
-                    channel=link.channel_id, include_all_metadata=True, **window
+                    channel=channel, include_all_metadata=True, **window
                 )
             else:
                 found = self.client.conversations_replies(
-                    channel=link.channel_id, ts=link.message_ts, include_all_metadata=True, **window
+                    channel=channel, ts=thread_ts, include_all_metadata=True, **window
                 )
         except SlackApiError as exc:
             if exc.response is not None and exc.response.status_code == 429:
@@ -229,7 +281,7 @@ class SlackDelivery:
             log.warning(
                 "cannot check for an earlier post (%s); posting again",
                 exc.response.get("error") if exc.response is not None else "error",
-                extra={"link_id": link.id, "kind": message.kind},
+                extra={"link_id": message.link_id, "kind": message.kind},
             )
             return None
         matches = sorted(
@@ -241,7 +293,7 @@ class SlackDelivery:
         if matches:
             log.info(
                 "an earlier post landed after all; not posting again",
-                extra={"link_id": link.id, "kind": message.kind},
+                extra={"link_id": message.link_id, "kind": message.kind},
             )
         return matches[0] if matches else None
 
@@ -304,7 +356,10 @@ class SlackDelivery:
         if link.message_ts is None:
             raise RetryLater("the card is not posted yet", 1.0)
         key = job.dedupe_key or f"job:{job.id}"
-        if self._earlier_post(job, link, REPLY_EVENT, key) is not None:
+        found = self._earlier_post(
+            job, link.channel_id, REPLY_EVENT, key, since=job.created_at, thread_ts=link.message_ts
+        )
+        if found is not None:
             return
         text, reply_blocks = blocks.thread_reply(
             link, job.payload["kind"], job.payload, mail=self.mail_enabled

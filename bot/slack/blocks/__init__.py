@@ -1,5 +1,5 @@
 """Slack payloads: the request, duplicate-guard and reject modals, the request card, thread
-replies, App Home.
+replies, App Home, the daily digest.
 
 Pure functions: they read a :class:`~bot.links.tables.Link` (or settings) and return plain
 dicts built with slack_sdk's typed Block Kit models, ready for ``WebClient`` calls. One module
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from bot.slack.blocks.card import NO_APPROVERS_NOTE, card
 from bot.slack.blocks.common import STATUS_EMOJI, UNKNOWN_NOTE, escape, format_amount
+from bot.slack.blocks.digest import digest
 from bot.slack.blocks.ephemeral import help_text, sent_for_approval_text
 from bot.slack.blocks.home import HOME_LIST_MAX, home_view
 from bot.slack.blocks.ids import FIELD_BLOCKS, ActionId, BlockId, CallbackId
@@ -46,6 +47,7 @@ __all__ = [
     "BlockId",
     "CallbackId",
     "card",
+    "digest",
     "duplicate_metadata",
     "duplicate_modal",
     "duplicate_refused_modal",

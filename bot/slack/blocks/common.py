@@ -54,6 +54,7 @@ UNKNOWN_NOTE = (
 
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+_GROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
 
 
 # --- text -------------------------------------------------------------------------------
@@ -101,6 +102,25 @@ def mention(user_id: str | None) -> str:
     if _USER_ID.match(user_id):
         return f"<@{user_id}>"
     return escape(clip(user_id, 64))
+
+
+def approver_mention(approver_id: str) -> str:
+    """A mention of an approver in PAYLINK_APPROVERS: a user, or a user group (``S…``)."""
+    if _GROUP_ID.match(approver_id):
+        return f"<!subteam^{approver_id}>"
+    return mention(approver_id)
+
+
+def waited_text(seconds: int | float) -> str:
+    """How long something has waited, in its largest units: ``3 seconds``, ``25 minutes``,
+    ``4 hours``, ``1 day 2 hours``."""
+    left = max(0, int(seconds))
+    parts = []
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        count, left = divmod(left, size)
+        if count:
+            parts.append(f"{count} {unit}{'' if count == 1 else 's'}")
+    return " ".join(parts[:2]) or "0 seconds"
 
 
 def channel_mention(channel_id: str | None) -> str:

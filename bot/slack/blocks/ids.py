@@ -86,6 +86,13 @@ class BlockId(StrEnum):
     STORE_DEFAULT = "store_default"
     STORE_WEBHOOK_URL = "store_webhook_url"
     STORE_SECRETS_SET = "store_secrets_set"
+    # The daily digest.
+    DIGEST_TITLE = "digest_title"
+    DIGEST_APPROVAL = "digest_approval"
+    DIGEST_PAYMENT = "digest_payment"
+    DIGEST_PAID = "digest_paid"
+    DIGEST_ACTION = "digest_action"
+    DIGEST_FOOTER = "digest_footer"
 
 
 #: Checkout field name (as :func:`bot.checkout.parse_checkout` expects it) → modal block_id.

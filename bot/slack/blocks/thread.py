@@ -20,6 +20,7 @@ from bot.slack.blocks.common import (
     SANDBOX_NOTE,
     UNKNOWN_NOTE,
     amount_text,
+    approver_mention,
     clip_mrkdwn,
     context,
     escape,
@@ -31,6 +32,7 @@ from bot.slack.blocks.common import (
     test_prefix,
     to_dicts,
     url_link,
+    waited_text,
 )
 from bot.slack.blocks.ids import ActionId, BlockId
 
@@ -187,6 +189,35 @@ def _first_approval(link: Link, details: dict[str, Any]) -> _Reply:
     )
 
 
+def _remind_approvers(link: Link, details: dict[str, Any]) -> _Reply:
+    waited = waited_text(details.get("waited", 0))
+    who = " ".join(approver_mention(str(a)) for a in details.get("approvers") or [])
+    return _Reply(
+        text=(
+            f":bell: {who} this request has waited {waited} for approval: "
+            f"{amount_text(link)} for {_name(link)}."
+        ),
+        details=[f"Requested by {mention(link.requester_id)}. Approve or reject it above."],
+        fallback=f"Reminder: a request of {amount_text(link)} has waited {waited} for approval",
+    )
+
+
+def _remind_rep(link: Link, details: dict[str, Any]) -> _Reply:
+    waited = waited_text(details.get("waited", 0))
+    url = url_link(link.checkout_url) or "(no address)"
+    return _Reply(
+        text=(
+            f":bell: {mention(link.requester_id)} the checkout link has waited {waited} for "
+            f"payment: {url}"
+        ),
+        details=[
+            f"{_name(link)} has not paid {amount_text(link)} yet. Send the link again, or "
+            "cancel the request if it is no longer needed."
+        ],
+        fallback=f"Reminder: {amount_text(link)} unpaid after {waited}",
+    )
+
+
 _RENDERERS: dict[ThreadKind, Callable[[Link, dict[str, Any]], _Reply]] = {
     ThreadKind.LINK_READY: _link_ready,
     ThreadKind.PAID: _paid,
@@ -199,6 +230,8 @@ _RENDERERS: dict[ThreadKind, Callable[[Link, dict[str, Any]], _Reply]] = {
     ThreadKind.MAILED: _mailed,
     ThreadKind.MAIL_FAILED: _mail_failed,
     ThreadKind.FIRST_APPROVAL: _first_approval,
+    ThreadKind.REMIND_APPROVERS: _remind_approvers,
+    ThreadKind.REMIND_REP: _remind_rep,
 }
 
 #: Every kind of thread reply there is a renderer for.
@@ -212,6 +245,7 @@ _SHOW_MONEY = frozenset(
         ThreadKind.PAYMENT_FAILED,
         ThreadKind.PAID_AFTER_CANCEL,
         ThreadKind.AMOUNT_MISMATCH,
+        ThreadKind.REMIND_REP,
     }
 )
 

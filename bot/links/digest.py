@@ -1,0 +1,275 @@
+"""The daily digest: what waits, what was paid, what needs someone, read from the links and
+taken once a day across every process (see docs/decisions/0021-timers-as-stored-due-jobs.md).
+
+The worker's periodic pass calls :meth:`Digests.take_daily`. Once the day's time has passed
+in PAYLINK_TIMEZONE, one transaction reads the report, records the day in ``digests`` (its
+unique key decides between replicas) and queues the post as a job of no link; a report with
+nothing in it is recorded but not posted. ``paylink digest`` reads one now
+(:meth:`Digests.read_now`) and records it once posted (:meth:`Digests.record_now`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from bot.db import utcnow
+from bot.links.kinds import JobKind
+from bot.links.queue import JobQueue
+from bot.links.states import Status
+from bot.links.tables import Digest, History, Link
+
+log = logging.getLogger(__name__)
+
+OLDEST_SHOWN = 5  # links awaiting payment listed by name, oldest first
+ACTION_SHOWN = 10  # links needing action listed
+# Before the first digest, "paid since the last digest" looks back this far.
+FIRST_LOOKBACK = timedelta(days=1)
+NEEDS_ACTION = (Status.PAYMENT_FAILED, Status.LINK_FAILED, Status.LINK_UNKNOWN)
+
+
+@dataclass(frozen=True)
+class Item:
+    """A link a digest names: by its reference, linked to its card when it has one."""
+
+    link_id: int
+    reference: str
+    amount: str  # a Decimal, as text (the report is stored as JSON in its job)
+    currency: str
+    status: str
+    since: str  # ISO time: created (awaiting approval) or last moved (the others)
+    sandbox: bool
+    channel_id: str | None
+    message_ts: str | None
+
+    @classmethod
+    def of(cls, link: Link, since: datetime) -> Item:
+        """``link`` as the digest names it, waiting since ``since``."""
+        return cls(
+            link_id=link.id,
+            reference=link.reference,
+            amount=str(link.amount),
+            currency=link.currency,
+            status=link.status,
+            since=since.isoformat(),
+            sandbox=link.sandbox,
+            channel_id=link.channel_id,
+            message_ts=link.message_ts,
+        )
+
+
+@dataclass(frozen=True)
+class Sum:
+    """The total of some links in one currency; test (sandbox) links are summed apart."""
+
+    currency: str
+    total: str  # a Decimal, as text
+    sandbox: bool = False
+
+
+@dataclass(frozen=True)
+class Report:
+    """A digest's figures, read at ``until``; "paid" counts payments after ``since``."""
+
+    since: str
+    until: str
+    approval_count: int = 0
+    approval_oldest: Item | None = None
+    payment_count: int = 0
+    payment_sums: list[Sum] = field(default_factory=list)
+    payment_oldest: list[Item] = field(default_factory=list)
+    paid_count: int = 0
+    paid_sums: list[Sum] = field(default_factory=list)
+    action_count: int = 0
+    action: list[Item] = field(default_factory=list)
+    # Links expiring within a day belong here once links have an expiry (PAYLINK_LINK_TTL).
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to report: no message."""
+        return not (
+            self.approval_count or self.payment_count or self.paid_count or self.action_count
+        )
+
+    def named(self) -> list[Item]:
+        """Every link the digest names (each is linked to its card)."""
+        first = [self.approval_oldest] if self.approval_oldest else []
+        return first + self.payment_oldest + self.action
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as the digest job's payload."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Report:
+        """A report read back from :meth:`to_json`."""
+        oldest = data.get("approval_oldest")
+        return cls(
+            **{
+                **data,
+                "approval_oldest": Item(**oldest) if oldest else None,
+                "payment_oldest": [Item(**v) for v in data.get("payment_oldest", [])],
+                "action": [Item(**v) for v in data.get("action", [])],
+                "payment_sums": [Sum(**v) for v in data.get("payment_sums", [])],
+                "paid_sums": [Sum(**v) for v in data.get("paid_sums", [])],
+            }
+        )
+
+
+def _sums(links: list[Link]) -> list[Sum]:
+    totals: dict[tuple[str, bool], Decimal] = {}
+    for link in links:
+        key = (link.currency, link.sandbox)
+        totals[key] = totals.get(key, Decimal(0)) + link.amount
+    return [
+        Sum(currency, str(total), sandbox)
+        for (currency, sandbox), total in sorted(
+            totals.items(), key=lambda kv: (kv[0][1], kv[0][0])
+        )
+    ]
+
+
+def _in(*statuses: Status) -> Any:
+    return Link.status.in_([s.value for s in statuses])
+
+
+def read_report(session: Session, since: datetime, until: datetime) -> Report:
+    """The figures of a digest taken at ``until``, paid counted after ``since``.
+
+    Every link in a status is read (sums need them all): a team's open links are counted in
+    hundreds, not millions."""
+    approval = session.scalar(
+        select(func.count()).select_from(Link).where(_in(Status.AWAITING_APPROVAL))
+    )
+    oldest_request = session.scalar(
+        select(Link).where(_in(Status.AWAITING_APPROVAL)).order_by(Link.created_at, Link.id)
+    )
+    awaiting = list(
+        session.scalars(
+            select(Link).where(_in(Status.AWAITING_PAYMENT)).order_by(Link.updated_at, Link.id)
+        )
+    )
+    paid = list(
+        session.scalars(
+            select(Link).where(
+                Link.id.in_(
+                    select(History.link_id).where(
+                        History.to_status == Status.PAID.value,
+                        History.from_status != Status.PAID.value,
+                        History.at > since,
+                        History.at <= until,
+                    )
+                )
+            )
+        )
+    )
+    action = list(session.scalars(select(Link).where(_in(*NEEDS_ACTION)).order_by(Link.updated_at)))
+    return Report(
+        since=since.isoformat(),
+        until=until.isoformat(),
+        approval_count=int(approval or 0),
+        approval_oldest=Item.of(oldest_request, oldest_request.created_at)
+        if oldest_request
+        else None,
+        payment_count=len(awaiting),
+        payment_sums=_sums(awaiting),
+        payment_oldest=[Item.of(link, link.updated_at) for link in awaiting[:OLDEST_SHOWN]],
+        paid_count=len(paid),
+        paid_sums=_sums(paid),
+        action_count=len(action),
+        action=[Item.of(link, link.updated_at) for link in action[:ACTION_SHOWN]],
+    )
+
+
+class Digests:
+    """Takes digests: ``at`` o'clock in ``zone`` daily (None: never by itself), posted in
+    ``channel`` (None: the channel of the newest card)."""
+
+    def __init__(self, queue: JobQueue, *, at: time | None, zone: ZoneInfo, channel: str | None):
+        self.queue = queue
+        self.store = queue.store
+        self.at = at
+        self.zone = zone
+        self.channel = channel
+        self._taken: str | None = None  # the last day this process saw taken
+        insert_or_skip = pg_insert if self.store.is_postgres else sqlite_insert
+        self._record = (
+            insert_or_skip(Digest.__table__)
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(Digest.__table__.c.id)
+        )
+
+    def day_due(self, now: datetime) -> str | None:
+        """The day (``2026-12-02``, in the digest's zone) whose digest is due at ``now``:
+        today's once its time has passed; None before, or with no digest time."""
+        if self.at is None:
+            return None
+        local = now.astimezone(self.zone)
+        return local.date().isoformat() if local.time() >= self.at else None
+
+    def take_daily(self, now: datetime | None = None) -> bool:
+        """Take today's digest if it is due and no process has taken it; True when this call
+        queued its post. One transaction reads it, records the day (unique) and queues the
+        post, so of two processes one takes it."""
+        now = now or utcnow()
+        day = self.day_due(now)
+        if day is None or day == self._taken:
+            return False
+        with self.store.transaction() as s:
+            if s.scalar(select(Digest.id).where(Digest.key == day)) is None:
+                report, channel = self._read(s, now)
+                queued = self._recorded(s, day, now, channel) and channel is not None
+                if queued:
+                    self.queue.enqueue(
+                        s,
+                        None,
+                        JobKind.DIGEST,
+                        payload={"channel": channel, "report": report.to_json()},
+                        dedupe_key=f"digest:{day}",
+                    )
+            else:
+                queued = False
+        self._taken = day
+        if queued:
+            log.info("daily digest queued for %s", day)
+        return queued
+
+    def read_now(self, now: datetime | None = None) -> tuple[Report, str | None]:
+        """A digest as of now (``paylink digest``) and the channel it goes to."""
+        with self.store.reading() as s:
+            return self._read(s, now or utcnow())
+
+    def record_now(self, report: Report, channel: str) -> None:
+        """Record a digest ``paylink digest`` posted: the next one's "paid since" starts at
+        its figures' time."""
+        until = datetime.fromisoformat(report.until)
+        with self.store.transaction() as s:
+            self._recorded(s, f"now:{report.until}", until, channel)
+
+    def _read(self, session: Session, now: datetime) -> tuple[Report, str | None]:
+        last = session.scalar(select(func.max(Digest.covered_until)))
+        report = read_report(session, last or now - FIRST_LOOKBACK, now)
+        if report.empty:
+            return report, None
+        channel = self.channel or session.scalar(
+            select(Link.channel_id)
+            .where(Link.message_ts.is_not(None))
+            .order_by(Link.created_at.desc(), Link.id.desc())
+            .limit(1)
+        )
+        if channel is None:
+            log.warning("digest: no channel to post it in (set PAYLINK_APPROVAL_CHANNEL)")
+        return report, channel
+
+    def _recorded(self, session: Session, key: str, until: datetime, channel: str | None) -> bool:
+        row = {"key": key, "covered_until": until, "channel_id": channel, "created_at": utcnow()}
+        return session.execute(self._record, row).first() is not None

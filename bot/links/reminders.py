@@ -1,0 +1,121 @@
+"""Reminders: one thread reply per link when a request has waited too long for approval, or
+a link for payment. Each is a timer, a job due at the end of the wait (see
+docs/decisions/0021-timers-as-stored-due-jobs.md).
+
+The service queues the timer when the link enters the status; when it falls due, the handler
+here looks whether the link still waits there, and if so queues the reply (delivered like
+every reply, posted once) and records the reminder in the link's history, in one
+transaction. Both the timer and the reply have unique keys, so a link is reminded at most
+once per status, across restarts and replicas.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.db import utcnow
+from bot.links.kinds import JobKind, ThreadKind
+from bot.links.queue import JobQueue
+from bot.links.runner import Handler
+from bot.links.states import Status
+from bot.links.tables import Job, Link
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reminder:
+    """Who is reminded of a link waiting in a status, and how that is keyed and recorded."""
+
+    key: str  # the timer's dedupe key, before ":<link id>"
+    reply: ThreadKind
+    history: str  # the reason of the history row
+
+
+REMINDERS: dict[Status, Reminder] = {
+    Status.AWAITING_APPROVAL: Reminder(
+        "remind-approvers", ThreadKind.REMIND_APPROVERS, "reminder sent to approvers"
+    ),
+    Status.AWAITING_PAYMENT: Reminder(
+        "remind-rep", ThreadKind.REMIND_REP, "reminder sent to the rep"
+    ),
+}
+
+
+def start_timer(
+    queue: JobQueue, session: Session, link: Link, after: Mapping[Status, timedelta]
+) -> None:
+    """In the transaction that moved ``link`` into its status: queue the reminder due when
+    it has waited ``after[status]`` there (nothing for a status without one, or when that
+    reminder was queued before: a link is reminded once)."""
+    status = Status(link.status)
+    reminder, wait = REMINDERS.get(status), after.get(status)
+    if reminder is None or wait is None:
+        return
+    queue.enqueue(
+        session,
+        link,
+        JobKind.REMIND,
+        payload={"status": status.value},
+        dedupe_key=f"{reminder.key}:{link.id}",
+        due=utcnow() + wait,
+    )
+
+
+class Reminders:
+    """The job runner's handler for due reminders; ``approvers_for(team_id)`` are that
+    workspace's approvers (user and user-group IDs), mentioned in the approvers' reminder."""
+
+    def __init__(self, queue: JobQueue, approvers_for: Callable[[str | None], Sequence[str]]):
+        self.queue = queue
+        self.store = queue.store
+        self.approvers_for = approvers_for
+
+    def handlers(self) -> dict[JobKind, Handler]:
+        """The reminder's handler, for the job runner."""
+        return {JobKind.REMIND: self.remind}
+
+    def remind(self, job: Job, link: Link) -> None:
+        """A reminder fell due: remind whoever the link waits for, if it still waits in the
+        status that started the timer; otherwise nothing."""
+        status = Status(job.payload["status"])
+        reminder = REMINDERS[status]
+        approvers = list(self.approvers_for(link.team_id))
+        if status is Status.AWAITING_APPROVAL and not approvers:
+            return  # nobody to remind: the card already says nobody can approve
+        with self.store.transaction() as s:
+            current = self._locked(s, link.id)
+            if current is None or current.status != status.value:
+                return  # moved on meanwhile: nothing to remind of
+            payload = {
+                "kind": reminder.reply.value,
+                "waited": max(0, int((utcnow() - job.created_at).total_seconds())),
+            }
+            if status is Status.AWAITING_APPROVAL:
+                payload["approvers"] = approvers
+            queued = self.queue.enqueue(
+                s,
+                current,
+                JobKind.THREAD,
+                payload=payload,
+                dedupe_key=f"thread:{current.id}:{reminder.reply.value}",
+            )
+            if queued:  # another runner's attempt at this timer queued it first otherwise
+                self.store.record_event(s, current, actor="paylink", reason=reminder.history)
+        if queued:
+            log.info(reminder.history, extra={"ref": current.reference})
+
+    def _locked(self, session: Session, link_id: int) -> Link | None:
+        """The link, its row locked on PostgreSQL until the transaction ends: a decision
+        committing meanwhile waits, so the reminder is never queued for a status the link
+        has just left."""
+        query = select(Link).where(Link.id == link_id)
+        if self.store.is_postgres:
+            query = query.with_for_update()
+        return session.scalar(query)

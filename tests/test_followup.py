@@ -1,0 +1,441 @@
+"""Reminders and the daily digest, in process: when a reminder is due and what it says, what
+the digest counts and sums, and that each happens once however many processes try.
+
+The end-to-end runs (real HTTP, the Slack stand-in, the sandbox, worker processes) are in
+tests/test_followup_e2e.py.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, func, select, text
+
+from bot.commands import status as status_command
+from bot.config import load_settings
+from bot.db import make_engine, utcnow
+from bot.links.digest import Digests, Item, Report, Sum, read_report
+from bot.links.kinds import JobKind, ThreadKind
+from bot.links.queue import JobQueue
+from bot.links.reminders import Reminders
+from bot.links.service import LinkService
+from bot.links.states import Status
+from bot.links.store import LinkStore
+from bot.links.tables import Digest, History, Job, Link
+from bot.local.standin import validate_blocks
+from bot.schema import MIGRATIONS, require_current, upgrade
+from bot.slack import blocks as b
+from bot.slack.blocks.common import waited_text
+from bot.xpay.client import XPayRejected
+from tests.dbs import BACKENDS, database_url, migrated_engine
+from tests.factories import checkout_request, payment_event
+from tests.fakes import FakeGateway
+from tests.test_slack_blocks import check_message, make_link, mrkdwn_texts, nasty_link
+
+REP, APPROVER = "U0REP", "U0APPROVER"
+CHANNEL = "C0APPROVALS"
+APPROVERS = [APPROVER, "S0FINANCE"]
+WAIT = {Status.AWAITING_APPROVAL: timedelta(hours=4), Status.AWAITING_PAYMENT: timedelta(hours=24)}
+KARACHI = ZoneInfo("Asia/Karachi")
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LinkStore]:
+    with migrated_engine(request.param, tmp_path) as engine:
+        yield LinkStore(engine)
+
+
+@pytest.fixture
+def gateway() -> FakeGateway:
+    return FakeGateway()
+
+
+@pytest.fixture
+def service(store: LinkStore, gateway: FakeGateway) -> LinkService:
+    return LinkService(
+        store, gateway, is_approver=lambda u: u == APPROVER, remind_after_for=lambda _team: WAIT
+    )
+
+
+def request(service: LinkService, **fields: object) -> Link:
+    link = service.request_link(checkout_request(**fields), requester_id=REP, channel_id=CHANNEL)
+    with service.store.transaction() as s:  # as if the card were posted
+        service.store.update_fields(s, link.id, message_ts=f"1700000000.{link.id:06d}")
+    return link
+
+
+def jobs(store: LinkStore, kind: JobKind) -> list[Job]:
+    with store.reading() as s:
+        return list(s.scalars(select(Job).where(Job.kind == kind.value).order_by(Job.id)))
+
+
+def reminder_rows(store: LinkStore, link_id: int) -> list[str]:
+    with store.reading() as s:
+        rows = s.scalars(
+            select(History).where(
+                History.link_id == link_id, History.from_status == History.to_status
+            )
+        )
+        return [row.reason or "" for row in rows]
+
+
+def fall_due(store: LinkStore, link_id: int) -> Job:
+    """The link's reminder timer, as the runner claims it once due (its claim is what
+    runs it; here it is handed over directly)."""
+    timers = [j for j in jobs(store, JobKind.REMIND) if j.link_id == link_id]
+    assert timers, "no reminder queued"
+    return timers[-1]
+
+
+def run_reminder(reminders: Reminders, job: Job) -> None:
+    with reminders.store.reading() as s:
+        link = s.get(Link, job.link_id)
+        s.expunge(link)
+    reminders.remind(job, link)
+
+
+# --- reminders ------------------------------------------------------------------------------
+
+
+def test_a_request_queues_its_approvers_reminder_due_after_the_wait(
+    store: LinkStore, service: LinkService
+) -> None:
+    before = utcnow()
+    link = request(service)
+    (timer,) = jobs(store, JobKind.REMIND)
+    assert timer.link_id == link.id and timer.dedupe_key == f"remind-approvers:{link.id}"
+    assert before + WAIT[Status.AWAITING_APPROVAL] <= timer.next_attempt_at
+    assert timer.next_attempt_at <= utcnow() + WAIT[Status.AWAITING_APPROVAL]
+
+
+def test_a_timer_not_due_yet_is_no_backlog(store: LinkStore, service: LinkService) -> None:
+    service.request_link(checkout_request(), requester_id=REP, channel_id=CHANNEL)
+    with store.reading() as s:
+        count, age = JobQueue(store).backlog(s)
+    assert count == 1 and age < 60  # the card; the reminder is hours away
+
+
+def test_a_due_reminder_replies_once_and_is_recorded(
+    store: LinkStore, service: LinkService
+) -> None:
+    link = request(service)
+    reminders = Reminders(JobQueue(store), lambda _team: APPROVERS)
+    timer = fall_due(store, link.id)
+    run_reminder(reminders, timer)
+    run_reminder(reminders, timer)  # the timer run again (a lease ran out): no second reply
+    (reply,) = jobs(store, JobKind.THREAD)
+    assert reply.payload["kind"] == ThreadKind.REMIND_APPROVERS
+    assert reply.payload["approvers"] == APPROVERS
+    assert reminder_rows(store, link.id) == ["reminder sent to approvers"]
+
+
+def test_no_reminder_once_the_link_moved_on(store: LinkStore, service: LinkService) -> None:
+    link = request(service)
+    reminders = Reminders(JobQueue(store), lambda _team: APPROVERS)
+    timer = fall_due(store, link.id)
+    service.approve(link.id, APPROVER)  # the fake gateway creates it: awaiting payment
+    run_reminder(reminders, timer)
+    assert [j.payload["kind"] for j in jobs(store, JobKind.THREAD)] == ["link_ready"]
+    assert reminder_rows(store, link.id) == []
+    # Awaiting payment started the rep's timer, which reminds once due.
+    rep_timer = fall_due(store, link.id)
+    assert rep_timer.dedupe_key == f"remind-rep:{link.id}"
+    run_reminder(reminders, rep_timer)
+    assert reminder_rows(store, link.id) == ["reminder sent to the rep"]
+    service.apply_payment(payment_event("xpay_pi_1"))
+    assert [j.payload["kind"] for j in jobs(store, JobKind.THREAD)] == [
+        "link_ready",
+        "remind_rep",
+        "paid",
+    ]
+
+
+def test_entering_a_status_again_queues_no_second_reminder(
+    store: LinkStore, service: LinkService
+) -> None:
+    """A link re-entering a status (a renewed link awaits payment again) is reminded once:
+    the timer's key is taken, and queueing it again changes nothing else in the transaction."""
+    link = request(service)
+    with store.transaction() as s:
+        queued = JobQueue(store).enqueue(
+            s, s.get(Link, link.id), JobKind.REMIND, dedupe_key=f"remind-approvers:{link.id}"
+        )
+        store.update_fields(s, link.id, customer_name="Still written")
+    assert queued is False
+    assert len(jobs(store, JobKind.REMIND)) == 1
+    with store.reading() as s:
+        assert s.get(Link, link.id).customer_name == "Still written"
+
+
+def test_no_approvers_no_approvers_reminder(store: LinkStore, service: LinkService) -> None:
+    link = request(service)
+    run_reminder(Reminders(JobQueue(store), lambda _team: []), fall_due(store, link.id))
+    assert jobs(store, JobKind.THREAD) == []
+
+
+def test_status_shows_the_reminders(
+    gateway: FakeGateway, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with migrated_engine("sqlite", tmp_path) as engine:
+        store = LinkStore(engine)
+        service = LinkService(store, gateway, is_approver=bool, remind_after_for=lambda _team: WAIT)
+        _status_shows_the_reminders(store, service, capsys)
+
+
+def _status_shows_the_reminders(
+    store: LinkStore, service: LinkService, capsys: pytest.CaptureFixture[str]
+) -> None:
+    link = request(service)
+    run_reminder(Reminders(JobQueue(store), lambda _team: APPROVERS), fall_due(store, link.id))
+    settings = load_settings(_env_file=None, database_url=str(store.engine.url))
+    assert status_command(settings, link.reference) == 0
+    out = capsys.readouterr().out
+    assert "Awaiting approval: reminder sent to approvers (by paylink)" in out
+
+
+def test_reminder_replies_mention_who_is_waited_for() -> None:
+    approvers = {"approvers": APPROVERS, "waited": 4 * 3600 + 120}
+    text, blocks = b.thread_reply(make_link(), ThreadKind.REMIND_APPROVERS, approvers)
+    reply = "\n".join(mrkdwn_texts(blocks))
+    assert "<@U0APPROVER> <!subteam^S0FINANCE>" in reply
+    assert "waited 4 hours 2 minutes for approval" in reply and "PKR 1,500.50" in reply
+    assert "Requested by <@U0REP>" in reply
+    assert validate_blocks(blocks, surface="message") == []
+
+    text, blocks = b.thread_reply(
+        make_link(Status.AWAITING_PAYMENT), ThreadKind.REMIND_REP, {"waited": 86400}
+    )
+    reply = "\n".join(mrkdwn_texts(blocks))
+    assert "<@U0REP> the checkout link has waited 1 day for payment" in reply
+    assert "<https://xstak-pay.xstak.com/checkout/pi_1?a=1&amp;b=2>" in reply
+    for kind, status in (
+        (ThreadKind.REMIND_APPROVERS, Status.AWAITING_APPROVAL),
+        (ThreadKind.REMIND_REP, Status.AWAITING_PAYMENT),
+    ):
+        check_message(*b.thread_reply(nasty_link(status), kind, {"approvers": ["<!channel>"]}))
+
+
+def test_waited_text() -> None:
+    assert waited_text(3) == "3 seconds"
+    assert waited_text(60) == "1 minute"
+    assert waited_text(4 * 3600) == "4 hours"
+    assert waited_text(2 * 86400 + 3 * 3600 + 5) == "2 days 3 hours"
+    assert waited_text(0) == "0 seconds"
+
+
+# --- the digest -----------------------------------------------------------------------------
+
+
+def at_karachi(hour: int, minute: int = 0, day: int = 2) -> datetime:
+    return datetime(2026, 12, day, hour, minute, tzinfo=KARACHI).astimezone(UTC)
+
+
+def digests(store: LinkStore, at: time | None = time(9, 0)) -> Digests:
+    return Digests(JobQueue(store), at=at, zone=KARACHI, channel=CHANNEL)
+
+
+def busy_day(service: LinkService, gateway: FakeGateway) -> dict[str, Link]:
+    """Two requests waiting for approval, three links awaiting payment in two currencies,
+    one paid, one whose payment failed and one XPay refused."""
+    made = {
+        "waiting": request(service),
+        "waiting2": request(service, amount="20"),
+        "pkr": request(service, amount="1000"),
+        "pkr2": request(service, amount="2500.50"),
+        "usd": request(service, amount="30", currency="USD", currencies=("PKR", "USD")),
+        "paid": request(service, amount="400"),
+        "failed": request(service, amount="50"),
+        "refused": request(service, amount="60"),
+    }
+    for name in ("pkr", "pkr2", "usd", "paid", "failed"):
+        service.approve(made[name].id, APPROVER)
+    service.apply_payment(payment_event("xpay_pi_4", amount="400"))
+    service.apply_payment(payment_event("xpay_pi_5", "failed", amount="50"))
+    gateway.fail_next(XPayRejected("Invalid signature", 400))
+    service.approve(made["refused"].id, APPROVER)
+    return made
+
+
+def test_the_digest_counts_sums_and_names_what_waits(
+    store: LinkStore, service: LinkService, gateway: FakeGateway
+) -> None:
+    made = busy_day(service, gateway)
+    with store.reading() as s:
+        report = read_report(s, utcnow() - timedelta(days=1), utcnow())
+    assert report.approval_count == 2
+    assert report.approval_oldest is not None
+    assert report.approval_oldest.reference == made["waiting"].reference
+    assert report.payment_count == 3
+    assert [(x.currency, Decimal(x.total)) for x in report.payment_sums] == [
+        ("PKR", Decimal("3500.50")),
+        ("USD", Decimal("30")),
+    ]
+    assert [i.reference for i in report.payment_oldest] == [
+        made[n].reference for n in ("pkr", "pkr2", "usd")
+    ]
+    assert report.paid_count == 1 and report.paid_sums[0].total == "400.00"
+    assert {i.reference: i.status for i in report.action} == {
+        made["failed"].reference: "payment_failed",
+        made["refused"].reference: "link_failed",
+    }
+    assert Report.from_json(json.loads(json.dumps(report.to_json()))) == report
+
+    permalinks = {made["waiting"].id: "https://example.slack.com/archives/C0APPROVALS/p1"}
+    text, blocks = b.digest(report, permalinks)
+    check_message(text, blocks)
+    shown = "\n".join(mrkdwn_texts(blocks))
+    assert "*Awaiting approval:* 2" in shown
+    assert (
+        f"<https://example.slack.com/archives/C0APPROVALS/p1|{made['waiting'].reference}>" in shown
+    )
+    assert "*Awaiting payment:* 3, PKR 3,500.50 · USD 30" in shown
+    assert "*Paid since the last digest:* 1, PKR 400" in shown
+    assert f"Payment failed: {made['failed'].reference}" in shown
+    assert f"Link creation failed: {made['refused'].reference}" in shown
+    assert text == "Paylink digest: 2 awaiting approval, 3 awaiting payment, 1 paid, 2 need action"
+
+
+def test_the_digest_escapes_references_and_marks_test_links() -> None:
+    link = nasty_link(Status.AWAITING_PAYMENT)
+    link.sandbox = True
+    item = Item.of(link, utcnow() - timedelta(hours=2))
+    now = utcnow().isoformat()
+    report = Report(
+        since=now,
+        until=now,
+        payment_count=1,
+        payment_sums=[Sum("PKR", "1500.50", sandbox=True)],
+        payment_oldest=[item],
+    )
+    text, blocks = b.digest(report, {link.id: "https://x.example/p1"})
+    check_message(text, blocks)
+    assert ":test_tube: TEST PKR 1,500.50" in "\n".join(mrkdwn_texts(blocks))
+
+
+def test_nothing_to_report_posts_nothing_but_records_the_day(store: LinkStore) -> None:
+    daily = digests(store)
+    assert daily.take_daily(at_karachi(9, 1)) is False
+    assert jobs(store, JobKind.DIGEST) == []
+    with store.reading() as s:
+        (row,) = s.scalars(select(Digest))
+        assert (row.key, row.channel_id) == ("2026-12-02", None)
+
+
+def test_the_digest_waits_for_its_time_then_is_taken_once_a_day(
+    store: LinkStore, service: LinkService, gateway: FakeGateway
+) -> None:
+    busy_day(service, gateway)
+    daily = digests(store)
+    assert daily.take_daily(at_karachi(8, 59)) is False
+    assert daily.take_daily(at_karachi(9, 0)) is True
+    assert daily.take_daily(at_karachi(15, 0)) is False
+    assert digests(store).take_daily(at_karachi(15, 0)) is False  # another process, same day
+    (job,) = jobs(store, JobKind.DIGEST)
+    assert job.link_id is None and job.dedupe_key == "digest:2026-12-02"
+    assert job.payload["channel"] == CHANNEL
+    assert Report.from_json(job.payload["report"]).approval_count == 2
+    assert digests(store, at=None).take_daily(at_karachi(9, 0, day=3)) is False  # disabled
+    assert digests(store).take_daily(at_karachi(9, 0, day=3)) is True  # the next day
+
+
+def test_paid_since_the_last_digest(
+    store: LinkStore, service: LinkService, gateway: FakeGateway
+) -> None:
+    busy_day(service, gateway)
+    daily = digests(store, at=time(0, 0))  # due whenever the test runs
+    assert daily.take_daily(utcnow()) is True
+    report, channel = daily.read_now()
+    assert report.paid_count == 0 and channel == CHANNEL  # the payment was in the last one
+    service.apply_payment(payment_event("xpay_pi_1", amount="1000"))
+    report, _ = daily.read_now()
+    assert report.paid_count == 1 and report.paid_sums[0].total == "1000.00"
+
+
+def test_without_an_approval_channel_the_newest_card_s_channel(
+    store: LinkStore, service: LinkService
+) -> None:
+    request(service)
+    elsewhere = service.request_link(checkout_request(), requester_id=REP, channel_id="C0OTHER")
+    report, channel = Digests(JobQueue(store), at=None, zone=KARACHI, channel=None).read_now()
+    assert channel == CHANNEL  # C0OTHER's card is not posted yet
+    with store.transaction() as s:
+        store.update_fields(s, elsewhere.id, message_ts="1700000001.000001")
+    assert Digests(JobQueue(store), at=None, zone=KARACHI, channel=None).read_now()[1] == "C0OTHER"
+
+
+def test_two_processes_at_once_take_one_digest(
+    store: LinkStore, service: LinkService, gateway: FakeGateway
+) -> None:
+    """Two workers' periodic passes at the same moment (their own engines): one digest."""
+    busy_day(service, gateway)
+    url = store.engine.url.render_as_string(hide_password=False)
+    stores = [store, LinkStore(make_engine(url))]
+    barrier = threading.Barrier(2)
+    results: list[bool] = []
+
+    def take(s: LinkStore) -> None:
+        barrier.wait()
+        results.append(digests(s).take_daily(at_karachi(9, 5)))
+
+    threads = [threading.Thread(target=take, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert sorted(results) == [False, True]
+    with store.reading() as s:
+        assert s.scalar(select(func.count()).select_from(Job).where(Job.kind == "digest")) == 1
+    stores[1].close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_0007_keeps_the_jobs_and_takes_the_digest_s_away_again(
+    backend: str, tmp_path: Path
+) -> None:
+    """Jobs may lose their link (the digest's) and get it back: existing rows are kept."""
+
+    def migrate(engine: Engine, target: str, down: bool = False) -> None:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            (command.downgrade if down else command.upgrade)(config, target)
+
+    link = (
+        "INSERT INTO links (reference, amount, currency, customer_name, shipping,"
+        " payment_methods, requester_id, status, version, attempts, sandbox, created_at,"
+        " updated_at) VALUES ('R-1', 10, 'PKR', 'A', '{}', '[]', 'U1', 'awaiting_approval', 1,"
+        " 0, false, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+    )
+    job = (
+        "INSERT INTO jobs (link_id, kind, payload, attempts, next_attempt_at, created_at)"
+        " VALUES ({link}, '{kind}', '{{}}', 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+    )
+    with database_url(backend, tmp_path) as url:
+        engine = make_engine(url)
+        migrate(engine, "0005")
+        with engine.begin() as conn:
+            conn.execute(text(link))
+            conn.execute(text(job.format(link="(SELECT id FROM links)", kind="card")))
+        migrate(engine, "0007")
+        with engine.begin() as conn:
+            conn.execute(text(job.format(link="NULL", kind="digest")))
+            assert conn.execute(text("SELECT kind FROM jobs ORDER BY id")).scalars().all() == [
+                "card",
+                "digest",
+            ]
+        migrate(engine, "0005", down=True)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT kind FROM jobs")).scalars().all() == ["card"]
+        upgrade(engine)
+        require_current(engine)
+        engine.dispose()

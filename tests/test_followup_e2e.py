@@ -1,0 +1,161 @@
+"""Reminders and the digest end to end: real HTTP, the Slack stand-in, the sandbox gateway,
+second-scale waits; across a worker's restart, and with two workers on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import requests
+
+from bot.commands import digest
+from bot.local.stack import APPROVAL_CHANNEL, APPROVER, BOT_TOKEN, LocalStack
+from tests.conftest import Flow
+from tests.dbs import PG_ENV, database_url
+from tests.procs import Proc, Procs
+from tests.test_crash_recovery import (
+    BotProcess,
+    WatchedStandIn,
+    approve,
+    cards,
+    link_reply,
+    replies,
+    submit_request,
+)
+from tests.waiting import wait_until
+
+APPROVERS_REMINDER = "for approval"
+REP_REMINDER = "for payment"
+
+
+def count(texts: list[str], needle: str) -> int:
+    return sum(needle in t for t in texts)
+
+
+@pytest.mark.slow  # waits for two reminders of two seconds each
+def test_reminders_once_each_and_never_after_the_link_moved_on(
+    make_stack: Callable[..., LocalStack], capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack = make_stack(
+        paylink_remind_approvers_after=timedelta(seconds=2),
+        paylink_remind_rep_after=timedelta(seconds=2),
+    )
+    flow = Flow(stack)
+    assert digest(stack.settings) == 0
+    assert capsys.readouterr().out == "nothing to report\n"
+
+    moved_on, waiting = flow.request(), flow.request()
+    flow.checkout(flow.approve(moved_on.ts))  # approved and paid before either timer is due
+    flow.wait_status(moved_on.ts, "Paid")
+
+    reminder = flow.wait_reply(waiting.ts, APPROVERS_REMINDER, timeout=10)
+    assert f"<@{APPROVER}>" in reminder and re.search(r"waited \d seconds", reminder)
+    url = flow.approve(waiting.ts)
+    reminder = flow.wait_reply(waiting.ts, REP_REMINDER, timeout=10)
+    assert re.search(r"<@U0REP> the checkout link has waited \d seconds", reminder)
+    assert url in reminder
+    flow.idle()
+    # Timers run in the order they fall due: the first request's had their turn before.
+    assert count(flow.replies(moved_on.ts), "waited") == 0
+    texts = flow.replies(waiting.ts)
+    assert count(texts, APPROVERS_REMINDER) == 1 and count(texts, REP_REMINDER) == 1
+
+    assert digest(stack.settings) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"posted in {APPROVAL_CHANNEL}: Paylink digest: 1 awaiting payment")
+    (posted,) = [m for m in stack.slack.messages(APPROVAL_CHANNEL) if "digest" in (m.text or "")]
+    assert "*Paid since the last digest:* 1, :test_tube: TEST PKR 15,000" in str(posted.blocks)
+    # The link to the waiting request's card, from chat.getPermalink.
+    assert f"/archives/{APPROVAL_CHANNEL}/p{waiting.ts.replace('.', '')}" in str(posted.blocks)
+
+
+@pytest.fixture
+def slack() -> Iterator[WatchedStandIn]:
+    with WatchedStandIn(bot_token=BOT_TOKEN) as standin:
+        yield standin
+
+
+@pytest.mark.slow  # starts the bot twice
+def test_a_reminder_survives_a_restart_and_is_sent_once(
+    procs: Procs, tmp_path: Path, slack: WatchedStandIn
+) -> None:
+    bot = BotProcess(procs, tmp_path, slack)
+    bot.start(PAYLINK_REMIND_APPROVERS_AFTER="3s")
+    submit_request(bot, slack)
+    card = slack.wait_for(lambda s: next(iter(cards(s)), None), 15)
+    bot.kill()  # before the reminder is due: only the stored timer knows of it
+    bot.start()
+    slack.wait_for(lambda s: count(replies(s, card.ts), APPROVERS_REMINDER) == 1, 15)
+    backlog = bot.base_url + "/healthz"
+    wait_until(lambda: requests.get(backlog, timeout=5).json()["outbox_backlog"] == 0, 15)
+    assert count(replies(slack, card.ts), APPROVERS_REMINDER) == 1
+    assert bot.rows("SELECT reason FROM link_history WHERE from_status = to_status") == [
+        ("reminder sent to approvers",)
+    ]
+
+
+class TwoWorkers(BotProcess):
+    """`paylink serve` answering HTTP, and two `paylink worker` processes beside it."""
+
+    def __init__(self, procs: Procs, workdir: Path, slack: WatchedStandIn, url: str):
+        super().__init__(procs, workdir, slack, migrate=False)
+        self.env.update(DATABASE_URL=url, PAYLINK_WORKER="separate")
+        migrated = procs.run([sys.executable, "-m", "bot", "migrate"], self.env)
+        assert migrated.returncode == 0, migrated.stderr
+        self.workers: list[Proc] = []
+
+    def start_workers(self) -> None:
+        self.workers = [
+            self.procs.start([sys.executable, "-m", "bot", "worker"], self.env) for _ in range(2)
+        ]
+
+
+@pytest.mark.pg
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get(PG_ENV), reason=f"{PG_ENV} not set")
+def test_two_workers_on_postgresql_remind_once_and_post_one_digest(
+    procs: Procs, tmp_path: Path, slack: WatchedStandIn
+) -> None:
+    with database_url("postgresql", tmp_path) as url:
+        bot = TwoWorkers(procs, tmp_path, slack, url)
+        try:
+            _two_workers(bot, slack)
+        finally:
+            bot.stop()  # before the schema is dropped
+
+
+def _two_workers(bot: TwoWorkers, slack: WatchedStandIn) -> None:
+    bot.start(
+        PAYLINK_REMIND_APPROVERS_AFTER="2s",
+        PAYLINK_REMIND_REP_AFTER="2s",
+        PAYLINK_DIGEST_AT="00:00",  # due whenever the test runs
+    )
+    submit_request(bot, slack)  # queued by serve; the workers start with it waiting
+    bot.start_workers()  # both take the day's digest at start-up: one is posted
+    card = slack.wait_for(
+        lambda s: next((m for m in cards(s) if "digest" not in (m.text or "")), None), 15
+    )
+    slack.wait_for(lambda s: count(replies(s, card.ts), APPROVERS_REMINDER) == 1, 15)
+    approve(bot, slack, card.ts)
+    link_reply(slack, card.ts)
+    slack.wait_for(lambda s: count(replies(s, card.ts), REP_REMINDER) == 1, 15)
+    for worker in bot.workers:
+        worker.stop()
+    texts = replies(slack, card.ts)
+    assert count(texts, APPROVERS_REMINDER) == 1 and count(texts, REP_REMINDER) == 1
+    digests = [m for m in cards(slack) if "digest" in (m.text or "")]
+    assert len(digests) == 1 and "1 awaiting approval" in (digests[0].text or "")
+
+
+def test_paylink_digest_from_the_console(procs: Procs, tmp_path: Path) -> None:
+    """The command itself: nothing waits, so it says so and posts nothing (no Slack call:
+    the token leads nowhere)."""
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'paylink.db'}"}
+    assert procs.paylink("migrate", **env).returncode == 0
+    quiet = procs.paylink("digest", SLACK_BOT_TOKEN=BOT_TOKEN, **env)
+    assert (quiet.returncode, quiet.stdout) == (0, "nothing to report\n"), quiet.stderr
