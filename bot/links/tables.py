@@ -1,4 +1,5 @@
-"""Tables: links, their status history, received webhook events and the job queue."""
+"""Tables: links, their status history, received webhook events and the job queue (and, from
+:mod:`bot.links.installations`, the Slack installations of multi-workspace mode)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from bot.checkout import CheckoutRequest
+import bot.links.installations  # noqa: F401  (registers the Slack stores' tables)
 from bot.db import Base, UTCDateTime, utcnow
 from bot.links.states import LABELS, Status
 from bot.links.workspaces import Workspace
