@@ -57,6 +57,8 @@ class LinkService:
     """Creates, approves, rejects, cancels links and applies payment results.
 
     ``sandbox``: the gateway is the sandbox, so the links made here are tests and say so.
+    ``approver_in(user, workspace)`` says who approves in a link's workspace; without it,
+    ``is_approver(user)`` answers for every workspace.
     """
 
     def __init__(
@@ -64,7 +66,8 @@ class LinkService:
         store: LinkStore,
         gateway: Gateway,
         *,
-        is_approver: Callable[[str], bool],
+        is_approver: Callable[[str], bool] | None = None,
+        approver_in: Callable[[str, Workspace], bool] | None = None,
         allow_self_approval: bool = False,
         follow_up: FollowUp | None = None,
         reconcile_after: timedelta = timedelta(minutes=15),
@@ -75,7 +78,7 @@ class LinkService:
         self.sandbox = sandbox
         self.queue = JobQueue(store)
         self.gateway = gateway
-        self.is_approver = is_approver
+        self.approver_in = approver_in or (lambda user, _workspace: bool(is_approver(user)))  # type: ignore[misc]
         self.allow_self_approval = allow_self_approval
         # Where creations, webhooks and clicks are carried out: by default right here.
         self.follow_up = follow_up or Inline()
@@ -168,7 +171,7 @@ class LinkService:
             raise OtherWorkspace()
 
     def _check_approver(self, link: Link, user_id: str) -> None:
-        if not self.is_approver(user_id):
+        if not self.approver_in(user_id, link.workspace):
             raise NotAllowed("Only the approvers set in PAYLINK_APPROVERS can approve or reject.")
         if link.requester_id == user_id and not self.allow_self_approval:
             raise NotAllowed("You asked for this link, so another approver has to decide on it.")
@@ -274,7 +277,7 @@ class LinkService:
         """Try the gateway again after a failed or unconfirmed creation (approvers only)."""
 
         def admit(link: Link) -> dict[str, object]:
-            if not self.is_approver(user_id):
+            if not self.approver_in(user_id, link.workspace):
                 raise NotAllowed("Only approvers can retry creating the link.")
             return {"attempts": link.attempts + 1}
 
@@ -319,7 +322,7 @@ class LinkService:
         """Cancel a link that is not paid yet: the requester or an approver may."""
 
         def admit(link: Link) -> None:
-            if user_id != link.requester_id and not self.is_approver(user_id):
+            if user_id != link.requester_id and not self.approver_in(user_id, link.workspace):
                 raise NotAllowed(
                     "Only the rep who asked for this link or an approver can cancel it."
                 )
@@ -563,3 +566,19 @@ class LinkService:
         self._announce(s, moved, kind)
         applied.append((outcome, moved.reference))
         return WebhookResult(WebhookOutcome.APPLIED, moved.id)
+
+    # Workspaces ---------------------------------------------------------------------
+
+    def workspace_left(self, workspace: Workspace, reason: str) -> int:
+        """``workspace`` uninstalled Paylink or revoked its token: its jobs that would act in
+        Slack there are stopped (done, with ``reason``, never run); its links are kept, and
+        payments on them still recorded. Returns how many jobs were stopped."""
+        with self.store.transaction() as s:
+            stopped = self.queue.stop_workspace(s, workspace, reason)
+        log.info(
+            "workspace left: %d pending Slack jobs stopped (%s)",
+            stopped,
+            reason,
+            extra={"team": workspace.team_id},
+        )
+        return stopped

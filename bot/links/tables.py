@@ -21,8 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from bot.checkout import CheckoutRequest
 import bot.links.installations  # noqa: F401  (registers the Slack stores' tables)
+from bot.checkout import CheckoutRequest
 from bot.db import Base, UTCDateTime, utcnow
 from bot.links.states import LABELS, Status
 from bot.links.workspaces import Workspace
@@ -90,6 +90,11 @@ class Link(Base):
     def status_label(self) -> str:
         """The status as people see it."""
         return LABELS[Status(self.status)]
+
+    @property
+    def workspace(self) -> Workspace:
+        """The workspace the link was requested in (team None: not recorded)."""
+        return Workspace(self.team_id, self.enterprise_id)
 
     def owned_by(self, workspace: Workspace) -> bool:
         """True when ``workspace`` is the one this link was requested in (a link whose

@@ -12,12 +12,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.links.outcomes import Refused
+from bot.links.workspaces import Workspace
+
+if TYPE_CHECKING:
+    from bot.slack.clients import SlackClients
 
 log = logging.getLogger("bot.slack")
 
@@ -161,3 +165,76 @@ class ApproverDirectory:
             log.warning("usergroups.users.list failed: %s", failure)
         elif resumed:
             log.info("usergroups.users.list answers again: approvals by the groups' members resume")
+
+
+class _GroupsOf:
+    """What a directory reads from Slack, for one workspace: the client is looked up at each
+    read, so a refreshed token is used and an uninstalled workspace reads nothing."""
+
+    def __init__(self, clients: SlackClients, workspace: Workspace):
+        self.clients = clients
+        self.workspace = workspace
+
+    def usergroups_users_list(self, **kwargs: Any) -> Any:
+        """``usergroups.users.list`` with the workspace's token."""
+        return self.clients.for_workspace(self.workspace).usergroups_users_list(**kwargs)
+
+
+class WorkspaceApprovers:
+    """An :class:`ApproverDirectory` per workspace, each with its own cache of user-group
+    members read with that workspace's token (a group ID names a group of one workspace);
+    in single-workspace mode one directory answers for every workspace."""
+
+    def __init__(self, clients: SlackClients | None, ids: list[str], **timing: float):
+        """``clients``: None when this process has no Slack (the CLI): IDs only then."""
+        self.clients = clients
+        self.ids = ids
+        self.timing = timing
+        self._directories: dict[Workspace | None, ApproverDirectory] = {}
+        self._lock = threading.Lock()
+        if not self._multi:
+            self.of(Workspace(None))  # the one directory, warmed at start-up
+
+    @property
+    def _multi(self) -> bool:
+        return self.clients is not None and self.clients.multi_workspace
+
+    @property
+    def configured(self) -> bool:
+        """False when nobody at all can approve."""
+        return bool(self.ids)
+
+    def of(self, workspace: Workspace) -> ApproverDirectory:
+        """The directory of ``workspace``, made on first use."""
+        key = workspace if self._multi else None
+        with self._lock:
+            directory = self._directories.get(key)
+            if directory is None:
+                client: Any = self.clients.base if self.clients is not None else None
+                if self._multi:
+                    client = _GroupsOf(self.clients, workspace)  # type: ignore[arg-type]
+                directory = ApproverDirectory(client, self.ids, **self.timing)
+                self._directories[key] = directory
+        return directory
+
+    def is_approver(self, user_id: str, workspace: Workspace) -> bool:
+        """True when the user approves in ``workspace`` (see ApproverDirectory)."""
+        return self.of(workspace).is_approver(user_id)
+
+    def may_decide(self, user_id: str, workspace: Workspace) -> bool:
+        """:meth:`ApproverDirectory.may_decide` in ``workspace``."""
+        return self.of(workspace).may_decide(user_id)
+
+    @property
+    def groups_state(self) -> GroupsState:
+        """``paused`` when any workspace's groups went unconfirmed, else ``ok`` or ``none``."""
+        with self._lock:
+            states = {d.groups_state for d in self._directories.values()}
+        return "paused" if "paused" in states else "ok" if "ok" in states else "none"
+
+    def refresh(self) -> None:
+        """Read the groups' members of every workspace seen so far (start-up warms them)."""
+        with self._lock:
+            directories = list(self._directories.values())
+        for directory in directories:
+            directory.refresh()

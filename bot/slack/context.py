@@ -1,4 +1,5 @@
-"""What the Slack listeners share: settings, the link service and the approver directory."""
+"""What the Slack listeners share: settings, the link service, the approver directories and
+each workspace's Web API client."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
+from slack_bolt import BoltContext
 from slack_sdk import WebClient
 
 from bot.config import Settings
 from bot.links.service import LinkService
-from bot.slack.approvers import ApproverDirectory
+from bot.slack.approvers import WorkspaceApprovers
+from bot.slack.clients import SlackClients
 
 log = logging.getLogger("bot.slack")
 
@@ -23,10 +26,10 @@ class SlackContext:
 
     settings: Settings
     service: LinkService
-    approvers: ApproverDirectory
-    # Listeners call Slack through this one client rather than the one Bolt builds for each
-    # request: it keeps its connections open (bot.slack.transport), Bolt's would not.
-    client: WebClient
+    approvers: WorkspaceApprovers
+    # Listeners call Slack through these clients rather than the one Bolt builds for each
+    # request: they keep their connections open (bot.slack.transport), Bolt's would not.
+    clients: SlackClients
     decisions: Executor  # runs button clicks' decisions after their ack
     after_ack: Executor  # Slack calls made after an ack (views.open, views.publish)
     team_url: str | None = None
@@ -42,6 +45,11 @@ class SlackContext:
                 log.error("work after an ack failed: %s", type(exc).__name__, exc_info=exc)
 
         pool.submit(run)
+
+    def client_for(self, context: BoltContext) -> WebClient:
+        """The client for the workspace a request came from, with the token Bolt authorized
+        it with (the one token in single-workspace mode)."""
+        return self.clients.for_token(context.bot_token)
 
     def permalink(self, channel_id: str | None, ts: str | None) -> str | None:
         """A message permalink built from the team URL (no Web API call per message)."""

@@ -12,10 +12,13 @@ from slack_sdk.errors import SlackApiError
 
 from bot.links.kinds import JobKind
 from bot.links.queue import JobQueue
-from bot.links.runner import Handler, RetryLater
+from bot.links.runner import Handler, RetryLater, Stop
 from bot.links.states import Status
 from bot.links.tables import Job, Link
+from bot.links.workspaces import Workspace
 from bot.slack import blocks
+from bot.slack.clients import NotInstalled, SlackClients
+from bot.slack.failures import TOKEN_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +58,13 @@ def tell(client: WebClient, channel: str | None, user: str, text: str) -> None:
 
 
 class SlackDelivery:
-    """The job runner's handlers for the jobs that talk to Slack."""
+    """The job runner's handlers for the jobs that talk to Slack, each with the client of
+    its link's workspace (a workspace that uninstalled Paylink: the job is stopped)."""
 
-    def __init__(self, client: WebClient, queue: JobQueue, *, approvers_configured: bool) -> None:
-        self.client = client
+    def __init__(
+        self, clients: SlackClients, queue: JobQueue, *, approvers_configured: bool
+    ) -> None:
+        self.clients = clients
         self.queue = queue
         self.store = queue.store
         self.approvers_configured = approvers_configured
@@ -67,26 +73,45 @@ class SlackDelivery:
         """Each Slack job kind's handler, for the job runner."""
         return {JobKind.CARD: self.card, JobKind.THREAD: self.thread}
 
-    def tell(self, channel: str | None, user: str, text: str) -> None:
-        """An ephemeral note, e.g. a refusal of a click the worker decided."""
-        tell(self.client, channel, user, text)
+    def tell(self, origin: Workspace, channel: str | None, user: str, text: str) -> None:
+        """An ephemeral note in ``origin`` (the clicker's workspace), e.g. a refusal of a
+        click the worker decided."""
+        try:
+            client = self.clients.for_workspace(origin)
+        except NotInstalled:
+            return  # nobody there to tell
+        tell(client, channel, user, text)
 
     def card(self, job: Job, link: Link) -> None:
         """Post the request's card, or bring it up to the link's latest state."""
-        with self._slack_errors(job, link, gave_up=self._card_undeliverable):
-            self._card(job, link)
+        client = self._client(link)
+        with self._slack_errors(job, link, client, gave_up=self._card_undeliverable):
+            self._card(job, link, client)
 
     def thread(self, job: Job, link: Link) -> None:
         """Post a reply in the card's thread."""
-        with self._slack_errors(job, link):
-            self._thread(job, link)
+        client = self._client(link)
+        with self._slack_errors(job, link, client):
+            self._thread(job, link, client)
+
+    def _client(self, link: Link) -> WebClient:
+        """The client of the link's workspace; Stop when Paylink is not installed there."""
+        try:
+            return self.clients.for_workspace(link.workspace)
+        except NotInstalled:
+            raise Stop("Paylink is not installed in the link's Slack workspace") from None
 
     @contextmanager
     def _slack_errors(
-        self, job: Job, link: Link, gave_up: Callable[[Link, str], None] | None = None
+        self,
+        job: Job,
+        link: Link,
+        client: WebClient,
+        gave_up: Callable[[Link, str, WebClient], None] | None = None,
     ) -> Iterator[None]:
         """Slack's errors as the runner needs them: RetryLater, or for an error retrying
-        will not fix, logged and given up on (``gave_up`` is told)."""
+        will not fix, logged and given up on (``gave_up`` is told); Stop for a workspace
+        whose token Slack no longer takes."""
         try:
             yield
         except SlackApiError as exc:
@@ -95,23 +120,32 @@ class SlackDelivery:
             if status == 429:
                 retry_after = exc.response.headers.get("Retry-After", "1")
                 raise RetryLater("rate limited", float(retry_after or 1)) from None
+            if error in TOKEN_ERRORS and self.clients.multi_workspace:
+                self._check_installed(link, client, error)
             if error not in PERMANENT:
                 raise RetryLater(f"slack error {status} {error}") from None
             log.error("slack refused %s for link %s: %s", job.kind, link.id, error)
             if gave_up is not None:
-                gave_up(link, error)
+                gave_up(link, error, client)
         except TimeoutError:
             # Slack may still be working on the call: give it time to land before the next
             # attempt looks for it (see _earlier_post), rather than racing it with a re-post.
-            raise RetryLater("slack did not answer in time", 2.0 * self.client.timeout) from None
+            raise RetryLater("slack did not answer in time", 2.0 * client.timeout) from None
 
-    def _card(self, job: Job, link: Link) -> None:
+    def _check_installed(self, link: Link, client: WebClient, error: str) -> None:
+        """Slack refused the workspace's token: Stop when the installation is gone or still
+        holds that token (no event may ever come to say so), else the next attempt uses the
+        token that replaced it."""
+        if self._client(link).token == client.token:
+            raise Stop(f"Slack refuses the workspace's token ({error})")
+
+    def _card(self, job: Job, link: Link, client: WebClient) -> None:
         text, card_blocks = blocks.card(link, approvers_configured=self.approvers_configured)
         if link.message_ts is None:
             key = f"card:{link.id}"
-            found = self._earlier_post(job, link, CARD_EVENT, key)
+            found = self._earlier_post(job, link, client, CARD_EVENT, key)
             if found is None:
-                response = self.client.chat_postMessage(
+                response = client.chat_postMessage(
                     channel=link.channel_id,
                     text=text,
                     blocks=card_blocks,
@@ -125,17 +159,19 @@ class SlackDelivery:
                 self.store.update_fields(s, link.id, message_ts=ts, channel_id=channel)
             link.message_ts, link.channel_id = ts, channel
             if found is not None:  # the earlier post may show an older state
-                self._update_card(link, text, card_blocks)
+                self._update_card(link, client, text, card_blocks)
             if job.payload.get("notify_requester"):
-                self._tell_requester(link)
+                self._tell_requester(link, client)
         else:
-            self._update_card(link, text, card_blocks)
+            self._update_card(link, client, text, card_blocks)
 
-    def _update_card(self, link: Link, text: str, card_blocks: list[dict]) -> None:
+    def _update_card(
+        self, link: Link, client: WebClient, text: str, card_blocks: list[dict]
+    ) -> None:
         """chat.update, and again while the link moved on meanwhile: with several runners
         an older render could otherwise land last and show a status going backwards."""
         for _ in range(3):
-            self.client.chat_update(
+            client.chat_update(
                 channel=link.channel_id, ts=link.message_ts, text=text, blocks=card_blocks
             )
             if self.store.version(link.id) in (None, link.version):
@@ -144,7 +180,9 @@ class SlackDelivery:
                 link = self.store.get(s, link.id)
             text, card_blocks = blocks.card(link, approvers_configured=self.approvers_configured)
 
-    def _earlier_post(self, message: Job, link: Link, event: str, key: str) -> str | None:
+    def _earlier_post(
+        self, message: Job, link: Link, client: WebClient, event: str, key: str
+    ) -> str | None:
         """The ts of a post an earlier attempt made for this effect, if it landed. Slack's
         429 is raised: the next attempt looks again, rather than post a second time."""
         if not link.channel_id or not self.queue.attempted_before(message):
@@ -155,11 +193,11 @@ class SlackDelivery:
         window = {"limit": LOOKBACK, "oldest": f"{since.timestamp():.6f}"}
         try:
             if event == CARD_EVENT:
-                found = self.client.conversations_history(
+                found = client.conversations_history(
                     channel=link.channel_id, include_all_metadata=True, **window
                 )
             else:
-                found = self.client.conversations_replies(
+                found = client.conversations_replies(
                     channel=link.channel_id, ts=link.message_ts, include_all_metadata=True, **window
                 )
         except SlackApiError as exc:
@@ -185,7 +223,7 @@ class SlackDelivery:
             )
         return matches[0] if matches else None
 
-    def _card_undeliverable(self, link: Link, error: str) -> None:
+    def _card_undeliverable(self, link: Link, error: str, client: WebClient) -> None:
         """The request card cannot be posted at all (it is not posted yet): withdraw the
         request (nobody could ever approve it) and tell the rep, in the channel or else by
         direct message."""
@@ -210,28 +248,28 @@ class SlackDelivery:
             "to check PAYLINK_APPROVAL_CHANNEL."
         )
         try:
-            self.client.chat_postEphemeral(
+            client.chat_postEphemeral(
                 channel=link.origin_channel_id or link.channel_id, user=link.requester_id, text=text
             )
             return
         except SlackApiError:
             pass  # most likely the same channel the card could not reach
         try:
-            self.client.chat_postMessage(channel=link.requester_id, text=text)
+            client.chat_postMessage(channel=link.requester_id, text=text)
         except SlackApiError as exc:
             log.error("could not tell the requester either: %s", exc.response.get("error"))
 
-    def _tell_requester(self, link: Link) -> None:
+    def _tell_requester(self, link: Link, client: WebClient) -> None:
         if not link.requester_id.startswith(("U", "W")):
             return
         try:
-            permalink = self.client.chat_getPermalink(
+            permalink = client.chat_getPermalink(
                 channel=link.channel_id, message_ts=link.message_ts
             )["permalink"]
         except SlackApiError:
             permalink = None
         try:
-            self.client.chat_postEphemeral(
+            client.chat_postEphemeral(
                 channel=link.origin_channel_id or link.channel_id,
                 user=link.requester_id,
                 text=blocks.sent_for_approval_text(link, permalink),
@@ -240,14 +278,14 @@ class SlackDelivery:
             # The rep may have typed /paylink in a DM the bot cannot post to; the card stands.
             log.info("could not tell the requester: %s", exc.response.get("error"))
 
-    def _thread(self, job: Job, link: Link) -> None:
+    def _thread(self, job: Job, link: Link, client: WebClient) -> None:
         if link.message_ts is None:
             raise RetryLater("the card is not posted yet", 1.0)
         key = job.dedupe_key or f"job:{job.id}"
-        if self._earlier_post(job, link, REPLY_EVENT, key) is not None:
+        if self._earlier_post(job, link, client, REPLY_EVENT, key) is not None:
             return
         text, reply_blocks = blocks.thread_reply(link, job.payload["kind"], job.payload)
-        self.client.chat_postMessage(
+        client.chat_postMessage(
             channel=link.channel_id,
             thread_ts=link.message_ts,
             text=text,

@@ -1,13 +1,23 @@
-"""Events: App Home shows the viewer's links and, for approvers, what waits for them."""
+"""Events: App Home shows the viewer's links and, for approvers, what waits for them (of its
+own workspace only); in multi-workspace mode, an uninstall or a revoked token."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from slack_bolt import App
+from slack_bolt import App, BoltContext
+from slack_sdk import WebClient
 
+from bot.links.workspaces import Workspace
 from bot.slack import blocks
 from bot.slack.context import SlackContext
+from bot.slack.origin import is_ours, named_in
+
+log = logging.getLogger(__name__)
+
+UNINSTALLED = "Paylink was uninstalled from the workspace"
+REVOKED = "the workspace revoked Paylink's bot token"
 
 
 def register(app: App, ctx: SlackContext) -> None:
@@ -15,18 +25,25 @@ def register(app: App, ctx: SlackContext) -> None:
     store = ctx.service.store
 
     @app.event("app_home_opened")
-    def home(event: dict[str, Any]) -> None:
+    def home(event: dict[str, Any], body: dict[str, Any], context: BoltContext) -> None:
+        workspace = named_in(body)
+        if not is_ours(workspace, context):
+            log.info("App Home of another workspace ignored", extra={"team": workspace.team_id})
+            return
         if event.get("tab") == "home" and event.get("user"):
             # After the ack (Bolt acks an event once its listener returns), as modals are.
-            ctx.later(ctx.after_ack, publish_home, event["user"])
+            client = ctx.client_for(context)
+            ctx.later(ctx.after_ack, publish_home, client, workspace, event["user"])
 
-    def publish_home(user: str) -> None:
-        is_approver = ctx.approvers.is_approver(user)
+    def publish_home(client: WebClient, workspace: Workspace, user: str) -> None:
+        is_approver = ctx.approvers.is_approver(user, workspace)
         with store.reading() as s:
-            mine = store.recent_for(s, user)
+            mine = store.recent_for(s, user, workspace=workspace)
             waiting, waiting_total = (
                 store.awaiting_approval(
-                    s, excluding=None if ctx.service.allow_self_approval else user
+                    s,
+                    excluding=None if ctx.service.allow_self_approval else user,
+                    workspace=workspace,
                 )
                 if is_approver
                 else ([], 0)
@@ -36,7 +53,7 @@ def register(app: App, ctx: SlackContext) -> None:
             for link in [*mine, *waiting]
             if (url := ctx.permalink(link.channel_id, link.message_ts))
         }
-        ctx.client.views_publish(
+        client.views_publish(
             user_id=user,
             view=blocks.home_view(
                 my_links=mine,
@@ -46,3 +63,24 @@ def register(app: App, ctx: SlackContext) -> None:
                 waiting_total=waiting_total,
             ),
         )
+
+    if ctx.clients.multi_workspace:
+        _register_departures(app, ctx)
+
+
+def _register_departures(app: App, ctx: SlackContext) -> None:
+    """``app_uninstalled`` and ``tokens_revoked``: the installation's tokens are deleted (by
+    Bolt's own listeners) and the workspace's pending Slack jobs stopped; its links stay."""
+    delete_all = app.default_app_uninstalled_event_listener()
+    delete_revoked = app.default_tokens_revoked_event_listener()
+
+    @app.event("app_uninstalled")
+    def uninstalled(context: BoltContext) -> None:
+        delete_all(context)
+        ctx.service.workspace_left(Workspace(context.team_id, context.enterprise_id), UNINSTALLED)
+
+    @app.event("tokens_revoked")
+    def revoked(event: dict[str, Any], context: BoltContext) -> None:
+        delete_revoked(event, context)
+        if (event.get("tokens") or {}).get("bot"):
+            ctx.service.workspace_left(Workspace(context.team_id, context.enterprise_id), REVOKED)
