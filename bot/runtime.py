@@ -102,7 +102,7 @@ class Runtime:
         self.workspace_retry = 30.0  # seconds between auth.test calls until Slack answers one
         self._stopping = threading.Event()
 
-        from bot.slack.approvers import WorkspaceApprovers
+        from bot.slack.approvers import ApproverDirectory, Approvers, WorkspaceApprovers
 
         if slack and (settings.slack_bot_token or settings.multi_workspace):
             from bot.slack.app import make_web_client
@@ -110,7 +110,11 @@ class Runtime:
 
             self.slack_client = make_web_client(settings)
             self.clients = slack_clients(settings, self.slack_client, self.engine)
-        self.approvers = WorkspaceApprovers(self.clients, settings.paylink_approvers)
+        self.approvers: Approvers = (
+            WorkspaceApprovers(self.clients, settings.paylink_approvers)
+            if self.clients is not None and self.clients.multi_workspace
+            else ApproverDirectory(self.slack_client, settings.paylink_approvers)
+        )
         self.service = LinkService(
             self.store,
             self.xpay,

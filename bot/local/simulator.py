@@ -81,10 +81,11 @@ class SlackSimulator:
         *,
         channel: str = "C0SALES",
         trigger_id: str | None = None,
+        team: str = TEAM["id"],
         **kwargs: Any,
     ) -> requests.Response:
-        """``/paylink <text>`` typed by ``user`` in ``channel``."""
-        return self.post(command_body(user, text, channel, trigger_id), FORM, **kwargs)
+        """``/paylink <text>`` typed by ``user`` in ``channel`` of workspace ``team``."""
+        return self.post(command_body(user, text, channel, trigger_id, team), FORM, **kwargs)
 
     def interactive(self, payload: dict[str, Any], **kwargs: Any) -> requests.Response:
         """An interactivity payload (``payload=<json>``)."""
@@ -142,28 +143,39 @@ class SlackSimulator:
             }
         )
 
-    def home_opened(self, user: str, **kwargs: Any) -> requests.Response:
-        """The ``app_home_opened`` event for ``user``."""
+    def home_opened(self, user: str, *, team: str = TEAM["id"], **kwargs: Any) -> requests.Response:
+        """The ``app_home_opened`` event for ``user`` of workspace ``team``."""
+        home = {"type": "app_home_opened", "user": user, "channel": "D0HOME", "tab": "home"}
+        return self.event(home, team=team, **kwargs)
+
+    def event(
+        self, event: dict[str, Any], *, team: str = TEAM["id"], **kwargs: Any
+    ) -> requests.Response:
+        """An Events API delivery of ``event`` about workspace ``team``."""
         envelope = {
             "token": "unused",
-            "team_id": TEAM["id"],
+            "team_id": team,
             "api_app_id": "A0PAYLINK",
             "type": "event_callback",
             "event_id": "Ev" + uuid.uuid4().hex[:10].upper(),
             "event_time": int(time.time()),
-            "event": {"type": "app_home_opened", "user": user, "channel": "D0HOME", "tab": "home"},
+            "event": event,
         }
         return self.post(json.dumps(envelope), "application/json", **kwargs)
 
 
 def command_body(
-    user: str, text: str = "", channel: str = "C0SALES", trigger_id: str | None = None
+    user: str,
+    text: str = "",
+    channel: str = "C0SALES",
+    trigger_id: str | None = None,
+    team: str = TEAM["id"],
 ) -> str:
-    """The form body of ``/paylink <text>`` typed by ``user`` in ``channel``."""
+    """The form body of ``/paylink <text>`` typed by ``user`` in ``channel`` of ``team``."""
     return urlencode(
         {
             "token": "verification-token-unused",
-            "team_id": TEAM["id"],
+            "team_id": team,
             "team_domain": TEAM["domain"],
             "channel_id": channel,
             "channel_name": "sales",

@@ -5,11 +5,16 @@
 
 from __future__ import annotations
 
+import base64
+import html
+import re
 import secrets
 import socket
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import requests
 
 from bot.config import Settings, load_settings
 from bot.local.simulator import SlackSimulator
@@ -22,6 +27,7 @@ from bot.web import create_app
 REP, APPROVER, OUTSIDER = "U0REP", "U0APPROVER", "U0OUTSIDER"
 APPROVAL_CHANNEL = "C0APPROVALS"
 BOT_TOKEN = "xoxb-local-stand-in"  # noqa: S105  (the stand-in's token, not a real one)
+CLIENT_ID = "1000000000.2000000000"  # the app's, in multi-workspace mode
 #: The people of the stand-in's workspace, by the names Slack would show.
 PEOPLE = {REP: "Sara", APPROVER: "Omar", OUTSIDER: "Bilal"}
 
@@ -34,7 +40,12 @@ def free_port() -> int:
 
 
 class LocalStack:
-    """Start with ``with LocalStack() as stack:``; everything stops on exit."""
+    """Start with ``with LocalStack() as stack:``; everything stops on exit.
+
+    ``multi_workspace``: Paylink is distributed (SLACK_CLIENT_ID) and has no workspace until
+    :meth:`install` installs it in one; ``token_rotation`` (with ``token_ttl`` seconds) makes
+    the stand-in issue expiring tokens with refresh tokens.
+    """
 
     def __init__(
         self,
@@ -43,10 +54,14 @@ class LocalStack:
         workdir: Path | None = None,
         threads: int = 16,
         jobs_interval: float = 30.0,
+        multi_workspace: bool = False,
+        token_rotation: bool = False,
+        token_ttl: float = 43_200,
         **overrides: Any,
     ):
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="paylink-")
         self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
+        client_secret = secrets.token_hex(16)
         self.slack = SlackStandIn(
             bot_token=BOT_TOKEN,
             usergroups={"S0FINANCE": [APPROVER]},
@@ -54,6 +69,10 @@ class LocalStack:
                 user: {"name": name.lower(), "profile": {"display_name": name, "real_name": name}}
                 for user, name in PEOPLE.items()
             },
+            client_id=CLIENT_ID,
+            client_secret=client_secret,
+            token_rotation=token_rotation,
+            token_ttl=token_ttl,
         )
         self.slack.start()
         self.port = free_port()
@@ -70,6 +89,13 @@ class LocalStack:
             "paylink_success_url": f"http://127.0.0.1:{self.port}/healthz",
             "port": self.port,
         }
+        if multi_workspace:
+            values.update(
+                slack_bot_token=None,
+                slack_client_id=CLIENT_ID,
+                slack_client_secret=client_secret,
+                paylink_secret_key=base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+            )
         values.update(overrides)
         self.settings: Settings = load_settings(_env_file=None, **values)
         self.runtime = Runtime(self.settings, jobs_interval=jobs_interval)
@@ -85,6 +111,22 @@ class LocalStack:
         """The secret XPay's webhooks to this bot are signed with (the sandbox's own, made
         at random for this database, unless the settings name one)."""
         return self.runtime.gateway_keys.webhook_secrets()[0]
+
+    def install(self, team: str) -> requests.Response:
+        """Install Paylink in workspace ``team`` as its admin would, in a browser of their
+        own: the install page, Slack approving it, and Slack's redirect back to the bot (the
+        answer to that redirect is returned)."""
+        page = requests.get(self.base_url + "/slack/install", timeout=10)
+        page.raise_for_status()
+        found = re.search(r'href="([^"]*/oauth/v2/authorize[^"]*)"', page.text)
+        if found is None:
+            raise LookupError("no Add to Slack link on the install page")
+        approved = requests.get(
+            html.unescape(found.group(1)) + f"&team={team}", allow_redirects=False, timeout=10
+        )
+        # The state cookie is Secure (https only): this browser sends it over http all the same.
+        cookie = page.headers["Set-Cookie"].split(";", 1)[0]
+        return requests.get(approved.headers["Location"], headers={"Cookie": cookie}, timeout=10)
 
     def __enter__(self) -> LocalStack:
         self.server.start()

@@ -79,14 +79,15 @@ class ApproverDirectory:
         """False when nobody at all can approve."""
         return bool(self.users or self.groups)
 
-    def is_approver(self, user_id: str) -> bool:
-        """True when the user is listed, or in a listed group as Slack confirmed lately."""
+    def is_approver(self, user_id: str, workspace: Workspace | None = None) -> bool:
+        """True when the user is listed, or in a listed group as Slack confirmed lately
+        (``workspace`` is any: this directory answers for the one of SLACK_BOT_TOKEN)."""
         try:
             return self.may_decide(user_id)
         except ApprovalsPaused:
             return False
 
-    def may_decide(self, user_id: str) -> bool:
+    def may_decide(self, user_id: str, workspace: Workspace | None = None) -> bool:
         """:meth:`is_approver` for a decision, which says why when it cannot know:
         :class:`ApprovalsPaused` (a Refused) when that depends on groups gone unconfirmed."""
         if user_id in self.users:
@@ -181,23 +182,16 @@ class _GroupsOf:
 
 
 class WorkspaceApprovers:
-    """An :class:`ApproverDirectory` per workspace, each with its own cache of user-group
-    members read with that workspace's token (a group ID names a group of one workspace);
-    in single-workspace mode one directory answers for every workspace."""
+    """Multi-workspace mode's approvers: an :class:`ApproverDirectory` per workspace, each
+    with its own cache of user-group members read with that workspace's token (a group ID
+    names a group of one workspace). Asked the same questions as a directory."""
 
-    def __init__(self, clients: SlackClients | None, ids: list[str], **timing: float):
-        """``clients``: None when this process has no Slack (the CLI): IDs only then."""
+    def __init__(self, clients: SlackClients, ids: list[str], **timing: float):
         self.clients = clients
         self.ids = ids
         self.timing = timing
-        self._directories: dict[Workspace | None, ApproverDirectory] = {}
+        self._directories: dict[Workspace, ApproverDirectory] = {}
         self._lock = threading.Lock()
-        if not self._multi:
-            self.of(Workspace(None))  # the one directory, warmed at start-up
-
-    @property
-    def _multi(self) -> bool:
-        return self.clients is not None and self.clients.multi_workspace
 
     @property
     def configured(self) -> bool:
@@ -206,15 +200,12 @@ class WorkspaceApprovers:
 
     def of(self, workspace: Workspace) -> ApproverDirectory:
         """The directory of ``workspace``, made on first use."""
-        key = workspace if self._multi else None
         with self._lock:
-            directory = self._directories.get(key)
+            directory = self._directories.get(workspace)
             if directory is None:
-                client: Any = self.clients.base if self.clients is not None else None
-                if self._multi:
-                    client = _GroupsOf(self.clients, workspace)  # type: ignore[arg-type]
-                directory = ApproverDirectory(client, self.ids, **self.timing)
-                self._directories[key] = directory
+                groups: Any = _GroupsOf(self.clients, workspace)
+                directory = ApproverDirectory(groups, self.ids, **self.timing)
+                self._directories[workspace] = directory
         return directory
 
     def is_approver(self, user_id: str, workspace: Workspace) -> bool:
@@ -238,3 +229,8 @@ class WorkspaceApprovers:
             directories = list(self._directories.values())
         for directory in directories:
             directory.refresh()
+
+
+#: Who may approve, as the rest of the bot asks it: one directory (single-workspace mode)
+#: or one per workspace.
+Approvers = ApproverDirectory | WorkspaceApprovers

@@ -14,7 +14,7 @@ from slack_sdk import WebClient
 
 from bot.config import Settings
 from bot.links.service import LinkService
-from bot.slack.approvers import WorkspaceApprovers
+from bot.slack.approvers import Approvers
 from bot.slack.clients import SlackClients
 
 log = logging.getLogger("bot.slack")
@@ -26,7 +26,7 @@ class SlackContext:
 
     settings: Settings
     service: LinkService
-    approvers: WorkspaceApprovers
+    approvers: Approvers
     # Listeners call Slack through these clients rather than the one Bolt builds for each
     # request: they keep their connections open (bot.slack.transport), Bolt's would not.
     clients: SlackClients
