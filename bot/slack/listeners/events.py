@@ -81,6 +81,11 @@ def _register_departures(app: App, ctx: SlackContext) -> None:
 
     @app.event("tokens_revoked")
     def revoked(event: dict[str, Any], context: BoltContext) -> None:
-        delete_revoked(event, context)
-        if (event.get("tokens") or {}).get("bot"):
-            ctx.service.workspace_left(Workspace(context.team_id, context.enterprise_id), REVOKED)
+        if not (event.get("tokens") or {}).get("bot"):
+            delete_revoked(event, context)  # users' tokens only: Paylink asks for none
+            return
+        # Bolt's listener would delete the bot row only, leaving the token in the
+        # installation row where Bolt and the worker read it: without its bot token an
+        # installation of Paylink is none at all.
+        delete_all(context)
+        ctx.service.workspace_left(Workspace(context.team_id, context.enterprise_id), REVOKED)
