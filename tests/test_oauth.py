@@ -235,6 +235,7 @@ def test_revoked_bot_token_stops_the_workspace_s_slack_jobs(
     assert thanked(stack.install(TEAM_A)) and thanked(stack.install(TEAM_B))
     flow, other = TeamFlow(stack, TEAM_A), TeamFlow(stack, TEAM_B)
     card = flow.request()
+    flow.idle()
     stack.slack.revoke(TEAM_A)
     revoked = {"type": "tokens_revoked", "tokens": {"oauth": [], "bot": ["U0PAYBOT"]}}
     assert flow.sim.event(revoked, team=TEAM_A).status_code == 200
