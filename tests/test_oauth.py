@@ -17,6 +17,7 @@ from bot.local.stack import APPROVAL_CHANNEL, APPROVER, REP, LocalStack
 from bot.local.standin import PostedMessage
 from bot.slack.oauth import installation_store
 from tests.conftest import FIELDS, Flow, check_slack_calls
+from tests.procs import Procs
 
 TEAM_A, TEAM_B = "T0ALPHA", "T0BRAVO"
 
@@ -272,3 +273,30 @@ def test_rotating_tokens_are_refreshed_with_the_refresh_token(
     assert installation is not None and installation.bot_token in issued
     assert post.team == TEAM_A and card.team == TEAM_A
     check_slack_calls(stack)
+
+
+@pytest.mark.slow  # a `paylink check` process
+def test_check_counts_installed_workspaces_and_needs_no_bot_token(
+    distributed: Callable[..., LocalStack], procs: Procs
+) -> None:
+    stack = distributed()
+    assert thanked(stack.install(TEAM_A)) and thanked(stack.install(TEAM_B))
+    settings = stack.settings
+    env = {
+        "DATABASE_URL": settings.database_url,
+        "PAYLINK_PUBLIC_URL": stack.base_url,
+        "SLACK_CLIENT_ID": str(settings.slack_client_id),
+        "SLACK_CLIENT_SECRET": settings.slack_client_secret.get_secret_value(),  # type: ignore[union-attr]
+        "PAYLINK_SECRET_KEY": settings.paylink_secret_key.get_secret_value(),  # type: ignore[union-attr]
+        "SLACK_SIGNING_SECRET": stack.signing_secret,
+        "SLACK_API_URL": settings.slack_api_url,
+    }
+    calls = len(stack.slack.calls)
+    result = procs.paylink("check", **env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (
+        f"ok: Slack: multi-workspace mode, installed in 2 workspaces; install at "
+        f"{stack.base_url}/slack/install"
+    ) in result.stdout
+    assert "SLACK_BOT_TOKEN" not in result.stdout
+    assert stack.slack.calls[calls:] == []  # no auth.test with any one token
