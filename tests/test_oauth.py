@@ -300,3 +300,24 @@ def test_check_counts_installed_workspaces_and_needs_no_bot_token(
     ) in result.stdout
     assert "SLACK_BOT_TOKEN" not in result.stdout
     assert stack.slack.calls[calls:] == []  # no auth.test with any one token
+
+
+def test_a_token_slack_refuses_stops_the_job_even_with_no_event_to_say_so(
+    distributed: Callable[..., LocalStack],
+) -> None:
+    stack = distributed()
+    assert thanked(stack.install(TEAM_A))
+    flow = TeamFlow(stack, TEAM_A)
+    card = flow.request()
+    flow.idle()
+    stack.slack.revoke(TEAM_A)  # and the app_uninstalled event is lost
+    with stack.runtime.store.reading() as s:
+        link_id = s.scalars(select(Link.id).where(Link.message_ts == card.ts)).one()
+    stack.runtime.service.cancel(link_id, REP)
+    flow.idle()
+    stopped = [j for j in flow.jobs() if "refuses the workspace's token" in (j.last_error or "")]
+    # The card's update and the thread's reply, each stopped at its first attempt.
+    assert len(stopped) == 2 and all(j.attempts == 1 for j in stopped)
+    assert {j.last_error for j in stopped} == {
+        "stopped: Slack refuses the workspace's token (token_revoked)"
+    }

@@ -18,7 +18,6 @@ from bot.links.tables import Job, Link
 from bot.links.workspaces import Workspace
 from bot.slack import blocks
 from bot.slack.clients import NotInstalled, SlackClients
-from bot.slack.failures import TOKEN_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +32,12 @@ PERMANENT = {
     "message_not_found",
     "cant_update_message",
 }
+
+# Slack's answers that mean the token itself is dead (revoked, expired, its workspace gone),
+# whatever the call: in multi-workspace mode the installation is looked at again.
+DEAD_TOKEN = frozenset(
+    {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
+)
 
 # chat.postMessage has no idempotency key, and a post whose answer never came (timeout, crash)
 # may still have landed. Posts carry message metadata naming the job's effect; before posting
@@ -120,7 +125,7 @@ class SlackDelivery:
             if status == 429:
                 retry_after = exc.response.headers.get("Retry-After", "1")
                 raise RetryLater("rate limited", float(retry_after or 1)) from None
-            if error in TOKEN_ERRORS and self.clients.multi_workspace:
+            if error in DEAD_TOKEN and self.clients.multi_workspace:
                 self._check_installed(link, client, error)
             if error not in PERMANENT:
                 raise RetryLater(f"slack error {status} {error}") from None
