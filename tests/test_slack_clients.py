@@ -1,5 +1,5 @@
-"""Each workspace's Slack client and approvers, and what an uninstall leaves of its jobs; on
-SQLite (the installation store's schema on PostgreSQL too), without Slack."""
+"""Each workspace's Slack client and approvers, what an uninstall leaves of its jobs, and the
+installation and OAuth state stores on our schema (SQLite and PostgreSQL), without Slack."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from slack_sdk.oauth.installation_store import Installation
+from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 from sqlalchemy import Engine, select
 
 from bot.config import load_settings
@@ -20,7 +21,12 @@ from bot.links.workspaces import Workspace
 from bot.slack.app import make_web_client
 from bot.slack.approvers import ApprovalsPaused, WorkspaceApprovers
 from bot.slack.clients import NotInstalled
-from bot.slack.oauth import installation_store, installed_workspaces, slack_clients
+from bot.slack.oauth import (
+    STATE_SECONDS,
+    installation_store,
+    installed_workspaces,
+    slack_clients,
+)
 from tests.dbs import BACKENDS, migrated_engine
 from tests.factories import checkout_request
 from tests.fakes import FakeGateway
@@ -132,3 +138,16 @@ def test_a_workspace_that_left_keeps_its_links_and_only_the_record_keeping_jobs(
     assert jobs[(stays.id, JobKind.CARD.value)].done_at is None
     with store.reading() as s:
         assert store.get(s, left.id) is not None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_oauth_state_is_good_once_and_only_before_it_expires(
+    backend: str, tmp_path: Path
+) -> None:
+    with migrated_engine(backend, tmp_path) as engine:
+        states = SQLAlchemyOAuthStateStore(expiration_seconds=STATE_SECONDS, engine=engine)
+        state = states.issue()
+        assert states.consume(state) and not states.consume(state)
+        assert not states.consume("made-up")
+        expired = SQLAlchemyOAuthStateStore(expiration_seconds=-1, engine=engine).issue()
+        assert not states.consume(expired)
