@@ -194,6 +194,7 @@ def test_two_workspaces_run_the_flow_each_with_its_own_token_and_never_cross(
         home = str(stack.slack.wait_for(lambda s: s.home_views.get(REP))["blocks"])
         assert all(ref in home for ref in references[flow.team])
         assert not any(ref in home for ref in references[other.team])
+        assert "https://slack.example/archives/" in home  # Open request: the workspace's URL
         assert stack.slack.calls_of("views.publish")[0].team == flow.team
     check_slack_calls(stack)
 

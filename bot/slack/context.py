@@ -51,8 +51,13 @@ class SlackContext:
         it with (the one token in single-workspace mode)."""
         return self.clients.for_token(context.bot_token)
 
-    def permalink(self, channel_id: str | None, ts: str | None) -> str | None:
-        """A message permalink built from the team URL (no Web API call per message)."""
-        if not (self.team_url and channel_id and ts):
+    def permalink(
+        self, channel_id: str | None, ts: str | None, team_url: str | None = None
+    ) -> str | None:
+        """A message permalink built from the team URL (no Web API call per message):
+        ``team_url``, the workspace's a request was authorized in, else auth.test's at
+        start-up (single-workspace mode)."""
+        team_url = team_url or self.team_url
+        if not (team_url and channel_id and ts):
             return None
-        return f"{self.team_url.rstrip('/')}/archives/{channel_id}/p{ts.replace('.', '')}"
+        return f"{team_url.rstrip('/')}/archives/{channel_id}/p{ts.replace('.', '')}"

@@ -33,9 +33,12 @@ def register(app: App, ctx: SlackContext) -> None:
         if event.get("tab") == "home" and event.get("user"):
             # After the ack (Bolt acks an event once its listener returns), as modals are.
             client = ctx.client_for(context)
-            ctx.later(ctx.after_ack, publish_home, client, workspace, event["user"])
+            team_url = context.authorize_result.url if context.authorize_result else None
+            ctx.later(ctx.after_ack, publish_home, client, workspace, team_url, event["user"])
 
-    def publish_home(client: WebClient, workspace: Workspace, user: str) -> None:
+    def publish_home(
+        client: WebClient, workspace: Workspace, team_url: str | None, user: str
+    ) -> None:
         is_approver = ctx.approvers.is_approver(user, workspace)
         with store.reading() as s:
             mine = store.recent_for(s, user, workspace=workspace)
@@ -51,7 +54,7 @@ def register(app: App, ctx: SlackContext) -> None:
         permalinks = {
             link.id: url
             for link in [*mine, *waiting]
-            if (url := ctx.permalink(link.channel_id, link.message_ts))
+            if (url := ctx.permalink(link.channel_id, link.message_ts, team_url))
         }
         client.views_publish(
             user_id=user,
