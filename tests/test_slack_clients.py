@@ -22,9 +22,11 @@ from bot.slack.app import make_web_client
 from bot.slack.approvers import ApprovalsPaused, WorkspaceApprovers
 from bot.slack.clients import NotInstalled
 from bot.slack.oauth import (
+    AUTH_CACHE_SIZE,
     STATE_SECONDS,
     installation_store,
     installed_workspaces,
+    oauth_settings,
     slack_clients,
 )
 from tests.dbs import BACKENDS, migrated_engine
@@ -151,3 +153,13 @@ def test_an_oauth_state_is_good_once_and_only_before_it_expires(
         assert not states.consume("made-up")
         expired = SQLAlchemyOAuthStateStore(expiration_seconds=-1, engine=engine).issue()
         assert not states.consume(expired)
+
+
+def test_bolt_remembers_auth_test_for_a_bounded_number_of_tokens(engine: Engine) -> None:
+    settings = multi()
+    authorize = oauth_settings(settings, engine, make_web_client(settings)).authorize
+    cache = authorize.authorize_result_cache  # type: ignore[attr-defined]
+    for n in range(AUTH_CACHE_SIZE + 5):  # rotation: two new tokens a day per workspace
+        cache[f"xoxb-{n}"] = n
+    assert len(cache) == AUTH_CACHE_SIZE
+    assert "xoxb-0" not in cache and f"xoxb-{AUTH_CACHE_SIZE + 4}" in cache

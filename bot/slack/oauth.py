@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import logging
+from collections import OrderedDict
 
 from slack_bolt.authorization.authorize import InstallationStoreAuthorize
 from slack_bolt.oauth.callback_options import CallbackOptions, FailureArgs, SuccessArgs
@@ -35,6 +36,7 @@ BOT_SCOPES = (
     "groups:history",
 )
 STATE_SECONDS = 600  # an install started at /slack/install must finish within this
+AUTH_CACHE_SIZE = 2000  # tokens whose auth.test answer is remembered
 
 # What the installer is told when Slack's redirect cannot be taken (Bolt's reason → words).
 FAILURES = {
@@ -123,7 +125,7 @@ def oauth_settings(settings: Settings, engine: Engine, client: PooledWebClient) 
     )
     # Bolt's own would refresh tokens at slack.com whatever SLACK_API_URL says; one auth.test
     # per token rather than per request (a click's ack waits for it).
-    oauth.authorize = InstallationStoreAuthorize(
+    authorize = InstallationStoreAuthorize(
         logger=logging.getLogger("slack_bolt.paylink"),
         installation_store=store,
         client_id=oauth.client_id,
@@ -132,7 +134,24 @@ def oauth_settings(settings: Settings, engine: Engine, client: PooledWebClient) 
         cache_enabled=True,
         client=client,
     )
+    authorize.authorize_result_cache = _Recent(AUTH_CACHE_SIZE)
+    oauth.authorize = authorize
     return oauth
+
+
+class _Recent(OrderedDict):
+    """A dict that forgets its oldest entries beyond ``size``: Bolt's cache of auth.test
+    answers, one per token, would otherwise grow by two tokens a day per workspace that
+    rotates them."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def __setitem__(self, key: object, value: object) -> None:
+        super().__setitem__(key, value)
+        while len(self) > self.size:
+            self.popitem(last=False)
 
 
 def _installed(args: SuccessArgs) -> BoltResponse:
