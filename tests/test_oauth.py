@@ -247,8 +247,10 @@ def test_revoked_bot_token_stops_the_workspace_s_slack_jobs(
     stack.runtime.service.cancel(link_id, REP)  # a change that would update the card
     flow.idle()
     assert any("not installed" in (j.last_error or "") for j in flow.jobs())
-    # The other workspace carries on.
+    # The other workspace carries on; installed again, the first starts afresh.
     assert other.request().team == TEAM_B
+    assert thanked(stack.install(TEAM_A))
+    assert flow.request().team == TEAM_A
     check_slack_calls(stack)
 
 
