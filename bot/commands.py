@@ -57,7 +57,7 @@ def serve(
     from bot.server import Server
     from bot.web import create_app
 
-    settings.require("slack_bot_token", "slack_signing_secret")
+    settings.require(*_bot_token(settings), "slack_signing_secret")
     settings = with_overrides(settings, paylink_host=host, port=port)
     stopping = stop_signals()
     runtime = _serving_runtime(settings)
@@ -85,7 +85,7 @@ def socket_mode(settings: Settings) -> int:
     from bot.slack.socket_mode import SocketMode
     from bot.web import create_app
 
-    settings.require("slack_bot_token", "slack_app_token")
+    settings.require(*_bot_token(settings), "slack_app_token")
     stopping = stop_signals()
     runtime = _serving_runtime(settings)
     if runtime is None:
@@ -161,7 +161,7 @@ def worker(settings: Settings, *, parent: int | None = None) -> int:
     """Run the job queue (Slack messages, link creation, payments, clicks) and the periodic
     jobs until SIGTERM or Ctrl-C: beside a `paylink serve` run with PAYLINK_WORKER=separate,
     or as the child of one (``parent``: its pid; the worker stops when that process is gone)."""
-    settings.require("slack_bot_token")
+    settings.require(*_bot_token(settings))
     mode = settings.paylink_worker
     if mode == "inline" or (mode == "child" and parent is None):
         # A worker beside a `serve` that does the work itself (inline) or runs a worker of its
@@ -190,6 +190,12 @@ def worker(settings: Settings, *, parent: int | None = None) -> int:
     finally:
         runtime.stop()
     return 0
+
+
+def _bot_token(settings: Settings) -> tuple[str, ...]:
+    """SLACK_BOT_TOKEN, unless each workspace's installation holds its token (multi-workspace
+    mode): the settings a long-running process needs for Slack's Web API."""
+    return () if settings.multi_workspace else ("slack_bot_token",)
 
 
 def _gateway(settings: Settings) -> str:
@@ -267,7 +273,7 @@ def check(settings: Settings) -> int:
     problems: list[str] = []
     ok: list[str] = []
     try:
-        settings.require("slack_bot_token")
+        settings.require(*_bot_token(settings))
     except ConfigError as exc:
         problems.extend(exc.lines)
     if not (settings.slack_signing_secret or settings.slack_app_token):
@@ -289,6 +295,8 @@ def check(settings: Settings) -> int:
             key_problem = WorkspaceSettings(settings, LinkStore(engine)).check_key()
             if key_problem:
                 problems.append(key_problem)
+            if settings.multi_workspace:
+                ok.append(_installations(settings, engine))
     except DatabaseUnusable as exc:
         problems.extend(exc.lines)
     except DBAPIError as exc:
@@ -296,7 +304,7 @@ def check(settings: Settings) -> int:
     finally:
         if engine is not None:
             engine.dispose()
-    if settings.slack_bot_token:
+    if settings.slack_bot_token and not settings.multi_workspace:
         from slack_sdk.errors import SlackApiError
 
         from bot.slack.app import make_web_client
@@ -332,6 +340,18 @@ def check(settings: Settings) -> int:
     for line in problems:
         print(f"problem: {line}")
     return 1 if problems else 0
+
+
+def _installations(settings: Settings, engine: Engine) -> str:
+    """What `check` says of multi-workspace mode: how many workspaces installed, and where
+    more install."""
+    from bot.slack.oauth import INSTALL_PATH, installed_workspaces
+
+    count = installed_workspaces(settings, engine)
+    return (
+        f"Slack: multi-workspace mode, installed in {count} workspace"
+        f"{'' if count == 1 else 's'}; install at {settings.public_url}{INSTALL_PATH}"
+    )
 
 
 def create(settings: Settings, fields: dict[str, Any], *, flags: dict[str, str]) -> int:

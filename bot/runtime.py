@@ -32,6 +32,7 @@ from bot.xpay.client import XPayClient
 from bot.xpay.keys import GatewayKeys
 
 if TYPE_CHECKING:
+    from bot.slack.clients import SlackClients
     from bot.slack.transport import PooledWebClient
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class Runtime:
         self.intake = JobIntake(self.store) if self.plan.queues_follow_up else None
         follow_up: FollowUp = Queued(self.intake) if self.intake else self.inline
         self.slack_client: PooledWebClient | None = None
+        self.clients: SlackClients | None = None  # each workspace's client (bot.slack.clients)
         self.delivery_client: PooledWebClient | None = None
         self.bolt_app = None
         self.runner: JobRunner | None = None
@@ -108,17 +110,19 @@ class Runtime:
 
         from bot.slack.approvers import WorkspaceApprovers
 
-        if slack and settings.slack_bot_token:
+        if slack and (settings.slack_bot_token or settings.multi_workspace):
             from bot.slack.app import make_web_client
+            from bot.slack.oauth import slack_clients
 
             self.slack_client = make_web_client(settings)
+            self.clients = slack_clients(settings, self.slack_client, self.engine)
         # Each workspace's settings (stored in Slack's Settings over the environment's) and
         # XPay stores; with none stored, everything is the environment's.
         self.workspaces = WorkspaceSettings(settings, self.store)
         self.stores = StoreGateways(
             self.workspaces, self.xpay, self.gateway_keys, timeout=settings.xpay_timeout
         )
-        self.approvers = WorkspaceApprovers(self.slack_client, self.workspaces.for_team)
+        self.approvers = WorkspaceApprovers(self.clients, self.workspaces.for_team)
         self.service = LinkService(
             self.store,
             self.xpay,
@@ -169,12 +173,17 @@ class Runtime:
             self.settings,
             self.service,
             self.approvers,
-            self.slack_client,
+            self.clients,  # type: ignore[arg-type]  (built with slack_client)
             self.decisions,
             self.after_ack,
             workspaces=self.workspaces,
         )
-        self.bolt_app = build_bolt_app(self.slack_context, self.slack_client)
+        oauth = None
+        if self.settings.multi_workspace:
+            from bot.slack.oauth import oauth_settings
+
+            oauth = oauth_settings(self.settings, self.engine, self.slack_client)  # type: ignore[arg-type]
+        self.bolt_app = build_bolt_app(self.slack_context, self.slack_client, oauth)
 
     def _build_runner(self) -> JobRunner:
         """The job runner, with a handler for every job kind: Slack's, and the follow-up work
@@ -182,10 +191,11 @@ class Runtime:
         from bot.links.sharing import Sharing
         from bot.slack.app import make_web_client
         from bot.slack.delivery import SlackDelivery
+        from bot.slack.oauth import slack_clients
 
         self.delivery_client = make_web_client(self.settings, retries=False)
         slack = SlackDelivery(
-            self.delivery_client,
+            slack_clients(self.settings, self.delivery_client, self.engine),
             self.queue,
             approvers_configured=self.approvers.configured,
             store_label=self._store_label,
@@ -219,9 +229,10 @@ class Runtime:
 
     def learn_workspace(self) -> Workspace | None:
         """The workspace of SLACK_BOT_TOKEN, as auth.test reports it (None without a token,
-        or when Slack does not answer). Links with no workspace recorded become its: made
-        before links recorded one, or from the command line while Slack did not answer."""
-        if not self.settings.slack_bot_token:
+        in multi-workspace mode, or when Slack does not answer). Links with no workspace
+        recorded become its: made before links recorded one, or from the command line while
+        Slack did not answer. (In multi-workspace mode such links stay nobody's.)"""
+        if not self.settings.slack_bot_token or self.settings.multi_workspace:
             return None
         from bot.slack.app import make_web_client
         from bot.slack.origin import of_auth_test
@@ -250,7 +261,11 @@ class Runtime:
 
     def start(self) -> None:
         """Start the background work of this role: job runner and periodic timers."""
-        if self.slack_client is not None and self.plan.answers_slack:
+        if (
+            self.slack_client is not None
+            and self.plan.answers_slack
+            and not self.settings.multi_workspace
+        ):
             if self.learn_workspace() is None:
                 threading.Thread(
                     target=self._learn_workspace_later, name="workspace", daemon=True

@@ -1,4 +1,5 @@
-"""The WSGI app: Slack events, XPay webhooks, health, metrics and the sandbox gateway."""
+"""The WSGI app: Slack events (and in multi-workspace mode the install flow), XPay webhooks,
+health, metrics and the sandbox gateway."""
 
 from __future__ import annotations
 
@@ -122,6 +123,18 @@ def create_app(runtime: WebRuntime) -> Flask:
         metrics.jobs_backlog.set(backlog)
         metrics.jobs_age.set(age)
         return Response(generate_latest(metrics.registry), mimetype=CONTENT_TYPE_LATEST)
+
+    oauth = runtime.bolt_app.oauth_flow if runtime.bolt_app is not None else None
+    if oauth is not None:  # multi-workspace mode: Bolt's install flow
+        from slack_bolt.adapter.flask.handler import to_bolt_request, to_flask_response
+
+        @app.get(oauth.install_path)
+        def slack_install() -> Response:
+            return to_flask_response(oauth.handle_installation(to_bolt_request(request)))
+
+        @app.get(oauth.redirect_uri_path)
+        def slack_oauth_redirect() -> Response:
+            return to_flask_response(oauth.handle_callback(to_bolt_request(request)))
 
     if settings.sandbox:
         from bot.xpay.sandbox import SandboxConfig, make_sandbox_blueprint

@@ -1,16 +1,25 @@
-"""The Slack app manifest asks for exactly what the code uses."""
+"""The Slack app manifests ask for exactly what the code uses: manifest.yml (one workspace,
+HTTP), manifests/socket.yml (Socket Mode) and manifests/distributed.yml (OAuth installs)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
 from bot.local.demo import play_flow
 from bot.local.stack import APPROVER, REP, LocalStack
+from bot.slack.oauth import BOT_SCOPES, REDIRECT_PATH
 
-MANIFEST = yaml.safe_load((Path(__file__).parent.parent / "manifest.yml").read_text())
+ROOT = Path(__file__).parent.parent
+MANIFEST = yaml.safe_load((ROOT / "manifest.yml").read_text())
+SOCKET = yaml.safe_load((ROOT / "manifests" / "socket.yml").read_text())
+DISTRIBUTED = yaml.safe_load((ROOT / "manifests" / "distributed.yml").read_text())
+SCHEMA = json.loads((Path(__file__).parent / "data" / "slack_manifest.schema.json").read_text())
 
 # The bot scope each Web API method needs (methods with no scope map to None).
 SCOPE_OF = {
@@ -71,3 +80,50 @@ def test_manifest_scopes_are_the_ones_the_flow_uses() -> None:
         "groups:history",
         "im:write",
     }
+
+
+@pytest.mark.parametrize(
+    "manifest", [MANIFEST, SOCKET, DISTRIBUTED], ids=["manifest", "socket", "distributed"]
+)
+def test_every_manifest_is_one_slack_accepts(manifest: dict[str, Any]) -> None:
+    jsonschema.validate(manifest, SCHEMA)
+
+
+def test_a_misspelt_key_fails_the_schema() -> None:
+    wrong = dict(MANIFEST, settings=dict(MANIFEST["settings"], socket_mode=True))
+    with pytest.raises(jsonschema.ValidationError, match="socket_mode"):
+        jsonschema.validate(wrong, SCHEMA)
+
+
+def _urls(node: Any) -> list[str]:
+    """Every request URL in a manifest."""
+    if isinstance(node, dict):
+        found = [v for k, v in node.items() if k in ("url", "request_url")]
+        return found + [u for v in node.values() for u in _urls(v)]
+    if isinstance(node, list):
+        return [u for item in node for u in _urls(item)]
+    return []
+
+
+def test_socket_mode_manifest_has_no_request_urls_and_the_same_app() -> None:
+    assert SOCKET["settings"]["socket_mode_enabled"] is True
+    assert _urls(SOCKET) == []
+    assert SOCKET["oauth_config"]["scopes"] == MANIFEST["oauth_config"]["scopes"]
+    assert (
+        SOCKET["settings"]["event_subscriptions"]["bot_events"]
+        == MANIFEST["settings"]["event_subscriptions"]["bot_events"]
+    )
+    assert [c["command"] for c in SOCKET["features"]["slash_commands"]] == ["/paylink"]
+
+
+def test_distributed_manifest_redirects_to_the_oauth_route_and_hears_of_uninstalls() -> None:
+    redirect = DISTRIBUTED["oauth_config"]["redirect_urls"]
+    assert len(redirect) == 1 and redirect[0].endswith(REDIRECT_PATH)
+    # The install asks for exactly the scopes the app declares, which are manifest.yml's.
+    assert DISTRIBUTED["oauth_config"]["scopes"]["bot"] == list(BOT_SCOPES)
+    assert set(BOT_SCOPES) == set(MANIFEST["oauth_config"]["scopes"]["bot"])
+    events = DISTRIBUTED["settings"]["event_subscriptions"]["bot_events"]
+    assert set(events) == {"app_home_opened", "app_uninstalled", "tokens_revoked"}
+    urls = _urls(DISTRIBUTED)
+    assert len(urls) == 3 and all(u.endswith("/slack/events") for u in urls)
+    assert DISTRIBUTED["settings"]["socket_mode_enabled"] is False

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
@@ -583,3 +584,68 @@ def test_socket_mode_urls_take_the_app_token_only_and_serve_one_connection(
         assert hello["type"] == "hello" and hello["num_connections"] == 1
         with pytest.raises(InvalidStatus):  # a URL is good for one connection
             connect(url).close()
+
+
+@pytest.fixture
+def oauth_slack() -> Iterator[SlackStandIn]:
+    with SlackStandIn(client_id="1.2", client_secret="shh", token_rotation=True) as standin:  # noqa: S106
+        yield standin
+
+
+@pytest.mark.integration  # the stand-in listens on a port
+def test_oauth_code_is_exchanged_once_for_a_token_of_its_team(oauth_slack: SlackStandIn) -> None:
+    app = WebClient(base_url=oauth_slack.base_url, timeout=5)
+    code = oauth_slack.authorize("T0ALPHA", "https://bot.example/slack/oauth_redirect")
+    with pytest.raises(SlackApiError) as wrong_secret:
+        app.oauth_v2_access(client_id="1.2", client_secret="nope", code=code)  # noqa: S106
+    assert _error(wrong_secret) == "bad_client_secret"
+    with pytest.raises(SlackApiError) as wrong_redirect:
+        app.oauth_v2_access(
+            client_id="1.2", client_secret="shh", code=code, redirect_uri="https://evil.example/"
+        )  # noqa: S106
+    assert _error(wrong_redirect) == "bad_redirect_uri"
+    code = oauth_slack.authorize("T0ALPHA")
+    answer = app.oauth_v2_access(client_id="1.2", client_secret="shh", code=code)  # noqa: S106
+    assert answer["team"]["id"] == "T0ALPHA" and answer["token_type"] == "bot"
+    assert answer["expires_in"] == 43_200 and answer["refresh_token"].startswith("xoxe-")
+    with pytest.raises(SlackApiError) as again:
+        app.oauth_v2_access(client_id="1.2", client_secret="shh", code=code)  # noqa: S106
+    assert _error(again) == "invalid_code"
+    token = answer["access_token"]
+    assert app.auth_test(token=token)["team_id"] == "T0ALPHA"
+    assert app.auth_test(token="xoxb-test")["team_id"] == oauth_slack.team_id
+
+    refreshed = app.oauth_v2_access(
+        client_id="1.2",
+        client_secret="shh",  # noqa: S106
+        grant_type="refresh_token",
+        refresh_token=answer["refresh_token"],
+    )
+    assert refreshed["access_token"] != token and refreshed["team"]["id"] == "T0ALPHA"
+    oauth_slack.revoke("T0ALPHA")
+    for dead in (token, refreshed["access_token"]):
+        with pytest.raises(SlackApiError) as revoked:
+            app.auth_test(token=dead)
+        assert _error(revoked) == "token_revoked"
+    with pytest.raises(SlackApiError) as gone:
+        app.oauth_v2_access(
+            client_id="1.2",
+            client_secret="shh",  # noqa: S106
+            grant_type="refresh_token",
+            refresh_token=answer["refresh_token"],
+        )
+    assert _error(gone) == "invalid_refresh_token"
+
+
+@pytest.mark.integration
+def test_authorize_page_sends_the_admin_back_with_a_code_and_the_state(
+    oauth_slack: SlackStandIn,
+) -> None:
+    page = oauth_slack.base_url.removesuffix("/api/") + "/oauth/v2/authorize"
+    query = {"client_id": "1.2", "state": "s1", "redirect_uri": "https://bot.example/cb"}
+    answer = requests.get(page, params={**query, "team": "T0B"}, allow_redirects=False, timeout=5)
+    assert answer.status_code == 302
+    location = answer.headers["Location"]
+    assert location.startswith("https://bot.example/cb?code=code-t0b-") and "state=s1" in location
+    refused = requests.get(page, params={**query, "client_id": "9"}, timeout=5)
+    assert refused.status_code == 400

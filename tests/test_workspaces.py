@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 import pytest
+import requests
 from sqlalchemy import select, text, update
 
 from bot.links.tables import Link
@@ -232,3 +233,34 @@ def test_a_worker_refuses_a_stored_click_from_elsewhere(
     bot.wait_db(JOBS_LEFT, [(0,)])
     assert "Awaiting approval" in status(slack, card.ts)
     assert bot.rows("select status from links") == [("awaiting_approval",)]
+
+
+def test_slash_command_and_app_home_from_another_workspace_show_nothing(flow: Flow) -> None:
+    """Single-workspace mode: /paylink typed elsewhere opens no modal; App Home opened
+    elsewhere publishes nothing; the install flow does not exist."""
+    flow.request()
+    flow.idle()
+    answer = flow.sim.command(REP, team=ELSEWHERE)
+    assert answer.status_code == 200 and "another Slack workspace" in answer.text
+    flow.sim.home_opened(REP, team=ELSEWHERE).raise_for_status()
+    flow.sim.home_opened(APPROVER).raise_for_status()  # ours: published
+    flow.slack.wait_for(lambda s: APPROVER in s.home_views)
+    assert list(flow.slack.home_views) == [APPROVER]
+    assert len(flow.slack.views_opened) == 1  # the request's own modal
+    install = flow.stack.base_url + "/slack/install"
+    assert requests.get(install, timeout=10).status_code == 404
+
+
+def test_app_home_lists_only_its_workspace_s_links(flow: Flow) -> None:
+    mine = flow.request()
+    flow.idle()
+    with flow.stack.runtime.store.transaction() as s:
+        s.execute(update(Link).where(Link.message_ts == mine.ts).values(team_id=ELSEWHERE))
+    flow.request(order_reference="KEPT-1")
+    flow.idle()
+    flow.sim.home_opened(APPROVER).raise_for_status()
+    home = str(flow.slack.wait_for(lambda s: s.home_views.get(APPROVER))["blocks"])
+    assert "KEPT-1" in home
+    with flow.stack.runtime.store.reading() as s:
+        other = s.scalars(select(Link.reference).where(Link.team_id == ELSEWHERE)).one()
+    assert other not in home

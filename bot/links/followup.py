@@ -32,8 +32,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# tell(channel, user, text): an ephemeral note to the person who clicked.
-Tell = Callable[[str | None, str, str], None]
+# tell(workspace, channel, user, text): an ephemeral note to the person who clicked, in
+# their workspace.
+Tell = Callable[[Workspace, str | None, str, str], None]
 
 
 @dataclass(frozen=True)
@@ -190,4 +191,4 @@ class QueuedWork:
         origin = Workspace(click.get("team"), click.get("enterprise"))
         refusal = self.service.decide_click(Click(click["action"]), link.id, click["user"], origin)
         if refusal:
-            self.tell(click.get("channel"), click["user"], refusal)
+            self.tell(origin, click.get("channel"), click["user"], refusal)

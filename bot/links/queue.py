@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session
 
 from bot.db import utcnow
 from bot.links.kinds import JobKind
-from bot.links.store import LinkStore
+from bot.links.store import LinkStore, of_workspace
 from bot.links.tables import Job, Link
+from bot.links.workspaces import Workspace
 
 JOBS = Job.__table__
 CLAIM_LEASE = timedelta(seconds=60)
@@ -28,6 +29,9 @@ ATTEMPTED = "started, outcome not recorded"
 # Kinds that are work for the bot itself rather than Slack messages: queued for links
 # without a card too.
 OWN_WORK = frozenset({JobKind.CREATE, JobKind.PAYMENT, JobKind.DECISION, JobKind.CONFIRM})
+# Work that keeps a link's record true whatever happens in Slack: still done for a workspace
+# that uninstalled Paylink (a payment made there still marks its link Paid).
+RECORD_KEEPING = frozenset({JobKind.CREATE, JobKind.PAYMENT, JobKind.CONFIRM})
 
 _INSERT = insert(JOBS)
 # Older cards of a link not yet done, covered by the card done after them.
@@ -197,6 +201,35 @@ class JobQueue:
             ]
             if cards:
                 s.execute(_COVER_OLDER_CARDS, cards)
+
+    def stop(self, job: Job, reason: str) -> None:
+        """Mark a claimed job done without its effect, saying why (it can never have one)."""
+        with self.store.transaction() as s:
+            s.execute(
+                update(JOBS)
+                .where(Job.id == job.id)
+                .values(
+                    done_at=utcnow(),
+                    attempts=Job.attempts + 1,
+                    claimed_until=None,
+                    last_error=reason[:500],
+                )
+            )
+
+    def stop_workspace(self, session: Session, workspace: Workspace, reason: str) -> int:
+        """Mark done, with ``reason``, the jobs not done of ``workspace``'s links that would
+        act in Slack there (all but :data:`RECORD_KEEPING`); returns how many."""
+        links = select(Link.id).where(of_workspace(workspace))
+        result = session.execute(
+            update(JOBS)
+            .where(
+                Job.done_at.is_(None),
+                Job.kind.not_in([kind.value for kind in RECORD_KEEPING]),
+                Job.link_id.in_(links),
+            )
+            .values(done_at=utcnow(), claimed_until=None, last_error=reason[:500])
+        )
+        return result.rowcount or 0
 
     def release_claims(self, session: Session, now: datetime) -> int:
         """End every claim on a job not done (their holder is gone); returns how many."""

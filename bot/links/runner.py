@@ -39,6 +39,11 @@ class RetryLater(Exception):
         self.delay = delay
 
 
+class Stop(Exception):
+    """The job can never have its effect (e.g. the link's workspace uninstalled Paylink):
+    it is marked done, not retried, with this reason."""
+
+
 class JobRunner:
     """Claims due jobs and hands each to the handler of its kind; a thread of its own wakes
     on each commit that queued jobs (and on :meth:`wake`)."""
@@ -147,7 +152,15 @@ class JobRunner:
             return True
         try:
             handler(job, link)
-        except Exception as exc:  # every failure is retried; nothing is dropped
+        except Stop as exc:
+            log.warning(
+                "job stopped: %s",
+                exc,
+                extra={"link_id": job.link_id, "kind": job.kind, "ref": link.reference},
+            )
+            self.queue.stop(job, f"stopped: {exc}")
+            return False
+        except Exception as exc:  # every other failure is retried; nothing is dropped
             delay = exc.delay if isinstance(exc, RetryLater) and exc.delay else None
             backoff = delay or min(MAX_BACKOFF, self.base_backoff * 2.0 ** min(job.attempts, 10))
             backoff *= 1 if delay else random.uniform(0.8, 1.2)

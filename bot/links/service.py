@@ -76,7 +76,7 @@ class LinkService:
         store: LinkStore,
         gateway: Gateway,
         *,
-        is_approver: Callable[[str], bool],
+        is_approver: Callable[[str], bool] | None = None,
         allow_self_approval: bool = False,
         follow_up: FollowUp | None = None,
         reconcile_after: timedelta = timedelta(minutes=15),
@@ -98,7 +98,7 @@ class LinkService:
         self.sandbox = sandbox
         self.queue = JobQueue(store)
         self.gateway = gateway
-        self.is_approver = is_approver
+        self.is_approver = is_approver or (lambda _user: False)
         self.allow_self_approval = allow_self_approval
         # Where creations, webhooks and clicks are carried out: by default right here.
         self.follow_up = follow_up or Inline()
@@ -260,6 +260,10 @@ class LinkService:
 
     def _gateway(self, store_id: int | None) -> Gateway:
         return self.stores.gateway(store_id) if self.stores else self.gateway
+
+    def approves(self, link: Link, user_id: str) -> bool:
+        """True when ``user_id`` approves in ``link``'s workspace."""
+        return self._approves(link, user_id)
 
     def _approves(self, link: Link, user_id: str) -> bool:
         if self.approvers_in is not None:
@@ -729,3 +733,19 @@ class LinkService:
         self._announce(s, moved, kind)
         applied.append((outcome, moved.reference))
         return WebhookResult(WebhookOutcome.APPLIED, moved.id)
+
+    # Workspaces ---------------------------------------------------------------------
+
+    def workspace_left(self, workspace: Workspace, reason: str) -> int:
+        """``workspace`` uninstalled Paylink or revoked its token: its jobs that would act in
+        Slack there are stopped (done, with ``reason``, never run); its links are kept, and
+        payments on them still recorded. Returns how many jobs were stopped."""
+        with self.store.transaction() as s:
+            stopped = self.queue.stop_workspace(s, workspace, reason)
+        log.info(
+            "workspace left: %d pending Slack jobs stopped (%s)",
+            stopped,
+            reason,
+            extra={"team": workspace.team_id},
+        )
+        return stopped

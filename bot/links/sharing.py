@@ -119,7 +119,7 @@ class Sharing:
     def _check(self, link: Link, user_id: str, origin: Workspace | None) -> None:
         if origin is not None and not link.owned_by(origin):
             raise OtherWorkspace()
-        if user_id != link.requester_id and not self.service.is_approver(user_id):
+        if user_id != link.requester_id and not self.service.approves(link, user_id):
             raise NotAllowed(
                 "Only the rep who asked for this link or an approver can send it to the customer."
             )

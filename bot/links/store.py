@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Engine, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -43,6 +43,16 @@ _MOVE = (
 # How long a lease on a link's creation lasts: after that a stuck creation is resumed.
 LEASE = timedelta(seconds=60)
 _QUEUED = "paylink_jobs_queued"  # Session.info key: this transaction queues jobs
+
+
+def of_workspace(workspace: Workspace) -> ColumnElement[bool]:
+    """The condition "the link is ``workspace``'s" (Link.owned_by, in SQL)."""
+    enterprise = LINKS.c.enterprise_id
+    return (LINKS.c.team_id == workspace.team_id) & (
+        enterprise.is_(None)
+        if workspace.enterprise_id is None
+        else enterprise == workspace.enterprise_id
+    )
 
 
 class DuplicateReference(Exception):
@@ -447,12 +457,22 @@ class LinkStore:
         links = session.scalars(select(Link).where(Link.intent_id.in_(intent_ids)))
         return {link.intent_id: link for link in links if link.intent_id}
 
-    def recent_for(self, session: Session, requester_id: str, limit: int = 20) -> list[Link]:
-        """A requester's most recent links, newest first."""
+    def recent_for(
+        self,
+        session: Session,
+        requester_id: str,
+        limit: int = 20,
+        *,
+        workspace: Workspace | None = None,
+    ) -> list[Link]:
+        """A requester's most recent links (only ``workspace``'s, when given), newest first."""
+        condition = Link.requester_id == requester_id
+        if workspace is not None:
+            condition = condition & of_workspace(workspace)
         return list(
             session.scalars(
                 select(Link)
-                .where(Link.requester_id == requester_id)
+                .where(condition)
                 .order_by(Link.created_at.desc(), Link.id.desc())
                 .limit(limit)
             )
@@ -465,14 +485,18 @@ class LinkStore:
         excluding: str | None = None,
         viewer: str | None = None,
         limit: int = 20,
+        workspace: Workspace | None = None,
     ) -> tuple[list[Link], int]:
         """Requests waiting for a decision, oldest first (one page), and how many there are.
 
         ``excluding`` leaves out that requester's own requests (they cannot approve them);
         ``viewer`` leaves out those needing two approvers that the viewer asked for or has
-        approved already (they wait for someone else).
+        approved already (they wait for someone else); ``workspace`` keeps only that
+        workspace's.
         """
         condition = Link.status == Status.AWAITING_APPROVAL.value
+        if workspace is not None:
+            condition = condition & of_workspace(workspace)
         if excluding is not None:
             condition = condition & (Link.requester_id != excluding)
         if viewer is not None:

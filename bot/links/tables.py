@@ -1,5 +1,6 @@
 """Tables: links, their status history and approvals, received webhook events, the job
-queue and the digests posted."""
+queue and the digests posted (and, from :mod:`bot.links.installations`, the Slack
+installations of multi-workspace mode)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+import bot.links.installations  # noqa: F401  (registers the Slack stores' tables)
 from bot.checkout import CheckoutRequest
 from bot.db import Base, UTCDateTime, utcnow
 from bot.links.states import LABELS, Status
@@ -99,6 +101,11 @@ class Link(Base):
     def status_label(self) -> str:
         """The status as people see it."""
         return LABELS[Status(self.status)]
+
+    @property
+    def workspace(self) -> Workspace:
+        """The workspace the link was requested in (team None: not recorded)."""
+        return Workspace(self.team_id, self.enterprise_id)
 
     def owned_by(self, workspace: Workspace) -> bool:
         """True when ``workspace`` is the one this link was requested in (a link whose

@@ -81,10 +81,11 @@ class SlackSimulator:
         *,
         channel: str = "C0SALES",
         trigger_id: str | None = None,
+        team: str = TEAM["id"],
         **kwargs: Any,
     ) -> requests.Response:
-        """``/paylink <text>`` typed by ``user`` in ``channel``."""
-        return self.post(command_body(user, text, channel, trigger_id), FORM, **kwargs)
+        """``/paylink <text>`` typed by ``user`` in ``channel`` of workspace ``team``."""
+        return self.post(command_body(user, text, channel, trigger_id, team), FORM, **kwargs)
 
     def interactive(self, payload: dict[str, Any], **kwargs: Any) -> requests.Response:
         """An interactivity payload (``payload=<json>``)."""
@@ -146,26 +147,40 @@ class SlackSimulator:
             }
         )
 
-    def home_opened(self, user: str, **kwargs: Any) -> requests.Response:
-        """The ``app_home_opened`` event for ``user``."""
-        return self.post(json.dumps(home_opened_payload(user)), "application/json", **kwargs)
+    def home_opened(self, user: str, *, team: str = TEAM["id"], **kwargs: Any) -> requests.Response:
+        """The ``app_home_opened`` event for ``user`` of workspace ``team``."""
+        return self.post(json.dumps(home_opened_payload(user, team)), "application/json", **kwargs)
+
+    def event(
+        self, event: dict[str, Any], *, team: str = TEAM["id"], **kwargs: Any
+    ) -> requests.Response:
+        """An Events API delivery of ``event`` about workspace ``team``."""
+        return self.post(json.dumps(event_payload(event, team)), "application/json", **kwargs)
 
 
 def command_body(
-    user: str, text: str = "", channel: str = "C0SALES", trigger_id: str | None = None
+    user: str,
+    text: str = "",
+    channel: str = "C0SALES",
+    trigger_id: str | None = None,
+    team: str = TEAM["id"],
 ) -> str:
-    """The form body of ``/paylink <text>`` typed by ``user`` in ``channel``."""
-    return urlencode(command_payload(user, text, channel, trigger_id))
+    """The form body of ``/paylink <text>`` typed by ``user`` in ``channel`` of ``team``."""
+    return urlencode(command_payload(user, text, channel, trigger_id, team))
 
 
 def command_payload(
-    user: str, text: str = "", channel: str = "C0SALES", trigger_id: str | None = None
+    user: str,
+    text: str = "",
+    channel: str = "C0SALES",
+    trigger_id: str | None = None,
+    team: str = TEAM["id"],
 ) -> dict[str, str]:
-    """The fields of ``/paylink <text>`` typed by ``user`` in ``channel``: a form body over
-    HTTP, a ``slash_commands`` envelope's payload in Socket Mode."""
+    """The fields of ``/paylink <text>`` typed by ``user`` in ``channel`` of ``team``: a form
+    body over HTTP, a ``slash_commands`` envelope's payload in Socket Mode."""
     return {
         "token": "verification-token-unused",
-        "team_id": TEAM["id"],
+        "team_id": team,
         "team_domain": TEAM["domain"],
         "channel_id": channel,
         "channel_name": "sales",
@@ -233,16 +248,23 @@ def click_payload(
     }
 
 
-def home_opened_payload(user: str) -> dict[str, Any]:
+def home_opened_payload(user: str, team: str = TEAM["id"]) -> dict[str, Any]:
     """The ``event_callback`` of ``app_home_opened`` for ``user`` (its ``event_id`` new)."""
+    home = {"type": "app_home_opened", "user": user, "channel": "D0HOME", "tab": "home"}
+    return event_payload(home, team)
+
+
+def event_payload(event: dict[str, Any], team: str = TEAM["id"]) -> dict[str, Any]:
+    """The ``event_callback`` delivering ``event`` about workspace ``team`` (a new
+    ``event_id``)."""
     return {
         "token": "unused",
-        "team_id": TEAM["id"],
+        "team_id": team,
         "api_app_id": "A0PAYLINK",
         "type": "event_callback",
         "event_id": "Ev" + uuid.uuid4().hex[:10].upper(),
         "event_time": int(time.time()),
-        "event": {"type": "app_home_opened", "user": user, "channel": "D0HOME", "tab": "home"},
+        "event": event,
     }
 
 

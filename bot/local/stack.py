@@ -7,6 +7,9 @@ stand-ins for a ``paylink socket`` process started with :meth:`LocalStack.enviro
 
 from __future__ import annotations
 
+import base64
+import html
+import re
 import secrets
 import socket
 import tempfile
@@ -14,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import requests
 from pydantic import SecretStr
 
 from bot.config import Settings, load_settings
@@ -32,6 +36,7 @@ SECOND_APPROVER = "U0CFO"  # an approver when the settings name them (two-approv
 APPROVAL_CHANNEL = "C0APPROVALS"
 BOT_TOKEN = "xoxb-local-stand-in"  # noqa: S105  (the stand-in's token, not a real one)
 APP_TOKEN = "xapp-1-A0PAYLINK-local-stand-in"  # noqa: S105  (likewise)
+CLIENT_ID = "1000000000.2000000000"  # the app's, in multi-workspace mode
 #: The people of the stand-in's workspace, by the names Slack would show.
 PEOPLE = {REP: "Sara", APPROVER: "Omar", OUTSIDER: "Bilal", SECOND_APPROVER: "Hina"}
 
@@ -74,6 +79,9 @@ class LocalStack:
     ``socket_mode``: no bot here, and a Socket Mode stand-in (``socket``) beside Slack's:
     run ``paylink socket`` with :meth:`environment` (it listens on ``port``, its sandbox
     gateway and webhook at ``base_url``); ``runtime`` then only reads the shared database.
+    ``multi_workspace``: Paylink is distributed (SLACK_CLIENT_ID) and has no workspace until
+    :meth:`install` installs it in one; ``token_rotation`` (with ``token_ttl`` seconds) makes
+    the stand-in issue expiring tokens with refresh tokens.
     """
 
     def __init__(
@@ -84,10 +92,14 @@ class LocalStack:
         threads: int = 16,
         jobs_interval: float = 30.0,
         socket_mode: bool = False,
+        multi_workspace: bool = False,
+        token_rotation: bool = False,
+        token_ttl: float = 43_200,
         **overrides: Any,
     ):
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="paylink-")
         self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
+        client_secret = secrets.token_hex(16)
         self.slack = SlackStandIn(
             bot_token=BOT_TOKEN,
             app_token=APP_TOKEN,
@@ -96,6 +108,10 @@ class LocalStack:
                 user: {"name": name.lower(), "profile": {"display_name": name, "real_name": name}}
                 for user, name in PEOPLE.items()
             },
+            client_id=CLIENT_ID,
+            client_secret=client_secret,
+            token_rotation=token_rotation,
+            token_ttl=token_ttl,
         )
         self.slack.start()
         self.socket: SocketModeStandIn | None = None
@@ -125,6 +141,13 @@ class LocalStack:
         }
         if socket_mode:  # as a Socket Mode app is set up: an app token, no signing secret
             values.update(slack_app_token=APP_TOKEN, slack_signing_secret=None)
+        if multi_workspace:
+            values.update(
+                slack_bot_token=None,
+                slack_client_id=CLIENT_ID,
+                slack_client_secret=client_secret,
+                paylink_secret_key=base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+            )
         values.update(overrides)
         self.settings: Settings = load_settings(_env_file=None, **values)
         self.runtime = Runtime(self.settings, jobs_interval=jobs_interval, slack=not socket_mode)
@@ -151,6 +174,22 @@ class LocalStack:
             if name in _PASSED_ON and value is not None
         }
         return {**env, "PAYLINK_HOST": "127.0.0.1"}
+
+    def install(self, team: str) -> requests.Response:
+        """Install Paylink in workspace ``team`` as its admin would, in a browser of their
+        own: the install page, Slack approving it, and Slack's redirect back to the bot (the
+        answer to that redirect is returned)."""
+        page = requests.get(self.base_url + "/slack/install", timeout=10)
+        page.raise_for_status()
+        found = re.search(r'href="([^"]*/oauth/v2/authorize[^"]*)"', page.text)
+        if found is None:
+            raise LookupError("no Add to Slack link on the install page")
+        approved = requests.get(
+            html.unescape(found.group(1)) + f"&team={team}", allow_redirects=False, timeout=10
+        )
+        # The state cookie is Secure (https only): this browser sends it over http all the same.
+        cookie = page.headers["Set-Cookie"].split(";", 1)[0]
+        return requests.get(approved.headers["Location"], headers={"Cookie": cookie}, timeout=10)
 
     def __enter__(self) -> LocalStack:
         if self.server is not None:

@@ -41,10 +41,20 @@ Behaviour worth knowing:
   (:class:`bot.local.socketmode.SocketModeStandIn`); it takes only the app-level token
   ``xapp-…`` and every other method refuses that token, with ``not_allowed_token_type``, as
   Slack does.
+* Several workspaces: every token belongs to a team, and ``auth.test`` answers with the
+  token's team; each call records it (``Call.team``, ``PostedMessage.team``).
+* OAuth (with ``client_id`` and ``client_secret``): ``GET /oauth/v2/authorize?team=T…``
+  plays the admin approving the install: it redirects to ``redirect_uri`` with a code and
+  the ``state``. ``oauth.v2.access`` exchanges a code once for a bot token of that team
+  (``invalid_code`` otherwise) and, with ``token_rotation``, a ``refresh_token`` and
+  ``expires_in``; ``grant_type=refresh_token`` gives a new token (``invalid_refresh_token``
+  for one it never issued). An expired token answers ``token_expired``; ``revoke(team)``
+  makes the team's tokens answer ``token_revoked``, as after an uninstall.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import email.parser
@@ -58,7 +68,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal, TypeVar
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from bot.local.terminal import render_thread
 
@@ -471,6 +481,7 @@ class Call:
     response: dict[str, Any]
     at: float
     status: int = 200
+    team: str | None = None  # the team of the token the call was made with
 
     @property
     def ok(self) -> bool:
@@ -492,6 +503,7 @@ class PostedMessage:
     metadata: dict[str, Any] | None = None
     user: str = ""
     posted_at: float = 0.0  # time.time() when it was posted
+    team: str | None = None  # the team of the token that posted it
 
 
 @dataclass
@@ -530,6 +542,15 @@ _SCOPE_OF = {
     "files.completeUploadExternal": "files:write",
     "usergroups.users.list": "usergroups:read",
 }
+
+
+@dataclass
+class _Token:
+    """A bot token the stand-in issued: its team, and when it stops working."""
+
+    team: str
+    expires_at: float | None = None
+    revoked: bool = False
 
 
 @dataclass
@@ -617,6 +638,9 @@ class SlackStandIn:
         team_id, bot_user_id, bot_id: identities returned by ``auth.test``.
         host, port: where to listen; port 0 picks a free port.
         scopes: the bot token's scopes (None: all of them); see the module's docstring.
+        client_id, client_secret: the app's, for ``oauth.v2.access`` (OAuth installs).
+        token_rotation: tokens issued by OAuth expire after ``token_ttl`` seconds and come
+            with a refresh token.
     """
 
     def __init__(
@@ -632,11 +656,21 @@ class SlackStandIn:
         host: str = "127.0.0.1",
         port: int = 0,
         scopes: Iterable[str] | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        token_rotation: bool = False,
+        token_ttl: float = 43_200,
     ) -> None:
         self.bot_token = bot_token
         self.scopes: set[str] | None = set(scopes) if scopes is not None else None
         self.app_token = app_token
         self.team_id = team_id
+        self.client_id, self.client_secret = client_id, client_secret
+        self.token_rotation, self.token_ttl = token_rotation, token_ttl
+        self._tokens: dict[str, _Token] = {bot_token: _Token(team_id)}
+        self._refresh_tokens: dict[str, str] = {}  # refresh token → team
+        self._codes: dict[str, tuple[str, str | None]] = {}  # code → (team, redirect_uri)
+        self._issued = itertools.count(1)
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
         self.usergroups: dict[str, list[str]] = {k: list(v) for k, v in (usergroups or {}).items()}
@@ -664,6 +698,7 @@ class SlackStandIn:
             "conversations.open": self._conversations_open,
             "files.getUploadURLExternal": self._files_get_upload_url,
             "files.completeUploadExternal": self._files_complete_upload,
+            "oauth.v2.access": self._oauth_v2_access,
         }
         self._delays: dict[str, float] = {}
         self._faults: dict[str, list[_Fault]] = {}
@@ -949,13 +984,16 @@ class SlackStandIn:
                     handler = self._handlers.get(method)
                     if handler is None:
                         raise _ApiError("unknown_method")
-                    if not token:
-                        raise _ApiError("not_authed")
-                    expected = self.app_token if method in _APP_LEVEL else self.bot_token
-                    if token != expected:
+                    if method == "oauth.v2.access":  # the app's id and secret, not a token
+                        self._check_client(params, auth_header)
+                    elif token and token.startswith("xapp-") != (method in _APP_LEVEL):
                         # An app-level token where a bot token belongs, or the other way round.
-                        wrong_type = token.startswith("xapp-") != (method in _APP_LEVEL)
-                        raise _ApiError("not_allowed_token_type" if wrong_type else "invalid_auth")
+                        raise _ApiError("not_allowed_token_type")
+                    elif method in _APP_LEVEL:
+                        if token != self.app_token:
+                            raise _ApiError("invalid_auth" if token else "not_authed")
+                    else:
+                        call.team = self._team_of(token)
                     needed = _SCOPE_OF.get(method)
                     if self.scopes is not None and needed and needed not in self.scopes:
                         raise _ApiError(
@@ -1068,12 +1106,92 @@ class SlackStandIn:
 
     # ---------------------------------------------------------------- methods
 
+    def _team_of(self, token: str | None) -> str:
+        """The team of a bot token, or the error Slack answers for it."""
+        if not token:
+            raise _ApiError("not_authed")
+        found = self._tokens.get(token)
+        if found is None:
+            raise _ApiError("invalid_auth")
+        if found.revoked:
+            raise _ApiError("token_revoked")
+        if found.expires_at is not None and found.expires_at <= time.time():
+            raise _ApiError("token_expired")
+        return found.team
+
+    def _check_client(self, params: dict[str, Any], auth_header: str | None) -> None:
+        """oauth.v2.access authenticates the app: HTTP Basic, or client_id/client_secret."""
+        client_id, client_secret = params.get("client_id"), params.get("client_secret")
+        if auth_header and auth_header.lower().startswith("basic "):
+            decoded = base64.b64decode(auth_header[6:].strip()).decode()
+            client_id, _, client_secret = decoded.partition(":")
+        if not self.client_id or client_id != self.client_id:
+            raise _ApiError("invalid_client_id")
+        if client_secret != self.client_secret:
+            raise _ApiError("bad_client_secret")
+
+    def _issue_token(self, team: str) -> dict[str, Any]:
+        """A new bot token for ``team`` as oauth.v2.access returns it."""
+        n = next(self._issued)
+        token = f"xoxb-{team.lower()}-{n}"
+        expires = time.time() + self.token_ttl if self.token_rotation else None
+        self._tokens[token] = _Token(team, expires)
+        answer: dict[str, Any] = {
+            "app_id": "A0PAYLINK",
+            "scope": "commands,chat:write",
+            "token_type": "bot",
+            "access_token": token,
+            "bot_user_id": self.bot_user_id,
+            "team": {"id": team, "name": f"Team {team}"},
+            "enterprise": None,
+            "is_enterprise_install": False,
+        }
+        if self.token_rotation:
+            refresh = f"xoxe-1-{team.lower()}-{n}"
+            self._refresh_tokens[refresh] = team
+            answer.update(refresh_token=refresh, expires_in=int(self.token_ttl))
+        return answer
+
+    def authorize(self, team: str, redirect_uri: str | None = None) -> str:
+        """The code Slack hands the app once an admin of ``team`` approved the install."""
+        code = f"code-{team.lower()}-{next(self._issued)}"
+        with self._lock:
+            self._codes[code] = (team, redirect_uri)
+        return code
+
+    def revoke(self, team: str) -> None:
+        """Revoke every token of ``team`` (as Slack does when the app is uninstalled)."""
+        with self._lock:
+            for token in self._tokens.values():
+                if token.team == team:
+                    token.revoked = True
+            for refresh in [r for r, t in self._refresh_tokens.items() if t == team]:
+                del self._refresh_tokens[refresh]
+
+    def _oauth_v2_access(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
+        if params.get("grant_type") == "refresh_token":
+            team = self._refresh_tokens.get(str(params.get("refresh_token") or ""))
+            if team is None:
+                raise _ApiError("invalid_refresh_token")
+        else:
+            found = self._codes.pop(str(params.get("code") or ""), None)
+            if found is None:
+                raise _ApiError("invalid_code")
+            team, redirect_uri = found
+            if redirect_uri and params.get("redirect_uri") != redirect_uri:
+                raise _ApiError("bad_redirect_uri")
+        call.team = team
+        answer = self._issue_token(team)
+        if params.get("grant_type") != "refresh_token":
+            answer["authed_user"] = {"id": "U0INSTALLER"}
+        return answer
+
     def _auth_test(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
         return {
             "url": "https://slack.example/",
             "team": "Paylink Test",
             "user": "paylink",
-            "team_id": self.team_id,
+            "team_id": call.team or self.team_id,
             "user_id": self.bot_user_id,
             "bot_id": self.bot_id,
             "is_enterprise_install": False,
@@ -1102,6 +1220,7 @@ class SlackStandIn:
             metadata=params.get("metadata"),
             user=self.bot_user_id,
             posted_at=call.at,
+            team=call.team,
         )
         self._messages[(channel, msg.ts)] = msg
         body = {"channel": channel, "ts": msg.ts, "message": self._message_payload(msg)}
@@ -1464,10 +1583,29 @@ def _make_handler(standin: SlackStandIn) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def _authorize(self, query: dict[str, str]) -> None:
+            """Slack's install page, approved at once by an admin of ``team``."""
+            redirect_uri, team = query.get("redirect_uri"), query.get("team") or standin.team_id
+            if not redirect_uri or query.get("client_id") != standin.client_id:
+                self._reply(400, {"ok": False, "error": "invalid_client_id"}, {})
+                return
+            code = standin.authorize(team, redirect_uri)
+            sep = "&" if "?" in redirect_uri else "?"
+            target = (
+                f"{redirect_uri}{sep}{urlencode({'code': code, 'state': query.get('state', '')})}"
+            )
+            self.send_response(302)
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
         def _serve(self) -> None:
             parts = urlsplit(self.path)
             if parts.path.startswith("/upload/v1/") and self.command == "POST":
                 self._upload(parts.path.rsplit("/", 1)[1])
+                return
+            if parts.path == "/oauth/v2/authorize":
+                self._authorize(dict(parse_qsl(parts.query)))
                 return
             if not parts.path.startswith("/api/"):
                 self._reply(404, {"ok": False, "error": "not_found"}, {})

@@ -6,6 +6,7 @@ import logging
 
 from slack_bolt import App
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
+from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
@@ -25,8 +26,13 @@ def make_web_client(settings: Settings, *, retries: bool = True) -> PooledWebCli
     """A WebClient for SLACK_API_URL that keeps its connections open; with ``retries``,
     connection errors, 429 and 5xx are retried in the call. The job runner's client has none:
     a retried chat.postMessage can post twice, so the job runner retries itself, after looking
-    for the earlier post."""
-    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    for the earlier post. In multi-workspace mode it has no token: each workspace's comes
+    from its installation (bot.slack.clients)."""
+    token = (
+        settings.slack_bot_token.get_secret_value()
+        if settings.slack_bot_token and not settings.multi_workspace
+        else None
+    )
     handlers = (
         [
             ConnectionErrorRetryHandler(max_retry_count=2),
@@ -46,8 +52,10 @@ def make_web_client(settings: Settings, *, retries: bool = True) -> PooledWebCli
     )
 
 
-def build_bolt_app(ctx: SlackContext, client: WebClient) -> App:
-    """The Bolt app: request verification on, every listener acknowledged before slow work."""
+def build_bolt_app(ctx: SlackContext, client: WebClient, oauth: OAuthSettings | None = None) -> App:
+    """The Bolt app: request verification on, every listener acknowledged before slow work;
+    with ``oauth`` (multi-workspace mode) the install flow, and each request authorized by
+    its workspace's installation."""
     settings = ctx.settings
     bolt_logger = logging.getLogger("slack_bolt.paylink")
     # Bolt also reads SLACK_BOT_TOKEN from the environment and warns that our client (which
@@ -66,6 +74,8 @@ def build_bolt_app(ctx: SlackContext, client: WebClient) -> App:
         # return instead of at Bolt's next ack poll (docs/decisions/0012-ack-first.md).
         process_before_response=True,
         logger=bolt_logger,
+        oauth_settings=oauth,
+        authorize=oauth.authorize if oauth is not None else None,
     )
 
     @app.error

@@ -13,13 +13,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
 from bot.links.outcomes import Refused
+from bot.links.workspaces import Workspace
+
+if TYPE_CHECKING:
+    from bot.slack.clients import SlackClients
 
 log = logging.getLogger("bot.slack")
 
@@ -77,14 +81,15 @@ class ApproverDirectory:
         """False when nobody at all can approve."""
         return bool(self.users or self.groups)
 
-    def is_approver(self, user_id: str) -> bool:
-        """True when the user is listed, or in a listed group as Slack confirmed lately."""
+    def is_approver(self, user_id: str, workspace: Workspace | None = None) -> bool:
+        """True when the user is listed, or in a listed group as Slack confirmed lately
+        (``workspace`` is any: this directory answers for the one of SLACK_BOT_TOKEN)."""
         try:
             return self.may_decide(user_id)
         except ApprovalsPaused:
             return False
 
-    def may_decide(self, user_id: str) -> bool:
+    def may_decide(self, user_id: str, workspace: Workspace | None = None) -> bool:
         """:meth:`is_approver` for a decision, which says why when it cannot know:
         :class:`ApprovalsPaused` (a Refused) when that depends on groups gone unconfirmed."""
         if user_id in self.users:
@@ -165,30 +170,61 @@ class ApproverDirectory:
             log.info("usergroups.users.list answers again: approvals by the groups' members resume")
 
 
+class _GroupsOf:
+    """What a directory reads from Slack, for one workspace: the client is looked up at each
+    read, so a refreshed token is used and an uninstalled workspace reads nothing."""
+
+    def __init__(self, clients: SlackClients, workspace: Workspace):
+        self.clients = clients
+        self.workspace = workspace
+
+    def usergroups_users_list(self, **kwargs: Any) -> Any:
+        """``usergroups.users.list`` with the workspace's token."""
+        return self.clients.for_workspace(self.workspace).usergroups_users_list(**kwargs)
+
+
 class WorkspaceApprovers:
     """Who may approve in each workspace: its approvers as its settings say (stored in
-    Slack's Settings, else PAYLINK_APPROVERS), each list with its own directory, kept while
-    the list stays the same (so a group is not read again for every workspace)."""
+    Slack's Settings, else PAYLINK_APPROVERS), each list with its own directory whose
+    user-group members are read with that workspace's token. In single-workspace mode one
+    directory serves a list whatever the workspace (a group is not read again for each)."""
 
-    def __init__(self, client: WebClient | None, settings_for: Callable[[str | None], Settings]):
-        self.client = client
+    def __init__(
+        self,
+        clients: SlackClients | None,
+        settings_for: Callable[[str | None], Settings],
+        **timing: float,
+    ):
+        self.clients = clients
         self.settings_for = settings_for
-        self._directories: dict[tuple[str, ...], ApproverDirectory] = {}
+        self.timing = timing
+        self._directories: dict[tuple[str | None, tuple[str, ...]], ApproverDirectory] = {}
         self._lock = threading.Lock()
         self.directory(None)  # the environment's: warmed at start-up, shown by /healthz
 
     def directory(self, team_id: str | None) -> ApproverDirectory:
         """The approver directory of workspace ``team_id``."""
         ids = tuple(self.settings_for(team_id).paylink_approvers)
+        multi = self.clients is not None and self.clients.multi_workspace
+        key = (team_id if multi else None, ids)
         with self._lock:
-            found = self._directories.get(ids)
+            found = self._directories.get(key)
             made = found is None
             if found is None:
-                found = self._directories[ids] = ApproverDirectory(self.client, list(ids))
-        if made and self._directories.keys() - {ids}:
-            # A list set in Settings since start-up: read its groups now, as start-up does.
+                found = self._directories[key] = ApproverDirectory(
+                    self._reader(team_id, multi), list(ids), **self.timing
+                )
+        if made and len(self._directories) > 1:
+            # A list or workspace new since start-up: read its groups now, as start-up does.
             threading.Thread(target=found.refresh, name="approvers", daemon=True).start()
         return found
+
+    def _reader(self, team_id: str | None, multi: bool) -> Any:
+        """What reads workspace ``team_id``'s groups: its own client in multi-workspace mode
+        (nothing for no workspace), the one client otherwise."""
+        if self.clients is None or (multi and team_id is None):
+            return None
+        return _GroupsOf(self.clients, Workspace(team_id)) if multi else self.clients.base
 
     def may_decide(self, user_id: str, team_id: str | None = None) -> bool:
         """:meth:`ApproverDirectory.may_decide` in workspace ``team_id``."""
@@ -210,7 +246,8 @@ class WorkspaceApprovers:
         return "paused" if "paused" in states else "ok" if "ok" in states else "none"
 
     def refresh(self) -> None:
-        """Fetch every known list's groups now (start-up warms them with it)."""
+        """Read the groups' members of every list and workspace seen so far (start-up warms
+        them)."""
         with self._lock:
             directories = list(self._directories.values())
         for directory in directories:

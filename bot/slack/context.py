@@ -1,4 +1,5 @@
-"""What the Slack listeners share: settings, the link service and the approver directory."""
+"""What the Slack listeners share: settings, the link service, the approver directories and
+each workspace's Web API client."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
+from slack_bolt import BoltContext
 from slack_sdk import WebClient
 
 from bot.config import Settings
 from bot.links.service import LinkService
 from bot.links.workspace_settings import WorkspaceSettings
+from bot.links.workspaces import Workspace
 from bot.slack.approvers import WorkspaceApprovers
+from bot.slack.clients import SlackClients
 
 log = logging.getLogger("bot.slack")
 
@@ -25,9 +29,9 @@ class SlackContext:
     settings: Settings
     service: LinkService
     approvers: WorkspaceApprovers
-    # Listeners call Slack through this one client rather than the one Bolt builds for each
-    # request: it keeps its connections open (bot.slack.transport), Bolt's would not.
-    client: WebClient
+    # Listeners call Slack through these clients rather than the one Bolt builds for each
+    # request: they keep their connections open (bot.slack.transport), Bolt's would not.
+    clients: SlackClients
     decisions: Executor  # runs button clicks' decisions after their ack
     after_ack: Executor  # Slack calls made after an ack (views.open, views.publish)
     team_url: str | None = None
@@ -51,8 +55,23 @@ class SlackContext:
 
         pool.submit(run)
 
-    def permalink(self, channel_id: str | None, ts: str | None) -> str | None:
-        """A message permalink built from the team URL (no Web API call per message)."""
-        if not (self.team_url and channel_id and ts):
+    def client_for(self, context: BoltContext) -> WebClient:
+        """The client for the workspace a request came from, with the token Bolt authorized
+        it with (the one token in single-workspace mode)."""
+        return self.clients.for_token(context.bot_token)
+
+    def client_of(self, team_id: str | None) -> WebClient:
+        """The client for workspace ``team_id`` (work done after an ack, where Bolt's
+        context is gone); NotInstalled when Paylink has no token there."""
+        return self.clients.for_workspace(Workspace(team_id))
+
+    def permalink(
+        self, channel_id: str | None, ts: str | None, team_url: str | None = None
+    ) -> str | None:
+        """A message permalink built from the team URL (no Web API call per message):
+        ``team_url``, the workspace's a request was authorized in, else auth.test's at
+        start-up (single-workspace mode)."""
+        team_url = team_url or self.team_url
+        if not (team_url and channel_id and ts):
             return None
-        return f"{self.team_url.rstrip('/')}/archives/{channel_id}/p{ts.replace('.', '')}"
+        return f"{team_url.rstrip('/')}/archives/{channel_id}/p{ts.replace('.', '')}"

@@ -16,13 +16,21 @@ from bot.links.digest import Report
 from bot.links.kinds import JobKind
 from bot.links.policy import TWO
 from bot.links.queue import JobQueue
-from bot.links.runner import Handler, RetryLater
+from bot.links.runner import Handler, RetryLater, Stop
 from bot.links.states import Status
 from bot.links.tables import Job, Link
+from bot.links.workspaces import Workspace
 from bot.slack import blocks
+from bot.slack.clients import NotInstalled, SlackClients
 from bot.slack.qr import qr_png
 
 log = logging.getLogger(__name__)
+
+# Slack's answers that mean the token itself is dead (revoked, expired, its workspace gone),
+# whatever the call: in multi-workspace mode the installation is looked at again.
+DEAD_TOKEN = frozenset(
+    {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
+)
 
 # Errors that will not go away by retrying: log and give up on that one message.
 PERMANENT = {
@@ -87,11 +95,12 @@ def tell(client: WebClient, channel: str | None, user: str, text: str) -> None:
 
 
 class SlackDelivery:
-    """The job runner's handlers for the jobs that talk to Slack."""
+    """The job runner's handlers for the jobs that talk to Slack, each with the client of
+    its link's workspace (a workspace that uninstalled Paylink: the job is stopped)."""
 
     def __init__(
         self,
-        client: WebClient,
+        clients: SlackClients,
         queue: JobQueue,
         *,
         approvers_configured: Callable[[str | None], bool],
@@ -101,7 +110,7 @@ class SlackDelivery:
         """``approvers_configured(team_id)``: somebody may approve in that workspace;
         ``store_label(team_id, store_id)``: the store name a card shows, if any;
         ``mail_enabled``: the link's reply offers "Send to customer"."""
-        self.client = client
+        self.clients = clients
         self.queue = queue
         self.store = queue.store
         self.approvers_configured = approvers_configured
@@ -118,19 +127,33 @@ class SlackDelivery:
             JobKind.DIGEST: self.digest,
         }
 
-    def tell(self, channel: str | None, user: str, text: str) -> None:
-        """An ephemeral note, e.g. a refusal of a click the worker decided."""
-        tell(self.client, channel, user, text)
+    def tell(self, origin: Workspace, channel: str | None, user: str, text: str) -> None:
+        """An ephemeral note in ``origin`` (the clicker's workspace), e.g. a refusal of a
+        click the worker decided."""
+        try:
+            client = self.clients.for_workspace(origin)
+        except NotInstalled:
+            return  # nobody there to tell
+        tell(client, channel, user, text)
 
     def card(self, job: Job, link: Link) -> None:
         """Post the request's card, or bring it up to the link's latest state."""
-        with self._slack_errors(job, link, gave_up=self._card_undeliverable):
-            self._card(job, link)
+        client = self._client(link)
+        with self._slack_errors(job, link, client, gave_up=self._card_undeliverable):
+            self._card(job, link, client)
 
     def thread(self, job: Job, link: Link) -> None:
         """Post a reply in the card's thread."""
-        with self._slack_errors(job, link):
-            self._thread(job, link)
+        client = self._client(link)
+        with self._slack_errors(job, link, client):
+            self._thread(job, link, client)
+
+    def _client(self, link: Link) -> WebClient:
+        """The client of the link's workspace; Stop when Paylink is not installed there."""
+        try:
+            return self.clients.for_workspace(link.workspace)
+        except NotInstalled:
+            raise Stop("Paylink is not installed in the link's Slack workspace") from None
 
     def qr(self, job: Job, link: Link) -> None:
         """Post a QR code image of the checkout URL in the thread, after the link's reply (a
@@ -141,9 +164,10 @@ class SlackDelivery:
         if link.message_ts is None:
             raise RetryLater("the card is not posted yet", 1.0)
         test = "TEST " if link.sandbox else ""
-        with self._slack_errors(job, link):
+        client = self._client(link)
+        with self._slack_errors(job, link, client):
             try:
-                self.client.files_upload_v2(
+                client.files_upload_v2(
                     content=qr_png(link.checkout_url),
                     filename=f"{link.reference}-qr.png",
                     title=f"{test}QR code of the checkout link for {link.reference}",
@@ -164,18 +188,28 @@ class SlackDelivery:
                 raise RetryLater(f"file upload failed: {exc}") from None
 
     def digest(self, job: Job, link: Link | None) -> None:
-        """Post the daily digest (a job of no link), once."""
-        with self._slack_errors(job, link):
+        """Post the daily digest (a job of no link), once. It covers the environment's
+        approval channel: the single workspace's (multi-workspace mode has no digest)."""
+        client = self.clients.base
+        with self._slack_errors(job, link, client):
             channel, key = job.payload["channel"], job.dedupe_key or f"job:{job.id}"
-            if self._earlier_post(job, channel, DIGEST_EVENT, key, since=job.created_at) is None:
-                post_digest(self.client, channel, Report.from_json(job.payload["report"]), key)
+            found = self._earlier_post(
+                job, client, channel, DIGEST_EVENT, key, since=job.created_at
+            )
+            if found is None:
+                post_digest(client, channel, Report.from_json(job.payload["report"]), key)
 
     @contextmanager
     def _slack_errors(
-        self, job: Job, link: Link | None, gave_up: Callable[[Link, str], None] | None = None
+        self,
+        job: Job,
+        link: Link | None,
+        client: WebClient,
+        gave_up: Callable[[Link, str, WebClient], None] | None = None,
     ) -> Iterator[None]:
         """Slack's errors as the runner needs them: RetryLater, or for an error retrying
-        will not fix, logged and given up on (``gave_up`` is told)."""
+        will not fix, logged and given up on (``gave_up`` is told); Stop for a workspace
+        whose token Slack no longer takes."""
         try:
             yield
         except SlackApiError as exc:
@@ -184,15 +218,24 @@ class SlackDelivery:
             if status == 429:
                 retry_after = exc.response.headers.get("Retry-After", "1")
                 raise RetryLater("rate limited", float(retry_after or 1)) from None
+            if error in DEAD_TOKEN and self.clients.multi_workspace and link is not None:
+                self._check_installed(link, client, error)
             if error not in PERMANENT:
                 raise RetryLater(f"slack error {status} {error}") from None
             log.error("slack refused %s for link %s: %s", job.kind, job.link_id, error)
             if gave_up is not None and link is not None:
-                gave_up(link, error)
+                gave_up(link, error, client)
         except TimeoutError:
             # Slack may still be working on the call: give it time to land before the next
             # attempt looks for it (see _earlier_post), rather than racing it with a re-post.
-            raise RetryLater("slack did not answer in time", 2.0 * self.client.timeout) from None
+            raise RetryLater("slack did not answer in time", 2.0 * client.timeout) from None
+
+    def _check_installed(self, link: Link, client: WebClient, error: str) -> None:
+        """Slack refused the workspace's token: Stop when the installation is gone or still
+        holds that token (no event may ever come to say so), else the next attempt uses the
+        token that replaced it."""
+        if self._client(link).token == client.token:
+            raise Stop(f"Slack refuses the workspace's token ({error})")
 
     def _render(self, link: Link) -> tuple[str, list[dict]]:
         """The card for ``link`` as it is now (with its approvals, when it needs two)."""
@@ -207,15 +250,17 @@ class SlackDelivery:
             approvals=approvals,
         )
 
-    def _card(self, job: Job, link: Link) -> None:
+    def _card(self, job: Job, link: Link, client: WebClient) -> None:
         text, card_blocks = self._render(link)
         if link.message_ts is None:
             key = f"card:{link.id}"
             # No attempt precedes its row; a link's card rows are delivered as one (the newest
             # row stands for older ones), so any of them may have posted it since the link began.
-            found = self._earlier_post(job, link.channel_id, CARD_EVENT, key, since=link.created_at)
+            found = self._earlier_post(
+                job, client, link.channel_id, CARD_EVENT, key, since=link.created_at
+            )
             if found is None:
-                response = self.client.chat_postMessage(
+                response = client.chat_postMessage(
                     channel=link.channel_id,
                     text=text,
                     blocks=card_blocks,
@@ -229,17 +274,19 @@ class SlackDelivery:
                 self.store.update_fields(s, link.id, message_ts=ts, channel_id=channel)
             link.message_ts, link.channel_id = ts, channel
             if found is not None:  # the earlier post may show an older state
-                self._update_card(link, text, card_blocks)
+                self._update_card(link, client, text, card_blocks)
             if job.payload.get("notify_requester"):
-                self._tell_requester(link)
+                self._tell_requester(link, client)
         else:
-            self._update_card(link, text, card_blocks)
+            self._update_card(link, client, text, card_blocks)
 
-    def _update_card(self, link: Link, text: str, card_blocks: list[dict]) -> None:
+    def _update_card(
+        self, link: Link, client: WebClient, text: str, card_blocks: list[dict]
+    ) -> None:
         """chat.update, and again while the link moved on meanwhile: with several runners
         an older render could otherwise land last and show a status going backwards."""
         for _ in range(3):
-            self.client.chat_update(
+            client.chat_update(
                 channel=link.channel_id, ts=link.message_ts, text=text, blocks=card_blocks
             )
             if self.store.version(link.id) in (None, link.version):
@@ -251,6 +298,7 @@ class SlackDelivery:
     def _earlier_post(
         self,
         message: Job,
+        client: WebClient,
         channel: str | None,
         event: str,
         key: str,
@@ -267,11 +315,11 @@ class SlackDelivery:
         window = {"limit": LOOKBACK, "oldest": f"{oldest.timestamp():.6f}"}
         try:
             if thread_ts is None:
-                found = self.client.conversations_history(
+                found = client.conversations_history(
                     channel=channel, include_all_metadata=True, **window
                 )
             else:
-                found = self.client.conversations_replies(
+                found = client.conversations_replies(
                     channel=channel, ts=thread_ts, include_all_metadata=True, **window
                 )
         except SlackApiError as exc:
@@ -297,7 +345,7 @@ class SlackDelivery:
             )
         return matches[0] if matches else None
 
-    def _card_undeliverable(self, link: Link, error: str) -> None:
+    def _card_undeliverable(self, link: Link, error: str, client: WebClient) -> None:
         """The request card cannot be posted at all (it is not posted yet): withdraw the
         request (nobody could ever approve it) and tell the rep, in the channel or else by
         direct message."""
@@ -322,28 +370,28 @@ class SlackDelivery:
             "to check PAYLINK_APPROVAL_CHANNEL."
         )
         try:
-            self.client.chat_postEphemeral(
+            client.chat_postEphemeral(
                 channel=link.origin_channel_id or link.channel_id, user=link.requester_id, text=text
             )
             return
         except SlackApiError:
             pass  # most likely the same channel the card could not reach
         try:
-            self.client.chat_postMessage(channel=link.requester_id, text=text)
+            client.chat_postMessage(channel=link.requester_id, text=text)
         except SlackApiError as exc:
             log.error("could not tell the requester either: %s", exc.response.get("error"))
 
-    def _tell_requester(self, link: Link) -> None:
+    def _tell_requester(self, link: Link, client: WebClient) -> None:
         if not link.requester_id.startswith(("U", "W")):
             return
         try:
-            permalink = self.client.chat_getPermalink(
+            permalink = client.chat_getPermalink(
                 channel=link.channel_id, message_ts=link.message_ts
             )["permalink"]
         except SlackApiError:
             permalink = None
         try:
-            self.client.chat_postEphemeral(
+            client.chat_postEphemeral(
                 channel=link.origin_channel_id or link.channel_id,
                 user=link.requester_id,
                 text=blocks.sent_for_approval_text(link, permalink),
@@ -352,19 +400,25 @@ class SlackDelivery:
             # The rep may have typed /paylink in a DM the bot cannot post to; the card stands.
             log.info("could not tell the requester: %s", exc.response.get("error"))
 
-    def _thread(self, job: Job, link: Link) -> None:
+    def _thread(self, job: Job, link: Link, client: WebClient) -> None:
         if link.message_ts is None:
             raise RetryLater("the card is not posted yet", 1.0)
         key = job.dedupe_key or f"job:{job.id}"
         found = self._earlier_post(
-            job, link.channel_id, REPLY_EVENT, key, since=job.created_at, thread_ts=link.message_ts
+            job,
+            client,
+            link.channel_id,
+            REPLY_EVENT,
+            key,
+            since=job.created_at,
+            thread_ts=link.message_ts,
         )
         if found is not None:
             return
         text, reply_blocks = blocks.thread_reply(
             link, job.payload["kind"], job.payload, mail=self.mail_enabled
         )
-        self.client.chat_postMessage(
+        client.chat_postMessage(
             channel=link.channel_id,
             thread_ts=link.message_ts,
             text=text,

@@ -31,6 +31,19 @@ def sender(body: Mapping[str, Any]) -> Workspace:
     return Workspace(team, _id(body.get("enterprise")))
 
 
+def named_in(body: Mapping[str, Any]) -> Workspace:
+    """The workspace a slash command was typed in, or an Events API delivery is about: the
+    ``team_id`` and ``enterprise_id`` of the form or the envelope."""
+    return Workspace(_id(body, "team_id"), _id(body, "enterprise_id"))
+
+
+def is_ours(origin: Workspace, context: BoltContext) -> bool:
+    """True when ``origin`` names a workspace and it is the installation's Bolt authorized
+    the request with (in multi-workspace mode the installation is looked up by that very
+    workspace; in single-workspace mode it is SLACK_BOT_TOKEN's)."""
+    return origin.team_id is not None and origin == installed_in(context)
+
+
 def installed_in(context: BoltContext) -> Workspace | None:
     """This installation's workspace, as auth.test told Bolt (which asks before it hands
     an interactive payload to a listener, and refuses the payload when it cannot)."""

@@ -31,9 +31,11 @@ POOL_SIZE = 40
 class PooledWebClient(WebClient):
     """``WebClient`` over a urllib3 pool: one connection reused for many calls."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, pool: urllib3.PoolManager | None = None, **kwargs: Any) -> None:
+        """``pool``: the connections of another client (see :meth:`with_token`)."""
         super().__init__(*args, **kwargs)
-        self._pool = urllib3.PoolManager(
+        self._owns_pool = pool is None
+        self._pool = pool or urllib3.PoolManager(
             num_pools=2,
             maxsize=POOL_SIZE,
             # No retries here: slack_sdk's retry handlers decide, and a chat.postMessage
@@ -41,6 +43,20 @@ class PooledWebClient(WebClient):
             retries=False,
             timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout),
             ssl_context=self.ssl,
+        )
+
+    def with_token(self, token: str | None) -> PooledWebClient:
+        """This client with another token (a workspace's, in multi-workspace mode), over the
+        same connections: a client per workspace would keep a pool per workspace."""
+        if token == self.token:
+            return self
+        return PooledWebClient(
+            token=token,
+            base_url=self.base_url,
+            timeout=self.timeout,
+            ssl=self.ssl,
+            retry_handlers=self.retry_handlers,
+            pool=self._pool,
         )
 
     def _perform_urllib_http_request_internal(self, url: str, req: Request) -> dict[str, Any]:
@@ -68,5 +84,7 @@ class PooledWebClient(WebClient):
         return {"status": resp.status, "headers": headers, "body": resp.data.decode(charset)}
 
     def close(self) -> None:
-        """Close the pooled connections (a later call opens new ones)."""
-        self._pool.clear()
+        """Close the pooled connections (a later call opens new ones); a client made by
+        :meth:`with_token` leaves them to the client it was made from."""
+        if self._owns_pool:
+            self._pool.clear()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -53,7 +53,7 @@ def register(app: App, ctx: SlackContext) -> None:
 
     def on_click(action_id: ActionId, click: Click) -> None:
         @app.action(action_id)
-        def handler(ack: Ack, body: dict[str, Any]) -> None:
+        def handler(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
             ack()
             clicked = _clicked(action_id, body)
             if clicked is None:
@@ -65,7 +65,7 @@ def register(app: App, ctx: SlackContext) -> None:
                     click, link_id, user, sender(body), channel=_channel(body)
                 )
                 if refusal:
-                    _tell(ctx.client, body, refusal)
+                    _tell(ctx.client_for(context), body, refusal)
 
             # After the ack, on a pool of its own: the request's thread answers Slack at once,
             # and a burst of decisions cannot hold up later acks. Beside a worker the click is
@@ -78,7 +78,7 @@ def register(app: App, ctx: SlackContext) -> None:
         on_click(action_id, click)
 
     @app.action(ActionId.REJECT)
-    def open_reject(ack: Ack, body: dict[str, Any]) -> None:
+    def open_reject(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
         ack()
         clicked = _clicked(ActionId.REJECT, body)
         if clicked is None:
@@ -86,13 +86,14 @@ def register(app: App, ctx: SlackContext) -> None:
         link_id, user = clicked
 
         def open_modal() -> None:
+            client = ctx.client_for(context)
             try:
                 link = service.check_decision(link_id, user, sender(body))
             except Refused as exc:
-                _tell(ctx.client, body, exc.message)
+                _tell(client, body, exc.message)
                 return
             try:
-                ctx.client.views_open(trigger_id=body["trigger_id"], view=blocks.reject_modal(link))
+                client.views_open(trigger_id=body["trigger_id"], view=blocks.reject_modal(link))
             except SlackApiError as exc:
                 log.warning("views.open (reject) failed: %s", exc.response.get("error"))
 

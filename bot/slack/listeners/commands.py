@@ -6,7 +6,7 @@ import contextlib
 import logging
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext
 from slack_sdk.errors import SlackApiError
 
 from bot.checkout import parse_amount
@@ -14,8 +14,14 @@ from bot.slack import blocks
 from bot.slack.context import SlackContext
 from bot.slack.listeners.export import export
 from bot.slack.listeners.settings import open_settings
+from bot.slack.origin import is_ours, named_in
 
 log = logging.getLogger(__name__)
+
+NOT_OURS = (
+    "This came from another Slack workspace: Paylink takes requests from its own workspace "
+    "only, so nothing was opened."
+)
 
 
 def prefill(text: str, currencies: list[str]) -> tuple[str | None, str | None]:
@@ -35,7 +41,14 @@ def register(app: App, ctx: SlackContext) -> None:
     """Register the slash command."""
 
     @app.command("/paylink")
-    def paylink(ack: Ack, body: dict[str, Any]) -> None:
+    def paylink(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+        if not is_ours(named_in(body), context):
+            log.info(
+                "command from another workspace refused",
+                extra={"user": body.get("user_id"), "team": body.get("team_id")},
+            )
+            ack(text=NOT_OURS)
+            return
         text = (body.get("text") or "").strip()
         settings = ctx.settings_for(body.get("team_id"))
         if text.lower() in ("help", "?", "-h", "--help"):
@@ -57,13 +70,14 @@ def register(app: App, ctx: SlackContext) -> None:
             return
         ack()
         amount, currency = prefill(text, settings.paylink_currencies)
+        client = ctx.client_for(context)
 
         def open_modal() -> None:
             view = blocks.request_modal(
                 settings, channel_id=channel_id, amount=amount, currency=currency
             )
             try:
-                ctx.client.views_open(trigger_id=body["trigger_id"], view=view)
+                client.views_open(trigger_id=body["trigger_id"], view=view)
             except SlackApiError as exc:
                 log.warning("views.open failed: %s", exc.response.get("error"))
 

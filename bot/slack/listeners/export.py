@@ -26,8 +26,8 @@ def export(ctx: SlackContext, ack: Ack, body: dict[str, Any], argument: str) -> 
     """Answer ``/paylink export [YYYY-MM]`` (``argument``: what follows ``export``): ack at
     once, then build the CSV and deliver it in the background."""
     user = str(body.get("user_id") or "")
-    settings = ctx.settings
-    if not ctx.approvers.is_approver(user):
+    settings = ctx.settings_for(body.get("team_id"))
+    if not ctx.approvers.is_approver(user, body.get("team_id")):
         ack(text=APPROVERS_ONLY)
         return
     team = body.get("team_id") or None
@@ -57,7 +57,7 @@ def deliver(
 ) -> None:
     """Write ``workspace``'s CSV for ``period`` to a temporary file (rows streamed from the
     database) and upload it into the direct message with ``user``; tell them if it fails."""
-    timezone = ctx.settings.timezone
+    timezone = ctx.settings_for(workspace.team_id).timezone
     with tempfile.NamedTemporaryFile(
         "w+", encoding=csv_export.ENCODING, newline="", suffix=".csv"
     ) as out:
@@ -65,9 +65,10 @@ def deliver(
         count = csv_export.write(out, rows, timezone)
         out.flush()
         name = f"paylink-{period.start.astimezone(timezone):%Y-%m}.csv"
+        client = ctx.clients.for_workspace(workspace)
         try:
-            dm = ctx.client.conversations_open(users=user)["channel"]["id"]
-            ctx.client.files_upload_v2(
+            dm = client.conversations_open(users=user)["channel"]["id"]
+            client.files_upload_v2(
                 file=out.name,
                 filename=name,
                 title=f"Paylink links, {period.name}",
@@ -82,7 +83,7 @@ def deliver(
             )
             log.warning("export not delivered: %s", error, extra={"user": user})
             tell(
-                ctx.client,
+                client,
                 channel,
                 user,
                 f"Your export could not be delivered: Slack said `{error}`.",

@@ -11,6 +11,7 @@ from slack_bolt import Ack, App
 from slack_sdk.errors import SlackApiError
 
 from bot.links.workspace_settings import StoreProblems
+from bot.links.workspaces import Workspace
 from bot.slack.admins import is_admin
 from bot.slack.blocks.ids import ActionId, BlockId, CallbackId
 from bot.slack.blocks.settings import (
@@ -41,9 +42,9 @@ def _modal(ctx: SlackContext, team_id: str | None, action: str, value: str) -> d
     return store_modal(store, ctx.settings.public_url)
 
 
-def _open(ctx: SlackContext, trigger_id: str, view: dict[str, Any]) -> None:
+def _open(ctx: SlackContext, team_id: str, trigger_id: str, view: dict[str, Any]) -> None:
     try:
-        ctx.client.views_open(trigger_id=trigger_id, view=view)
+        ctx.client_of(team_id).views_open(trigger_id=trigger_id, view=view)
     except SlackApiError as exc:
         log.warning("views.open (settings) failed: %s", exc.response.get("error"))
 
@@ -54,10 +55,11 @@ def open_settings(ctx: SlackContext, ack: Ack, body: dict[str, Any]) -> None:
     user, channel, team = body.get("user_id", ""), body.get("channel_id"), body.get("team_id")
 
     def work() -> None:
-        if ctx.workspaces is None or not team or not is_admin(ctx, user):
-            tell(ctx.client, channel, user, NOT_ADMIN)
+        if ctx.workspaces is None or not team or not is_admin(ctx, user, team):
+            if team:
+                tell(ctx.client_of(team), channel, user, NOT_ADMIN)
             return
-        _open(ctx, body["trigger_id"], _modal(ctx, team, ActionId.OPEN_SETTINGS, ""))
+        _open(ctx, team, body["trigger_id"], _modal(ctx, team, ActionId.OPEN_SETTINGS, ""))
 
     ctx.later(ctx.after_ack, work)
 
@@ -74,11 +76,11 @@ def register(app: App, ctx: SlackContext) -> None:
             value = str(((body.get("actions") or [{}])[0]).get("value") or "")
 
             def work() -> None:
-                if ctx.workspaces is None or team is None or not is_admin(ctx, user):
+                if ctx.workspaces is None or team is None or not is_admin(ctx, user, team):
                     view = refused_modal(NOT_ADMIN)
                 else:
                     view = _modal(ctx, team, action_id, value)
-                _open(ctx, body["trigger_id"], view)
+                _open(ctx, team, body["trigger_id"], view)
 
             ctx.later(ctx.after_ack, work)
 
@@ -88,7 +90,7 @@ def register(app: App, ctx: SlackContext) -> None:
     def admitted(ack: Ack, body: dict[str, Any], first_block: str) -> str | None:
         """The workspace of a submission by an admin; None after refusing it inline."""
         team = sender(body).team_id
-        if ctx.workspaces is None or team is None or not is_admin(ctx, body["user"]["id"]):
+        if ctx.workspaces is None or team is None or not is_admin(ctx, body["user"]["id"], team):
             ack(response_action="errors", errors={first_block: NOT_ADMIN})
             return None
         return team
@@ -132,4 +134,4 @@ def register(app: App, ctx: SlackContext) -> None:
         ack()
         log.info("XPay store saved", extra={"user": user, "store": store.id})
         # The Home tab lists the stores and their webhook URLs.
-        ctx.later(ctx.after_ack, publish_home, ctx, user, team)
+        ctx.later(ctx.after_ack, publish_home, ctx, user, Workspace(team))

@@ -37,12 +37,12 @@ def register(app: App, ctx: SlackContext) -> None:
                 try:
                     answer = sharing.request_mail(link_id, user, sender(body), again=again)
                 except Refused as exc:
-                    _tell(ctx.client, body, exc.message)
+                    _tell(ctx.client_of(sender(body).team_id), body, exc.message)
                     return
                 if isinstance(answer, AlreadySent):
                     ask(body, link_id, answer)
                 else:
-                    _tell(ctx.client, body, mail_queued_text(answer.to))
+                    _tell(ctx.client_of(sender(body).team_id), body, mail_queued_text(answer.to))
 
             # After the ack, as the card's buttons are: the e-mail itself is a job.
             ctx.later(ctx.decisions, decide)
@@ -50,7 +50,7 @@ def register(app: App, ctx: SlackContext) -> None:
     def ask(body: dict[str, Any], link_id: int, sent: AlreadySent) -> None:
         text, blocks = send_again(link_id, sent.to, sent.at)
         try:
-            ctx.client.chat_postEphemeral(
+            ctx.client_of(sender(body).team_id).chat_postEphemeral(
                 channel=_channel(body), user=body["user"]["id"], text=text, blocks=blocks
             )
         except SlackApiError as exc:
