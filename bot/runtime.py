@@ -116,6 +116,7 @@ class Runtime:
             reconcile_after=timedelta(seconds=settings.paylink_reconcile_after),
             metrics=self.metrics,
             sandbox=settings.sandbox,
+            link_ttl=settings.paylink_link_ttl,
         )
         self.periodic = Periodic(self.service, interval=jobs_interval)
         if self.slack_client is not None and self.plan.answers_slack:

@@ -218,6 +218,7 @@ EXPECTED_BUTTONS = {
     Status.PAID: set(),
     Status.PAYMENT_FAILED: {b.ActionId.OPEN_CARD, b.ActionId.CANCEL},
     Status.CANCELLED: set(),
+    Status.EXPIRED: {b.ActionId.RENEW, b.ActionId.CANCEL},
 }
 
 
@@ -355,6 +356,9 @@ REPLY_STATUS = {
     "link_failed": Status.LINK_FAILED,
     "paid_after_cancel": Status.PAID,
     "amount_mismatch": Status.AWAITING_PAYMENT,
+    "expired": Status.EXPIRED,
+    "link_renewed": Status.AWAITING_PAYMENT,
+    "double_payment": Status.PAID,
 }
 
 
@@ -725,7 +729,15 @@ def test_home_row_every_status(status: Status) -> None:
 
 SANDBOX_NOTE = "TEST — sandbox, no real money"
 # The replies that show the link or a payment.
-MONEY_REPLIES = ("link_ready", "paid", "payment_failed", "paid_after_cancel", "amount_mismatch")
+MONEY_REPLIES = (
+    "link_ready",
+    "paid",
+    "payment_failed",
+    "paid_after_cancel",
+    "amount_mismatch",
+    "link_renewed",
+    "double_payment",
+)
 
 
 @pytest.mark.parametrize("status", list(Status))

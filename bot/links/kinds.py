@@ -16,6 +16,9 @@ class ThreadKind(StrEnum):
     LINK_FAILED = "link_failed"
     PAID_AFTER_CANCEL = "paid_after_cancel"
     AMOUNT_MISMATCH = "amount_mismatch"
+    EXPIRED = "expired"  # the checkout link expired unpaid: Renew is offered
+    LINK_RENEWED = "link_renewed"  # Renew's new checkout link (the old one may still work)
+    DOUBLE_PAYMENT = "double_payment"  # a second of the request's links was paid: refund
 
 
 class JobKind(StrEnum):
@@ -27,6 +30,7 @@ class JobKind(StrEnum):
     PAYMENT = "payment"  # apply a verified payment webhook to the link
     DECISION = "decision"  # carry out a button click (approve, retry, cancel)
     CONFIRM = "confirm"  # ask XPay about a payment a webhook reported without its amount
+    EXPIRE = "expire"  # a timer: the checkout link expires if still unpaid (due at expiry)
 
 
 class WebhookOutcome(StrEnum):
@@ -40,6 +44,7 @@ class WebhookOutcome(StrEnum):
     UNKNOWN_INTENT = "unknown_intent"
     QUEUED = "queued"  # stored for the worker, which applies it
     CONFIRMING = "confirming"  # paid without amount or currency: XPay is asked first
+    DOUBLE_PAYMENT = "double_payment"  # another link of a Paid request was paid as well
 
 
 class Click(StrEnum):
@@ -48,3 +53,4 @@ class Click(StrEnum):
     APPROVE = "approve"
     RETRY = "retry"
     CANCEL = "cancel"
+    RENEW = "renew"

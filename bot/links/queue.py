@@ -25,7 +25,9 @@ CLAIM_LEASE = timedelta(seconds=60)
 ATTEMPTED = "started, outcome not recorded"
 # Kinds that are work for the bot itself rather than Slack messages: queued for links
 # without a card too.
-OWN_WORK = frozenset({JobKind.CREATE, JobKind.PAYMENT, JobKind.DECISION, JobKind.CONFIRM})
+OWN_WORK = frozenset(
+    {JobKind.CREATE, JobKind.PAYMENT, JobKind.DECISION, JobKind.CONFIRM, JobKind.EXPIRE}
+)
 
 _INSERT = insert(JOBS)
 # Older cards of a link not yet done, covered by the card done after them.

@@ -21,6 +21,7 @@ class ActionId(StrEnum):
     REJECT = "paylink_reject_open"  # opens the reject modal; the modal's submit rejects
     RETRY = "paylink_retry"
     CANCEL = "paylink_cancel"
+    RENEW = "paylink_renew"  # an expired link: a new checkout link for the same request
     OPEN_CARD = "paylink_open_card"  # URL buttons: Slack still sends the click, to be acked
     INPUT = "value"  # the element inside every input block of the modals
 
@@ -54,6 +55,8 @@ class BlockId(StrEnum):
     MINE = "mine"
     MINE_TITLE = "mine_title"
     MINE_EMPTY = "mine_empty"
+    EXPIRING = "expiring"
+    EXPIRING_TITLE = "expiring_title"
 
 
 #: Checkout field name (as :func:`bot.checkout.parse_checkout` expects it) → modal block_id.

@@ -15,6 +15,7 @@ from bot.slack.blocks.common import (
     FALLBACK_MAX,
     MESSAGE_BUDGET,
     NAME_BUDGET,
+    OLD_LINK_NOTE,
     REASON_BUDGET,
     SANDBOX_NOTE,
     UNKNOWN_NOTE,
@@ -67,10 +68,21 @@ def _bank_lines(link: Link) -> list[str]:
     return [f"Bank: {bank}"] if bank else []
 
 
+def _earlier_link(details: dict[str, Any]) -> list[str]:
+    """Paid on a checkout link a renewal had replaced: which one."""
+    if "reference" not in details:
+        return []
+    return [f"Paid on the earlier checkout link {safe(details['reference'], 64)}."]
+
+
 def _paid(link: Link, details: dict[str, Any]) -> _Reply:
     return _Reply(
         text=f":white_check_mark: Paid: {amount_text(link)}{_via(link)}",
-        details=[*_bank_lines(link), f"{mention(link.requester_id)} {_name(link)} has paid."],
+        details=[
+            *_bank_lines(link),
+            *_earlier_link(details),
+            f"{mention(link.requester_id)} {_name(link)} has paid.",
+        ],
         fallback=f"Paid: {amount_text(link)}{_via(link)}",
     )
 
@@ -125,7 +137,7 @@ def _link_failed(link: Link, details: dict[str, Any]) -> _Reply:
 
 def _paid_after_cancel(link: Link, details: dict[str, Any]) -> _Reply:
     paid = f"{amount_text(link)}{_via(link)}"
-    lines = _bank_lines(link)
+    lines = [*_bank_lines(link), *_earlier_link(details)]
     if link.cancelled_by:
         lines.append(f"It had been cancelled by {mention(link.cancelled_by)}.")
     return _Reply(
@@ -151,6 +163,46 @@ def _amount_mismatch(link: Link, details: dict[str, Any]) -> _Reply:
     )
 
 
+def _expired(link: Link, details: dict[str, Any]) -> _Reply:
+    reference = safe(link.checkout_reference or link.reference, 64)
+    return _Reply(
+        text=(
+            f":hourglass: {mention(link.requester_id)} The checkout link {reference} expired "
+            "without payment. Renew on the request above creates a new one."
+        ),
+        details=[OLD_LINK_NOTE],
+        fallback=f"Checkout link expired: {amount_text(link)} for {_name(link)}",
+    )
+
+
+def _link_renewed(link: Link, details: dict[str, Any]) -> _Reply:
+    url = url_link(details.get("url")) or "(XPay returned no address)"
+    reference = safe(details.get("reference"), 64)
+    return _Reply(
+        text=(
+            f":link: {mention(link.requester_id)} the new checkout link is ready "
+            f"(reference {reference}): {url}"
+        ),
+        details=[
+            f"Share this link with {_name(link)}. Amount: {amount_text(link)}.",
+            OLD_LINK_NOTE,
+        ],
+        fallback=f"New checkout link ready for {_name(link)}: {amount_text(link)}",
+    )
+
+
+def _double_payment(link: Link, details: dict[str, Any]) -> _Reply:
+    first, second = safe(details.get("first"), 64), safe(details.get("second"), 64)
+    return _Reply(
+        text=(
+            f":rotating_light: {mention(link.requester_id)} Double payment: {amount_text(link)} "
+            f"was paid on {first} and again on {second}. Refund one of them in the XPay portal."
+        ),
+        details=["The request stays Paid."],
+        fallback=f"Double payment: {amount_text(link)} paid on {first} and {second}: refund one",
+    )
+
+
 _RENDERERS: dict[ThreadKind, Callable[[Link, dict[str, Any]], _Reply]] = {
     ThreadKind.LINK_READY: _link_ready,
     ThreadKind.PAID: _paid,
@@ -160,6 +212,9 @@ _RENDERERS: dict[ThreadKind, Callable[[Link, dict[str, Any]], _Reply]] = {
     ThreadKind.LINK_FAILED: _link_failed,
     ThreadKind.PAID_AFTER_CANCEL: _paid_after_cancel,
     ThreadKind.AMOUNT_MISMATCH: _amount_mismatch,
+    ThreadKind.EXPIRED: _expired,
+    ThreadKind.LINK_RENEWED: _link_renewed,
+    ThreadKind.DOUBLE_PAYMENT: _double_payment,
 }
 
 #: Every kind of thread reply there is a renderer for.
@@ -173,6 +228,8 @@ _SHOW_MONEY = frozenset(
         ThreadKind.PAYMENT_FAILED,
         ThreadKind.PAID_AFTER_CANCEL,
         ThreadKind.AMOUNT_MISMATCH,
+        ThreadKind.LINK_RENEWED,
+        ThreadKind.DOUBLE_PAYMENT,
     }
 )
 

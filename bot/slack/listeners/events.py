@@ -6,7 +6,9 @@ from typing import Any
 
 from slack_bolt import App
 
+from bot.db import utcnow
 from bot.slack import blocks
+from bot.slack.blocks.home import EXPIRING_WITHIN
 from bot.slack.context import SlackContext
 
 
@@ -24,6 +26,7 @@ def register(app: App, ctx: SlackContext) -> None:
         is_approver = ctx.approvers.is_approver(user)
         with store.reading() as s:
             mine = store.recent_for(s, user)
+            expiring = store.expiring_for(s, user, utcnow() + EXPIRING_WITHIN)
             waiting, waiting_total = (
                 store.awaiting_approval(
                     s, excluding=None if ctx.service.allow_self_approval else user
@@ -33,7 +36,7 @@ def register(app: App, ctx: SlackContext) -> None:
             )
         permalinks = {
             link.id: url
-            for link in [*mine, *waiting]
+            for link in [*mine, *waiting, *expiring]
             if (url := ctx.permalink(link.channel_id, link.message_ts))
         }
         ctx.client.views_publish(
@@ -44,5 +47,6 @@ def register(app: App, ctx: SlackContext) -> None:
                 is_approver=is_approver,
                 permalinks=permalinks,
                 waiting_total=waiting_total,
+                expiring=expiring,
             ),
         )
