@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import bindparam, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.db import utcnow
@@ -193,11 +193,17 @@ class JobQueue:
         return result.rowcount or 0
 
     def backlog(self, session: Session) -> tuple[int, float]:
-        """(jobs not done, age in seconds of the oldest)."""
+        """(jobs not done, age in seconds of the oldest). A timer (a job queued with
+        ``due``) counts once it is due, aged from then: a link's expiry a week ahead is not
+        work waiting. A job retried later counts from its creation."""
+        now = utcnow()
+        since = case((Job.attempts == 0, Job.next_attempt_at), else_=Job.created_at)
         count, oldest = session.execute(
-            select(func.count(Job.id), func.min(Job.created_at)).where(Job.done_at.is_(None))
+            select(func.count(Job.id), func.min(since)).where(
+                Job.done_at.is_(None), or_(Job.attempts > 0, Job.next_attempt_at <= now)
+            )
         ).one()
         if oldest is not None and oldest.tzinfo is None:
-            oldest = oldest.replace(tzinfo=utcnow().tzinfo)
-        age = (utcnow() - oldest).total_seconds() if oldest else 0.0
+            oldest = oldest.replace(tzinfo=now.tzinfo)
+        age = (now - oldest).total_seconds() if oldest else 0.0
         return int(count), max(age, 0.0)
