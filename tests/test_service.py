@@ -153,7 +153,13 @@ def test_approve_creates_the_link_at_the_sandbox(
     assert page.status_code == 200
     assert "PKR 1,500.50" in page.text and link.reference in page.text
     kinds = [(m.kind, m.payload.get("kind")) for m in job_rows(service, link.id)]
-    assert kinds == [("card", None), ("card", None), ("card", None), ("thread", "link_ready")]
+    assert kinds == [
+        ("card", None),
+        ("card", None),
+        ("card", None),
+        ("thread", "link_ready"),
+        ("expire", None),  # the checkout link's expiry, due in PAYLINK_LINK_TTL
+    ]
 
 
 def test_approval_beside_a_worker_queues_the_gateway_call_once(

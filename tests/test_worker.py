@@ -90,7 +90,7 @@ def test_the_whole_flow_with_a_separate_worker(split: tuple[SplitBot, WatchedSta
     requests.post(url + "/pay", data={"outcome": "pay", "method": "card"}, timeout=15)
     slack.wait_for(lambda s: "Paid" in status(s, card.ts), 15)
     slack.wait_for(lambda s: any("Paid:" in r for r in replies(s, card.ts)), 15)
-    bot.wait_db("select count(*) from jobs where done_at is null", [(0,)])
+    bot.wait_work_done()
     assert len(cards(slack)) == 1
 
     assert bot.proc is not None and bot.worker is not None
@@ -121,7 +121,7 @@ def test_messages_wait_for_a_worker_that_is_not_running(
     bot.start_worker()
     card = slack.wait_for(lambda s: next(iter(cards(s)), None), 15)
     assert "Awaiting approval" in status(slack, card.ts)
-    bot.wait_db("select count(*) from jobs where done_at is null", [(0,)])
+    bot.wait_work_done()
 
 
 def test_wake_up_reaches_a_listener_and_is_harmless_without_one(tmp_path: Path) -> None:

@@ -223,6 +223,6 @@ def test_a_worker_refuses_a_stored_click_from_elsewhere(
     ).raise_for_status()
     refusal = slack.wait_for(lambda s: told(s, APPROVER, REFUSAL), 15)
     assert refusal.channel == APPROVAL_CHANNEL
-    bot.wait_db("select count(*) from jobs where done_at is null", [(0,)])
+    bot.wait_work_done()
     assert "Awaiting approval" in status(slack, card.ts)
     assert bot.rows("select status from links") == [("awaiting_approval",)]

@@ -383,16 +383,18 @@ class LinkService:
             link = self.store.get(s, link_id)
             if link is None or link.intent_id != intent_id:
                 return None
+            reference = link.checkout_reference or link.reference
             moved = self.store.move(
                 s,
                 link_id,
                 tuple(EXPIRING),
                 Status.EXPIRED,
                 actor="paylink",
-                reason=f"checkout link {link.checkout_reference or link.reference} expired unpaid",
+                reason=f"checkout link {reference} expired unpaid",
             )
             if moved is not None:
-                self._announce(s, moved, ThreadKind.EXPIRED, f":{intent_id}")
+                details = {"reference": reference}
+                self._announce(s, moved, ThreadKind.EXPIRED, f":{intent_id}", details)
         if moved is not None:
             log.info("link expired", extra={"ref": moved.reference})
         return moved

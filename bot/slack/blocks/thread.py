@@ -164,7 +164,7 @@ def _amount_mismatch(link: Link, details: dict[str, Any]) -> _Reply:
 
 
 def _expired(link: Link, details: dict[str, Any]) -> _Reply:
-    reference = safe(link.checkout_reference or link.reference, 64)
+    reference = safe(details.get("reference") or link.checkout_reference or link.reference, 64)
     return _Reply(
         text=(
             f":hourglass: {mention(link.requester_id)} The checkout link {reference} expired "
