@@ -326,6 +326,13 @@ class LinkMachine(RuleBasedStateMachine):
         assert reference.startswith(self.reference[link_id] + "-")
         assert reference not in self.gateway.calls[:-1]  # a new reference each renewal
         assert self.status(link_id) in self.after_gateway()
+        event("renewed")
+
+    @rule(link_id=links, mode=MODE)
+    def expires_and_the_rep_renews(self, link_id: int, mode: str) -> None:
+        """The common case, as its own rule so that runs often get as far as renewals."""
+        self.expire(link_id)
+        self.renew(link_id, "requester", mode)
 
     @rule(
         target=events,
