@@ -463,3 +463,26 @@ def test_the_cli_status_shows_expiry_renewals_and_a_double_payment(
         f"Paid → Paid by webhook (paid again on {link.reference}",
     ):
         assert line in out, out
+
+
+def test_the_card_says_when_the_link_expires_and_that_an_earlier_one_may_still_work(
+    service: LinkService,
+) -> None:
+    def status_text(link: Link) -> str:
+        _, blocks = b.card(load(service, link.id))
+        return next(bl["text"]["text"] for bl in blocks if bl.get("block_id") == "status")
+
+    link = awaiting_payment(service)
+    assert "The checkout link expires <!date^" in status_text(link)
+    link = expired(service)
+    text = status_text(link)
+    assert "expired <!date^" in text and "Renew creates a new one" in text
+    assert "the expired one may still work" in text
+    service.renew(link.id, REP)
+    text = status_text(link)
+    assert f"the current checkout link is {link.reference}-2" in text
+    assert "the earlier one may still work" in text
+    _, reply = b.thread_reply(
+        load(service, link.id), ThreadKind.LINK_RENEWED, {"reference": "<!here>"}
+    )
+    assert "&lt;!here&gt;" in str(reply) and "(XPay returned no address)" in str(reply)

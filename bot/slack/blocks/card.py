@@ -19,6 +19,7 @@ from bot.checkout import mask_email, mask_phone
 from bot.links.states import Status
 from bot.links.tables import Link
 from bot.slack.blocks.common import (
+    EXPIRED_LINK_NOTE,
     FALLBACK_MAX,
     FIELD_TEXT_MAX,
     HEADER_MAX,
@@ -104,7 +105,7 @@ def _status_text(link: Link, status: Status) -> str:
             f"The checkout link expired {slack_date(link.expires_at)} without payment. Renew "
             "creates a new one for the same request."
         )
-        lines.append(OLD_LINK_NOTE)
+        lines.append(EXPIRED_LINK_NOTE)
     if status in (Status.AWAITING_PAYMENT, Status.PAYMENT_FAILED):
         lines += _checkout_lines(link)
     return "\n".join(lines)

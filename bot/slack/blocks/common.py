@@ -58,6 +58,11 @@ OLD_LINK_NOTE = (
     "XPay offers no way to void a checkout link, so the earlier one may still work: a payment "
     "on it counts, and if both are paid this thread flags the second for a refund."
 )
+#: Said on the card and in the thread when a checkout link expires.
+EXPIRED_LINK_NOTE = (
+    "XPay offers no way to void a checkout link, so the expired one may still work: a payment "
+    "on it still counts, and this thread will say so."
+)
 
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")

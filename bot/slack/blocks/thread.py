@@ -12,6 +12,7 @@ from bot.links.kinds import ThreadKind
 from bot.links.states import Status
 from bot.links.tables import Link
 from bot.slack.blocks.common import (
+    EXPIRED_LINK_NOTE,
     FALLBACK_MAX,
     MESSAGE_BUDGET,
     NAME_BUDGET,
@@ -170,7 +171,7 @@ def _expired(link: Link, details: dict[str, Any]) -> _Reply:
             f":hourglass: {mention(link.requester_id)} The checkout link {reference} expired "
             "without payment. Renew on the request above creates a new one."
         ),
-        details=[OLD_LINK_NOTE],
+        details=[EXPIRED_LINK_NOTE],
         fallback=f"Checkout link expired: {amount_text(link)} for {_name(link)}",
     )
 
