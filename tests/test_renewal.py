@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from bot import commands
 from bot.config import load_settings
@@ -486,3 +486,22 @@ def test_the_card_says_when_the_link_expires_and_that_an_earlier_one_may_still_w
         load(service, link.id), ThreadKind.LINK_RENEWED, {"reference": "<!here>"}
     )
     assert "&lt;!here&gt;" in str(reply) and "(XPay returned no address)" in str(reply)
+
+
+def test_links_from_before_expiry_get_their_timer(service: LinkService) -> None:
+    """Links awaiting payment when expiry arrived (migration 0008 gives them none) expire
+    PAYLINK_LINK_TTL after their creation, at once when that has passed; once each."""
+    old, recent = awaiting_payment(service), awaiting_payment(service)
+    with service.store.transaction() as s:
+        s.execute(delete(Job).where(Job.kind == JobKind.EXPIRE.value))
+        s.execute(update(Link).values(expires_at=None))
+        service.store.update_fields(s, old.id, created_at=utcnow() - 2 * TTL)
+    assert Periodic(service).run_once()["expiries"] == 2
+    assert service.schedule_missing_expiries() == 0
+    run_jobs(service)
+    assert load(service, old.id).status == Status.EXPIRED.value
+    recent = load(service, recent.id)
+    assert recent.status == Status.AWAITING_PAYMENT.value
+    assert recent.expires_at is not None and recent.expires_at > utcnow() + TTL / 2
+    with service.store.reading() as s:
+        assert service.store.intent(s, recent.intent_id).expires_at == recent.expires_at

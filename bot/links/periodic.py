@@ -1,5 +1,6 @@
-"""Periodic timers: resume links stuck in ``Creating link`` and reconcile unpaid links with
-XPay; and, at start-up, release what a process that died held."""
+"""Periodic timers: resume links stuck in ``Creating link``, reconcile unpaid links with
+XPay, schedule the expiry of links older than expiry; and, at start-up, release what a
+process that died held."""
 
 from __future__ import annotations
 
@@ -79,8 +80,13 @@ class Periodic:
                 return
 
     def run_once(self) -> dict[str, int]:
-        """Resume expired leases and reconcile due links; returns counts for logs and tests."""
-        return {"resumed": self.resume_stuck(), "reconciled": self.reconcile()}
+        """Resume expired leases, reconcile due links and give links from before expiry
+        existed their expiry; returns counts for logs and tests."""
+        return {
+            "resumed": self.resume_stuck(),
+            "reconciled": self.reconcile(),
+            "expiries": self.service.schedule_missing_expiries(),
+        }
 
     def resume_stuck(self, limit: int = 20) -> int:
         """Links left in ``Creating link`` by a crash: take a new lease and call XPay again."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy.orm import Session
@@ -399,6 +399,35 @@ class LinkService:
             log.info("link expired", extra={"ref": moved.reference})
         return moved
 
+    def schedule_missing_expiries(self, limit: int = 50) -> int:
+        """Links awaiting payment from before expiry existed get their timer: the checkout
+        link expires PAYLINK_LINK_TTL after the link's creation (at once, if that has
+        passed). Returns how many."""
+        now = utcnow()
+        with self.store.transaction() as s:
+            links = self.store.without_expiry(s, limit)
+            for link in links:  # each has a checkout link (intent_id): it was selected for it
+                expires = max(link.created_at + self.link_ttl, now)
+                reference = link.checkout_reference or link.reference
+                self.store.update_fields(s, link.id, expires_at=expires)
+                self.store.update_intent(s, str(link.intent_id), expires_at=expires)
+                self._start_expiry(s, link, str(link.intent_id), reference, expires)
+        return len(links)
+
+    def _start_expiry(
+        self, s: Session, link: Link, intent_id: str, reference: str, expires: datetime
+    ) -> None:
+        """Queue the timer that expires the checkout link ``reference`` at ``expires``
+        (once per checkout link: its dedupe key)."""
+        self.queue.enqueue(
+            s,
+            link,
+            JobKind.EXPIRE,
+            payload={"intent": intent_id},
+            dedupe_key=f"expire:{link.id}:{reference}",
+            due=expires,
+        )
+
     def receive_click(
         self, action: str, link_id: int, user_id: str, origin: Workspace, **context: object
     ) -> str | None:
@@ -489,14 +518,7 @@ class LinkService:
                     # The reply keeps its own link: a later renewal must not change it.
                     details = {"reference": reference, "url": created.checkout_url}
                     self._announce(s, moved, ThreadKind.LINK_RENEWED, key, details)
-                self.queue.enqueue(
-                    s,
-                    moved,
-                    JobKind.EXPIRE,
-                    payload={"intent": created.intent_id},
-                    dedupe_key=f"expire:{link.id}:{reference}",
-                    due=expires,
-                )
+                self._start_expiry(s, moved, created.intent_id, reference, expires)
         if moved is None:
             log.warning("link moved during gateway call", extra={"ref": link.reference})
             return self._load(link.id)

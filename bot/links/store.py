@@ -392,6 +392,10 @@ class LinkStore:
         if filled.rowcount != 1:
             session.execute(insert(INTENTS).values(link_id=link_id, reference=reference, **values))
 
+    def update_intent(self, session: Session, intent_id: str, **changes: Any) -> None:
+        """Change fields of the checkout link of ``intent_id``."""
+        session.execute(update(INTENTS).where(INTENTS.c.intent_id == intent_id).values(**changes))
+
     def mark_intent_paid(self, session: Session, intent_id: str, now: datetime) -> bool:
         """Record a payment on ``intent_id``; False when one was recorded already."""
         result = session.execute(_MARK_PAID, {"b_intent": intent_id, "b_now": now})
@@ -510,6 +514,23 @@ class LinkStore:
                 .limit(limit)
             )
         )
+
+    def without_expiry(self, session: Session, limit: int) -> list[Link]:
+        """Links awaiting payment whose checkout link has no expiry (made before expiry
+        existed), claimed for this process."""
+        query = (
+            select(Link)
+            .where(
+                Link.status.in_([s.value for s in EXPIRING]),
+                Link.intent_id.is_not(None),
+                Link.expires_at.is_(None),
+            )
+            .order_by(Link.id)
+            .limit(limit)
+        )
+        if self.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+        return list(session.scalars(query))
 
     def awaiting_approval(
         self, session: Session, *, excluding: str | None = None, limit: int = 20
