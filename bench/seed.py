@@ -16,7 +16,7 @@ from bot.db import make_engine
 from bot.links.service import LinkService
 from bot.links.states import Status
 from bot.links.store import LinkStore
-from bot.links.tables import History, Job, Link, WebhookEvent
+from bot.links.tables import History, Job, Link, LinkIntent, WebhookEvent
 from bot.local.demo import DEMO_FIELDS
 from bot.schema import upgrade
 from bot.xpay.sandbox import sandbox_webhook_payload
@@ -79,6 +79,7 @@ def _row(i: int, prefix: str, now: datetime, **over: Any) -> dict[str, Any]:
         "cancelled_by": None,
         "intent_id": f"xpay_pi_{prefix}_{i:07d}" if has_intent else None,
         "checkout_url": f"https://xpay.example/checkout/{prefix}{i}" if has_intent else None,
+        "checkout_reference": f"{prefix}-{i:07d}" if has_intent else None,
         "gateway_message": None,
         "lease_until": None,
         "attempts": 1 if has_intent else 0,
@@ -93,8 +94,8 @@ def _row(i: int, prefix: str, now: datetime, **over: Any) -> dict[str, Any]:
 
 
 def _bulk(engine: Engine, rows: list[dict[str, Any]], prefix: str, now: datetime) -> None:
-    """Insert links plus one history row, one delivered outbox row and (if paid) one webhook
-    event each, in core-insert batches of ``BATCH``."""
+    """Insert links plus one history row, one delivered outbox row, a checkout link (when
+    created) and (if paid) one webhook event each, in core-insert batches of ``BATCH``."""
     for start in range(0, len(rows), BATCH):
         chunk = rows[start : start + BATCH]
         with engine.begin() as conn:
@@ -135,6 +136,24 @@ def _bulk(engine: Engine, rows: list[dict[str, Any]], prefix: str, now: datetime
                     for r in chunk
                 ],
             )
+            created = [r for r in chunk if r["intent_id"]]
+            if created:
+                conn.execute(
+                    insert(LinkIntent.__table__),
+                    [
+                        {
+                            "link_id": ids[r["reference"]],
+                            "intent_id": r["intent_id"],
+                            "reference": r["reference"],
+                            "checkout_url": r["checkout_url"],
+                            "created_at": r["created_at"],
+                            "paid_at": r["updated_at"]
+                            if r["status"] == Status.PAID.value
+                            else None,
+                        }
+                        for r in created
+                    ],
+                )
             paid = [r for r in chunk if r["status"] == Status.PAID.value]
             if paid:
                 conn.execute(

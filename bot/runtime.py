@@ -136,6 +136,7 @@ class Runtime:
             metrics=self.metrics,
             sandbox=settings.sandbox,
             qr_codes=settings.paylink_qr,
+            link_ttl_for=lambda team: self.workspaces.for_team(team).paylink_link_ttl,
             policy_for=lambda team: ApprovalPolicy.from_settings(self.workspaces.for_team(team)),
             duplicate_window_for=lambda team: (
                 self.workspaces.for_team(team).paylink_duplicate_window

@@ -1,5 +1,6 @@
 """Valid inputs built one way everywhere: the checkout fields a rep fills in, the
-CheckoutRequest they parse into, and XPay's payment webhook (as a body and as a PaymentEvent).
+CheckoutRequest they parse into, XPay's payment webhook (as a body and as a PaymentEvent),
+and a link's checkout link as XPay's create leaves it.
 
 Each takes keyword changes; the defaults fit together (a paid webhook's amount and currency
 are the default request's).
@@ -8,10 +9,15 @@ are the default request's).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from bot.checkout import CheckoutRequest, parse_checkout
+from bot.db import utcnow
+from bot.links.store import LinkStore
 from bot.xpay.webhooks import PaymentEvent, parse_payment_event
 
 AMOUNT = "1500.50"
@@ -81,3 +87,23 @@ def webhook_payload(
 def payment_event(intent_id: str, status: str = "succeeded", **changes: Any) -> PaymentEvent:
     """:func:`webhook_payload` as the bot reads it (through ``parse_payment_event``)."""
     return parse_payment_event(webhook_payload(intent_id, status, **changes))
+
+
+def give_intent(
+    store: LinkStore, session: Session, link_id: int, intent_id: str, **changes: Any
+) -> None:
+    """Record ``intent_id`` as the link's (first) checkout link, as the service does when
+    XPay creates it; ``changes`` sets further columns of the link."""
+    link = store.get(session, link_id)
+    assert link is not None
+    now = utcnow()
+    store.record_intent(
+        session,
+        link_id,
+        link.reference,
+        intent_id=intent_id,
+        checkout_url=f"https://checkout.example.test/{intent_id}",
+        created_at=now,
+        expires_at=now + timedelta(days=7),
+    )
+    store.update_fields(session, link_id, intent_id=intent_id, **changes)

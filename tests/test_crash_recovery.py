@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow  # each test starts the bot at least twice
 SIGNING_SECRET = "crash-test-signing-secret-5f1e"  # noqa: S105  (a test value)
 SECRETS = (BOT_TOKEN, SIGNING_SECRET)
 # Jobs still to do, reminders aside: those are timers, due hours after the request.
-JOBS_LEFT = "select count(*) from jobs where done_at is null and kind != 'remind'"
+JOBS_LEFT = "select count(*) from jobs where done_at is null and kind not in ('remind', 'expire')"
 CONTACT = (FIELDS["customer_email"], FIELDS["customer_phone"])
 
 
@@ -111,6 +111,10 @@ class BotProcess:
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         with sqlite3.connect(self.db, timeout=10) as conn:
             return conn.execute(sql).fetchall()
+
+    def wait_work_done(self) -> None:
+        """Until every job is done but the timers (a reminder, a checkout link's expiry)."""
+        self.wait_db(JOBS_LEFT, [(0,)])
 
     def wait_db(self, sql: str, expected: Any, timeout: float = 15) -> None:
         wait_until(
@@ -202,7 +206,7 @@ def test_killed_while_posting_the_card(
     bot.start()
     card = slack.wait_for(lambda s: next(iter(cards(s)), None), 15)
     bot.wait_db("select message_ts from links", [(card.ts,)])
-    bot.wait_db(JOBS_LEFT, [(0,)])
+    bot.wait_work_done()
     assert len(cards(slack)) == 1
     assert "Awaiting approval" in status(slack, card.ts)
     # The restarted bot looked for the post before posting again.
@@ -240,7 +244,7 @@ def _gateway_call_killed(bot: BotProcess, slack: SlackStandIn, stub: XPayFault) 
     url = link_reply(slack, card.ts, timeout=20)
     assert "/sandbox/checkout/" in url
     bot.wait_db("select status from links", [("awaiting_payment",)])
-    bot.wait_db(JOBS_LEFT, [(0,)])
+    bot.wait_work_done()
     assert "Awaiting payment" in status(slack, card.ts)
     assert len([r for r in replies(slack, card.ts) if "checkout link is ready" in r]) == 1
     assert len(stub.creates) == 1
@@ -254,7 +258,7 @@ def test_killed_after_the_payment_webhook_commit(bot: BotProcess, slack: SlackSt
     approve(bot, slack, card.ts)
     url = link_reply(slack, card.ts)
     slack.wait_for(lambda s: "Awaiting payment" in status(s, card.ts), 15)
-    bot.wait_db(JOBS_LEFT, [(0,)])
+    bot.wait_work_done()
 
     slack.set_delay("chat.update", 2.0)
     requests.post(url + "/pay", data={"outcome": "pay", "method": "card"}, timeout=15)
@@ -265,6 +269,6 @@ def test_killed_after_the_payment_webhook_commit(bot: BotProcess, slack: SlackSt
     bot.start()
     slack.wait_for(lambda s: "Paid" in status(s, card.ts), 15)
     slack.wait_for(lambda s: any("Paid:" in r for r in replies(s, card.ts)), 15)
-    bot.wait_db(JOBS_LEFT, [(0,)])
+    bot.wait_work_done()
     assert len([r for r in replies(slack, card.ts) if "Paid:" in r]) == 1
     assert len(cards(slack)) == 1

@@ -75,3 +75,51 @@ def test_link_workspaces_and_views_upgrade_and_downgrade_with_rows(
         _migrate(engine, "head")
         require_current(engine)
         engine.dispose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_link_intents_are_backfilled_from_links_and_dropped_on_downgrade(
+    backend: str, tmp_path: Path
+) -> None:
+    """0008 gives every link created so far its one checkout link (paid, if the link is)."""
+    row = (
+        "INSERT INTO links (reference, amount, currency, customer_name, shipping,"
+        " payment_methods, requester_id, status, version, attempts, created_at, updated_at,"
+        " intent_id, checkout_url)"
+        " VALUES ('R-{n}', 10, 'PKR', 'A', '{{}}', '[]', 'U1', '{status}', 1, 0,"
+        " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, {intent}, {url})"
+    )
+    with database_url(backend, tmp_path) as url:
+        engine = make_engine(url)
+        _migrate(engine, "0005")
+        with engine.begin() as conn:
+            for n, status, intent in (
+                (1, "paid", "'pi_1'"),
+                (2, "awaiting_payment", "'pi_2'"),
+                (3, "awaiting_approval", "NULL"),
+            ):
+                url_value = f"'https://x/{n}'" if intent != "NULL" else "NULL"
+                conn.execute(text(row.format(n=n, status=status, intent=intent, url=url_value)))
+        _migrate(engine, "0008")
+        with engine.connect() as conn:
+            intents = conn.execute(
+                text(
+                    "SELECT reference, intent_id, checkout_url, paid_at IS NOT NULL, expires_at"
+                    " FROM link_intents ORDER BY reference"
+                )
+            ).all()
+            assert [tuple(r) for r in intents] == [
+                ("R-1", "pi_1", "https://x/1", True, None),
+                ("R-2", "pi_2", "https://x/2", False, None),
+            ]
+            current = conn.execute(
+                text("SELECT checkout_reference FROM links ORDER BY reference")
+            ).all()
+            assert [r[0] for r in current] == ["R-1", "R-2", None]
+        _migrate(engine, "0005", down=True)
+        with engine.connect() as conn:
+            assert "link_intents" not in inspect(conn).get_table_names()
+            assert conn.execute(text("SELECT count(*) FROM links")).scalar() == 3
+        _migrate(engine, "head")
+        require_current(engine)
+        engine.dispose()

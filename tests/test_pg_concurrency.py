@@ -34,7 +34,7 @@ from bot.links.tables import History, Job, Link
 from bot.schema import upgrade
 from bot.xpay.client import CheckoutCreated, IntentDetails
 from tests.dbs import PG_ENV, database_url
-from tests.factories import checkout_request
+from tests.factories import checkout_request, give_intent
 from tests.waiting import wait_until
 
 pytestmark = [
@@ -248,7 +248,7 @@ def test_reconcile_in_four_processes_asks_xpay_once_per_link(pg: tuple[str, Engi
                 channel_id=CHANNEL,
                 status=Status.AWAITING_PAYMENT,
             )
-            store.update_fields(s, link.id, intent_id=f"xpay_pi_{n:04d}", reconcile_after=due_at)
+            give_intent(store, s, link.id, f"xpay_pi_{n:04d}", reconcile_after=due_at)
             link_ids.append(link.id)
 
     run_processes(_reconcile_worker, (url,))

@@ -153,7 +153,13 @@ def test_approve_creates_the_link_at_the_sandbox(
     assert page.status_code == 200
     assert "PKR 1,500.50" in page.text and link.reference in page.text
     kinds = [(m.kind, m.payload.get("kind")) for m in job_rows(service, link.id)]
-    assert kinds == [("card", None), ("card", None), ("card", None), ("thread", "link_ready")]
+    assert kinds == [
+        ("card", None),
+        ("card", None),
+        ("card", None),
+        ("thread", "link_ready"),
+        ("expire", None),  # the checkout link's expiry, due in PAYLINK_LINK_TTL
+    ]
 
 
 def test_approval_beside_a_worker_queues_the_gateway_call_once(
@@ -638,12 +644,22 @@ def test_link_stuck_in_creating_is_resumed(service: LinkService) -> None:
             lease_until=utcnow() + timedelta(minutes=5),
             attempts=1,
         )
-    assert Periodic(service).run_once() == {"resumed": 1, "reconciled": 0, "digests": 0}
+    assert Periodic(service).run_once() == {
+        "resumed": 1,
+        "reconciled": 0,
+        "digests": 0,
+        "expiries": 0,
+    }
     resumed = load(service, stuck.id)
     assert resumed.status == Status.AWAITING_PAYMENT.value
     assert resumed.checkout_url
     assert load(service, busy.id).status == Status.CREATING_LINK.value  # its lease still holds
-    assert Periodic(service).run_once() == {"resumed": 0, "reconciled": 0, "digests": 0}
+    assert Periodic(service).run_once() == {
+        "resumed": 0,
+        "reconciled": 0,
+        "digests": 0,
+        "expiries": 0,
+    }
 
 
 def pay_at_sandbox(checkout_url: str, outcome: str = "pay") -> None:
@@ -668,7 +684,7 @@ def test_reconcile_finds_a_payment_whose_webhook_was_lost(sandbox_service: LinkS
 
     with service.store.transaction() as s:
         service.store.update_fields(s, link.id, reconcile_after=utcnow() - timedelta(seconds=1))
-    assert periodic.run_once() == {"resumed": 0, "reconciled": 1, "digests": 0}
+    assert periodic.run_once() == {"resumed": 0, "reconciled": 1, "digests": 0, "expiries": 0}
     paid = load(service, link.id)
     assert paid.status == Status.PAID.value
     assert paid.history[-1].actor == "reconcile"

@@ -218,6 +218,7 @@ EXPECTED_BUTTONS = {
     Status.PAID: set(),
     Status.PAYMENT_FAILED: {b.ActionId.OPEN_CARD, b.ActionId.CANCEL},
     Status.CANCELLED: set(),
+    Status.EXPIRED: {b.ActionId.RENEW, b.ActionId.CANCEL},
 }
 
 
@@ -360,6 +361,9 @@ REPLY_STATUS = {
     "first_approval": Status.AWAITING_APPROVAL,
     "remind_approvers": Status.AWAITING_APPROVAL,
     "remind_rep": Status.AWAITING_PAYMENT,
+    "expired": Status.EXPIRED,
+    "link_renewed": Status.AWAITING_PAYMENT,
+    "double_payment": Status.PAID,
 }
 
 
@@ -737,6 +741,8 @@ MONEY_REPLIES = (
     "paid_after_cancel",
     "amount_mismatch",
     "remind_rep",
+    "link_renewed",
+    "double_payment",
 )
 
 

@@ -794,3 +794,47 @@ def test_slow_slack_does_not_block_acks(flow: Flow) -> None:
         flow.slack.wait_for(lambda s: len(s.views_opened) == 40, timeout=15)
     finally:
         flow.slack.set_delay("views.open", 0)
+
+
+# --------------------------------------------------------------------------------------
+# 15. Expiry and renewal
+
+
+def test_an_expired_link_is_renewed_and_a_payment_on_both_links_is_flagged(
+    make_stack: Callable[..., LocalStack],
+) -> None:
+    """A 2 s TTL: the link expires; a stranger's Renew is refused; the rep's double click
+    renews once, with the next reference in the same thread; the customer pays the new link,
+    then the old one too: Paid, and one double-payment warning naming both."""
+    flow = Flow(make_stack(paylink_link_ttl="2s"))
+    card = flow.request()
+    old_url = flow.approve(card.ts)
+    reference = flow.intent(old_url).order_reference
+    assert "may still work" in flow.wait_status(card.ts, "Expired", timeout=10)
+    assert buttons(flow.card(card.ts)) == ["paylink_renew", "paylink_cancel"]
+    assert "<@U0REP>" in flow.wait_reply(card.ts, "expired without payment")
+
+    flow.click(OUTSIDER, card.ts, "paylink_renew")
+    flow.wait_ephemeral(OUTSIDER, "can renew it")
+    assert "Expired" in flow.status(card.ts)
+
+    expired_card = {"ts": card.ts, "blocks": flow.card(card.ts).blocks}
+    for _ in range(2):
+        flow.sim.click(REP, expired_card, "paylink_renew", channel=APPROVAL_CHANNEL)
+    renewed = flow.wait_reply(card.ts, "new checkout link is ready")
+    assert f"(reference {reference}-2)" in renewed and "may still work" in renewed
+    match = re.search(r"<(https?://[^|>]+/sandbox/checkout/[^|>]+)>", renewed)
+    assert match and match.group(1) != old_url
+    flow.wait_ephemeral(REP, "Nothing changed")
+    assert flow.intent(match.group(1)).order_reference == f"{reference}-2"
+
+    flow.checkout(match.group(1), "pay")
+    flow.wait_reply(card.ts, "Paid:")
+    flow.checkout(old_url, "pay")  # the customer paid the old link as well
+    double = flow.wait_reply(card.ts, "Double payment")
+    assert f"on {reference}-2 and again on {reference}." in double and "PKR 15,000" in double
+    assert flow.webhook(flow.paid_webhook(old_url)).json()["outcome"] == "duplicate"
+    flow.idle()
+    assert flow.intent_count() == 2
+    assert len([r for r in flow.replies(card.ts) if "Double payment" in r]) == 1
+    assert "Paid" in flow.status(card.ts)

@@ -36,7 +36,7 @@ from bot.db import make_engine, utcnow
 from bot.links.followup import Inline
 from bot.links.periodic import Periodic
 from bot.links.service import LinkService, Refused
-from bot.links.states import CANCELLABLE, TRANSITIONS, Status, can_move
+from bot.links.states import CANCELLABLE, EXPIRING, PAYABLE, TRANSITIONS, Status, can_move
 from bot.links.store import LinkStore
 from bot.links.tables import History, Job, Link
 from bot.schema import upgrade
@@ -297,6 +297,43 @@ class LinkMachine(RuleBasedStateMachine):
         else:
             self.refused(link_id, lambda: self.service.cancel(link_id, user))
 
+    @rule(link_id=links)
+    def expire(self, link_id: int) -> None:
+        """The current checkout link's expiry falls due (its timer job runs)."""
+        link = self.load(link_id)
+        if link.intent_id is None:
+            return
+        self.service.expire(link_id, link.intent_id)
+        after = self.status(link_id)
+        if Status(link.status) in EXPIRING:
+            assert after == Status.EXPIRED
+        else:
+            assert after == Status(link.status)
+
+    @rule(link_id=links, user=USERS, mode=MODE)
+    def renew(self, link_id: int, user: str, mode: str) -> None:
+        """Renew: the requester or an approver, on an expired link; XPay answers per ``mode``."""
+        user = self.requester[link_id] if user == "requester" else user
+        self.gateway.mode = mode
+        allowed = user in APPROVERS or user == self.requester[link_id]
+        if not allowed or self.status(link_id) != Status.EXPIRED:
+            self.refused(link_id, lambda: self.service.renew(link_id, user))
+            return
+        calls = len(self.gateway.calls)
+        self.service.renew(link_id, user)
+        assert len(self.gateway.calls) == calls + 1
+        reference = self.gateway.calls[-1]
+        assert reference.startswith(self.reference[link_id] + "-")
+        assert reference not in self.gateway.calls[:-1]  # a new reference each renewal
+        assert self.status(link_id) in self.after_gateway()
+        event("renewed")
+
+    @rule(link_id=links, mode=MODE)
+    def expires_and_the_rep_renews(self, link_id: int, mode: str) -> None:
+        """The common case, as its own rule so that runs often get as far as renewals."""
+        self.expire(link_id)
+        self.renew(link_id, "requester", mode)
+
     @rule(
         target=events,
         link_id=links,
@@ -305,7 +342,8 @@ class LinkMachine(RuleBasedStateMachine):
         orphan=st.booleans(),
     )
     def webhook(self, link_id: int, outcome: str, bank: str | None, orphan: bool) -> dict:
-        """XPay reports a payment on the link's intent (or an orphan one from a lost reply)."""
+        """XPay reports a payment on the link's intent, or on another of its intents (an
+        earlier checkout link, or an orphan one from a lost reply)."""
         return self.send_webhook(link_id, outcome, bank, orphan)
 
     @rule(target=events, link_id=links)
@@ -315,7 +353,9 @@ class LinkMachine(RuleBasedStateMachine):
 
     def send_webhook(self, link_id: int, outcome: str, bank: str | None, orphan: bool) -> dict:
         link = self.load(link_id)
-        intents = [i for i, v in self.gateway.intents.items() if v["reference"] == link.reference]
+        intents = [
+            i for i, v in self.gateway.intents.items() if v["reference"].startswith(link.reference)
+        ]
         intent_id = (
             next((i for i in intents if i != link.intent_id), None) if orphan else link.intent_id
         ) or f"xpay_pi_unknown_{link_id}"
@@ -350,7 +390,7 @@ class LinkMachine(RuleBasedStateMachine):
             assert after == before, result
             return
         if event.outcome == "paid":
-            assert before in (Status.AWAITING_PAYMENT, Status.PAYMENT_FAILED, Status.CANCELLED)
+            assert before in PAYABLE
             assert after == Status.PAID
         else:
             assert (before, after) == (Status.AWAITING_PAYMENT, Status.PAYMENT_FAILED)
@@ -359,8 +399,10 @@ class LinkMachine(RuleBasedStateMachine):
     def reconcile(self, link_id: int, status: str) -> None:
         """XPay's intent has ``status``; the reconcile job comes round (its time has come)."""
         link = self.load(link_id)
-        if link.intent_id:
-            self.gateway.intents[link.intent_id]["status"] = status
+        with self.store.reading() as s:  # each of its checkout links, earlier ones too
+            for intent in self.store.intents_of(s, link_id):
+                if intent.intent_id:
+                    self.gateway.intents[intent.intent_id]["status"] = status
         with self.store.transaction() as s:
             s.execute(
                 update(Link)
@@ -370,8 +412,16 @@ class LinkMachine(RuleBasedStateMachine):
         before = Status(link.status)
         self.periodic.reconcile()
         after = self.status(link_id)
-        # Failed and cancelled links are reconciled too: XPay's page still takes payments.
-        unpaid = (Status.AWAITING_PAYMENT, Status.PAYMENT_FAILED, Status.CANCELLED)
+        # Failed, cancelled and expired links are reconciled too: XPay's page still takes
+        # payments; so are failed renewals, whose earlier link does.
+        unpaid = (
+            Status.AWAITING_PAYMENT,
+            Status.PAYMENT_FAILED,
+            Status.CANCELLED,
+            Status.EXPIRED,
+            Status.LINK_FAILED,
+            Status.LINK_UNKNOWN,
+        )
         if before in unpaid and link.intent_id and status == "succeeded":
             assert after == Status.PAID
         elif before == Status.AWAITING_PAYMENT and status in ("failed", "declined"):
@@ -427,8 +477,12 @@ class LinkMachine(RuleBasedStateMachine):
                 assert now == Status.PAID
             self.seen[link_id] = now
 
-            # Exactly one history row per change; rows chain; each move is legal.
+            # Exactly one history row per change; rows chain; each move is legal. Rows of
+            # events that are no move (a double payment) keep the status they happened in.
             rows = history[link_id]
+            notes = [r for r in rows[1:] if r.from_status == r.to_status]
+            assert all(r.to_status == Status.PAID.value for r in notes)
+            rows = [r for r in rows if r not in notes]
             assert rows[0].from_status is None
             assert rows[0].to_status == Status.AWAITING_APPROVAL.value
             for prev, row in zip(rows, rows[1:], strict=False):

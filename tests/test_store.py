@@ -22,7 +22,7 @@ from bot.links.store import DuplicateReference, IllegalMove, LinkStore
 from bot.links.tables import History, Job, Link, WebhookEvent
 from bot.schema import current_revision, head_revision, require_current, upgrade
 from tests.dbs import BACKENDS, migrated_engine
-from tests.factories import checkout_request
+from tests.factories import checkout_request, give_intent
 
 LEGAL = [(src, dst) for src, targets in TRANSITIONS.items() for dst in sorted(targets)]
 ILLEGAL = [(src, dst) for src in Status for dst in Status if dst not in TRANSITIONS[src]]
@@ -108,7 +108,7 @@ def test_insert_round_trip(store: LinkStore) -> None:
 
 
 def test_every_legal_move_succeeds_and_writes_one_history_row(store: LinkStore) -> None:
-    assert len(LEGAL) == 16
+    assert len(LEGAL) == 24
     for src, dst in LEGAL:
         link_id = new_link(store, src)
         with store.transaction() as s:
@@ -290,7 +290,7 @@ def test_a_new_event_is_queued_by_its_insert_alone_and_the_others_are_told_apart
     driver reports no row count unless asked)."""
     link_id = new_link(store, Status.AWAITING_PAYMENT)
     with store.transaction() as s:
-        store.update_fields(s, link_id, intent_id="pi_queued")
+        give_intent(store, s, link_id, "pi_queued")
     statements: list[str] = []
 
     def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
@@ -316,7 +316,7 @@ def test_the_group_commit_keeps_its_connection_while_batches_follow_each_other(
     pings the server); after a pause, or after a batch that failed, one is taken again."""
     link_id = new_link(store, Status.AWAITING_PAYMENT)
     with store.transaction() as s:
-        store.update_fields(s, link_id, intent_id="pi_kept")
+        give_intent(store, s, link_id, "pi_kept")
     checkouts: list[object] = []
     event.listen(engine, "checkout", lambda *args: checkouts.append(args))
     for n in range(1, 4):
@@ -350,7 +350,7 @@ def test_the_group_commit_does_not_write_on_a_connection_the_server_has_closed(
         intake = JobIntake(store)
         link_id = new_link(store, Status.AWAITING_PAYMENT)
         with store.transaction() as s:
-            store.update_fields(s, link_id, intent_id="pi_restart")
+            give_intent(store, s, link_id, "pi_restart")
         backends: list[int] = []
         event.listen(engine, "checkout", lambda raw, *_: backends.append(raw.info.backend_pid))
         assert intake.payment("pi_restart", {"n": 1}, "payment:1") == "queued"
@@ -387,9 +387,18 @@ def test_statuses_never_move_backwards() -> None:
     assert Status.PAID.final and Status.REJECTED.final
     # Nothing ever goes back to awaiting approval.
     assert all(Status.AWAITING_APPROVAL not in targets for targets in TRANSITIONS.values())
-    # Once a link exists at XPay, link creation never starts again.
+    # Once a link exists at XPay, link creation starts again only through Renew, from
+    # Expired; and a payment on the earlier link still ends it Paid, from every step.
     after_link = _reachable(Status.AWAITING_PAYMENT)
-    assert after_link == {Status.PAID, Status.PAYMENT_FAILED, Status.CANCELLED}
+    assert after_link == set(Status) - {Status.AWAITING_APPROVAL, Status.REJECTED}
+    assert {src for src in Status if Status.CREATING_LINK in TRANSITIONS[src]} == {
+        Status.AWAITING_APPROVAL,
+        Status.LINK_FAILED,
+        Status.LINK_UNKNOWN,
+        Status.EXPIRED,
+    }
+    renewing = {Status.CREATING_LINK, Status.LINK_FAILED, Status.LINK_UNKNOWN}
+    assert all(Status.PAID in TRANSITIONS[s] for s in renewing | {Status.EXPIRED})
     # Every status can still end up paid or closed; only PAID and REJECTED are final.
     assert {s for s in Status if s.final} == {Status.PAID, Status.REJECTED}
 

@@ -21,7 +21,6 @@ from bot.local.stack import APPROVAL_CHANNEL, APPROVER, BOT_TOKEN, REP
 from bot.local.standin import Ephemeral
 from tests.procs import Proc, Procs
 from tests.test_crash_recovery import (
-    JOBS_LEFT,
     BotProcess,
     WatchedStandIn,
     approve,
@@ -91,7 +90,7 @@ def test_the_whole_flow_with_a_separate_worker(split: tuple[SplitBot, WatchedSta
     requests.post(url + "/pay", data={"outcome": "pay", "method": "card"}, timeout=15)
     slack.wait_for(lambda s: "Paid" in status(s, card.ts), 15)
     slack.wait_for(lambda s: any("Paid:" in r for r in replies(s, card.ts)), 15)
-    bot.wait_db(JOBS_LEFT, [(0,)])
+    bot.wait_work_done()
     assert len(cards(slack)) == 1
 
     assert bot.proc is not None and bot.worker is not None
@@ -122,7 +121,7 @@ def test_messages_wait_for_a_worker_that_is_not_running(
     bot.start_worker()
     card = slack.wait_for(lambda s: next(iter(cards(s)), None), 15)
     assert "Awaiting approval" in status(slack, card.ts)
-    bot.wait_db(JOBS_LEFT, [(0,)])
+    bot.wait_work_done()
 
 
 def test_wake_up_reaches_a_listener_and_is_harmless_without_one(tmp_path: Path) -> None:

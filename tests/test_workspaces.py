@@ -21,7 +21,6 @@ from bot.local.standin import PostedMessage
 from tests.conftest import FIELDS, Flow
 from tests.procs import Procs
 from tests.test_crash_recovery import (
-    JOBS_LEFT,
     WatchedStandIn,
     cards,
     status,
@@ -230,7 +229,7 @@ def test_a_worker_refuses_a_stored_click_from_elsewhere(
     ).raise_for_status()
     refusal = slack.wait_for(lambda s: told(s, APPROVER, REFUSAL), 15)
     assert refusal.channel == APPROVAL_CHANNEL
-    bot.wait_db(JOBS_LEFT, [(0,)])
+    bot.wait_work_done()
     assert "Awaiting approval" in status(slack, card.ts)
     assert bot.rows("select status from links") == [("awaiting_approval",)]
 

@@ -146,8 +146,9 @@ class Queued:
 class QueuedWork:
     """Carries out the jobs :class:`Queued` writes, in the worker: the creation in
     ``inline``'s executor (the runner does not wait for XPay), payments applied a batch at a
-    time, clicks decided and a refusal told to the clicker; and the confirmation with XPay
-    the service queues for a payment reported without its amount."""
+    time, clicks decided and a refusal told to the clicker; and what the service queues
+    itself: the confirmation with XPay of a payment reported without its amount, and each
+    checkout link's expiry timer."""
 
     def __init__(self, service: LinkService, inline: Inline, tell: Tell):
         self.service = service
@@ -161,6 +162,7 @@ class QueuedWork:
             JobKind.PAYMENT: self.payment,
             JobKind.DECISION: self.decision,
             JobKind.CONFIRM: self.confirm,
+            JobKind.EXPIRE: self.expire,
         }
 
     def together(self) -> dict[JobKind, BatchHandler]:
@@ -183,7 +185,11 @@ class QueuedWork:
     def confirm(self, job: Job, link: Link) -> None:
         """Settle a payment a webhook reported without its amount by XPay's record (done
         even when XPay cannot be asked: reconciliation asks again)."""
-        self.service.confirm_payment(link)
+        self.service.confirm_payment(link, job.payload.get("intent"))
+
+    def expire(self, job: Job, link: Link) -> None:
+        """A checkout link's expiry is due: the link expires unless renewed or paid since."""
+        self.service.expire(link.id, job.payload["intent"])
 
     def decision(self, job: Job, link: Link) -> None:
         """Decide a stored click; tell the clicker a refusal."""

@@ -19,7 +19,7 @@ from bot.db import server_hung_up, utcnow
 from bot.links.batching import GroupCommit
 from bot.links.kinds import JobKind, WebhookOutcome
 from bot.links.queue import JOBS
-from bot.links.store import LINKS, LinkStore
+from bot.links.store import INTENTS, LINKS, LinkStore
 from bot.sqlite import BUSY_TIMEOUT
 
 # How long the group commit keeps its connection between two batches: busy, each batch
@@ -38,7 +38,7 @@ def _present(column: Column[Any]) -> Select[Any]:
     return select(column).where(column.in_(bindparam("values", expanding=True)))
 
 
-_KNOWN_INTENTS = _present(LINKS.c.intent_id)
+_KNOWN_INTENTS = _present(INTENTS.c.intent_id)  # any of a link's checkout links
 _KNOWN_IDS = _present(LINKS.c.id)
 _QUEUED_KEYS = _present(JOBS.c.dedupe_key)
 
@@ -49,8 +49,10 @@ class JobIntake:
     def __init__(self, store: LinkStore):
         self.store = store
         insert_or_skip = pg_insert if store.is_postgres else sqlite_insert
-        self._for_intent = _job_statement(insert_or_skip, LINKS.c.intent_id, "intent")
-        self._for_id = _job_statement(insert_or_skip, LINKS.c.id, "id")
+        self._for_intent = _job_statement(
+            insert_or_skip, INTENTS.c.link_id, INTENTS.c.intent_id, "intent"
+        )
+        self._for_id = _job_statement(insert_or_skip, LINKS.c.id, LINKS.c.id, "id")
         self._batches = GroupCommit(self._write, name="intake", timeout=2 * BUSY_TIMEOUT)
         self._writer: Connection | None = None  # kept between batches
         self._writer_used = 0.0
@@ -147,13 +149,13 @@ class JobIntake:
 
 
 def _job_statement(
-    dialect_insert: Callable[[Table], Any], column: Column[Any], name: str
+    dialect_insert: Callable[[Table], Any], link_id: Column[Any], column: Column[Any], name: str
 ) -> Insert:
-    """INSERT a job (:kind, :payload, :key, :now) for the link whose ``column`` equals
-    :``name``, unless one with the same :key exists (built once: building it costs as much
-    as running it)."""
+    """INSERT a job (:kind, :payload, :key, :now) for the link ``link_id`` of the row whose
+    ``column`` equals :``name``, unless one with the same :key exists (built once: building
+    it costs as much as running it)."""
     row = select(
-        LINKS.c.id,
+        link_id,
         bindparam("kind", type_=JOBS.c.kind.type),
         bindparam("payload", type_=JOBS.c.payload.type),
         bindparam("key", type_=JOBS.c.dedupe_key.type),

@@ -21,6 +21,9 @@ class ThreadKind(StrEnum):
     FIRST_APPROVAL = "first_approval"  # one of two approvers approved: waiting for the other
     REMIND_APPROVERS = "remind_approvers"  # a request still waits for approval
     REMIND_REP = "remind_rep"  # a link still waits for payment
+    EXPIRED = "expired"  # the checkout link expired unpaid: Renew is offered
+    LINK_RENEWED = "link_renewed"  # Renew's new checkout link (the old one may still work)
+    DOUBLE_PAYMENT = "double_payment"  # a second of the request's links was paid: refund
 
 
 class JobKind(StrEnum):
@@ -36,6 +39,7 @@ class JobKind(StrEnum):
     QR = "qr"  # post a QR code image of the checkout link in the thread
     REMIND = "remind"  # a timer: remind whoever the link waits for, if it still waits
     DIGEST = "digest"  # post the daily digest (a job of no link)
+    EXPIRE = "expire"  # a timer: the checkout link expires if still unpaid (due at expiry)
 
 
 class WebhookOutcome(StrEnum):
@@ -49,6 +53,7 @@ class WebhookOutcome(StrEnum):
     UNKNOWN_INTENT = "unknown_intent"
     QUEUED = "queued"  # stored for the worker, which applies it
     CONFIRMING = "confirming"  # paid without amount or currency: XPay is asked first
+    DOUBLE_PAYMENT = "double_payment"  # another link of a Paid request was paid as well
 
 
 class Click(StrEnum):
@@ -57,3 +62,4 @@ class Click(StrEnum):
     APPROVE = "approve"
     RETRY = "retry"
     CANCEL = "cancel"
+    RENEW = "renew"

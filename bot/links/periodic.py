@@ -1,5 +1,6 @@
 """Periodic timers: resume links stuck in ``Creating link``, reconcile unpaid links with
-XPay, take the daily digest; and, at start-up, release what a process that died held."""
+XPay, take the daily digest, schedule the expiry of links older than expiry; and, at
+start-up, release what a process that died held."""
 
 from __future__ import annotations
 
@@ -20,6 +21,15 @@ log = logging.getLogger(__name__)
 
 RECONCILE_BACKOFF = timedelta(minutes=10)
 RECONCILE_FOR = timedelta(days=7)
+# The statuses whose links may be paid on one of their checkout links without us hearing.
+RECONCILED = (
+    Status.AWAITING_PAYMENT,
+    Status.PAYMENT_FAILED,
+    Status.CANCELLED,
+    Status.EXPIRED,
+    Status.LINK_FAILED,
+    Status.LINK_UNKNOWN,
+)
 
 
 def release_after_restart(store: LinkStore) -> int:
@@ -74,12 +84,14 @@ class Periodic:
                 return
 
     def run_once(self) -> dict[str, int]:
-        """Resume expired leases, reconcile due links and take the day's digest when due;
-        returns counts for logs and tests."""
+        """Resume expired leases, reconcile due links, take the day's digest when due and
+        give links from before expiry existed their expiry; returns counts for logs and
+        tests."""
         return {
             "resumed": self.resume_stuck(),
             "reconciled": self.reconcile(),
             "digests": int(self.digests.take_daily()) if self.digests else 0,
+            "expiries": self.service.schedule_missing_expiries(),
         }
 
     def resume_stuck(self, limit: int = 20) -> int:
@@ -101,26 +113,24 @@ class Periodic:
 
     def reconcile(self, limit: int = 50) -> int:
         """Ask XPay about unpaid links, so a lost webhook is not a lost payment: awaiting
-        payment; failed, as the customer may try again; cancelled, as XPay's page still takes
-        payments. Checks thin out as a link ages and stop after RECONCILE_FOR."""
+        payment; failed, as the customer may try again; cancelled and expired, as XPay's
+        page still takes payments; and a renewal's that failed, for the earlier link. Each
+        of the link's checkout links not paid is asked about, an earlier one too. Checks
+        thin out as the newest checkout link ages and stop after RECONCILE_FOR."""
         store = self.service.store
         now = utcnow()
         with store.transaction() as s:
-            links = store.due(
-                s,
-                (Status.AWAITING_PAYMENT, Status.PAYMENT_FAILED, Status.CANCELLED),
-                Link.reconcile_after,
-                now,
-                limit,
-            )
-            due = [(link.id, link.intent_id, link.store_id) for link in links if link.intent_id]
+            links = store.due(s, RECONCILED, Link.reconcile_after, now, limit)
+            due = store.unpaid_intents(s, [link.id for link in links])
+            newest = {link_id: created for link_id, _intent, created in due}
+            store_of = {link.id: link.store_id for link in links}
             for link in links:
-                age = now - link.created_at
+                age = now - newest.get(link.id, link.created_at)
                 following = None if age > RECONCILE_FOR else now + max(RECONCILE_BACKOFF, age / 4)
                 store.update_fields(s, link.id, reconcile_after=following)
         applied = 0
-        for link_id, intent_id, store_id in due:
-            result = self.service.ask_xpay(link_id, intent_id, store_id)
+        for link_id, intent_id, _created in due:
+            result = self.service.ask_xpay(link_id, intent_id, store_of.get(link_id))
             if result is not None and result.outcome == WebhookOutcome.APPLIED:
                 applied += 1
         return applied

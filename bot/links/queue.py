@@ -28,10 +28,12 @@ CLAIM_LEASE = timedelta(seconds=60)
 ATTEMPTED = "started, outcome not recorded"
 # Kinds that are work for the bot itself rather than Slack messages: queued for links
 # without a card too.
-OWN_WORK = frozenset({JobKind.CREATE, JobKind.PAYMENT, JobKind.DECISION, JobKind.CONFIRM})
+OWN_WORK = frozenset(
+    {JobKind.CREATE, JobKind.PAYMENT, JobKind.DECISION, JobKind.CONFIRM, JobKind.EXPIRE}
+)
 # Work that keeps a link's record true whatever happens in Slack: still done for a workspace
 # that uninstalled Paylink (a payment made there still marks its link Paid).
-RECORD_KEEPING = frozenset({JobKind.CREATE, JobKind.PAYMENT, JobKind.CONFIRM})
+RECORD_KEEPING = frozenset({JobKind.CREATE, JobKind.PAYMENT, JobKind.CONFIRM, JobKind.EXPIRE})
 
 _INSERT = insert(JOBS)
 # Older cards of a link not yet done, covered by the card done after them.
@@ -241,16 +243,17 @@ class JobQueue:
         return result.rowcount or 0
 
     def backlog(self, session: Session) -> tuple[int, float]:
-        """(jobs not done, age in seconds of the oldest). A timer not due yet is no backlog:
-        jobs never tried count from when they fell due, tried ones from when they were queued."""
+        """(jobs not done, age in seconds of the oldest). A timer (a job queued with
+        ``due``) counts once it is due, aged from then: a link's expiry a week ahead is not
+        work waiting. A job retried later counts from its creation."""
         now = utcnow()
+        since = case((Job.attempts == 0, Job.next_attempt_at), else_=Job.created_at)
         count, oldest = session.execute(
-            select(
-                func.count(Job.id),
-                func.min(case((Job.attempts == 0, Job.next_attempt_at), else_=Job.created_at)),
-            ).where(Job.done_at.is_(None), or_(Job.attempts > 0, Job.next_attempt_at <= now))
+            select(func.count(Job.id), func.min(since)).where(
+                Job.done_at.is_(None), or_(Job.attempts > 0, Job.next_attempt_at <= now)
+            )
         ).one()
         if oldest is not None and oldest.tzinfo is None:
-            oldest = oldest.replace(tzinfo=utcnow().tzinfo)
-        age = (utcnow() - oldest).total_seconds() if oldest else 0.0
+            oldest = oldest.replace(tzinfo=now.tzinfo)
+        age = (now - oldest).total_seconds() if oldest else 0.0
         return int(count), max(age, 0.0)

@@ -107,7 +107,9 @@ class Reminders:
                 dedupe_key=f"thread:{current.id}:{reminder.reply.value}",
             )
             if queued:  # another runner's attempt at this timer queued it first otherwise
-                self.store.record_event(s, current, actor="paylink", reason=reminder.history)
+                self.store.record_event(
+                    s, current.id, status, actor="paylink", reason=reminder.history
+                )
         if queued:
             log.info(reminder.history, extra={"ref": current.reference})
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy.orm import Session
@@ -32,7 +32,7 @@ from bot.links.payments import RECONCILE, WEBHOOK, event_key, same_money
 from bot.links.policy import AUTO, POLICY_ACTOR, TWO, ApprovalPolicy, Rule, threshold_note
 from bot.links.queue import JobQueue
 from bot.links.reminders import start_timer
-from bot.links.states import CANCELLABLE, LIVE, Status
+from bot.links.states import CANCELLABLE, EXPIRING, LIVE, PAYABLE, Status
 from bot.links.store import LEASE, LinkStore, RepeatedView
 from bot.links.stores import StoreGateways
 from bot.links.tables import Link
@@ -88,6 +88,7 @@ class LinkService:
         qr_codes: bool = False,
         policy_for: Callable[[str | None], ApprovalPolicy] = lambda _team: ApprovalPolicy(),
         duplicate_window_for: Callable[[str | None], timedelta | None] = lambda _team: None,
+        link_ttl_for: Callable[[str | None], timedelta] = lambda _team: timedelta(days=7),
     ):
         self.store = store
         self.stores = stores
@@ -106,10 +107,13 @@ class LinkService:
             Click.APPROVE: self.approve,
             Click.RETRY: self.retry,
             Click.CANCEL: self.cancel,
+            Click.RENEW: self.renew,
         }
         self.reconcile_after = reconcile_after
         # How long a link waits in a status before its reminder (bot.links.reminders).
         self.remind_after_for = remind_after_for
+        # How long a checkout link awaits payment before the link is Expired.
+        self.link_ttl_for = link_ttl_for
         self.metrics = metrics
 
     # Requests -----------------------------------------------------------------------
@@ -323,15 +327,17 @@ class LinkService:
         reason: str | None = None,
         thread: ThreadKind | None = None,
         approval: bool = False,
+        on_moved: Callable[[Session, Link], None] | None = None,
         **changes: object,
     ) -> Link:
         """A person's decision: the link must be ``origin``'s, ``admit`` checks the rest
         (raising Refused) and may add changes, then one compare-and-set, with the card
         update (and a thread reply) queued with it; AlreadyDecided naming the current
         status when someone else was first. The link is read once, in the transaction that
-        moves it (a click is an ack's critical path). A move to Creating link hands the
-        creation to the follow-up. An ``approval`` of a request that needs two approvers
-        is counted first: the first is recorded and the link returned unmoved.
+        moves it (a click is an ack's critical path). ``on_moved`` adds to a move that
+        happened, in its transaction. A move to Creating link hands the creation to the
+        follow-up. An ``approval`` of a request that needs two approvers is counted first:
+        the first is recorded and the link returned unmoved.
         """
         creating = target == Status.CREATING_LINK
         with self.store.transaction() as s:
@@ -351,6 +357,8 @@ class LinkService:
                     s, link_id, sources, target, actor=actor, reason=reason, **changes
                 )
                 if moved is not None:
+                    if on_moved is not None:
+                        on_moved(s, moved)
                     if creating:
                         self.follow_up.creation_decided(self, s, moved)
                     self._announce(s, moved, thread)
@@ -373,7 +381,8 @@ class LinkService:
         details: dict[str, str] | None = None,
     ) -> None:
         """Queue, with the change just made, the card update and a thread reply of kind
-        ``thread`` (at most once per link, kind and ``key``; ``details`` for its renderer)."""
+        ``thread`` (at most once per link, kind and ``key``; ``details`` go in its payload
+        for its renderer)."""
         self.queue.enqueue(s, link, JobKind.CARD)
         if thread:
             self.queue.enqueue(
@@ -495,6 +504,85 @@ class LinkService:
             cancelled_by=user_id,
         )
 
+    def renew(self, link_id: int, user_id: str, *, origin: Workspace | None = None) -> Link:
+        """Renew an expired link (the requester or an approver): a new checkout link at XPay
+        with the next order reference (``REF-2``, ``REF-3`` …), posted in the same thread,
+        and the link awaits payment again. The amount is the same, so no new approval. XPay
+        cannot void the earlier link: a payment on it still counts."""
+
+        def admit(link: Link) -> dict[str, object]:
+            if user_id != link.requester_id and not self.is_approver(user_id):
+                raise NotAllowed(
+                    "Only the rep who asked for this link or an approver can renew it."
+                )
+            return {"attempts": link.attempts + 1}
+
+        return self._decide(
+            link_id,
+            Status.EXPIRED,
+            Status.CREATING_LINK,
+            actor=user_id,
+            admit=admit,
+            origin=origin,
+            reason="renewed",
+            on_moved=lambda s, link: self.store.reserve_renewal(s, link),
+            lease_until=self.follow_up.creation_lease(),
+            gateway_message=None,
+        )
+
+    def expire(self, link_id: int, intent_id: str) -> Link | None:
+        """A checkout link's expiry timer (a job due at its expiry): the link becomes
+        Expired if it still awaits payment on ``intent_id``; renewed or paid since, nothing
+        happens. Returns the link moved, if it was."""
+        with self.store.transaction() as s:
+            link = self.store.get(s, link_id)
+            if link is None or link.intent_id != intent_id:
+                return None
+            reference = link.checkout_reference or link.reference
+            moved = self.store.move(
+                s,
+                link_id,
+                tuple(EXPIRING),
+                Status.EXPIRED,
+                actor="paylink",
+                reason=f"checkout link {reference} expired unpaid",
+            )
+            if moved is not None:
+                details = {"reference": reference}
+                self._announce(s, moved, ThreadKind.EXPIRED, f":{intent_id}", details)
+        if moved is not None:
+            log.info("link expired", extra={"ref": moved.reference})
+        return moved
+
+    def schedule_missing_expiries(self, limit: int = 50) -> int:
+        """Links awaiting payment from before expiry existed get their timer: the checkout
+        link expires PAYLINK_LINK_TTL after the link's creation (at once, if that has
+        passed). Returns how many."""
+        now = utcnow()
+        with self.store.transaction() as s:
+            links = self.store.without_expiry(s, limit)
+            for link in links:  # each has a checkout link (intent_id): it was selected for it
+                expires = max(link.created_at + self.link_ttl_for(link.team_id), now)
+                reference = link.checkout_reference or link.reference
+                self.store.update_fields(s, link.id, expires_at=expires)
+                self.store.update_intent(s, str(link.intent_id), expires_at=expires)
+                self._start_expiry(s, link, str(link.intent_id), reference, expires)
+        return len(links)
+
+    def _start_expiry(
+        self, s: Session, link: Link, intent_id: str, reference: str, expires: datetime
+    ) -> None:
+        """Queue the timer that expires the checkout link ``reference`` at ``expires``
+        (once per checkout link: its dedupe key)."""
+        self.queue.enqueue(
+            s,
+            link,
+            JobKind.EXPIRE,
+            payload={"intent": intent_id},
+            dedupe_key=f"expire:{link.id}:{reference}",
+            due=expires,
+        )
+
     def receive_click(
         self, action: str, link_id: int, user_id: str, origin: Workspace, **context: object
     ) -> str | None:
@@ -530,10 +618,17 @@ class LinkService:
         link = self._load(link_id)
         if link.status != Status.CREATING_LINK.value:
             return link
+        # A renewal reserved the new checkout link's order reference; a first creation uses
+        # the link's own.
+        with self.store.reading() as s:
+            renewal = self.store.pending_intent(s, link.id)
+        request = link.to_request()
+        if renewal is not None:
+            request = request.model_copy(update={"order_reference": renewal.reference})
         started = time.perf_counter()
         try:
             gateway = self._gateway(link.store_id)
-            created = gateway.create_checkout(link.to_request().to_xpay_payload())
+            created = gateway.create_checkout(request.to_xpay_payload())
         except XPayOutcomeUnknown as exc:
             self._observe(started, "unknown")
             return self._gateway_failed(link, Status.LINK_UNKNOWN, exc.message)
@@ -541,22 +636,46 @@ class LinkService:
             self._observe(started, "failed")
             return self._gateway_failed(link, Status.LINK_FAILED, exc.message)
         self._observe(started, "created")
+        reference = request.order_reference
+        now = utcnow()
+        expires = now + self.link_ttl_for(link.team_id)
         with self.store.transaction() as s:
+            # Recorded even if the link moved meanwhile (paid on an earlier link during a
+            # renewal): a payment on this one must still be found, as a double payment.
+            self.store.record_intent(
+                s,
+                link.id,
+                reference,
+                intent_id=created.intent_id,
+                checkout_url=created.checkout_url,
+                created_at=now,
+                expires_at=expires,
+            )
             moved = self.store.move(
                 s,
                 link.id,
                 Status.CREATING_LINK,
                 Status.AWAITING_PAYMENT,
                 actor="xpay",
+                reason=f"new checkout link {reference}" if renewal else None,
                 intent_id=created.intent_id,
                 checkout_url=created.checkout_url,
+                checkout_reference=reference,
+                expires_at=expires,
                 # The gateway that made it, if another took the request.
                 sandbox=self.stores.is_sandbox(link.store_id) if self.stores else self.sandbox,
                 lease_until=None,
-                reconcile_after=utcnow() + self.reconcile_after,
+                reconcile_after=now + self.reconcile_after,
             )
             if moved is not None:
-                self._announce(s, moved, ThreadKind.LINK_READY, f":{created.intent_id}")
+                key = f":{created.intent_id}"
+                if renewal is None:
+                    self._announce(s, moved, ThreadKind.LINK_READY, key)
+                else:
+                    # The reply keeps its own link: a later renewal must not change it.
+                    details = {"reference": reference, "url": created.checkout_url}
+                    self._announce(s, moved, ThreadKind.LINK_RENEWED, key, details)
+                self._start_expiry(s, moved, created.intent_id, reference, expires)
                 if self.qr_codes:  # a job of its own, after the reply: that never waits on it
                     self.queue.enqueue(
                         s, moved, JobKind.QR, dedupe_key=f"qr:{moved.id}:{created.intent_id}"
@@ -615,12 +734,14 @@ class LinkService:
         )
         return self.apply_payment(event, source=RECONCILE)
 
-    def confirm_payment(self, link: Link) -> WebhookResult | None:
-        """A webhook said ``link`` was paid without saying how much: XPay's record decides.
-        When XPay cannot be asked, reconciliation asks again later; nothing says Paid."""
-        if not link.intent_id:
+    def confirm_payment(self, link: Link, intent_id: str | None = None) -> WebhookResult | None:
+        """A webhook said ``link`` was paid on ``intent_id`` (by default its current
+        checkout link) without saying how much: XPay's record decides. When XPay cannot be
+        asked, reconciliation asks again later; nothing says Paid."""
+        intent_id = intent_id or link.intent_id
+        if not intent_id:
             return None
-        result = self.ask_xpay(link.id, link.intent_id, link.store_id)
+        result = self.ask_xpay(link.id, intent_id, link.store_id)
         if result is not None and result.outcome == WebhookOutcome.IGNORED:
             log.warning(
                 "XPay does not confirm the payment a webhook reported",
@@ -673,9 +794,12 @@ class LinkService:
         outcome = event.outcome
         money = same_money(event, link)
         paid = link.status == Status.PAID.value
-        if outcome == "paid" and money is None and source == WEBHOOK and not paid:
+        intent_id = event.payment_intent_id
+        # Paid already, a payment on another of its checkout links is a double payment.
+        again = paid and outcome == "paid" and not self.store.intent_paid(s, intent_id)
+        if outcome == "paid" and money is None and source == WEBHOOK and (not paid or again):
             # A webhook that leaves the sum out does not settle it: XPay's record does.
-            self.queue.enqueue(s, link, JobKind.CONFIRM)
+            self.queue.enqueue(s, link, JobKind.CONFIRM, payload={"intent": intent_id})
             log.warning("paid webhook without amount or currency", extra={"ref": link.reference})
             return WebhookResult(WebhookOutcome.CONFIRMING, link.id)
         if outcome == "paid" and money is False:
@@ -693,25 +817,35 @@ class LinkService:
             )
             log.error("payment amount differs from the link", extra={"ref": link.reference})
             return WebhookResult(WebhookOutcome.AMOUNT_MISMATCH, link.id)
+        if again:
+            return self._double_payment(s, link, intent_id, source)
+        details: dict[str, str] = {}
         if outcome == "paid":
             was_cancelled = link.status == Status.CANCELLED.value
             moved = (
                 self.store.move(
                     s,
                     link.id,
-                    (Status.AWAITING_PAYMENT, Status.PAYMENT_FAILED, Status.CANCELLED),
+                    tuple(PAYABLE),
                     Status.PAID,
                     actor=source,
                     reason=event.bank_message,
                     paid_method=event.method,
                     bank_message=event.bank_message,
                     reconcile_after=None,
+                    lease_until=None,  # a renewal's creation under way: it records its intent
                 )
                 if not paid
                 else None
             )
+            if moved is not None:
+                self.store.mark_intent_paid(s, intent_id, utcnow())
+                if intent_id != moved.intent_id:  # an earlier checkout link, before renewal
+                    paid_on = self.store.intent(s, intent_id)
+                    details["reference"] = paid_on.reference if paid_on else ""
             kind = ThreadKind.PAID_AFTER_CANCEL if was_cancelled else ThreadKind.PAID
         elif outcome == "failed":
+            # Only the current checkout link's failure says anything about the link now.
             moved = (
                 self.store.move(
                     s,
@@ -722,7 +856,7 @@ class LinkService:
                     reason=event.bank_message,
                     bank_message=event.bank_message,
                 )
-                if link.status == Status.AWAITING_PAYMENT.value
+                if link.status == Status.AWAITING_PAYMENT.value and intent_id == link.intent_id
                 else None
             )
             kind = ThreadKind.PAYMENT_FAILED
@@ -730,7 +864,7 @@ class LinkService:
             return WebhookResult(WebhookOutcome.IGNORED, link.id)
         if moved is None:
             return WebhookResult(WebhookOutcome.STALE, link.id)
-        self._announce(s, moved, kind)
+        self._announce(s, moved, kind, details=details)
         applied.append((outcome, moved.reference))
         return WebhookResult(WebhookOutcome.APPLIED, moved.id)
 
@@ -749,3 +883,35 @@ class LinkService:
             extra={"team": workspace.team_id},
         )
         return stopped
+
+    def _double_payment(self, s: Session, link: Link, intent_id: str, source: str) -> WebhookResult:
+        """A Paid link's other checkout link was paid too: recorded once per checkout link
+        (STALE when it was already), noted in the history and flagged in the thread, naming
+        both links, for a refund. The card stays Paid."""
+        if not self.store.mark_intent_paid(s, intent_id, utcnow()):
+            return WebhookResult(WebhookOutcome.STALE, link.id)
+        intents = self.store.intents_of(s, link.id)
+        second = next(i for i in intents if i.intent_id == intent_id)
+        earlier = [i for i in intents if i.paid_at is not None and i is not second]
+        first = min(earlier, key=lambda i: i.paid_at).reference if earlier else link.reference
+        amount = f"{link.currency} {link.amount:,}"
+        self.store.record_event(
+            s,
+            link.id,
+            Status.PAID,
+            actor=source,
+            reason=f"paid again on {second.reference} ({amount}; first on {first}): refund one",
+        )
+        self.queue.enqueue(
+            s,
+            link,
+            JobKind.THREAD,
+            payload={
+                "kind": ThreadKind.DOUBLE_PAYMENT.value,
+                "first": first,
+                "second": second.reference,
+            },
+            dedupe_key=f"thread:{link.id}:double_payment:{second.id}",
+        )
+        log.error("double payment", extra={"ref": link.reference})
+        return WebhookResult(WebhookOutcome.DOUBLE_PAYMENT, link.id)

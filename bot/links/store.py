@@ -20,12 +20,19 @@ from sqlalchemy.orm.attributes import set_committed_value
 from bot.checkout import CheckoutRequest, phone_forms
 from bot.db import make_sessionmaker, reader, utcnow
 from bot.links.policy import TWO
-from bot.links.states import Status, can_move
-from bot.links.tables import History, Link, LinkApproval, WebhookEvent
+from bot.links.states import EXPIRING, Status, can_move
+from bot.links.tables import History, Link, LinkApproval, LinkIntent, WebhookEvent
 from bot.links.workspaces import Workspace
 from bot.sqlite import BUSY_TIMEOUT
 
 LINKS = Link.__table__
+INTENTS = LinkIntent.__table__
+# A payment recorded on an intent, once: the first caller gets rowcount 1.
+_MARK_PAID = (
+    update(INTENTS)
+    .where(INTENTS.c.intent_id == bindparam("b_intent"), INTENTS.c.paid_at.is_(None))
+    .values(paid_at=bindparam("b_now"))
+)
 _INSERT_HISTORY = insert(History.__table__)
 _VERSION = select(LINKS.c.version).where(LINKS.c.id == bindparam("id"))
 _LINK_COLUMNS = frozenset(LINKS.c.keys())
@@ -171,7 +178,10 @@ class LinkStore:
 
         RepeatedView when ``workspace``'s modal ``view_id`` made a link already (the unique
         index decides, so copies of a submission that race make one link);
-        DuplicateReference when another link has the order reference."""
+        DuplicateReference when another link has the order reference (or a renewal of
+        another link uses it)."""
+        if self._renewal_uses(session, request.order_reference):
+            raise DuplicateReference(request.order_reference)
         now = utcnow()
         link = Link.from_request(
             request,
@@ -286,7 +296,7 @@ class LinkStore:
         )
         if result.rowcount != 1:
             return None
-        self.record_event(session, link, actor=actor, reason=reason, at=now)
+        self.record_event(session, link.id, Status(link.status), actor=actor, reason=reason, at=now)
         set_committed_value(link, "version", link.version + 1)
         set_committed_value(link, "updated_at", now)
         session.expire(link, ["history"])
@@ -295,20 +305,21 @@ class LinkStore:
     def record_event(
         self,
         session: Session,
-        link: Link,
+        link_id: int,
+        status: Status,
         *,
         actor: str,
         reason: str,
         at: datetime | None = None,
     ) -> None:
-        """A history row for an event that is no status change (a reminder sent): from and
-        to are both the link's status; the card is left as it is."""
+        """A history row for an event that is no status change (a reminder sent): ``status``
+        is the link's, before and after; the card is left as it is."""
         session.execute(
             _INSERT_HISTORY,
             {
-                "link_id": link.id,
-                "from_status": link.status,
-                "to_status": link.status,
+                "link_id": link_id,
+                "from_status": status.value,
+                "to_status": status.value,
                 "actor": actor,
                 "reason": reason,
                 "at": at or utcnow(),
@@ -368,6 +379,126 @@ class LinkStore:
     def update_fields(self, session: Session, link_id: int, **changes: Any) -> None:
         """Change fields that are not the status (e.g. the card's ts once posted)."""
         session.execute(update(LINKS).where(LINKS.c.id == link_id).values(**changes))
+
+    # A link's checkout links (link_intents) ---------------------------------------------
+
+    def reference_taken(self, session: Session, reference: str) -> bool:
+        """True when a link or any of the links' checkout links has ``reference``."""
+        if session.scalar(select(LinkIntent.id).where(LinkIntent.reference == reference)):
+            return True
+        return self.by_reference(session, reference) is not None
+
+    def _renewal_uses(self, session: Session, reference: str) -> bool:
+        """True when a renewal's checkout link has ``reference`` (a link's first has the
+        link's own, which the unique index of links guards)."""
+        return (
+            session.scalar(
+                select(LinkIntent.id)
+                .join(Link, Link.id == LinkIntent.link_id)
+                .where(LinkIntent.reference == reference, Link.reference != reference)
+            )
+            is not None
+        )
+
+    def reserve_renewal(self, session: Session, link: Link) -> str:
+        """Reserve the order reference of ``link``'s next checkout link: ``<reference>-N``,
+        N its number among the link's checkout links (2 for the first renewal), or the next
+        one free of every link's and checkout link's reference; clipped to 64 characters.
+        Its row has no intent until XPay creates it (:meth:`record_intent`)."""
+        count = session.scalar(select(func.count()).where(LinkIntent.link_id == link.id)) or 0
+        number = max(count + 1, 2)
+        while True:
+            suffix = f"-{number}"
+            reference = link.reference[: 64 - len(suffix)] + suffix
+            if not self.reference_taken(session, reference):
+                break
+            number += 1
+        session.add(LinkIntent(link_id=link.id, reference=reference, created_at=utcnow()))
+        session.flush()
+        return reference
+
+    def pending_intent(self, session: Session, link_id: int) -> LinkIntent | None:
+        """The checkout link a renewal reserved and XPay has not created yet, if any."""
+        return session.scalar(
+            select(LinkIntent).where(LinkIntent.link_id == link_id, LinkIntent.intent_id.is_(None))
+        )
+
+    def record_intent(
+        self,
+        session: Session,
+        link_id: int,
+        reference: str,
+        *,
+        intent_id: str,
+        checkout_url: str,
+        created_at: datetime,
+        expires_at: datetime,
+    ) -> None:
+        """Record the intent XPay created for ``reference``: fills the row a renewal
+        reserved, or adds the link's first."""
+        values = {
+            "intent_id": intent_id,
+            "checkout_url": checkout_url,
+            "created_at": created_at,
+            "expires_at": expires_at,
+        }
+        filled = session.execute(
+            update(INTENTS)
+            .where(
+                INTENTS.c.link_id == link_id,
+                INTENTS.c.reference == reference,
+                INTENTS.c.intent_id.is_(None),
+            )
+            .values(**values)
+        )
+        if filled.rowcount != 1:
+            session.execute(insert(INTENTS).values(link_id=link_id, reference=reference, **values))
+
+    def update_intent(self, session: Session, intent_id: str, **changes: Any) -> None:
+        """Change fields of the checkout link of ``intent_id``."""
+        session.execute(update(INTENTS).where(INTENTS.c.intent_id == intent_id).values(**changes))
+
+    def mark_intent_paid(self, session: Session, intent_id: str, now: datetime) -> bool:
+        """Record a payment on ``intent_id``; False when one was recorded already."""
+        result = session.execute(_MARK_PAID, {"b_intent": intent_id, "b_now": now})
+        return result.rowcount == 1
+
+    def by_checkout_reference(self, session: Session, reference: str) -> LinkIntent | None:
+        """The checkout link with this order reference (a renewal's, or a link's first)."""
+        return session.scalar(select(LinkIntent).where(LinkIntent.reference == reference))
+
+    def intent(self, session: Session, intent_id: str) -> LinkIntent | None:
+        """The checkout link of this XPay intent."""
+        return session.scalar(select(LinkIntent).where(LinkIntent.intent_id == intent_id))
+
+    def intent_paid(self, session: Session, intent_id: str) -> bool:
+        """True when a payment on ``intent_id`` is recorded (or no link has that intent)."""
+        found = self.intent(session, intent_id)
+        return found is None or found.paid_at is not None
+
+    def intents_of(self, session: Session, link_id: int) -> list[LinkIntent]:
+        """The link's checkout links, oldest first (a reserved one included)."""
+        return list(
+            session.scalars(
+                select(LinkIntent).where(LinkIntent.link_id == link_id).order_by(LinkIntent.id)
+            )
+        )
+
+    def unpaid_intents(
+        self, session: Session, link_ids: Sequence[int]
+    ) -> list[tuple[int, str, datetime]]:
+        """(link id, intent id, created at) of every created checkout link of these links
+        with no payment recorded, oldest first."""
+        rows = session.execute(
+            select(LinkIntent.link_id, LinkIntent.intent_id, LinkIntent.created_at)
+            .where(
+                LinkIntent.link_id.in_(link_ids),
+                LinkIntent.intent_id.is_not(None),
+                LinkIntent.paid_at.is_(None),
+            )
+            .order_by(LinkIntent.id)
+        )
+        return [(link_id, intent_id, created) for link_id, intent_id, created in rows]
 
     def record_webhook(
         self, session: Session, *, dedupe_key: str, intent_id: str, status: str
@@ -453,9 +584,14 @@ class LinkStore:
         return session.scalar(select(Link).where(Link.reference == reference))
 
     def by_intents(self, session: Session, intent_ids: set[str]) -> dict[str, Link]:
-        """The links created as these XPay payment intents, by intent id."""
-        links = session.scalars(select(Link).where(Link.intent_id.in_(intent_ids)))
-        return {link.intent_id: link for link in links if link.intent_id}
+        """The links these XPay payment intents belong to (any of a link's checkout links,
+        the current one or an earlier one), by intent id."""
+        rows = session.execute(
+            select(LinkIntent.intent_id, Link)
+            .join(Link, Link.id == LinkIntent.link_id)
+            .where(LinkIntent.intent_id.in_(intent_ids))
+        )
+        return {intent_id: link for intent_id, link in rows}
 
     def recent_for(
         self,
@@ -477,6 +613,42 @@ class LinkStore:
                 .limit(limit)
             )
         )
+
+    def expiring_for(
+        self, session: Session, requester_id: str, until: datetime, limit: int = 20
+    ) -> list[Link]:
+        """A requester's unpaid links whose checkout link expires by ``until``, soonest
+        first."""
+        return list(
+            session.scalars(
+                select(Link)
+                .where(
+                    Link.requester_id == requester_id,
+                    Link.status.in_([s.value for s in EXPIRING]),
+                    Link.expires_at.is_not(None),
+                    Link.expires_at <= until,
+                )
+                .order_by(Link.expires_at)
+                .limit(limit)
+            )
+        )
+
+    def without_expiry(self, session: Session, limit: int) -> list[Link]:
+        """Links awaiting payment whose checkout link has no expiry (made before expiry
+        existed), claimed for this process."""
+        query = (
+            select(Link)
+            .where(
+                Link.status.in_([s.value for s in EXPIRING]),
+                Link.intent_id.is_not(None),
+                Link.expires_at.is_(None),
+            )
+            .order_by(Link.id)
+            .limit(limit)
+        )
+        if self.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+        return list(session.scalars(query))
 
     def awaiting_approval(
         self,

@@ -1,5 +1,5 @@
-"""Tables: links, their status history and approvals, received webhook events, the job
-queue and the digests posted (and, from :mod:`bot.links.installations`, the Slack
+"""Tables: links, their status history, approvals and XPay intents, received webhook events,
+the job queue and the digests posted (and, from :mod:`bot.links.installations`, the Slack
 installations of multi-workspace mode)."""
 
 from __future__ import annotations
@@ -64,8 +64,12 @@ class Link(Base):
     reject_reason: Mapped[str | None] = mapped_column(Text)
     cancelled_by: Mapped[str | None] = mapped_column(String(64))
 
+    # The current checkout link (a renewal replaces them); every one the link has had,
+    # the current one included, is a row of link_intents.
     intent_id: Mapped[str | None] = mapped_column(String(200), unique=True)
     checkout_url: Mapped[str | None] = mapped_column(String(2000))
+    checkout_reference: Mapped[str | None] = mapped_column(String(64))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     gateway_message: Mapped[str | None] = mapped_column(Text)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -182,6 +186,26 @@ class LinkApproval(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (UniqueConstraint("link_id", "approver_id", name="uq_link_approvals"),)
+
+
+class LinkIntent(Base):
+    """One XPay payment intent (checkout link) of a link: the first, and one per renewal,
+    each with an order reference of its own (``REF``, ``REF-2``, ``REF-3`` …). A renewal
+    inserts its row before calling XPay (``intent_id`` None until XPay answers), which
+    reserves the reference."""
+
+    __tablename__ = "link_intents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    link_id: Mapped[int] = mapped_column(ForeignKey("links.id"), index=True)
+    intent_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    reference: Mapped[str] = mapped_column(String(64), unique=True)
+    checkout_url: Mapped[str | None] = mapped_column(String(2000))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When a payment on this intent was recorded: a second intent of a Paid link being paid
+    # is a double payment, flagged once.
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class WebhookEvent(Base):

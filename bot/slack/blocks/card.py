@@ -21,11 +21,13 @@ from bot.links.policy import POLICY_ACTOR, TWO, threshold_note
 from bot.links.states import Status
 from bot.links.tables import Link
 from bot.slack.blocks.common import (
+    EXPIRED_LINK_NOTE,
     FALLBACK_MAX,
     FIELD_TEXT_MAX,
     HEADER_MAX,
     MESSAGE_BUDGET,
     NAME_BUDGET,
+    OLD_LINK_NOTE,
     REASON_BUDGET,
     SANDBOX_NOTE,
     SHIPPING_BUDGET,
@@ -123,7 +125,26 @@ def _status_text(link: Link, status: Status, approvals: Sequence[str]) -> str:
         lines.append("The customer can try again on the same checkout page.")
     elif status is Status.CANCELLED:
         lines.append(f"Cancelled by {mention(link.cancelled_by)}")
+    elif status is Status.EXPIRED:
+        lines.append(
+            f"The checkout link expired {slack_date(link.expires_at)} without payment. Renew "
+            "creates a new one for the same request."
+        )
+        lines.append(EXPIRED_LINK_NOTE)
+    if status in (Status.AWAITING_PAYMENT, Status.PAYMENT_FAILED):
+        lines += _checkout_lines(link)
     return "\n".join(lines)
+
+
+def _checkout_lines(link: Link) -> list[str]:
+    """When the checkout link expires, and after a renewal which one is current."""
+    lines = []
+    if link.checkout_reference and link.checkout_reference != link.reference:
+        lines.append(f"Renewed: the current checkout link is {safe(link.checkout_reference, 64)}.")
+        lines.append(OLD_LINK_NOTE)
+    if link.expires_at:
+        lines.append(f"The checkout link expires {slack_date(link.expires_at)}.")
+    return lines
 
 
 def _cancel_button(link: Link) -> ButtonElement:
@@ -168,6 +189,11 @@ def _buttons(link: Link, status: Status) -> list[ButtonElement]:
                     deny="Not now",
                 ),
             ),
+            _cancel_button(link),
+        ]
+    if status is Status.EXPIRED:
+        return [
+            ButtonElement(action_id=ActionId.RENEW, text="Renew", value=value, style="primary"),
             _cancel_button(link),
         ]
     if status in (Status.AWAITING_PAYMENT, Status.PAYMENT_FAILED):

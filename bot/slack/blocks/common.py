@@ -42,6 +42,7 @@ STATUS_EMOJI: dict[Status, str] = {
     Status.PAID: ":white_check_mark:",
     Status.PAYMENT_FAILED: ":x:",
     Status.CANCELLED: ":no_entry_sign:",
+    Status.EXPIRED: ":hourglass:",
 }
 
 #: On the card, and in the replies showing its link or a payment, of a sandbox link.
@@ -50,6 +51,17 @@ SANDBOX_NOTE = f":test_tube: {SANDBOX_LABEL}"
 #: Said on the card and in the thread when XPay's answer to a create never came.
 UNKNOWN_NOTE = (
     "XPay did not confirm whether the link was created. Retry only if the customer has no link."
+)
+
+#: Said on the card and in the thread wherever a renewal leaves an earlier checkout link.
+OLD_LINK_NOTE = (
+    "XPay offers no way to void a checkout link, so the earlier one may still work: a payment "
+    "on it counts, and if both are paid this thread flags the second for a refund."
+)
+#: Said on the card and in the thread when a checkout link expires.
+EXPIRED_LINK_NOTE = (
+    "XPay offers no way to void a checkout link, so the expired one may still work: a payment "
+    "on it still counts, and this thread will say so."
 )
 
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -25,12 +26,15 @@ from bot.slack.blocks.common import (
     mention,
     safe,
     section,
+    slack_date,
     slack_day,
 )
 from bot.slack.blocks.ids import ActionId, BlockId
 from bot.urls import is_http_url
 
 HOME_LIST_MAX = 20
+#: A link whose checkout link expires within this is listed under "Expiring soon".
+EXPIRING_WITHIN = timedelta(days=1)
 
 
 def _home_row(prefix: BlockId, link: Link, permalink: str | None, *, show_requester: bool) -> Block:
@@ -60,6 +64,20 @@ def _home_row(prefix: BlockId, link: Link, permalink: str | None, *, show_reques
     )
 
 
+def expiring_section(links: list[Link], permalinks: dict[int, str]) -> list[Block]:
+    """**Expiring soon**: the viewer's links whose checkout link expires within a day
+    (soonest first, each with when), or nothing when there are none."""
+    if not links:
+        return []
+    blocks: list[Block] = [HeaderBlock(block_id=BlockId.EXPIRING_TITLE, text="Expiring soon")]
+    for link in links[:HOME_LIST_MAX]:
+        row = _home_row(BlockId.EXPIRING, link, permalinks.get(link.id), show_requester=False)
+        if isinstance(row, SectionBlock) and row.text:  # a row's text is far under the limit
+            row.text.text += f"\n:hourglass: expires {slack_date(link.expires_at)}"
+        blocks.append(row)
+    return blocks
+
+
 def home_view(
     *,
     my_links: list[Link],
@@ -68,6 +86,7 @@ def home_view(
     permalinks: dict[int, str],
     waiting_total: int | None = None,
     admin: list[Block] | None = None,
+    expiring: list[Link] | None = None,
 ) -> dict[str, Any]:
     """The App Home tab (``views.publish``): the user's recent links and, for approvers, the queue.
 
@@ -75,6 +94,7 @@ def home_view(
     under Slack's 100-block limit. ``waiting_total`` is how many requests wait in all (when
     ``waiting`` is only the first page of them); the rest are counted in a note. ``admin``:
     the Settings section, for a workspace admin.
+    ``expiring``: the user's links whose checkout link expires soon (:func:`expiring_section`).
     """
     waiting_total = len(waiting) if waiting_total is None else max(waiting_total, len(waiting))
     blocks: list[Block] = [
@@ -99,6 +119,7 @@ def home_view(
         else:
             blocks.append(section(BlockId.WAITING_EMPTY, "Nothing is waiting for you. :tada:"))
         blocks.append(DividerBlock(block_id=BlockId.HOME_DIVIDER))
+    blocks += expiring_section(expiring or [], permalinks)
     blocks.append(HeaderBlock(block_id=BlockId.MINE_TITLE, text="Your recent links"))
     if my_links:
         blocks.extend(

@@ -24,6 +24,7 @@ class ActionId(StrEnum):
     REJECT = "paylink_reject_open"  # opens the reject modal; the modal's submit rejects
     RETRY = "paylink_retry"
     CANCEL = "paylink_cancel"
+    RENEW = "paylink_renew"  # an expired link: a new checkout link for the same request
     OPEN_CARD = "paylink_open_card"  # URL buttons: Slack still sends the click, to be acked
     INPUT = "value"  # the element inside every input block of the modals
     OPEN_SETTINGS = "paylink_settings_open"  # App Home, admins: the Settings modal
@@ -93,6 +94,8 @@ class BlockId(StrEnum):
     DIGEST_PAID = "digest_paid"
     DIGEST_ACTION = "digest_action"
     DIGEST_FOOTER = "digest_footer"
+    EXPIRING = "expiring"
+    EXPIRING_TITLE = "expiring_title"
 
 
 #: Checkout field name (as :func:`bot.checkout.parse_checkout` expects it) → modal block_id.

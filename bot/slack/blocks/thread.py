@@ -13,9 +13,11 @@ from bot.links.policy import TWO, threshold_note
 from bot.links.states import Status
 from bot.links.tables import Link
 from bot.slack.blocks.common import (
+    EXPIRED_LINK_NOTE,
     FALLBACK_MAX,
     MESSAGE_BUDGET,
     NAME_BUDGET,
+    OLD_LINK_NOTE,
     REASON_BUDGET,
     SANDBOX_NOTE,
     UNKNOWN_NOTE,
@@ -71,10 +73,21 @@ def _bank_lines(link: Link) -> list[str]:
     return [f"Bank: {bank}"] if bank else []
 
 
+def _earlier_link(details: dict[str, Any]) -> list[str]:
+    """Paid on a checkout link a renewal had replaced: which one."""
+    if "reference" not in details:
+        return []
+    return [f"Paid on the earlier checkout link {safe(details['reference'], 64)}."]
+
+
 def _paid(link: Link, details: dict[str, Any]) -> _Reply:
     return _Reply(
         text=f":white_check_mark: Paid: {amount_text(link)}{_via(link)}",
-        details=[*_bank_lines(link), f"{mention(link.requester_id)} {_name(link)} has paid."],
+        details=[
+            *_bank_lines(link),
+            *_earlier_link(details),
+            f"{mention(link.requester_id)} {_name(link)} has paid.",
+        ],
         fallback=f"Paid: {amount_text(link)}{_via(link)}",
     )
 
@@ -129,7 +142,7 @@ def _link_failed(link: Link, details: dict[str, Any]) -> _Reply:
 
 def _paid_after_cancel(link: Link, details: dict[str, Any]) -> _Reply:
     paid = f"{amount_text(link)}{_via(link)}"
-    lines = _bank_lines(link)
+    lines = [*_bank_lines(link), *_earlier_link(details)]
     if link.cancelled_by:
         lines.append(f"It had been cancelled by {mention(link.cancelled_by)}.")
     return _Reply(
@@ -218,6 +231,46 @@ def _remind_rep(link: Link, details: dict[str, Any]) -> _Reply:
     )
 
 
+def _expired(link: Link, details: dict[str, Any]) -> _Reply:
+    reference = safe(details.get("reference") or link.checkout_reference or link.reference, 64)
+    return _Reply(
+        text=(
+            f":hourglass: {mention(link.requester_id)} The checkout link {reference} expired "
+            "without payment. Renew on the request above creates a new one."
+        ),
+        details=[EXPIRED_LINK_NOTE],
+        fallback=f"Checkout link expired: {amount_text(link)} for {_name(link)}",
+    )
+
+
+def _link_renewed(link: Link, details: dict[str, Any]) -> _Reply:
+    url = url_link(details.get("url")) or "(XPay returned no address)"
+    reference = safe(details.get("reference"), 64)
+    return _Reply(
+        text=(
+            f":link: {mention(link.requester_id)} the new checkout link is ready "
+            f"(reference {reference}): {url}"
+        ),
+        details=[
+            f"Share this link with {_name(link)}. Amount: {amount_text(link)}.",
+            OLD_LINK_NOTE,
+        ],
+        fallback=f"New checkout link ready for {_name(link)}: {amount_text(link)}",
+    )
+
+
+def _double_payment(link: Link, details: dict[str, Any]) -> _Reply:
+    first, second = safe(details.get("first"), 64), safe(details.get("second"), 64)
+    return _Reply(
+        text=(
+            f":rotating_light: {mention(link.requester_id)} Double payment: {amount_text(link)} "
+            f"was paid on {first} and again on {second}. Refund one of them in the XPay portal."
+        ),
+        details=["The request stays Paid."],
+        fallback=f"Double payment: {amount_text(link)} paid on {first} and {second}: refund one",
+    )
+
+
 _RENDERERS: dict[ThreadKind, Callable[[Link, dict[str, Any]], _Reply]] = {
     ThreadKind.LINK_READY: _link_ready,
     ThreadKind.PAID: _paid,
@@ -232,6 +285,9 @@ _RENDERERS: dict[ThreadKind, Callable[[Link, dict[str, Any]], _Reply]] = {
     ThreadKind.FIRST_APPROVAL: _first_approval,
     ThreadKind.REMIND_APPROVERS: _remind_approvers,
     ThreadKind.REMIND_REP: _remind_rep,
+    ThreadKind.EXPIRED: _expired,
+    ThreadKind.LINK_RENEWED: _link_renewed,
+    ThreadKind.DOUBLE_PAYMENT: _double_payment,
 }
 
 #: Every kind of thread reply there is a renderer for.
@@ -246,6 +302,8 @@ _SHOW_MONEY = frozenset(
         ThreadKind.PAID_AFTER_CANCEL,
         ThreadKind.AMOUNT_MISMATCH,
         ThreadKind.REMIND_REP,
+        ThreadKind.LINK_RENEWED,
+        ThreadKind.DOUBLE_PAYMENT,
     }
 )
 

@@ -1,4 +1,4 @@
-"""Card buttons: Approve, Reject, Retry, Cancel (and URL buttons, which only need an ack)."""
+"""Card buttons: Approve, Reject, Retry, Cancel, Renew (and URL buttons, which only need an ack)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ CLICKS = {
     ActionId.APPROVE: Click.APPROVE,
     ActionId.RETRY: Click.RETRY,
     ActionId.CANCEL: Click.CANCEL,
+    ActionId.RENEW: Click.RENEW,
 }
 
 

@@ -9,9 +9,11 @@ from typing import Any
 
 from slack_bolt import App, BoltContext
 
+from bot.db import utcnow
 from bot.links.workspaces import Workspace
 from bot.slack import blocks
 from bot.slack.admins import settings_home
+from bot.slack.blocks.home import EXPIRING_WITHIN
 from bot.slack.context import SlackContext
 from bot.slack.origin import is_ours, named_in
 
@@ -48,6 +50,7 @@ def publish_home(
     is_approver = ctx.approvers.is_approver(user, workspace.team_id)
     with store.reading() as s:
         mine = store.recent_for(s, user, workspace=workspace)
+        expiring = store.expiring_for(s, user, utcnow() + EXPIRING_WITHIN)
         waiting, waiting_total = (
             store.awaiting_approval(
                 s,
@@ -60,7 +63,7 @@ def publish_home(
         )
     permalinks = {
         link.id: url
-        for link in [*mine, *waiting]
+        for link in [*mine, *waiting, *expiring]
         if (url := ctx.permalink(link.channel_id, link.message_ts, team_url))
     }
     ctx.client_of(workspace.team_id).views_publish(
@@ -72,6 +75,7 @@ def publish_home(
             permalinks=permalinks,
             waiting_total=waiting_total,
             admin=settings_home(ctx, user, workspace.team_id),
+            expiring=expiring,
         ),
     )
 
