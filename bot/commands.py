@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC
 from typing import Any
 
 import requests
@@ -20,7 +19,8 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from bot.checkout import CheckoutInvalid, parse_with_settings
 from bot.config import ConfigError, Settings, with_overrides
 from bot.db import DatabaseUnusable, make_engine
-from bot.links.states import SANDBOX_LABEL, Status
+from bot.links.finding import status_report
+from bot.links.states import SANDBOX_LABEL
 from bot.links.store import DuplicateReference
 from bot.runtime import Role, Runtime
 from bot.schema import (
@@ -386,18 +386,5 @@ def status(settings: Settings, reference: str) -> int:
         return 2
     finally:
         runtime.engine.dispose()
-    print(f"{link.reference}: {link.status_label}")
-    if link.sandbox:
-        print(SANDBOX_LABEL)
-    print(f"amount: {link.currency} {link.amount:,}")
-    if link.checkout_url:
-        print(f"link: {link.checkout_url}")
-    for row in history:
-        source = f"{Status(row.from_status).label} → " if row.from_status else ""
-        why = f" ({row.reason})" if row.reason else ""
-        at = row.at.astimezone(UTC)  # PostgreSQL hands times back in its session's zone
-        print(
-            f"  {at:%Y-%m-%d %H:%M:%S} UTC {source}{Status(row.to_status).label} "
-            f"by {row.actor}{why}"
-        )
+    print("\n".join(status_report(link, history)))
     return 0

@@ -31,7 +31,7 @@ from bot.links.payments import RECONCILE, WEBHOOK, event_key, same_money
 from bot.links.queue import JobQueue
 from bot.links.states import CANCELLABLE, Status
 from bot.links.store import LEASE, LinkStore, RepeatedView
-from bot.links.tables import Link
+from bot.links.tables import History, Link
 from bot.links.workspaces import Workspace
 from bot.metrics import Metrics
 from bot.xpay.client import (
@@ -43,6 +43,10 @@ from bot.xpay.client import (
 from bot.xpay.webhooks import PaymentEvent
 
 log = logging.getLogger(__name__)
+
+CONTACT_REFUSED = (
+    "Only the rep who asked for this link or an approver can see the customer's contact details."
+)
 
 
 class Gateway(Protocol):
@@ -334,6 +338,37 @@ class LinkService:
             thread=ThreadKind.CANCELLED,
             cancelled_by=user_id,
         )
+
+    def may_see_contact(self, link: Link, user_id: str) -> bool:
+        """True when ``user_id`` may see the customer's full e-mail and phone: the rep who
+        asked for the link, or an approver."""
+        return user_id == link.requester_id or self.is_approver(user_id)
+
+    def show_contact(self, link_id: int, user_id: str, *, origin: Workspace | None = None) -> Link:
+        """The link, whose full contact details ``user_id`` of ``origin`` is about to be
+        shown: recorded first in its history ("contact shown to <@U…>", the status
+        unchanged), so every sight of them is on file. NotAllowed, with nothing recorded,
+        for anyone but the requester and approvers."""
+        with self.store.transaction() as s:
+            link = self.store.get(s, link_id)
+            if link is None:
+                raise LinkGone()
+            self._check_origin(link, user_id, origin)
+            if not self.may_see_contact(link, user_id):
+                raise NotAllowed(CONTACT_REFUSED)
+            s.add(
+                History(
+                    link_id=link.id,
+                    from_status=link.status,
+                    to_status=link.status,
+                    actor=user_id,
+                    reason=f"contact shown to <@{user_id}>",
+                    at=utcnow(),
+                )
+            )
+        # Who and which link only: the details themselves are never logged.
+        log.info("contact shown", extra={"ref": link.reference, "user": user_id})
+        return link
 
     def receive_click(
         self, action: str, link_id: int, user_id: str, origin: Workspace, **context: object

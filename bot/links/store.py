@@ -18,6 +18,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.checkout import CheckoutRequest
 from bot.db import make_sessionmaker, reader, utcnow
+from bot.links.finding import in_workspace
 from bot.links.states import Status, can_move
 from bot.links.tables import History, Link, WebhookEvent
 from bot.links.workspaces import Workspace
@@ -345,13 +346,21 @@ class LinkStore:
         )
 
     def awaiting_approval(
-        self, session: Session, *, excluding: str | None = None, limit: int = 20
+        self,
+        session: Session,
+        *,
+        excluding: str | None = None,
+        limit: int = 20,
+        workspace: Workspace | None = None,
     ) -> tuple[list[Link], int]:
         """Requests waiting for a decision, oldest first (one page), and how many there are.
 
-        ``excluding`` leaves out that requester's own requests (they cannot approve them).
+        ``excluding`` leaves out that requester's own requests (they cannot approve them);
+        ``workspace``: only that workspace's.
         """
         condition = Link.status == Status.AWAITING_APPROVAL.value
+        if workspace is not None:
+            condition = condition & in_workspace(workspace)
         if excluding is not None:
             condition = condition & (Link.requester_id != excluding)
         page = list(session.scalars(select(Link).where(condition).order_by(Link.id).limit(limit)))

@@ -82,6 +82,12 @@ class Link(Base):
     __table_args__ = (
         Index("ix_links_requester_created", "requester_id", "created_at"),
         Index("ix_links_team_view", "team_id", "view_id", unique=True),
+        # Finding links (bot/links/finding.py): pages and counts per status, month totals.
+        Index(
+            "ix_links_scope_requester", "team_id", "enterprise_id", "requester_id", "status", "id"
+        ),
+        Index("ix_links_scope_status", "team_id", "enterprise_id", "status", "id"),
+        Index("ix_links_scope_created", "team_id", "enterprise_id", "created_at"),
     )
 
     @property

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from slack_sdk import WebClient
@@ -13,6 +14,7 @@ from slack_sdk import WebClient
 from bot.config import Settings
 from bot.links.service import LinkService
 from bot.slack.approvers import ApproverDirectory
+from bot.slack.finding import Finder
 
 log = logging.getLogger("bot.slack")
 
@@ -30,6 +32,17 @@ class SlackContext:
     decisions: Executor  # runs button clicks' decisions after their ack
     after_ack: Executor  # Slack calls made after an ack (views.open, views.publish)
     team_url: str | None = None
+
+    @cached_property
+    def finder(self) -> Finder:
+        """Reads links for ``/paylink list|find|status``, App Home and its search."""
+        return Finder(
+            self.service.store,
+            currencies=self.settings.paylink_currencies,
+            timezone=self.settings.timezone,
+            allow_self_approval=self.service.allow_self_approval,
+            permalink=self.permalink,
+        )
 
     def later(self, pool: Executor, work: Callable[..., None], *args: Any) -> None:
         """Run ``work(*args)`` on ``pool`` once the listener has acked; nobody waits for it,

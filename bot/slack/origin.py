@@ -31,6 +31,12 @@ def sender(body: Mapping[str, Any]) -> Workspace:
     return Workspace(team, _id(body.get("enterprise")))
 
 
+def workspace_of(body: Mapping[str, Any]) -> Workspace:
+    """The workspace a slash command or an Events API envelope comes from (their bodies
+    name it flat: ``team_id``, ``enterprise_id``)."""
+    return Workspace(_id(body, "team_id"), _id(body, "enterprise_id"))
+
+
 def installed_in(context: BoltContext) -> Workspace | None:
     """This installation's workspace, as auth.test told Bolt (which asks before it hands
     an interactive payload to a listener, and refuses the payload when it cannot)."""

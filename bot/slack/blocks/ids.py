@@ -12,6 +12,7 @@ class CallbackId(StrEnum):
 
     REQUEST = "paylink_request"
     REJECT = "paylink_reject"
+    SEARCH = "paylink_search"  # App Home's search modal
 
 
 class ActionId(StrEnum):
@@ -23,6 +24,11 @@ class ActionId(StrEnum):
     CANCEL = "paylink_cancel"
     OPEN_CARD = "paylink_open_card"  # URL buttons: Slack still sends the click, to be acked
     INPUT = "value"  # the element inside every input block of the modals
+    SHOW_CONTACT = "paylink_show_contact"  # the customer's full e-mail and phone, ephemeral
+    # App Home: every button that shows another page carries the whole page state in its
+    # value; its action_id is this prefix and a suffix (unique within its block).
+    HOME_PAGE = "paylink_home_page"
+    HOME_SEARCH = "paylink_home_search"  # opens the search modal
 
 
 class BlockId(StrEnum):
@@ -54,6 +60,20 @@ class BlockId(StrEnum):
     MINE = "mine"
     MINE_TITLE = "mine_title"
     MINE_EMPTY = "mine_empty"
+    HOME_TOOLS = "home_tools"
+    MONTH_TITLE = "month_title"
+    MONTH = "month"
+    FILTERS = "filters"
+    SCOPES = "scopes"
+    SHOWING = "showing"
+    PAGER = "pager"
+    # The search modal and the slash command's answers.
+    SEARCH = "search"
+    RESULTS = "results"
+    RESULT = "result"
+    ANSWER = "answer"
+    NOTE = "note"
+    STATUS_REPORT = "status_report"
 
 
 #: Checkout field name (as :func:`bot.checkout.parse_checkout` expects it) → modal block_id.

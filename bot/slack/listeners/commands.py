@@ -1,32 +1,21 @@
-"""``/paylink``: open the request modal at once; ``/paylink help`` explains usage."""
+"""``/paylink``: open the request modal at once (``/paylink 5000 PKR`` pre-filled);
+``/paylink list|find|status|help`` answer at once, visible only to the caller; anything
+else answers with help."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Any
 
 from slack_bolt import Ack, App
 from slack_sdk.errors import SlackApiError
 
-from bot.checkout import parse_amount
 from bot.slack import blocks
 from bot.slack.context import SlackContext
+from bot.slack.finding import Asker, prefill
+from bot.slack.origin import workspace_of
 
 log = logging.getLogger(__name__)
-
-
-def prefill(text: str, currencies: list[str]) -> tuple[str | None, str | None]:
-    """``5000 PKR`` → ("5000", "PKR"); anything unparseable is simply not pre-filled."""
-    amount = currency = None
-    for word in text.split():
-        if word.upper() in currencies:
-            currency = word.upper()
-        elif amount is None:
-            with contextlib.suppress(ValueError):
-                value = parse_amount(word)
-                amount = str(value.to_integral()) if value == value.to_integral() else str(value)
-    return amount, currency
 
 
 def register(app: App, ctx: SlackContext) -> None:
@@ -35,8 +24,12 @@ def register(app: App, ctx: SlackContext) -> None:
     @app.command("/paylink")
     def paylink(ack: Ack, body: dict[str, Any]) -> None:
         text = (body.get("text") or "").strip()
-        if text.lower() in ("help", "?", "-h", "--help"):
-            ack(text=blocks.help_text(ctx.settings.paylink_currencies))
+        user = body.get("user_id", "")
+        asker = Asker(user, workspace_of(body), ctx.approvers.is_approver(user))
+        # Bounded reads only (bot.links.finding): the answer goes out in the ack.
+        answer = ctx.finder.command(asker, text)
+        if answer is not None:
+            ack(text=answer[0], blocks=answer[1] or None)
             return
         channel_id = body.get("channel_id", "")
         if not ctx.settings.paylink_approval_channel and channel_id.startswith("D"):
@@ -46,7 +39,7 @@ def register(app: App, ctx: SlackContext) -> None:
             )
             return
         ack()
-        amount, currency = prefill(text, ctx.settings.paylink_currencies)
+        amount, currency = prefill(text, ctx.settings.paylink_currencies) or (None, None)
 
         def open_modal() -> None:
             view = blocks.request_modal(

@@ -1,48 +1,48 @@
-"""Events: App Home shows the viewer's links and, for approvers, what waits for them."""
+"""Events: App Home shows the viewer's links (filtered, paged) and, for approvers, what waits
+for them and the month's totals."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from slack_bolt import App
+from slack_sdk.errors import SlackApiError
 
+from bot.links.workspaces import Workspace
 from bot.slack import blocks
 from bot.slack.context import SlackContext
+from bot.slack.finding import Asker
+from bot.slack.origin import workspace_of
+
+log = logging.getLogger(__name__)
+
+
+def publish_home(
+    ctx: SlackContext, user: str, workspace: Workspace, state: blocks.HomeState
+) -> None:
+    """Publish ``user``'s Home tab in ``state`` (bounded reads, one views.publish)."""
+    asker = Asker(user, workspace, ctx.approvers.is_approver(user))
+    view = blocks.home_view(ctx.finder.home(asker, state))
+    try:
+        ctx.client.views_publish(user_id=user, view=view)
+    except SlackApiError as exc:
+        log.warning("views.publish failed: %s", exc.response.get("error"))
 
 
 def register(app: App, ctx: SlackContext) -> None:
     """Register the event listeners."""
-    store = ctx.service.store
 
     @app.event("app_home_opened")
-    def home(event: dict[str, Any]) -> None:
+    def home(event: dict[str, Any], body: dict[str, Any]) -> None:
         if event.get("tab") == "home" and event.get("user"):
             # After the ack (Bolt acks an event once its listener returns), as modals are.
-            ctx.later(ctx.after_ack, publish_home, event["user"])
-
-    def publish_home(user: str) -> None:
-        is_approver = ctx.approvers.is_approver(user)
-        with store.reading() as s:
-            mine = store.recent_for(s, user)
-            waiting, waiting_total = (
-                store.awaiting_approval(
-                    s, excluding=None if ctx.service.allow_self_approval else user
-                )
-                if is_approver
-                else ([], 0)
+            # Opening the tab again shows the first page: Slack keeps no state for us.
+            ctx.later(
+                ctx.after_ack,
+                publish_home,
+                ctx,
+                event["user"],
+                workspace_of(body),
+                blocks.HomeState(),
             )
-        permalinks = {
-            link.id: url
-            for link in [*mine, *waiting]
-            if (url := ctx.permalink(link.channel_id, link.message_ts))
-        }
-        ctx.client.views_publish(
-            user_id=user,
-            view=blocks.home_view(
-                my_links=mine,
-                waiting=waiting,
-                is_approver=is_approver,
-                permalinks=permalinks,
-                waiting_total=waiting_total,
-            ),
-        )

@@ -1,0 +1,280 @@
+"""Finding links: pages of a workspace's links by status, counts, search, the approval queue
+and the month's totals, for ``/paylink list|find|status`` and App Home.
+
+Every query names the workspace (a link is seen only from its own) and is bounded: a page
+is at most ``limit + 1`` rows read through an index per status (keyset, newest first), a
+count reads only an index, a search stops at ``limit + 1`` matches. See
+docs/decisions/0023-app-home-paging.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, union_all
+from sqlalchemy.orm import Session
+
+from bot.links.states import SANDBOX_LABEL, Status
+from bot.links.tables import History, Link
+from bot.links.workspaces import Workspace
+
+PAGE_SIZE = 20
+SEARCH_MIN = 2  # characters: a shorter search would match nearly everything
+
+
+class Filter(StrEnum):
+    """What ``/paylink list`` and App Home filter on: every status is in exactly one group
+    besides ``all``."""
+
+    ALL = "all"
+    PENDING = "pending"  # no link yet: waiting for approval, or for XPay
+    UNPAID = "unpaid"  # a link the customer has not paid (yet)
+    PAID = "paid"
+    CLOSED = "closed"  # rejected or cancelled
+
+    @property
+    def statuses(self) -> tuple[Status, ...]:
+        """The statuses this filter shows."""
+        if self is Filter.ALL:
+            return tuple(Status)
+        return tuple(s for s in Status if GROUPS[s] is self)
+
+    @property
+    def label(self) -> str:
+        """The filter's name as people see it."""
+        return FILTER_LABELS[self]
+
+
+#: The group of each status; a new status must be placed here (tests check every one is).
+GROUPS: dict[Status, Filter] = {
+    Status.AWAITING_APPROVAL: Filter.PENDING,
+    Status.CREATING_LINK: Filter.PENDING,
+    Status.LINK_FAILED: Filter.PENDING,
+    Status.LINK_UNKNOWN: Filter.PENDING,
+    Status.AWAITING_PAYMENT: Filter.UNPAID,
+    Status.PAYMENT_FAILED: Filter.UNPAID,
+    Status.PAID: Filter.PAID,
+    Status.REJECTED: Filter.CLOSED,
+    Status.CANCELLED: Filter.CLOSED,
+}
+
+FILTER_LABELS = {
+    Filter.ALL: "All",
+    Filter.PENDING: "Pending",
+    Filter.UNPAID: "Unpaid",
+    Filter.PAID: "Paid",
+    Filter.CLOSED: "Closed",
+}
+
+
+def in_workspace(workspace: Workspace) -> ColumnElement[bool]:
+    """The condition selecting ``workspace``'s links (as :meth:`Link.owned_by` decides)."""
+    enterprise = workspace.enterprise_id
+    return and_(
+        Link.team_id == workspace.team_id,
+        Link.enterprise_id.is_(None) if enterprise is None else Link.enterprise_id == enterprise,
+    )
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose links: a workspace's, and one requester's (``requester``) or everyone's (None)."""
+
+    workspace: Workspace
+    requester: str | None = None
+
+    def where(self) -> ColumnElement[bool]:
+        """The condition selecting this scope's links."""
+        condition = in_workspace(self.workspace)
+        if self.requester is not None:
+            condition = and_(condition, Link.requester_id == self.requester)
+        return condition
+
+
+@dataclass
+class Page:
+    """One page of links, newest first; ``newer``/``older``: more exist on either side."""
+
+    links: list[Link]
+    newer: bool
+    older: bool
+
+
+def page(
+    session: Session,
+    scope: Scope,
+    chosen: Filter = Filter.ALL,
+    *,
+    before: int | None = None,
+    after: int | None = None,
+    limit: int = PAGE_SIZE,
+) -> Page:
+    """The ``limit`` newest links of ``scope`` in ``chosen``'s statuses older than the link
+    id ``before`` (Next), or the ``limit`` oldest newer than ``after`` (Previous); the first
+    page when neither is given.
+
+    One statement: per status, at most ``limit + 1`` ids read in order from the index on
+    (team, [requester,] status, id), merged; then the rows of the page."""
+    if scope.workspace.team_id is None:
+        return Page([], newer=False, older=False)
+    backwards = after is not None and before is None
+    ids: list[int] = []
+    parts = []
+    for status in chosen.statuses:
+        query = select(Link.id).where(scope.where(), Link.status == status.value)
+        if backwards:
+            query = query.where(Link.id > after).order_by(Link.id.asc())
+        else:
+            if before is not None:
+                query = query.where(Link.id < before)
+            query = query.order_by(Link.id.desc())
+        parts.append(query.limit(limit + 1).subquery())
+    merged = union_all(*(select(part.c.id) for part in parts)).subquery()
+    order = merged.c.id.asc() if backwards else merged.c.id.desc()
+    ids = list(session.scalars(select(merged.c.id).order_by(order).limit(limit + 1)))
+    more = len(ids) > limit
+    ids = ids[:limit]
+    rows = {link.id: link for link in session.scalars(select(Link).where(Link.id.in_(ids)))}
+    links = sorted((rows[i] for i in ids if i in rows), key=lambda link: -link.id)
+    if backwards:
+        return Page(links, newer=more, older=True)
+    return Page(links, newer=before is not None, older=more)
+
+
+def counts(session: Session, scope: Scope) -> dict[Filter, int]:
+    """How many links ``scope`` has in each filter (an index-only count per status)."""
+    totals = dict.fromkeys(Filter, 0)
+    if scope.workspace.team_id is None:
+        return totals
+    query = select(Link.status, func.count()).where(scope.where()).group_by(Link.status)
+    for status, count in session.execute(query):
+        totals[Filter.ALL] += count
+        totals[GROUPS[Status(status)]] += count
+    return totals
+
+
+def search(
+    session: Session, scope: Scope, text: str, *, contact: bool, limit: int = PAGE_SIZE
+) -> tuple[list[Link], bool]:
+    """Links of ``scope`` whose reference or customer name contains ``text`` (any case),
+    and with ``contact`` also whose e-mail or phone does; newest first, at most ``limit``,
+    and whether there are more. An exact reference comes first."""
+    needle = " ".join(text.split()).lower()
+    if scope.workspace.team_id is None or len(needle) < SEARCH_MIN:
+        return [], False
+    pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    columns = [Link.reference, Link.customer_name]
+    if contact:
+        columns += [Link.customer_email, Link.customer_phone]
+    digits = "".join(ch for ch in needle if ch.isdigit())
+    matches = [func.lower(column).like(pattern, escape="\\") for column in columns]
+    if contact and len(digits) >= 4 and digits != needle:
+        # "0341 5682456" finds 03415682456: phones are stored without spaces.
+        matches.append(Link.customer_phone.like(f"%{digits}%"))
+    query: Select[tuple[Link]] = (
+        select(Link).where(scope.where(), or_(*matches)).order_by(Link.id.desc()).limit(limit + 1)
+    )
+    found = list(session.scalars(query))
+    exact = [link for link in found if link.reference.lower() == needle]
+    rest = [link for link in found if link.reference.lower() != needle]
+    return (exact + rest)[:limit], len(found) > limit
+
+
+def by_reference(session: Session, scope: Scope, reference: str) -> Link | None:
+    """The link of ``scope`` with this order reference (exactly as typed, or in any case)."""
+    if scope.workspace.team_id is None:
+        return None
+    cleaned = reference.strip()
+    link = session.scalar(select(Link).where(scope.where(), Link.reference == cleaned))
+    if link is None:  # references are unique, so at most one in any case matches
+        link = session.scalar(
+            select(Link)
+            .where(scope.where(), func.lower(Link.reference) == cleaned.lower())
+            .limit(1)
+        )
+    return link
+
+
+@dataclass
+class Totals:
+    """One currency's links in a period: how many and how much, requested and paid."""
+
+    currency: str
+    requested: int = 0
+    requested_sum: Decimal = Decimal(0)
+    paid: int = 0
+    paid_sum: Decimal = Decimal(0)
+
+
+@dataclass
+class MonthTotals:
+    """The links a workspace's reps requested from ``start`` until ``end``, per currency."""
+
+    start: datetime
+    end: datetime
+    currencies: list[Totals] = field(default_factory=list)
+
+
+def month_totals(session: Session, scope: Scope, start: datetime, end: datetime) -> MonthTotals:
+    """Per currency, the links of ``scope`` created from ``start`` until ``end``: how many
+    were requested (rejected and cancelled ones left out) and how many paid, with sums.
+    Summed in cents, as integers, so no database rounds money as a float."""
+    result = MonthTotals(start, end)
+    if scope.workspace.team_id is None:
+        return result
+    cents = func.sum(func.round(Link.amount * 100))
+    query = (
+        select(Link.currency, Link.status, func.count(), cents)
+        .where(
+            scope.where(),
+            Link.created_at >= start,
+            Link.created_at < end,
+            Link.status.not_in([s.value for s in Filter.CLOSED.statuses]),
+        )
+        .group_by(Link.currency, Link.status)
+    )
+    by_currency: dict[str, Totals] = {}
+    for currency, status, count, total in session.execute(query):
+        money = Decimal(int(total or 0)) / 100
+        totals = by_currency.setdefault(currency, Totals(currency))
+        totals.requested += count
+        totals.requested_sum += money
+        if status == Status.PAID.value:
+            totals.paid += count
+            totals.paid_sum += money
+    result.currencies = [by_currency[c] for c in sorted(by_currency)]
+    return result
+
+
+def newest(links: Sequence[Link]) -> int | None:
+    """The id of the newest link of a page (for its Previous), None when it is empty."""
+    return max((link.id for link in links), default=None)
+
+
+def oldest(links: Sequence[Link]) -> int | None:
+    """The id of the oldest link of a page (for its Next), None when it is empty."""
+    return min((link.id for link in links), default=None)
+
+
+def status_report(link: Link, history: Sequence[History]) -> list[str]:
+    """A link's status and every history row, as ``paylink status`` prints them (and
+    ``/paylink status`` shows them)."""
+    lines = [f"{link.reference}: {link.status_label}"]
+    if link.sandbox:
+        lines.append(SANDBOX_LABEL)
+    lines.append(f"amount: {link.currency} {link.amount:,}")
+    if link.checkout_url:
+        lines.append(f"link: {link.checkout_url}")
+    for row in history:
+        source = f"{Status(row.from_status).label} → " if row.from_status else ""
+        why = f" ({row.reason})" if row.reason else ""
+        at = row.at.astimezone(UTC)  # PostgreSQL hands times back in its session's zone
+        lines.append(
+            f"  {at:%Y-%m-%d %H:%M:%S} UTC {source}{Status(row.to_status).label} "
+            f"by {row.actor}{why}"
+        )
+    return lines
