@@ -9,6 +9,7 @@ docs/decisions/0023-app-home-paging.md.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from bot.links.workspaces import Workspace
 
 PAGE_SIZE = 20
 SEARCH_MIN = 2  # characters: a shorter search would match nearly everything
+_PHONE = re.compile(r"[0-9 +()-]+")  # a phone number as people type it
 
 
 class Filter(StrEnum):
@@ -172,7 +174,7 @@ def search(
         columns += [Link.customer_email, Link.customer_phone]
     digits = "".join(ch for ch in needle if ch.isdigit())
     matches = [func.lower(column).like(pattern, escape="\\") for column in columns]
-    if contact and len(digits) >= 4 and digits != needle:
+    if contact and len(digits) >= 4 and digits != needle and _PHONE.fullmatch(needle):
         # "0341 5682456" finds 03415682456: phones are stored without spaces.
         matches.append(Link.customer_phone.like(f"%{digits}%"))
     query: Select[tuple[Link]] = (

@@ -62,8 +62,11 @@ class Finder:
         timezone: ZoneInfo,
         allow_self_approval: bool,
         permalink: Permalink,
+        clock: Callable[[], datetime] = utcnow,
     ):
+        """``clock``: now, in UTC (ages, this month)."""
         self.store = store
+        self.clock = clock
         self.currencies = currencies
         self.timezone = timezone
         self.allow_self_approval = allow_self_approval
@@ -108,7 +111,7 @@ class Finder:
         said = blocks.escape(" ".join(typed.split())[:60])
         return f"`{said}` is not a Paylink command.\n\n" + blocks.help_text(self.currencies), []
 
-    def list_links(self, asker: Asker, args: list[str], now: datetime | None = None) -> Answer:
+    def list_links(self, asker: Asker, args: list[str]) -> Answer:
         """``/paylink list [pending|unpaid|paid|closed] [all]``: the 20 newest links."""
         words = [w.lower() for w in args]
         everyone = "all" in words
@@ -131,12 +134,12 @@ class Finder:
             title=f"*{title}*",
             total=total,
             permalinks=self._permalinks(page.links),
-            now=now or utcnow(),
+            now=self.clock(),
             everyone=everyone,
             note=note,
         )
 
-    def find_links(self, asker: Asker, args: list[str], now: datetime | None = None) -> Answer:
+    def find_links(self, asker: Asker, args: list[str]) -> Answer:
         """``/paylink find TEXT``: the asker's links (approvers: everyone's) matching it."""
         query = " ".join(args)
         if len(query.strip()) < finding.SEARCH_MIN:
@@ -149,7 +152,7 @@ class Finder:
             links,
             more,
             permalinks=self._permalinks(links),
-            now=now or utcnow(),
+            now=self.clock(),
             contact_for=[link.id for link in links if self.may_see_contact(asker, link)],
             everyone=asker.is_approver,
         )
@@ -178,11 +181,9 @@ class Finder:
 
     # App Home ---------------------------------------------------------------------------
 
-    def home(
-        self, asker: Asker, state: blocks.HomeState, now: datetime | None = None
-    ) -> blocks.HomeData:
+    def home(self, asker: Asker, state: blocks.HomeState) -> blocks.HomeData:
         """What ``asker``'s Home tab shows in ``state``."""
-        now = now or utcnow()
+        now = self.clock()
         if state.everyone and not asker.is_approver:
             state = state.first(everyone=False)
         scope = asker.scope(everyone=state.everyone)
@@ -211,7 +212,7 @@ class Finder:
         data.month = finding.month_totals(s, Scope(asker.workspace), start, end)
         data.month_label = f"{start.astimezone(self.timezone):%B %Y} ({self.timezone.key})"
 
-    def search(self, asker: Asker, query: str, now: datetime | None = None) -> dict:
+    def search(self, asker: Asker, query: str) -> dict:
         """The search modal showing the matches for ``query``."""
         scope = asker.scope(everyone=True)
         with self.store.reading() as s:
@@ -222,7 +223,7 @@ class Finder:
             results=links,
             more=more,
             permalinks=self._permalinks(links),
-            now=now or utcnow(),
+            now=self.clock(),
             everyone=asker.is_approver,
         )
 
