@@ -12,13 +12,12 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from itertools import cycle
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from bot.links.finding import GROUPS, PAGE_SIZE, Filter, Scope, counts, status_report
 from bot.links.outcomes import NotAllowed, OtherWorkspace
@@ -31,6 +30,7 @@ from bot.local.standin import validate_blocks
 from bot.slack import blocks
 from bot.slack.finding import Asker, Finder, month_of, prefill
 from tests.dbs import migrated_engine
+from tests.factories import insert_links
 from tests.fakes import FakeGateway
 
 HOME, ELSEWHERE = Workspace("T0HOME"), Workspace("T0ELSE")
@@ -48,50 +48,9 @@ def approver(workspace: Workspace = HOME) -> Asker:
     return Asker(APPROVER, workspace, is_approver=True)
 
 
-def add_links(
-    store: LinkStore,
-    count: int,
-    *,
-    requester: str = REP,
-    workspace: Workspace = HOME,
-    statuses: Any = None,
-    prefix: str = "PL",
-    created: datetime | None = None,
-    **columns: Any,
-) -> None:
-    """``count`` links in one bulk insert, their statuses taken in turn from ``statuses``
-    (every status by default), created a minute apart up to ``created``."""
-    start = created or NOW - timedelta(days=1)
-    turns = cycle(statuses or list(Status))
-    rows = []
-    for i in range(count):
-        at = start - timedelta(minutes=count - i)
-        rows.append(
-            {
-                "reference": f"{prefix}-{i:05d}",
-                "amount": Decimal("1500.50"),
-                "currency": "PKR",
-                "customer_name": f"Customer {prefix} {i}",
-                "customer_email": f"buyer{i}@{prefix.lower()}.example.com",
-                "customer_phone": f"0341{i:07d}",
-                "shipping": {},
-                "payment_methods": [],
-                "requester_id": requester,
-                "team_id": workspace.team_id,
-                "enterprise_id": workspace.enterprise_id,
-                "channel_id": "C0APPROVALS",
-                "message_ts": f"1700000000.{i:06d}",
-                "status": next(turns).value,
-                "version": 1,
-                "attempts": 0,
-                "sandbox": False,
-                "created_at": at,
-                "updated_at": at,
-                **columns,
-            }
-        )
-    with store.transaction() as s:
-        s.execute(insert(Link.__table__), rows)
+def add_links(store: LinkStore, count: int, **kw: Any) -> None:
+    """:func:`insert_links`, created until a day before NOW unless told."""
+    insert_links(store, count, created=kw.pop("created", NOW - timedelta(days=1)), **kw)
 
 
 def permalink(channel: str | None, ts: str | None) -> str | None:
@@ -417,10 +376,10 @@ def test_home_waiting_for_you_and_month_totals(store: LinkStore) -> None:
     # This month in Karachi began 2026-11-30 19:00 UTC.
     add_links(store, 3, requester=OTHER_REP, prefix="WAIT", statuses=[Status.AWAITING_APPROVAL])
     add_links(store, 2, prefix="OWN", statuses=[Status.AWAITING_APPROVAL])  # the approver's?
-    add_links(
+    insert_links(
         store, 2, prefix="USD", statuses=[Status.PAID], currency="USD", amount=Decimal("10.10")
     )
-    add_links(
+    insert_links(
         store,
         1,
         prefix="NOV",

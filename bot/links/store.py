@@ -334,17 +334,6 @@ class LinkStore:
         links = session.scalars(select(Link).where(Link.intent_id.in_(intent_ids)))
         return {link.intent_id: link for link in links if link.intent_id}
 
-    def recent_for(self, session: Session, requester_id: str, limit: int = 20) -> list[Link]:
-        """A requester's most recent links, newest first."""
-        return list(
-            session.scalars(
-                select(Link)
-                .where(Link.requester_id == requester_id)
-                .order_by(Link.created_at.desc(), Link.id.desc())
-                .limit(limit)
-            )
-        )
-
     def awaiting_approval(
         self,
         session: Session,

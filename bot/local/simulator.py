@@ -142,6 +142,34 @@ class SlackSimulator:
             }
         )
 
+    def click_view(
+        self, user: str, view: dict[str, Any], action_id: str, *, origin: Origin | None = None
+    ) -> requests.Response:
+        """Click the button ``action_id`` in a view the bot published or opened (App Home,
+        a modal), as ``user``."""
+        button = find_action(view.get("blocks") or [], action_id)
+        if button is None:
+            raise LookupError(f"no {action_id} button in the view")
+        return self.interactive(
+            {
+                "type": "block_actions",
+                **(origin or Origin()).payload(user),
+                "api_app_id": "A0PAYLINK",
+                "trigger_id": new_trigger_id(),
+                "container": {"type": "view", "view_id": view.get("id", "V0HOME")},
+                "view": view,
+                "actions": [
+                    {
+                        "type": "button",
+                        "action_id": action_id,
+                        "block_id": button["block_id"],
+                        "value": button.get("value", ""),
+                        "action_ts": f"{time.time():.6f}",
+                    }
+                ],
+            }
+        )
+
     def home_opened(self, user: str, **kwargs: Any) -> requests.Response:
         """The ``app_home_opened`` event for ``user``."""
         envelope = {
