@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bot.config import Settings
-from bot.links.finding import Filter, Page
+from bot.links.finding import Counts, Filter, Page
 from bot.links.kinds import ThreadKind
 from bot.links.states import Status
 from bot.links.tables import Link
@@ -683,7 +683,7 @@ def home(
         state=b.HomeState(),
         is_approver=is_approver,
         page=Page(mine[:20], newer=False, older=len(mine) > 20),
-        counts={f: len(mine) if f is Filter.ALL else 0 for f in Filter},
+        counts=Counts({f: len(mine) if f is Filter.ALL else 0 for f in Filter}, set()),
         now=WHEN,
         permalinks=permalinks,
         waiting=waiting,

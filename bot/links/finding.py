@@ -3,7 +3,8 @@ and the month's totals, for ``/paylink list|find|status`` and App Home.
 
 Every query names the workspace (a link is seen only from its own) and is bounded: a page
 is at most ``limit + 1`` rows read through an index per status (keyset, newest first), a
-count reads only an index, a search stops at ``limit + 1`` matches. See
+count at most ``COUNT_CAP + 1`` index entries per status, a search stops at ``limit + 1``
+matches. See
 docs/decisions/0023-app-home-paging.md.
 """
 
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, union_all
+from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from bot.links.states import SANDBOX_LABEL, Status
@@ -24,6 +25,7 @@ from bot.links.tables import History, Link
 from bot.links.workspaces import Workspace
 
 PAGE_SIZE = 20
+COUNT_CAP = 1_000  # per status: counted exactly up to this, shown as "1,000+" past it
 SEARCH_MIN = 2  # characters: a shorter search would match nearly everything
 _PHONE = re.compile(r"[0-9 +()-]+")  # a phone number as people type it
 
@@ -147,16 +149,46 @@ def page(
     return Page(links, newer=before is not None, older=more)
 
 
-def counts(session: Session, scope: Scope) -> dict[Filter, int]:
-    """How many links ``scope`` has in each filter (an index-only count per status)."""
-    totals = dict.fromkeys(Filter, 0)
+@dataclass
+class Counts:
+    """How many links of a scope each filter has. A status is counted up to
+    :data:`COUNT_CAP` only (so a count reads at most that many index entries per status):
+    a filter with a status past it is ``capped``, its count a lower bound."""
+
+    values: dict[Filter, int]
+    capped: set[Filter]
+
+    def __getitem__(self, chosen: Filter) -> int:
+        return self.values[chosen]
+
+    def text(self, chosen: Filter) -> str:
+        """``1,234``, or ``1,000+`` for a lower bound."""
+        return f"{self.values[chosen]:,}" + ("+" if chosen in self.capped else "")
+
+
+def counts(session: Session, scope: Scope) -> Counts:
+    """How many links ``scope`` has in each filter: per status, an index-only count of at
+    most ``COUNT_CAP + 1`` entries, in one statement."""
+    result = Counts(dict.fromkeys(Filter, 0), set())
     if scope.workspace.team_id is None:
-        return totals
-    query = select(Link.status, func.count()).where(scope.where()).group_by(Link.status)
-    for status, count in session.execute(query):
-        totals[Filter.ALL] += count
-        totals[GROUPS[Status(status)]] += count
-    return totals
+        return result
+    parts = [
+        select(literal(status.value).label("status"), func.count().label("n")).select_from(
+            select(Link.id)
+            .where(scope.where(), Link.status == status.value)
+            .limit(COUNT_CAP + 1)
+            .subquery()
+        )
+        for status in Status
+    ]
+    for status, count in session.execute(union_all(*parts)):
+        group = GROUPS[Status(status)]
+        capped = count > COUNT_CAP
+        for chosen in (Filter.ALL, group):
+            result.values[chosen] += min(count, COUNT_CAP)
+            if capped:
+                result.capped.add(chosen)
+    return result
 
 
 def search(

@@ -126,13 +126,12 @@ class Finder:
         scope = asker.scope(everyone=everyone)
         with self.store.reading() as s:
             page = finding.page(s, scope, chosen)
-            total = finding.counts(s, scope)[chosen]
         whose = "Everyone's links" if everyone else "Your links"
         title = whose if chosen is Filter.ALL else f"{whose} · {chosen.label}"
         return blocks.list_answer(
             page.links,
             title=f"*{title}*",
-            total=total,
+            more=page.older,
             permalinks=self._permalinks(page.links),
             now=self.clock(),
             everyone=everyone,

@@ -91,7 +91,7 @@ def list_answer(
     links: Sequence[Link],
     *,
     title: str,
-    total: int,
+    more: bool,
     permalinks: Mapping[int, str],
     now: datetime,
     everyone: bool,
@@ -103,7 +103,7 @@ def list_answer(
     if not links:
         text = f"{title}: none."
         return f"{note} {text}".strip(), to_dicts([*first, section(BlockId.ANSWER, text)])
-    shown = f"{len(links)} newest of {total:,}" if total > len(links) else f"all {total:,}"
+    shown = f"the {len(links)} newest" if more else f"all {len(links)}"
     blocks: list[Block] = [*first, context(BlockId.ANSWER, f"{title} · {shown}")]
     blocks += [
         section(
@@ -112,7 +112,7 @@ def list_answer(
         )
         for link in links
     ]
-    if total > len(links):
+    if more:
         blocks.append(context(BlockId.RESULTS, "Older ones: the app's Home tab pages through all."))
     return clip_mrkdwn(f"{note} {title}: {shown}".strip(), FALLBACK_MAX), to_dicts(blocks)
 

@@ -26,7 +26,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.links.finding import PAGE_SIZE, Filter, MonthTotals, Page
+from bot.links.finding import PAGE_SIZE, Counts, Filter, MonthTotals, Page
 from bot.links.tables import Link
 from bot.slack.blocks.common import (
     SECTION_TEXT_MAX,
@@ -95,7 +95,7 @@ class HomeData:
     state: HomeState
     is_approver: bool
     page: Page
-    counts: dict[Filter, int]
+    counts: Counts
     now: datetime
     permalinks: dict[int, str] = field(default_factory=dict)
     waiting: list[Link] = field(default_factory=list)  # approvers: oldest first
@@ -222,7 +222,7 @@ def links(data: HomeData) -> list[Block]:
             elements=[
                 _page_button(
                     f.value,
-                    f"{f.label} ({counts.get(f, 0):,})",
+                    f"{f.label} ({counts.text(f)})",
                     state.first(filter=f),
                     chosen=f is state.filter,
                 )
@@ -233,17 +233,16 @@ def links(data: HomeData) -> list[Block]:
     if not page.links:
         empty = (
             "You have not requested any payment links yet. Type `/paylink` to start one."
-            if counts.get(Filter.ALL, 0) == 0 and not state.everyone
+            if counts[Filter.ALL] == 0 and not state.everyone
             else f"No links in {state.filter.label}."
         )
         blocks.append(section(BlockId.MINE_EMPTY, empty))
         return blocks
-    total = counts.get(state.filter, 0)
     first = (state.page - 1) * PAGE_SIZE + 1
     last = first + len(page.links) - 1
-    blocks.append(
-        context(BlockId.SHOWING, f"{first:,}–{last:,} of {max(total, last):,}, newest first")
-    )
+    # A count is a lower bound past COUNT_CAP, or behind links made since: never below the page.
+    total = counts.text(state.filter) if counts[state.filter] >= last else f"{last:,}+"
+    blocks.append(context(BlockId.SHOWING, f"{first:,}–{last:,} of {total}, newest first"))
     blocks += [_row(BlockId.MINE, link, data, show_requester=state.everyone) for link in page.links]
     pager: list[ButtonElement] = []
     if page.newer and state.page > 1:
