@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
+from bot.links import finding
 from bot.links.finding import (
     COUNT_CAP,
     GROUPS,
@@ -529,3 +530,21 @@ def test_every_query_on_every_backend(backend: str, tmp_path: Path) -> None:
         assert text.startswith("ANY-00003: ")
         with store.reading() as s:
             assert counts(s, Scope(HOME)).text(Filter.ALL) == "55"
+
+
+def test_search_reads_the_newest_links_only_but_finds_any_reference(
+    big: Finder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(finding, "SEARCH_WINDOW", 100)
+    monkeypatch.setattr(finding, "SEARCH_BATCH", 30)
+    with big.store.reading() as s:
+        scope = Scope(HOME, REP)
+        old, more = finding.search(s, scope, "Customer BIG 17", contact=False)
+        assert old == [] and more  # past the window: "more may match"
+        recent, _ = finding.search(s, scope, "Customer BIG 4990", contact=False)
+        assert [link.reference for link in recent] == ["BIG-04990"]
+        exact, _ = finding.search(s, scope, "big-00017", contact=False)
+        assert [link.reference for link in exact] == ["BIG-00017"]
+        many, more = finding.search(s, scope, "Customer", contact=False)
+        assert len(many) == PAGE_SIZE and more
+        assert [link.id for link in many] == sorted((link.id for link in many), reverse=True)

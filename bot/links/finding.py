@@ -27,6 +27,8 @@ from bot.links.workspaces import Workspace
 PAGE_SIZE = 20
 COUNT_CAP = 1_000  # per status: counted exactly up to this, shown as "1,000+" past it
 SEARCH_MIN = 2  # characters: a shorter search would match nearly everything
+SEARCH_WINDOW = 10_000  # a search looks through this many of the newest links
+SEARCH_BATCH = 1_000  # … this many at a time
 _PHONE = re.compile(r"[0-9 +()-]+")  # a phone number as people type it
 
 
@@ -126,20 +128,9 @@ def page(
     if scope.workspace.team_id is None:
         return Page([], newer=False, older=False)
     backwards = after is not None and before is None
-    ids: list[int] = []
-    parts = []
-    for status in chosen.statuses:
-        query = select(Link.id).where(scope.where(), Link.status == status.value)
-        if backwards:
-            query = query.where(Link.id > after).order_by(Link.id.asc())
-        else:
-            if before is not None:
-                query = query.where(Link.id < before)
-            query = query.order_by(Link.id.desc())
-        parts.append(query.limit(limit + 1).subquery())
-    merged = union_all(*(select(part.c.id) for part in parts)).subquery()
-    order = merged.c.id.asc() if backwards else merged.c.id.desc()
-    ids = list(session.scalars(select(merged.c.id).order_by(order).limit(limit + 1)))
+    ids = _ids(
+        session, scope, chosen, before=before, after=after if backwards else None, n=limit + 1
+    )
     more = len(ids) > limit
     ids = ids[:limit]
     rows = {link.id: link for link in session.scalars(select(Link).where(Link.id.in_(ids)))}
@@ -147,6 +138,33 @@ def page(
     if backwards:
         return Page(links, newer=more, older=True)
     return Page(links, newer=before is not None, older=more)
+
+
+def _ids(
+    session: Session,
+    scope: Scope,
+    chosen: Filter,
+    *,
+    before: int | None = None,
+    after: int | None = None,
+    n: int,
+) -> list[int]:
+    """The ids of the ``n`` newest links of ``scope`` in ``chosen`` below ``before``, or
+    of the ``n`` oldest above ``after`` (ascending): per status, ``n`` ids read in order
+    from the index on (team, [requester,] status, id), merged, in one statement."""
+    parts = []
+    for status in chosen.statuses:
+        query = select(Link.id).where(scope.where(), Link.status == status.value)
+        if after is not None:
+            query = query.where(Link.id > after).order_by(Link.id.asc())
+        else:
+            if before is not None:
+                query = query.where(Link.id < before)
+            query = query.order_by(Link.id.desc())
+        parts.append(query.limit(n).subquery())
+    merged = union_all(*(select(part.c.id) for part in parts)).subquery()
+    order = merged.c.id.asc() if after is not None else merged.c.id.desc()
+    return list(session.scalars(select(merged.c.id).order_by(order).limit(n)))
 
 
 @dataclass
@@ -196,7 +214,11 @@ def search(
 ) -> tuple[list[Link], bool]:
     """Links of ``scope`` whose reference or customer name contains ``text`` (any case),
     and with ``contact`` also whose e-mail or phone does; newest first, at most ``limit``,
-    and whether there are more. An exact reference comes first."""
+    and whether more may match.
+
+    The link with exactly that reference comes first, however old (an index lookup);
+    the rest are looked for among the newest :data:`SEARCH_WINDOW` links only, a batch at
+    a time, so a search reads a bounded number of rows however many links there are."""
     needle = " ".join(text.split()).lower()
     if scope.workspace.team_id is None or len(needle) < SEARCH_MIN:
         return [], False
@@ -204,33 +226,39 @@ def search(
     columns = [Link.reference, Link.customer_name]
     if contact:
         columns += [Link.customer_email, Link.customer_phone]
-    digits = "".join(ch for ch in needle if ch.isdigit())
     matches = [func.lower(column).like(pattern, escape="\\") for column in columns]
+    digits = "".join(ch for ch in needle if ch.isdigit())
     if contact and len(digits) >= 4 and digits != needle and _PHONE.fullmatch(needle):
         # "0341 5682456" finds 03415682456: phones are stored without spaces.
         matches.append(Link.customer_phone.like(f"%{digits}%"))
-    query: Select[tuple[Link]] = (
-        select(Link).where(scope.where(), or_(*matches)).order_by(Link.id.desc()).limit(limit + 1)
-    )
-    found = list(session.scalars(query))
-    exact = [link for link in found if link.reference.lower() == needle]
-    rest = [link for link in found if link.reference.lower() != needle]
-    return (exact + rest)[:limit], len(found) > limit
+    exact = by_reference(session, scope, text)
+    found: list[Link] = [exact] if exact else []
+    before, seen = None, 0
+    while len(found) <= limit and seen < SEARCH_WINDOW:
+        batch = _ids(session, scope, Filter.ALL, before=before, n=SEARCH_BATCH)
+        if not batch:
+            return found[:limit], False
+        query: Select[tuple[Link]] = (
+            select(Link)
+            .where(Link.id.in_(batch), or_(*matches))
+            .order_by(Link.id.desc())
+            .limit(limit + 1 - len(found))
+        )
+        found += [link for link in session.scalars(query) if link is not exact]
+        before, seen = batch[-1], seen + len(batch)
+        if len(batch) < SEARCH_BATCH:
+            return found[:limit], len(found) > limit
+    return found[:limit], True
 
 
 def by_reference(session: Session, scope: Scope, reference: str) -> Link | None:
-    """The link of ``scope`` with this order reference (exactly as typed, or in any case)."""
+    """The link of ``scope`` with this order reference, as typed, in capitals or in small
+    letters (references are unique; each spelling is an index lookup)."""
     if scope.workspace.team_id is None:
         return None
-    cleaned = reference.strip()
-    link = session.scalar(select(Link).where(scope.where(), Link.reference == cleaned))
-    if link is None:  # references are unique, so at most one in any case matches
-        link = session.scalar(
-            select(Link)
-            .where(scope.where(), func.lower(Link.reference) == cleaned.lower())
-            .limit(1)
-        )
-    return link
+    typed = reference.strip()
+    spellings = {typed, typed.upper(), typed.lower()}
+    return session.scalar(select(Link).where(scope.where(), Link.reference.in_(spellings)).limit(1))
 
 
 @dataclass
