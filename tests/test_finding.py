@@ -536,7 +536,6 @@ def test_search_reads_the_newest_links_only_but_finds_any_reference(
     big: Finder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(finding, "SEARCH_WINDOW", 100)
-    monkeypatch.setattr(finding, "SEARCH_BATCH", 30)
     with big.store.reading() as s:
         scope = Scope(HOME, REP)
         old, more = finding.search(s, scope, "Customer BIG 17", contact=False)

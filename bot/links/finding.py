@@ -28,7 +28,6 @@ PAGE_SIZE = 20
 COUNT_CAP = 1_000  # per status: counted exactly up to this, shown as "1,000+" past it
 SEARCH_MIN = 2  # characters: a shorter search would match nearly everything
 SEARCH_WINDOW = 10_000  # a search looks through this many of the newest links
-SEARCH_BATCH = 1_000  # … this many at a time
 _PHONE = re.compile(r"[0-9 +()-]+")  # a phone number as people type it
 
 
@@ -217,8 +216,8 @@ def search(
     and whether more may match.
 
     The link with exactly that reference comes first, however old (an index lookup);
-    the rest are looked for among the newest :data:`SEARCH_WINDOW` links only, a batch at
-    a time, so a search reads a bounded number of rows however many links there are."""
+    the rest are looked for among the newest :data:`SEARCH_WINDOW` links only, so a search
+    reads a bounded number of rows however many links there are."""
     needle = " ".join(text.split()).lower()
     if scope.workspace.team_id is None or len(needle) < SEARCH_MIN:
         return [], False
@@ -232,23 +231,25 @@ def search(
         # "0341 5682456" finds 03415682456: phones are stored without spaces.
         matches.append(Link.customer_phone.like(f"%{digits}%"))
     exact = by_reference(session, scope, text)
-    found: list[Link] = [exact] if exact else []
-    before, seen = None, 0
-    while len(found) <= limit and seen < SEARCH_WINDOW:
-        batch = _ids(session, scope, Filter.ALL, before=before, n=SEARCH_BATCH)
-        if not batch:
-            return found[:limit], False
-        query: Select[tuple[Link]] = (
-            select(Link)
-            .where(Link.id.in_(batch), or_(*matches))
-            .order_by(Link.id.desc())
-            .limit(limit + 1 - len(found))
-        )
-        found += [link for link in session.scalars(query) if link is not exact]
-        before, seen = batch[-1], seen + len(batch)
-        if len(batch) < SEARCH_BATCH:
-            return found[:limit], len(found) > limit
-    return found[:limit], True
+    # The id of the oldest link in the window: an index walk of SEARCH_WINDOW entries.
+    floor = session.scalar(
+        select(Link.id)
+        .where(scope.where())
+        .order_by(Link.id.desc())
+        .offset(SEARCH_WINDOW - 1)
+        .limit(1)
+    )
+    query: Select[tuple[Link]] = select(Link).where(scope.where(), or_(*matches))
+    if floor is not None:
+        query = query.where(Link.id >= floor)
+    # Newest first along the index on (team, [requester,] id): it stops at limit + 1 matches.
+    found = [exact] if exact else []
+    found += [
+        link
+        for link in session.scalars(query.order_by(Link.id.desc()).limit(limit + 1))
+        if link is not exact
+    ]
+    return found[:limit], len(found) > limit or floor is not None
 
 
 def by_reference(session: Session, scope: Scope, reference: str) -> Link | None:

@@ -87,6 +87,8 @@ class Link(Base):
             "ix_links_scope_requester", "team_id", "enterprise_id", "requester_id", "status", "id"
         ),
         Index("ix_links_scope_status", "team_id", "enterprise_id", "status", "id"),
+        Index("ix_links_scope_requester_id", "team_id", "enterprise_id", "requester_id", "id"),
+        Index("ix_links_scope_id", "team_id", "enterprise_id", "id"),
         Index("ix_links_scope_created", "team_id", "enterprise_id", "created_at"),
     )
 

@@ -1,5 +1,6 @@
-"""indexes for finding links: a workspace's links per requester and status, per status, and
-by creation time (``/paylink list|find``, App Home's pages, counts and month totals)
+"""indexes for finding links: a workspace's links per requester and status, per status, in
+id order (each for one requester or all), and by creation time (``/paylink list|find``, App
+Home's pages, counts, search and month totals)
 
 Revision ID: 0009
 Revises: 0005
@@ -17,6 +18,8 @@ depends_on = None
 _INDEXES = {
     "ix_links_scope_requester": ["team_id", "enterprise_id", "requester_id", "status", "id"],
     "ix_links_scope_status": ["team_id", "enterprise_id", "status", "id"],
+    "ix_links_scope_requester_id": ["team_id", "enterprise_id", "requester_id", "id"],
+    "ix_links_scope_id": ["team_id", "enterprise_id", "id"],
     "ix_links_scope_created": ["team_id", "enterprise_id", "created_at"],
 }
 
