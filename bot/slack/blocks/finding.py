@@ -19,6 +19,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.checkout import mask_email, mask_phone
+from bot.links.finding import SEARCH_WINDOW
 from bot.links.states import Status
 from bot.links.tables import Link
 from bot.slack.blocks.common import (
@@ -46,6 +47,18 @@ from bot.urls import is_http_url
 Answer = tuple[str, list[dict[str, Any]]]  # (fallback text, blocks) of an ephemeral answer
 
 SEARCH_MAX = 100  # characters typed in the search box
+MORE_MAY_MATCH = "More may match: type more of it, or a whole reference, to narrow it down."
+
+
+def _nothing(asked: str, more: bool) -> str:
+    """What a search with no match answers (``asked`` is escaped); ``more``: it stopped at
+    the search window, so older links were not looked at."""
+    if not more:
+        return f"No link matches “{asked}”."
+    return (
+        f"None of the newest {SEARCH_WINDOW:,} links matches “{asked}”: type a whole "
+        "reference to find an older one."
+    )
 
 
 def link_line(
@@ -131,7 +144,7 @@ def find_answer(
     button when the caller may see it (``contact_for``: those link ids)."""
     asked = safe(query, SEARCH_MAX)
     if not links:
-        text = f"No link matches “{asked}”."
+        text = _nothing(asked, more)
         return text, to_dicts([section(BlockId.ANSWER, text)])
     head = f"{len(links)}{'+' if more else ''} link(s) matching “{asked}”, newest first"
     blocks: list[Block] = [context(BlockId.ANSWER, head)]
@@ -149,7 +162,7 @@ def find_answer(
             )
         )
     if more:
-        blocks.append(context(BlockId.RESULTS, "More match: type more of it to narrow it down."))
+        blocks.append(context(BlockId.RESULTS, MORE_MAY_MATCH))
     return clip_mrkdwn(head, FALLBACK_MAX), to_dicts(blocks)
 
 
@@ -227,10 +240,10 @@ def search_modal(
     if query is not None:
         asked = safe(query, SEARCH_MAX)
         if not results:
-            blocks.append(section(BlockId.RESULTS, f"No link matches “{asked}”."))
+            blocks.append(section(BlockId.RESULTS, _nothing(asked, more)))
         else:
             head = f"{len(results)}{'+' if more else ''} match(es) for “{asked}”, newest first"
-            blocks.append(context(BlockId.RESULTS, head))
+            blocks.append(context(BlockId.RESULTS, head + (f". {MORE_MAY_MATCH}" if more else "")))
             for link in results:
                 permalink = (permalinks or {}).get(link.id)
                 blocks.append(
