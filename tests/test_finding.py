@@ -547,3 +547,19 @@ def test_search_reads_the_newest_links_only_but_finds_any_reference(
         many, more = finding.search(s, scope, "Customer", contact=False)
         assert len(many) == PAGE_SIZE and more
         assert [link.id for link in many] == sorted((link.id for link in many), reverse=True)
+
+
+def test_a_long_history_shows_its_newest_rows(store: LinkStore) -> None:
+    add_links(store, 1, prefix="LONG", statuses=[Status.PAID])
+    with store.reading() as s:
+        link_id = s.scalar(select(Link.id))
+    service = LinkService(store, FakeGateway(), is_approver=lambda user: user == APPROVER)
+    for _ in range(60):
+        service.show_contact(link_id, APPROVER, origin=HOME)
+    service.show_contact(link_id, REP, origin=HOME)
+    _, answer = make_finder(store).command(approver(), "status LONG-00000")  # type: ignore[misc]
+    assert validate_blocks(answer) == []
+    [report] = [b["text"]["text"] for b in answer if b["block_id"] == "status_report"]
+    assert report.startswith("```LONG-00000: Paid") and report.endswith("```")
+    assert "earlier rows (paylink status shows all)" in report
+    assert report.rstrip("`").endswith("(contact shown to &lt;@U0REP&gt;)")

@@ -323,6 +323,12 @@ def oldest(links: Sequence[Link]) -> int | None:
     return min((link.id for link in links), default=None)
 
 
+def may_see_contact(link: Link, user_id: str, *, is_approver: bool) -> bool:
+    """Whether ``user_id`` may see the customer's full e-mail and phone: the rep who asked
+    for the link, and approvers."""
+    return is_approver or link.requester_id == user_id
+
+
 def status_report(link: Link, history: Sequence[History]) -> list[str]:
     """A link's status and every history row, as ``paylink status`` prints them (and
     ``/paylink status`` shows them)."""

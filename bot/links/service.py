@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from bot.checkout import CheckoutRequest
 from bot.db import utcnow
+from bot.links.finding import may_see_contact
 from bot.links.followup import Clicked, FollowUp, Inline
 from bot.links.kinds import Click, JobKind, ThreadKind, WebhookOutcome
 from bot.links.outcomes import (
@@ -339,11 +340,6 @@ class LinkService:
             cancelled_by=user_id,
         )
 
-    def may_see_contact(self, link: Link, user_id: str) -> bool:
-        """True when ``user_id`` may see the customer's full e-mail and phone: the rep who
-        asked for the link, or an approver."""
-        return user_id == link.requester_id or self.is_approver(user_id)
-
     def show_contact(self, link_id: int, user_id: str, *, origin: Workspace | None = None) -> Link:
         """The link, whose full contact details ``user_id`` of ``origin`` is about to be
         shown: recorded first in its history ("contact shown to <@U…>", the status
@@ -354,7 +350,9 @@ class LinkService:
             if link is None:
                 raise LinkGone()
             self._check_origin(link, user_id, origin)
-            if not self.may_see_contact(link, user_id):
+            # The requester is not asked about: their reveal never depends on approver groups.
+            approver = link.requester_id != user_id and self.is_approver(user_id)
+            if not may_see_contact(link, user_id, is_approver=approver):
                 raise NotAllowed(CONTACT_REFUSED)
             s.add(
                 History(

@@ -46,6 +46,10 @@ class Asker:
     workspace: Workspace
     is_approver: bool
 
+    def may_see_contact(self, link: Link) -> bool:
+        """Whether the asker gets Show contact on ``link`` (the requester, approvers)."""
+        return finding.may_see_contact(link, self.user, is_approver=self.is_approver)
+
     def scope(self, *, everyone: bool) -> Scope:
         """Everyone's links of the workspace (approvers only), else the asker's own."""
         return Scope(self.workspace, None if everyone and self.is_approver else self.user)
@@ -152,7 +156,7 @@ class Finder:
             more,
             permalinks=self._permalinks(links),
             now=self.clock(),
-            contact_for=[link.id for link in links if self.may_see_contact(asker, link)],
+            contact_for=[link.id for link in links if asker.may_see_contact(link)],
             everyone=asker.is_approver,
         )
 
@@ -170,13 +174,8 @@ class Finder:
             link,
             report,
             self.permalink(link.channel_id, link.message_ts),
-            contact=self.may_see_contact(asker, link),
+            contact=asker.may_see_contact(link),
         )
-
-    def may_see_contact(self, asker: Asker, link: Link) -> bool:
-        """The requester and approvers may see a link's contact details (as the service's
-        ``may_see_contact`` decides for Show contact)."""
-        return asker.is_approver or link.requester_id == asker.user
 
     # App Home ---------------------------------------------------------------------------
 

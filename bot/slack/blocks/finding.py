@@ -171,13 +171,10 @@ def status_answer(
 ) -> Answer:
     """``/paylink status REF``: the report ``paylink status`` prints, the masked contact
     and a Show contact button (``contact``: the caller may see it), a link to the card."""
-    body = "\n".join(report)
     blocks: list[Block] = []
     if link.sandbox:
         blocks.append(context(BlockId.SANDBOX, SANDBOX_NOTE))
-    blocks.append(
-        section(BlockId.STATUS_REPORT, clip_mrkdwn(f"```{escape(body)}```", SECTION_TEXT_MAX))
-    )
+    blocks.append(section(BlockId.STATUS_REPORT, _report_text(report)))
     masked = contact_line(link, full=False) if contact else ""
     if masked:
         blocks.append(context(BlockId.DETAILS, f"Customer: {masked}"))
@@ -194,6 +191,24 @@ def status_answer(
         blocks.append(ActionsBlock(block_id=BlockId.ACTIONS, elements=buttons))
     text = f"{test_prefix(link)}{safe(link.reference, 64)}: {Status(link.status).label}"
     return text, to_dicts(blocks)
+
+
+def _report_text(report: Sequence[str]) -> str:
+    """The report as a code block within one section; when too long, its oldest history
+    rows (indented) give way to a line saying how many, so the newest always show."""
+    head = [line for line in report if not line.startswith("  ")]
+    rows = [escape(line) for line in report if line.startswith("  ")]
+    budget = SECTION_TEXT_MAX - len("```\n```") - 60 - sum(len(escape(h)) + 1 for h in head)
+    kept: list[str] = []
+    for row in reversed(rows):
+        budget -= len(row) + 1
+        if budget < 0:
+            break
+        kept.insert(0, row)
+    if len(kept) < len(rows):
+        kept.insert(0, f"  … {len(rows) - len(kept)} earlier rows (paylink status shows all)")
+    body = "\n".join([*(escape(h) for h in head), *kept])
+    return clip_mrkdwn(f"```{body}```", SECTION_TEXT_MAX)
 
 
 def contact_text(link: Link) -> str:

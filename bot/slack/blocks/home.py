@@ -29,7 +29,9 @@ from slack_sdk.models.views import View
 from bot.links.finding import PAGE_SIZE, Counts, Filter, MonthTotals, Page
 from bot.links.tables import Link
 from bot.slack.blocks.common import (
+    HEADER_MAX,
     SECTION_TEXT_MAX,
+    clip,
     clip_mrkdwn,
     context,
     escape,
@@ -190,10 +192,12 @@ def month_totals(data: HomeData) -> list[Block]:
         for t in data.month.currencies
     ] or ["No requests yet this month."]
     return [
-        HeaderBlock(block_id=BlockId.MONTH_TITLE, text=f"This month: {data.month_label}"[:150]),
+        HeaderBlock(
+            block_id=BlockId.MONTH_TITLE, text=clip(f"This month: {data.month_label}", HEADER_MAX)
+        ),
         section(BlockId.MONTH, "\n".join(lines)),
-        context(BlockId.MONTH + "_note", "Requested: made this month, not rejected or cancelled."),
-        DividerBlock(block_id=BlockId.MONTH + "_divider"),
+        context(BlockId.MONTH_NOTE, "Requested: made this month, not rejected or cancelled."),
+        DividerBlock(block_id=BlockId.MONTH_DIVIDER),
     ]
 
 

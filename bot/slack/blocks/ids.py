@@ -63,6 +63,8 @@ class BlockId(StrEnum):
     HOME_TOOLS = "home_tools"
     MONTH_TITLE = "month_title"
     MONTH = "month"
+    MONTH_NOTE = "month_note"
+    MONTH_DIVIDER = "month_divider"
     FILTERS = "filters"
     SCOPES = "scopes"
     SHOWING = "showing"
