@@ -53,7 +53,11 @@ def test_list_status_and_show_contact(flow: Flow) -> None:
         assert PHONE in shown
     assert not any(EMAIL in text for text in flow.ephemerals_for(OUTSIDER))
     with flow.stack.runtime.store.reading() as s:
-        reasons = list(s.scalars(select(History.reason).where(History.reason.is_not(None))))
+        reasons = list(
+            s.scalars(
+                select(History.reason).where(History.reason.is_not(None)).order_by(History.id)
+            )
+        )
     assert reasons == ["contact shown to <@U0REP>", "contact shown to <@U0APPROVER>"]
     status = answer(flow.sim.command(REP, "status ORD-FIND-1"))
     assert "(contact shown to &lt;@U0APPROVER&gt;)" in _text(status["blocks"])
