@@ -563,3 +563,19 @@ def test_a_long_history_shows_its_newest_rows(store: LinkStore) -> None:
     assert report.startswith("```LONG-00000: Paid") and report.endswith("```")
     assert "earlier rows (paylink status shows all)" in report
     assert report.rstrip("`").endswith("(contact shown to &lt;@U0REP&gt;)")
+
+
+def test_sandbox_links_say_they_are_tests(store: LinkStore) -> None:
+    add_links(store, 1, prefix="SBX", statuses=[Status.AWAITING_PAYMENT], sandbox=True)
+    add_links(store, 1, prefix="REAL", statuses=[Status.PAID], requester=OTHER_REP)
+    finder = make_finder(store)
+    _, listed = finder.command(rep(), "list")  # type: ignore[misc]
+    assert ":test_tube: TEST" in texts(listed)
+    _, real = finder.command(Asker(OTHER_REP, HOME, is_approver=False), "list")  # type: ignore[misc]
+    assert "TEST" not in texts(real)
+    text, status = finder.command(rep(), "status SBX-00000")  # type: ignore[misc]
+    assert text.startswith("TEST: ") and "TEST — sandbox, no real money" in texts(status)
+    assert ":test_tube: TEST" in texts(home(finder, rep()))
+    with store.reading() as s:
+        link = s.scalar(select(Link).where(Link.reference == "SBX-00000"))
+    assert blocks.contact_text(link).startswith("TEST: ")
