@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date
 from typing import Any
 
 import requests
@@ -21,8 +21,9 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from bot.checkout import CheckoutInvalid, parse_with_settings
 from bot.config import ConfigError, Settings, with_overrides
 from bot.db import DatabaseUnusable, make_engine
+from bot.links.finding import status_report
 from bot.links.outcomes import Refused
-from bot.links.states import EXPIRING, SANDBOX_LABEL, Status
+from bot.links.states import SANDBOX_LABEL, Status
 from bot.links.store import DuplicateReference, LinkStore
 from bot.links.workspace_settings import WorkspaceSettings
 from bot.runtime import Role, Runtime
@@ -419,28 +420,7 @@ def status(settings: Settings, reference: str) -> int:
         return 2
     finally:
         runtime.engine.dispose()
-    print(f"{link.reference}: {link.status_label}")
-    if link.sandbox:
-        print(SANDBOX_LABEL)
-    print(f"amount: {link.currency} {link.amount:,}")
-    if link.checkout_url:
-        print(f"link: {link.checkout_url}")
-    if link.expires_at and Status(link.status) in (*EXPIRING, Status.EXPIRED):
-        print(f"expires: {_utc(link.expires_at)}")
-    if len(intents) > 1:  # renewed: every checkout link it has had, each still payable
-        print("checkout links:")
-        for intent in intents:
-            paid = f", paid {_utc(intent.paid_at)}" if intent.paid_at else ""
-            made = f"created {_utc(intent.created_at)}" if intent.intent_id else "being created"
-            print(f"  {intent.reference}: {made}{paid}")
-    for row in history:
-        label = Status(row.to_status).label
-        if row.from_status == row.to_status:  # an event, no move: "reminder sent to the rep"
-            print(f"  {_utc(row.at)} {label}: {row.reason} (by {row.actor})")
-            continue
-        source = f"{Status(row.from_status).label} → " if row.from_status else ""
-        why = f" ({row.reason})" if row.reason else ""
-        print(f"  {_utc(row.at)} {source}{label} by {row.actor}{why}")
+    print("\n".join(status_report(link, history, intents)))
     return 0
 
 
@@ -594,8 +574,3 @@ def export(
         runtime.stop()
     print(f"{count} links created {period.name} ({settings.paylink_timezone})", file=sys.stderr)
     return 0
-
-
-def _utc(at: datetime) -> str:
-    """A time as `status` prints it (PostgreSQL hands times back in its session's zone)."""
-    return f"{at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"

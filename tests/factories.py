@@ -1,6 +1,6 @@
 """Valid inputs built one way everywhere: the checkout fields a rep fills in, the
 CheckoutRequest they parse into, XPay's payment webhook (as a body and as a PaymentEvent),
-and a link's checkout link as XPay's create leaves it.
+and a link's checkout link as XPay's create leaves it, and links stored in bulk.
 
 Each takes keyword changes; the defaults fit together (a paid webhook's amount and currency
 are the default request's).
@@ -9,15 +9,20 @@ are the default request's).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
+from itertools import cycle
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from bot.checkout import CheckoutRequest, parse_checkout
 from bot.db import utcnow
+from bot.links.states import Status
 from bot.links.store import LinkStore
+from bot.links.tables import Link
+from bot.links.workspaces import Workspace
 from bot.xpay.webhooks import PaymentEvent, parse_payment_event
 
 AMOUNT = "1500.50"
@@ -107,3 +112,51 @@ def give_intent(
         expires_at=now + timedelta(days=7),
     )
     store.update_fields(session, link_id, intent_id=intent_id, **changes)
+
+
+def insert_links(
+    store: LinkStore,
+    count: int,
+    *,
+    requester: str = "U0REP",
+    workspace: Workspace = Workspace("T0HOME"),
+    statuses: Any = None,
+    prefix: str = "PL",
+    created: datetime | None = None,
+    **columns: Any,
+) -> None:
+    """``count`` links of ``requester`` in ``workspace``, in one bulk insert (thousands in a
+    blink): references ``<prefix>-00000`` on, statuses in turn from ``statuses`` (every
+    status by default), created a minute apart until ``created`` (now); ``columns`` set the
+    rest."""
+    start = created or utcnow()
+    turns = cycle(statuses or list(Status))
+    rows = []
+    for i in range(count):
+        at = start - timedelta(minutes=count - i)
+        rows.append(
+            {
+                "reference": f"{prefix}-{i:05d}",
+                "amount": Decimal("1500.50"),
+                "currency": "PKR",
+                "customer_name": f"Customer {prefix} {i}",
+                "customer_email": f"buyer{i}@{prefix.lower()}.example.com",
+                "customer_phone": f"0341{i:07d}",
+                "shipping": {},
+                "payment_methods": [],
+                "requester_id": requester,
+                "team_id": workspace.team_id,
+                "enterprise_id": workspace.enterprise_id,
+                "channel_id": "C0APPROVALS",
+                "message_ts": f"1700000000.{i:06d}",
+                "status": next(turns).value,
+                "version": 1,
+                "attempts": 0,
+                "sandbox": False,
+                "created_at": at,
+                "updated_at": at,
+                **columns,
+            }
+        )
+    with store.transaction() as s:
+        s.execute(insert(Link.__table__), rows)

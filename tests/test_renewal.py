@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import delete, select, update
@@ -33,6 +34,7 @@ from bot.links.tables import Job, Link
 from bot.links.workspaces import Workspace
 from bot.slack import blocks as b
 from bot.slack.blocks.home import EXPIRING_WITHIN
+from bot.slack.finding import Asker, Finder
 from bot.xpay.client import CheckoutCreated, XPayRejected
 from tests.dbs import BACKENDS, migrated_engine
 from tests.factories import checkout_request, payment_event
@@ -430,16 +432,21 @@ def test_app_home_lists_the_links_expiring_within_a_day(service: LinkService) ->
         expiring = service.store.expiring_for(s, REP, utcnow() + EXPIRING_WITHIN)
         assert [link.id for link in expiring] == [soon.id]
         assert service.store.expiring_for(s, OUTSIDER, utcnow() + EXPIRING_WITHIN) == []
-    view = b.home_view(
-        my_links=[soon, later], waiting=[], is_approver=False, permalinks={}, expiring=expiring
+    finder = Finder(
+        service.store,
+        currencies=["PKR"],
+        timezone=ZoneInfo("Asia/Karachi"),
+        allow_self_approval=False,
+        permalink=lambda _channel, _ts, _url: None,
     )
+    view = b.home_view(finder.home(Asker(REP, HOME, False), b.HomeState()))
     ids = [block.get("block_id") for block in view["blocks"]]
     assert ids.index("expiring_title") < ids.index(f"expiring_{soon.id}") < ids.index("mine_title")
+    assert f"expiring_{later.id}" not in ids
     row = next(bl for bl in view["blocks"] if bl.get("block_id") == f"expiring_{soon.id}")
     assert ":hourglass: expires <!date^" in row["text"]["text"]
-    assert "expiring_title" not in str(
-        b.home_view(my_links=[], waiting=[], is_approver=False, permalinks={}, expiring=[])
-    )
+    outsider = b.home_view(finder.home(Asker(OUTSIDER, HOME, False), b.HomeState()))
+    assert "expiring_title" not in str(outsider)
 
 
 def test_the_cli_status_shows_expiry_renewals_and_a_double_payment(

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bot.config import Settings
+from bot.links.finding import Counts, Filter, Page
 from bot.links.kinds import ThreadKind
 from bot.links.states import Status
 from bot.links.tables import Link
@@ -208,17 +209,21 @@ def test_clip_mrkdwn_never_cuts_an_entity() -> None:
 
 # --- the card ------------------------------------------------------------------------------
 
+# By status; every card whose customer left an e-mail or phone also has Show contact.
 EXPECTED_BUTTONS = {
-    Status.AWAITING_APPROVAL: {b.ActionId.APPROVE, b.ActionId.REJECT, b.ActionId.CANCEL},
-    Status.REJECTED: set(),
-    Status.CREATING_LINK: set(),
-    Status.LINK_FAILED: {b.ActionId.RETRY, b.ActionId.CANCEL},
-    Status.LINK_UNKNOWN: {b.ActionId.RETRY, b.ActionId.CANCEL},
-    Status.AWAITING_PAYMENT: {b.ActionId.OPEN_CARD, b.ActionId.CANCEL},
-    Status.PAID: set(),
-    Status.PAYMENT_FAILED: {b.ActionId.OPEN_CARD, b.ActionId.CANCEL},
-    Status.CANCELLED: set(),
-    Status.EXPIRED: {b.ActionId.RENEW, b.ActionId.CANCEL},
+    status: buttons | {b.ActionId.SHOW_CONTACT}
+    for status, buttons in {
+        Status.AWAITING_APPROVAL: {b.ActionId.APPROVE, b.ActionId.REJECT, b.ActionId.CANCEL},
+        Status.REJECTED: set(),
+        Status.CREATING_LINK: set(),
+        Status.LINK_FAILED: {b.ActionId.RETRY, b.ActionId.CANCEL},
+        Status.LINK_UNKNOWN: {b.ActionId.RETRY, b.ActionId.CANCEL},
+        Status.AWAITING_PAYMENT: {b.ActionId.OPEN_CARD, b.ActionId.CANCEL},
+        Status.PAID: set(),
+        Status.PAYMENT_FAILED: {b.ActionId.OPEN_CARD, b.ActionId.CANCEL},
+        Status.CANCELLED: set(),
+        Status.EXPIRED: {b.ActionId.RENEW, b.ActionId.CANCEL},
+    }.items()
 }
 
 
@@ -675,19 +680,39 @@ def _links(n: int, status: Status = Status.AWAITING_APPROVAL, **kw: Any) -> list
     return [make_link(status, id=i, reference=f"PL-{i:04d}", **kw) for i in range(1, n + 1)]
 
 
+def home(
+    mine: list[Link],
+    waiting: list[Link],
+    *,
+    is_approver: bool,
+    permalinks: dict[int, str],
+) -> dict[str, Any]:
+    """The Home tab's first page showing ``mine`` (20 of them) and ``waiting``."""
+    data = b.HomeData(
+        state=b.HomeState(),
+        is_approver=is_approver,
+        page=Page(mine[:20], newer=False, older=len(mine) > 20),
+        counts=Counts({f: len(mine) if f is Filter.ALL else 0 for f in Filter}, set()),
+        now=WHEN,
+        permalinks=permalinks,
+        waiting=waiting,
+        waiting_total=len(waiting),
+    )
+    return b.home_view(data)
+
+
 def test_home_view_full_lists_fit() -> None:
     mine = _links(30, Status.AWAITING_PAYMENT, customer_name=NASTY)
     waiting = _links(30, requester_id="U0OTHER")
     permalinks = {i: f"https://acme.slack.com/archives/C0/p{i}" for i in range(1, 31, 2)}
-    view = b.home_view(my_links=mine, waiting=waiting, is_approver=True, permalinks=permalinks)
+    view = home(mine, waiting, is_approver=True, permalinks=permalinks)
     assert view["type"] == "home"
     assert validate_blocks(None, surface="home", view=view) == []
     assert len(view["blocks"]) < 100
     for t in mrkdwn_texts(view["blocks"]):
         assert_safe_mrkdwn(t)
     assert_masked(view)
-    mine_rows = [bl for bl in view["blocks"] if bl["block_id"].startswith("mine_")]
-    rows = [bl for bl in mine_rows if bl["block_id"] not in ("mine_title", "mine_empty")]
+    rows = [bl for bl in view["blocks"] if re.fullmatch(r"mine_\d+", bl["block_id"])]
     assert len(rows) == 20
     first = rows[0]
     assert "PL-0001" in first["text"]["text"] and "Awaiting payment" in first["text"]["text"]
@@ -695,37 +720,28 @@ def test_home_view_full_lists_fit() -> None:
     assert first["accessory"]["url"] == permalinks[1]
     assert first["accessory"]["value"] == "1"
     assert "accessory" not in rows[1]
-    waiting_rows = [
-        bl
-        for bl in view["blocks"]
-        if bl["block_id"].startswith("waiting_")
-        and bl["block_id"] not in ("waiting_title", "waiting_more")
-    ]
+    waiting_rows = [bl for bl in view["blocks"] if re.fullmatch(r"waiting_\d+", bl["block_id"])]
     assert len(waiting_rows) == 20
     assert "<@U0OTHER>" in waiting_rows[0]["text"]["text"]
+    assert "…and 10 more" in json.dumps(view, ensure_ascii=False)
 
 
 def test_home_view_empty_states() -> None:
-    view = b.home_view(my_links=[], waiting=[], is_approver=True, permalinks={})
+    view = home([], [], is_approver=True, permalinks={})
     assert validate_blocks(None, surface="home", view=view) == []
     rendered = "\n".join(mrkdwn_texts(view["blocks"]))
     assert "not requested any payment links yet" in rendered
     assert "Nothing is waiting for you" in rendered
 
-    view = b.home_view(my_links=[], waiting=_links(3), is_approver=False, permalinks={})
+    view = home([], _links(3), is_approver=False, permalinks={})
     assert validate_blocks(None, surface="home", view=view) == []
     texts = json.dumps(view)
-    assert "Waiting for your approval" not in texts
+    assert "Waiting for you" not in texts
 
 
 @pytest.mark.parametrize("status", list(Status))
 def test_home_row_every_status(status: Status) -> None:
-    view = b.home_view(
-        my_links=[make_link(status)],
-        waiting=[],
-        is_approver=False,
-        permalinks={42: "https://x.y/z"},
-    )
+    view = home([make_link(status)], [], is_approver=False, permalinks={42: "https://x.y/z"})
     assert validate_blocks(None, surface="home", view=view) == []
     assert status.label in json.dumps(view)
 
@@ -773,9 +789,7 @@ def test_sandbox_replies_with_the_link_or_a_payment_say_it_is_a_test(kind: str) 
 
 def test_sandbox_rows_in_app_home_say_they_are_tests() -> None:
     links = [make_link(Status.PAID, id=1, sandbox=True), make_link(Status.PAID, id=2)]
-    view = b.home_view(
-        my_links=links, waiting=links, is_approver=True, permalinks={1: "https://x.y/z"}
-    )
+    view = home(links, links, is_approver=True, permalinks={1: "https://x.y/z"})
     assert validate_blocks(None, surface="home", view=view) == []
     rows = {bl["block_id"]: bl["text"]["text"] for bl in view["blocks"] if bl["type"] == "section"}
     for prefix in ("mine", "waiting"):

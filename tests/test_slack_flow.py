@@ -138,7 +138,12 @@ def stub_stack(make_stack: Callable[..., LocalStack], stub: XPayStub) -> Flow:
 def test_happy_path_to_paid(flow: Flow) -> None:
     card = flow.request()
     assert "Awaiting approval" in flow.status(card.ts)
-    assert buttons(card) == ["paylink_approve", "paylink_reject_open", "paylink_cancel"]
+    assert buttons(card) == [
+        "paylink_approve",
+        "paylink_reject_open",
+        "paylink_cancel",
+        "paylink_show_contact",
+    ]
 
     # The rep is told, where they typed /paylink, with a link to the card.
     [sent] = flow.wait_ephemeral(REP, "Sent for approval")
@@ -161,8 +166,7 @@ def test_happy_path_to_paid(flow: Flow) -> None:
     assert status.startswith("*Status:* :white_check_mark: Paid")
     flow.idle()
     final = flow.card(card.ts)
-    assert buttons(final) == []
-    assert not any(b["type"] == "actions" for b in final.blocks or [])
+    assert buttons(final) == ["paylink_show_contact"]  # no more Approve, Cancel, checkout
     replies = flow.replies(card.ts)
     assert len(replies) == 2
     assert "checkout link is ready" in replies[0] and "Paid:" in replies[1]
@@ -376,7 +380,7 @@ def test_reject_with_reason(flow: Flow) -> None:
     reply = flow.wait_reply(card.ts, "rejected")
     assert "<@U0REP>" in reply and f"Reason: Wrong amount {ESCAPED}" in reply
     flow.idle()
-    assert buttons(flow.card(card.ts)) == []
+    assert buttons(flow.card(card.ts)) == ["paylink_show_contact"]
     assert flow.intent_count() == 0
 
 
@@ -443,7 +447,7 @@ def test_cancel_before_approval(flow: Flow) -> None:
     assert "Cancelled by <@U0REP>" in flow.wait_status(card.ts, "Cancelled")
     flow.wait_reply(card.ts, "Cancelled by")
     flow.idle()
-    assert buttons(flow.card(card.ts)) == []
+    assert buttons(flow.card(card.ts)) == ["paylink_show_contact"]
     assert flow.intent_count() == 0
 
 
@@ -727,20 +731,20 @@ def test_app_home(flow: Flow) -> None:
     assert {c.params["user_id"] for c in publish} == {REP, APPROVER, OUTSIDER}
 
     rep = _text(homes[REP]["blocks"])
-    assert "Your recent links" in rep and reference in rep and "ORD-PAID" in rep
+    assert "Your links" in rep and reference in rep and "ORD-PAID" in rep
     assert "Paid" in rep and "Awaiting approval" in rep
-    assert "Waiting for your approval" not in rep
+    assert "Waiting for you" not in rep
 
     approver = homes[APPROVER]["blocks"]
     text = _text(approver)
-    assert "Waiting for your approval" in text
+    assert "Waiting for you" in text
     waiting = [b for b in approver if re.match(r"waiting_\d+$", b.get("block_id", ""))]
     assert len(waiting) == 1
     assert reference in _text(waiting) and "requested by <@U0REP>" in _text(waiting)
     assert "ORD-PAID" not in _text(waiting)
 
     outsider = _text(homes[OUTSIDER]["blocks"])
-    assert "Waiting for your approval" not in outsider
+    assert "Waiting for you" not in outsider
     assert "not requested any payment links" in outsider
 
 
@@ -811,7 +815,7 @@ def test_an_expired_link_is_renewed_and_a_payment_on_both_links_is_flagged(
     old_url = flow.approve(card.ts)
     reference = flow.intent(old_url).order_reference
     assert "may still work" in flow.wait_status(card.ts, "Expired", timeout=10)
-    assert buttons(flow.card(card.ts)) == ["paylink_renew", "paylink_cancel"]
+    assert buttons(flow.card(card.ts)) == ["paylink_renew", "paylink_cancel", "paylink_show_contact"]
     assert "<@U0REP>" in flow.wait_reply(card.ts, "expired without payment")
 
     flow.click(OUTSIDER, card.ts, "paylink_renew")

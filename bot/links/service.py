@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from bot.checkout import CheckoutRequest
 from bot.db import utcnow
+from bot.links.finding import may_see_contact
 from bot.links.followup import Clicked, FollowUp, Inline
 from bot.links.kinds import Click, JobKind, ThreadKind, WebhookOutcome
 from bot.links.outcomes import (
@@ -35,7 +36,7 @@ from bot.links.reminders import start_timer
 from bot.links.states import CANCELLABLE, EXPIRING, LIVE, PAYABLE, Status
 from bot.links.store import LEASE, LinkStore, RepeatedView
 from bot.links.stores import StoreGateways
-from bot.links.tables import Link
+from bot.links.tables import History, Link
 from bot.links.workspaces import Workspace
 from bot.metrics import Metrics
 from bot.xpay.client import (
@@ -47,6 +48,10 @@ from bot.xpay.client import (
 from bot.xpay.webhooks import PaymentEvent
 
 log = logging.getLogger(__name__)
+
+CONTACT_REFUSED = (
+    "Only the rep who asked for this link or an approver can see the customer's contact details."
+)
 
 
 class Gateway(Protocol):
@@ -511,7 +516,7 @@ class LinkService:
         cannot void the earlier link: a payment on it still counts."""
 
         def admit(link: Link) -> dict[str, object]:
-            if user_id != link.requester_id and not self.is_approver(user_id):
+            if user_id != link.requester_id and not self._approves(link, user_id):
                 raise NotAllowed(
                     "Only the rep who asked for this link or an approver can renew it."
                 )
@@ -582,6 +587,34 @@ class LinkService:
             dedupe_key=f"expire:{link.id}:{reference}",
             due=expires,
         )
+
+    def show_contact(self, link_id: int, user_id: str, *, origin: Workspace | None = None) -> Link:
+        """The link, whose full contact details ``user_id`` of ``origin`` is about to be
+        shown: recorded first in its history ("contact shown to <@U…>", the status
+        unchanged), so every sight of them is on file. NotAllowed, with nothing recorded,
+        for anyone but the requester and approvers."""
+        with self.store.transaction() as s:
+            link = self.store.get(s, link_id)
+            if link is None:
+                raise LinkGone()
+            self._check_origin(link, user_id, origin)
+            # The requester is not asked about: their reveal never depends on approver groups.
+            approver = link.requester_id != user_id and self._approves(link, user_id)
+            if not may_see_contact(link, user_id, is_approver=approver):
+                raise NotAllowed(CONTACT_REFUSED)
+            s.add(
+                History(
+                    link_id=link.id,
+                    from_status=link.status,
+                    to_status=link.status,
+                    actor=user_id,
+                    reason=f"contact shown to <@{user_id}>",
+                    at=utcnow(),
+                )
+            )
+        # Who and which link only: the details themselves are never logged.
+        log.info("contact shown", extra={"ref": link.reference, "user": user_id})
+        return link
 
     def receive_click(
         self, action: str, link_id: int, user_id: str, origin: Workspace, **context: object

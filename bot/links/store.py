@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, bindparam, func, insert, or_, select, update
+from sqlalchemy import Engine, bindparam, func, insert, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -21,7 +21,14 @@ from bot.checkout import CheckoutRequest, phone_forms
 from bot.db import make_sessionmaker, reader, utcnow
 from bot.links.policy import TWO
 from bot.links.states import EXPIRING, Status, can_move
-from bot.links.tables import History, Link, LinkApproval, LinkIntent, WebhookEvent
+from bot.links.tables import (
+    History,
+    Link,
+    LinkApproval,
+    LinkIntent,
+    WebhookEvent,
+    of_workspace,
+)
 from bot.links.workspaces import Workspace
 from bot.sqlite import BUSY_TIMEOUT
 
@@ -50,16 +57,6 @@ _MOVE = (
 # How long a lease on a link's creation lasts: after that a stuck creation is resumed.
 LEASE = timedelta(seconds=60)
 _QUEUED = "paylink_jobs_queued"  # Session.info key: this transaction queues jobs
-
-
-def of_workspace(workspace: Workspace) -> ColumnElement[bool]:
-    """The condition "the link is ``workspace``'s" (Link.owned_by, in SQL)."""
-    enterprise = LINKS.c.enterprise_id
-    return (LINKS.c.team_id == workspace.team_id) & (
-        enterprise.is_(None)
-        if workspace.enterprise_id is None
-        else enterprise == workspace.enterprise_id
-    )
 
 
 class DuplicateReference(Exception):
@@ -593,36 +590,23 @@ class LinkStore:
         )
         return {intent_id: link for intent_id, link in rows}
 
-    def recent_for(
+    def expiring_for(
         self,
         session: Session,
         requester_id: str,
+        until: datetime,
         limit: int = 20,
         *,
         workspace: Workspace | None = None,
     ) -> list[Link]:
-        """A requester's most recent links (only ``workspace``'s, when given), newest first."""
-        condition = Link.requester_id == requester_id
-        if workspace is not None:
-            condition = condition & of_workspace(workspace)
-        return list(
-            session.scalars(
-                select(Link)
-                .where(condition)
-                .order_by(Link.created_at.desc(), Link.id.desc())
-                .limit(limit)
-            )
-        )
-
-    def expiring_for(
-        self, session: Session, requester_id: str, until: datetime, limit: int = 20
-    ) -> list[Link]:
         """A requester's unpaid links whose checkout link expires by ``until``, soonest
-        first."""
+        first (only ``workspace``'s, when given)."""
+        scope = of_workspace(workspace) if workspace is not None else true()
         return list(
             session.scalars(
                 select(Link)
                 .where(
+                    scope,
                     Link.requester_id == requester_id,
                     Link.status.in_([s.value for s in EXPIRING]),
                     Link.expires_at.is_not(None),

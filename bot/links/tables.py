@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    ColumnElement,
     ForeignKey,
     Index,
     Integer,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
     false,
     text,
 )
@@ -99,6 +101,14 @@ class Link(Base):
         Index("ix_links_team_view", "team_id", "view_id", unique=True),
         # The duplicate guard looks for the same sum (bot/links/store.py: similar).
         Index("ix_links_amount", "amount", "currency"),
+        # Finding links (bot/links/finding.py): pages and counts per status, month totals.
+        Index(
+            "ix_links_scope_requester", "team_id", "enterprise_id", "requester_id", "status", "id"
+        ),
+        Index("ix_links_scope_status", "team_id", "enterprise_id", "status", "id"),
+        Index("ix_links_scope_requester_id", "team_id", "enterprise_id", "requester_id", "id"),
+        Index("ix_links_scope_id", "team_id", "enterprise_id", "id"),
+        Index("ix_links_scope_created", "team_id", "enterprise_id", "created_at"),
     )
 
     @property
@@ -156,6 +166,15 @@ class Link(Base):
                 "payment_methods": tuple(self.payment_methods or ()),
             }
         )
+
+
+def of_workspace(workspace: Workspace) -> ColumnElement[bool]:
+    """The condition "the link is ``workspace``'s" (:meth:`Link.owned_by`, in SQL)."""
+    enterprise = workspace.enterprise_id
+    return and_(
+        Link.team_id == workspace.team_id,
+        Link.enterprise_id.is_(None) if enterprise is None else Link.enterprise_id == enterprise,
+    )
 
 
 class History(Base):

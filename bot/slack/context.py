@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from slack_bolt import BoltContext
@@ -18,6 +19,7 @@ from bot.links.workspace_settings import WorkspaceSettings
 from bot.links.workspaces import Workspace
 from bot.slack.approvers import WorkspaceApprovers
 from bot.slack.clients import SlackClients
+from bot.slack.finding import Finder
 
 log = logging.getLogger("bot.slack")
 
@@ -42,6 +44,17 @@ class SlackContext:
         """The effective settings of workspace ``team_id``: its stored ones over the
         environment's."""
         return self.workspaces.for_team(team_id) if self.workspaces else self.settings
+
+    @cached_property
+    def finder(self) -> Finder:
+        """Reads links for ``/paylink list|find|status``, App Home and its search."""
+        return Finder(
+            self.service.store,
+            currencies=self.settings.paylink_currencies,
+            timezone=self.settings.timezone,
+            allow_self_approval=self.service.allow_self_approval,
+            permalink=self.permalink,
+        )
 
     def later(self, pool: Executor, work: Callable[..., None], *args: Any) -> None:
         """Run ``work(*args)`` on ``pool`` once the listener has acked; nobody waits for it,

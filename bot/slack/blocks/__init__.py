@@ -21,7 +21,15 @@ from bot.slack.blocks.card import NO_APPROVERS_NOTE, card
 from bot.slack.blocks.common import STATUS_EMOJI, UNKNOWN_NOTE, escape, format_amount
 from bot.slack.blocks.digest import digest
 from bot.slack.blocks.ephemeral import help_text, sent_for_approval_text
-from bot.slack.blocks.home import HOME_LIST_MAX, home_view
+from bot.slack.blocks.finding import (
+    contact_text,
+    find_answer,
+    list_answer,
+    read_search,
+    search_modal,
+    status_answer,
+)
+from bot.slack.blocks.home import EXPIRING_WITHIN, HOME_LIST_MAX, HomeData, HomeState, home_view
 from bot.slack.blocks.ids import FIELD_BLOCKS, ActionId, BlockId, CallbackId
 from bot.slack.blocks.modals import (
     duplicate_metadata,
@@ -38,6 +46,7 @@ from bot.slack.blocks.thread import THREAD_KINDS, thread_reply
 
 __all__ = [
     "FIELD_BLOCKS",
+    "EXPIRING_WITHIN",
     "HOME_LIST_MAX",
     "NO_APPROVERS_NOTE",
     "STATUS_EMOJI",
@@ -46,20 +55,28 @@ __all__ = [
     "ActionId",
     "BlockId",
     "CallbackId",
+    "HomeData",
+    "HomeState",
     "card",
     "digest",
     "duplicate_metadata",
     "duplicate_modal",
     "duplicate_refused_modal",
+    "contact_text",
     "escape",
+    "find_answer",
     "format_amount",
     "help_text",
     "home_view",
     "read_duplicate_metadata",
+    "list_answer",
     "read_reason",
+    "read_search",
     "read_submission",
     "reject_modal",
     "request_modal",
+    "search_modal",
+    "status_answer",
     "sent_for_approval_text",
     "submission_channel",
     "thread_reply",

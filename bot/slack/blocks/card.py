@@ -47,6 +47,7 @@ from bot.slack.blocks.common import (
     test_prefix,
     to_dicts,
 )
+from bot.slack.blocks.finding import contact_button
 from bot.slack.blocks.ids import ActionId, BlockId
 from bot.urls import is_http_url
 
@@ -265,6 +266,8 @@ def card(
     if status is Status.AWAITING_APPROVAL and not approvers_configured:
         blocks.append(context(BlockId.NO_APPROVERS, f":warning: {NO_APPROVERS_NOTE}"))
     buttons = _buttons(link, status)
+    if link.customer_email or link.customer_phone:
+        buttons.append(contact_button(link))
     if buttons:
         blocks.append(ActionsBlock(block_id=BlockId.ACTIONS, elements=buttons))
     footer = f"Request #{link.id}"

@@ -157,6 +157,21 @@ def slack_day(at: datetime | None) -> str:
     return f"<!date^{int(at.timestamp())}^{{date_short_pretty}}|{at.strftime('%Y-%m-%d')}>"
 
 
+def age(at: datetime | None, now: datetime) -> str:
+    """How long ago ``at`` was, roughly: ``just now``, ``5 min``, ``3 h``, ``2 days``."""
+    if at is None:
+        return ""
+    seconds = max((now - at).total_seconds(), 0)
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h"
+    days = int(seconds // 86400)
+    return "1 day" if days == 1 else f"{days} days"
+
+
 def url_link(url: str | None, label: str | None = None) -> str:
     """A clickable mrkdwn link to an http(s) URL; anything else is shown as escaped text."""
     if not url:

@@ -29,6 +29,12 @@ def help_text(currencies: list[str]) -> str:
             "• `/paylink`: open the form for a new payment link",
             "• `/paylink 5000`: the same, with the amount filled in",
             *currency_line,
+            "• `/paylink list [pending|unpaid|paid] [all]`: your 20 newest links (`all`: "
+            "everyone's, for approvers)",
+            "• `/paylink find TEXT`: search by reference or customer name (approvers: also "
+            "e-mail and phone, in everyone's links)",
+            "• `/paylink status REF`: a link's status and history",
+            "• `/paylink export [YYYY-MM]`: a month's links as a CSV file",
             "• `/paylink help`: this message",
             "",
             "*What happens next*",
@@ -37,8 +43,9 @@ def help_text(currencies: list[str]) -> str:
             "request's thread: share it with the customer.",
             "3. When the customer pays (or the payment fails), the request's status changes and "
             "the thread says so.",
-            "The customer's e-mail and phone are masked in the channel. Your recent links are "
-            "on the app's Home tab.",
+            "The customer's e-mail and phone are masked in the channel; *Show contact* on the "
+            "card shows them to the rep and approvers (and records who saw them). All your "
+            "links, with filters and search, are on the app's Home tab.",
         ]
     )
 

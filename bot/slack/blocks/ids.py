@@ -15,6 +15,7 @@ class CallbackId(StrEnum):
     SETTINGS = "paylink_settings"
     STORE = "paylink_store"
     DUPLICATE = "paylink_duplicate"  # "a request like this exists": Create anyway / Go back
+    SEARCH = "paylink_search"  # App Home's search modal
 
 
 class ActionId(StrEnum):
@@ -32,6 +33,11 @@ class ActionId(StrEnum):
     EDIT_STORE = "paylink_store_edit"  # App Home, admins: one store's modal (value: its id)
     SEND_TO_CUSTOMER = "paylink_send_to_customer"  # e-mail the link (the link's reply)
     SEND_AGAIN = "paylink_send_again"  # e-mail it once more (asked after a first send)
+    SHOW_CONTACT = "paylink_show_contact"  # the customer's full e-mail and phone, ephemeral
+    # App Home: every button that shows another page carries the whole page state in its
+    # value; its action_id is this prefix and a suffix (unique within its block).
+    HOME_PAGE = "paylink_home_page"
+    HOME_SEARCH = "paylink_home_search"  # opens the search modal
 
 
 class BlockId(StrEnum):
@@ -96,6 +102,22 @@ class BlockId(StrEnum):
     DIGEST_FOOTER = "digest_footer"
     EXPIRING = "expiring"
     EXPIRING_TITLE = "expiring_title"
+    HOME_TOOLS = "home_tools"
+    MONTH_TITLE = "month_title"
+    MONTH = "month"
+    MONTH_NOTE = "month_note"
+    MONTH_DIVIDER = "month_divider"
+    FILTERS = "filters"
+    SCOPES = "scopes"
+    SHOWING = "showing"
+    PAGER = "pager"
+    # The search modal and the slash command's answers.
+    SEARCH = "search"
+    RESULTS = "results"
+    RESULT = "result"
+    ANSWER = "answer"
+    NOTE = "note"
+    STATUS_REPORT = "status_report"
 
 
 #: Checkout field name (as :func:`bot.checkout.parse_checkout` expects it) → modal block_id.

@@ -1,8 +1,10 @@
-"""Card buttons: Approve, Reject, Retry, Cancel, Renew (and URL buttons, which only need an ack)."""
+"""Card buttons: Approve, Reject, Retry, Cancel, Renew, Show contact (and URL buttons, which
+only need an ack); App Home's page buttons and its Search."""
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
@@ -15,6 +17,7 @@ from bot.slack import blocks
 from bot.slack.blocks import ActionId
 from bot.slack.context import SlackContext
 from bot.slack.delivery import tell
+from bot.slack.listeners.events import publish_home
 from bot.slack.origin import sender
 
 log = logging.getLogger(__name__)
@@ -103,3 +106,46 @@ def register(app: App, ctx: SlackContext) -> None:
     @app.action(ActionId.OPEN_CARD)
     def open_card(ack: Ack) -> None:
         ack()
+
+    @app.action(ActionId.SHOW_CONTACT)
+    def show_contact(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        clicked = _clicked(ActionId.SHOW_CONTACT, body)
+        if clicked is None:
+            return
+        link_id, user = clicked
+
+        def reveal() -> None:
+            # Recorded before it is shown: a reveal that cannot be recorded shows nothing.
+            try:
+                link = service.show_contact(link_id, user, origin=sender(body))
+            except Refused as exc:
+                _tell(ctx.client_of(sender(body).team_id), body, exc.message)
+                return
+            _tell(ctx.client_of(sender(body).team_id), body, blocks.contact_text(link))
+
+        ctx.later(ctx.decisions, reveal)  # a write, as a click's decision
+
+    @app.action(re.compile(f"^{ActionId.HOME_PAGE}_"))
+    def home_page(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        actions = body.get("actions") or [{}]
+        state = blocks.HomeState.decode(actions[0].get("value"))
+        user = str((body.get("user") or {}).get("id") or "")
+        if user:
+            ctx.later(ctx.after_ack, publish_home, ctx, user, sender(body), state)
+
+    @app.action(ActionId.HOME_SEARCH)
+    def open_search(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        user = str((body.get("user") or {}).get("id") or "")
+        team = sender(body).team_id
+        view = blocks.search_modal(is_approver=ctx.approvers.is_approver(user, team))
+
+        def open_modal() -> None:
+            try:
+                ctx.client_of(team).views_open(trigger_id=body["trigger_id"], view=view)
+            except SlackApiError as exc:
+                log.warning("views.open (search) failed: %s", exc.response.get("error"))
+
+        ctx.later(ctx.after_ack, open_modal)  # as /paylink's modal

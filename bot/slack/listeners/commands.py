@@ -1,17 +1,18 @@
-"""``/paylink``: open the request modal at once; ``/paylink help`` explains usage."""
+"""``/paylink``: open the request modal at once (``/paylink 5000 PKR`` pre-filled);
+``/paylink list|find|status|help`` answer at once, visible only to the caller; ``settings``
+and ``export`` start their own flows; anything else answers with help."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk.errors import SlackApiError
 
-from bot.checkout import parse_amount
 from bot.slack import blocks
 from bot.slack.context import SlackContext
+from bot.slack.finding import Asker, prefill
 from bot.slack.listeners.export import export
 from bot.slack.listeners.settings import open_settings
 from bot.slack.origin import is_ours, named_in
@@ -22,19 +23,6 @@ NOT_OURS = (
     "This came from another Slack workspace: Paylink takes requests from its own workspace "
     "only, so nothing was opened."
 )
-
-
-def prefill(text: str, currencies: list[str]) -> tuple[str | None, str | None]:
-    """``5000 PKR`` → ("5000", "PKR"); anything unparseable is simply not pre-filled."""
-    amount = currency = None
-    for word in text.split():
-        if word.upper() in currencies:
-            currency = word.upper()
-        elif amount is None:
-            with contextlib.suppress(ValueError):
-                value = parse_amount(word)
-                amount = str(value.to_integral()) if value == value.to_integral() else str(value)
-    return amount, currency
 
 
 def register(app: App, ctx: SlackContext) -> None:
@@ -51,15 +39,21 @@ def register(app: App, ctx: SlackContext) -> None:
             return
         text = (body.get("text") or "").strip()
         settings = ctx.settings_for(body.get("team_id"))
-        if text.lower() in ("help", "?", "-h", "--help"):
-            ack(text=blocks.help_text(settings.paylink_currencies))
-            return
-        if text.lower() == "settings":
+        word, _, rest = text.partition(" ")
+        if word.lower() == "settings":
             open_settings(ctx, ack, body)
             return
-        word, _, rest = text.partition(" ")
         if word.lower() == "export":
             export(ctx, ack, body, rest)
+            return
+        user = body.get("user_id", "")
+        team_url = context.authorize_result.url if context.authorize_result else None
+        approver = ctx.approvers.is_approver(user, body.get("team_id"))
+        asker = Asker(user, named_in(body), approver, team_url)
+        # Bounded reads only (bot.links.finding): the answer goes out in the ack.
+        answer = ctx.finder.command(asker, text)
+        if answer is not None:
+            ack(text=answer[0], blocks=answer[1] or None)
             return
         channel_id = body.get("channel_id", "")
         if not settings.paylink_approval_channel and channel_id.startswith("D"):
@@ -69,7 +63,7 @@ def register(app: App, ctx: SlackContext) -> None:
             )
             return
         ack()
-        amount, currency = prefill(text, settings.paylink_currencies)
+        amount, currency = prefill(text, settings.paylink_currencies) or (None, None)
         client = ctx.client_for(context)
 
         def open_modal() -> None:

@@ -1,6 +1,6 @@
-"""Events: App Home shows the viewer's links and, for approvers, what waits for them (of its
-own workspace only; for admins, the Settings section); in multi-workspace mode, an uninstall
-or a revoked token."""
+"""Events: App Home shows the viewer's links (filtered, paged, of its own workspace only)
+and, for approvers, what waits for them and the month's totals; for admins, the Settings
+section; in multi-workspace mode, an uninstall or a revoked token."""
 
 from __future__ import annotations
 
@@ -8,19 +8,38 @@ import logging
 from typing import Any
 
 from slack_bolt import App, BoltContext
+from slack_sdk.errors import SlackApiError
 
-from bot.db import utcnow
 from bot.links.workspaces import Workspace
 from bot.slack import blocks
 from bot.slack.admins import settings_home
-from bot.slack.blocks.home import EXPIRING_WITHIN
 from bot.slack.context import SlackContext
+from bot.slack.finding import Asker
 from bot.slack.origin import is_ours, named_in
 
 log = logging.getLogger(__name__)
 
 UNINSTALLED = "Paylink was uninstalled from the workspace"
 REVOKED = "the workspace revoked Paylink's bot token"
+
+
+def publish_home(
+    ctx: SlackContext,
+    user: str,
+    workspace: Workspace,
+    state: blocks.HomeState | None = None,
+    team_url: str | None = None,
+) -> None:
+    """Publish ``user``'s Home tab in ``workspace`` in ``state`` (the first page by default;
+    bounded reads, one views.publish); ``team_url``: the workspace's, for links to cards."""
+    approver = ctx.approvers.is_approver(user, workspace.team_id)
+    asker = Asker(user, workspace, approver, team_url)
+    data = ctx.finder.home(asker, state or blocks.HomeState())
+    data.admin = settings_home(ctx, user, workspace.team_id)
+    try:
+        ctx.client_of(workspace.team_id).views_publish(user_id=user, view=blocks.home_view(data))
+    except SlackApiError as exc:
+        log.warning("views.publish failed: %s", exc.response.get("error"))
 
 
 def register(app: App, ctx: SlackContext) -> None:
@@ -34,50 +53,12 @@ def register(app: App, ctx: SlackContext) -> None:
             return
         if event.get("tab") == "home" and event.get("user"):
             # After the ack (Bolt acks an event once its listener returns), as modals are.
+            # Opening the tab again shows the first page: Slack keeps no state for us.
             team_url = context.authorize_result.url if context.authorize_result else None
-            ctx.later(ctx.after_ack, publish_home, ctx, event["user"], workspace, team_url)
+            ctx.later(ctx.after_ack, publish_home, ctx, event["user"], workspace, None, team_url)
 
     if ctx.clients.multi_workspace:
         _register_departures(app, ctx)
-
-
-def publish_home(
-    ctx: SlackContext, user: str, workspace: Workspace, team_url: str | None = None
-) -> None:
-    """Publish ``user``'s App Home tab in ``workspace`` (its links only); ``team_url``: the
-    workspace's, for links to cards."""
-    store = ctx.service.store
-    is_approver = ctx.approvers.is_approver(user, workspace.team_id)
-    with store.reading() as s:
-        mine = store.recent_for(s, user, workspace=workspace)
-        expiring = store.expiring_for(s, user, utcnow() + EXPIRING_WITHIN)
-        waiting, waiting_total = (
-            store.awaiting_approval(
-                s,
-                excluding=None if ctx.service.allow_self_approval else user,
-                viewer=user,
-                workspace=workspace,
-            )
-            if is_approver
-            else ([], 0)
-        )
-    permalinks = {
-        link.id: url
-        for link in [*mine, *waiting, *expiring]
-        if (url := ctx.permalink(link.channel_id, link.message_ts, team_url))
-    }
-    ctx.client_of(workspace.team_id).views_publish(
-        user_id=user,
-        view=blocks.home_view(
-            my_links=mine,
-            waiting=waiting,
-            is_approver=is_approver,
-            permalinks=permalinks,
-            waiting_total=waiting_total,
-            admin=settings_home(ctx, user, workspace.team_id),
-            expiring=expiring,
-        ),
-    )
 
 
 def _register_departures(app: App, ctx: SlackContext) -> None:

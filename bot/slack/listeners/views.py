@@ -1,5 +1,5 @@
-"""Modal submissions: the link request, its duplicate guard's confirmation and the rejection
-reason."""
+"""Modal submissions: the link request, its duplicate guard's confirmation, the rejection
+reason and App Home's search."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext
 
 from bot.checkout import CheckoutInvalid, CheckoutRequest, parse_with_settings
+from bot.links.finding import SEARCH_MIN
 from bot.links.outcomes import Refused
 from bot.links.store import DuplicateReference
 from bot.links.tables import Link
 from bot.slack import blocks
 from bot.slack.blocks import FIELD_BLOCKS, BlockId, CallbackId
 from bot.slack.context import SlackContext
+from bot.slack.finding import Asker
 from bot.slack.origin import installed_in, sender
 
 log = logging.getLogger(__name__)
@@ -133,6 +135,21 @@ def register(app: App, ctx: SlackContext) -> None:
             ack(response_action="update", view=blocks.duplicate_refused_modal(message))
             return
         ack(response_action="clear")
+
+    @app.view(CallbackId.SEARCH)
+    def submit_search(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        query = blocks.read_search(view)
+        if len(query) < SEARCH_MIN:
+            ack(
+                response_action="errors",
+                errors={BlockId.SEARCH: f"Type at least {SEARCH_MIN} characters."},
+            )
+            return
+        user = body["user"]["id"]
+        origin = sender(body)
+        asker = Asker(user, origin, ctx.approvers.is_approver(user, origin.team_id))
+        # Bounded reads (bot.links.finding): the matches replace the modal in the ack.
+        ack(response_action="update", view=ctx.finder.search(asker, query))
 
     @app.view(CallbackId.REJECT)
     def submit_reject(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
