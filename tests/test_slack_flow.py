@@ -815,7 +815,11 @@ def test_an_expired_link_is_renewed_and_a_payment_on_both_links_is_flagged(
     old_url = flow.approve(card.ts)
     reference = flow.intent(old_url).order_reference
     assert "may still work" in flow.wait_status(card.ts, "Expired", timeout=10)
-    assert buttons(flow.card(card.ts)) == ["paylink_renew", "paylink_cancel", "paylink_show_contact"]
+    assert buttons(flow.card(card.ts)) == [
+        "paylink_renew",
+        "paylink_cancel",
+        "paylink_show_contact",
+    ]
     assert "<@U0REP>" in flow.wait_reply(card.ts, "expired without payment")
 
     flow.click(OUTSIDER, card.ts, "paylink_renew")

@@ -34,7 +34,7 @@ from sqlalchemy import select, update
 
 from bot.db import make_engine, utcnow
 from bot.links.followup import Inline
-from bot.links.periodic import Periodic
+from bot.links.periodic import RECONCILED, Periodic
 from bot.links.service import LinkService, Refused
 from bot.links.states import CANCELLABLE, EXPIRING, PAYABLE, TRANSITIONS, Status, can_move
 from bot.links.store import LinkStore
@@ -414,15 +414,7 @@ class LinkMachine(RuleBasedStateMachine):
         after = self.status(link_id)
         # Failed, cancelled and expired links are reconciled too: XPay's page still takes
         # payments; so are failed renewals, whose earlier link does.
-        unpaid = (
-            Status.AWAITING_PAYMENT,
-            Status.PAYMENT_FAILED,
-            Status.CANCELLED,
-            Status.EXPIRED,
-            Status.LINK_FAILED,
-            Status.LINK_UNKNOWN,
-        )
-        if before in unpaid and link.intent_id and status == "succeeded":
+        if before in RECONCILED and link.intent_id and status == "succeeded":
             assert after == Status.PAID
         elif before == Status.AWAITING_PAYMENT and status in ("failed", "declined"):
             assert after == Status.PAYMENT_FAILED

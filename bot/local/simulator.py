@@ -135,15 +135,7 @@ class SlackSimulator:
                 "trigger_id": new_trigger_id(),
                 "container": {"type": "view", "view_id": view.get("id", "")},
                 "view": view,
-                "actions": [
-                    {
-                        "type": "button",
-                        "action_id": action_id,
-                        "block_id": button["block_id"],
-                        "value": button.get("value", ""),
-                        "action_ts": f"{time.time():.6f}",
-                    }
-                ],
+                "actions": [_pressed(action_id, button)],
             }
         )
 
@@ -236,15 +228,18 @@ def click_payload(
         "container": {"type": "message", "message_ts": message["ts"], "channel_id": channel},
         "channel": {"id": channel},
         "message": {"ts": message["ts"], "blocks": message.get("blocks")},
-        "actions": [
-            {
-                "type": "button",
-                "action_id": action_id,
-                "block_id": button["block_id"],
-                "value": button.get("value", ""),
-                "action_ts": f"{time.time():.6f}",
-            }
-        ],
+        "actions": [_pressed(action_id, button)],
+    }
+
+
+def _pressed(action_id: str, button: dict[str, Any]) -> dict[str, Any]:
+    """The ``actions`` entry of a click on ``button``."""
+    return {
+        "type": "button",
+        "action_id": action_id,
+        "block_id": button["block_id"],
+        "value": button.get("value", ""),
+        "action_ts": f"{time.time():.6f}",
     }
 
 
