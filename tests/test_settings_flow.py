@@ -172,8 +172,9 @@ def test_each_channel_uses_its_store_and_each_store_its_own_webhook_secret(
     url_a, url_b = flow.approve(card_a.ts), flow.approve(card_b.ts)
     assert url_a.startswith(a.public_url) and url_b.startswith(b.public_url)
 
-    def webhook(path: str, url: str, secret: str) -> requests.Response:
-        body = js_stringify(webhook_payload(url.rsplit("/", 1)[1], amount=FIELDS["amount"]))
+    def webhook(path: str, url: str, secret: str, *, pad: str = "") -> requests.Response:
+        intent = url.rsplit("/", 1)[1] + pad
+        body = js_stringify(webhook_payload(intent, amount=FIELDS["amount"]))
         return requests.post(
             stack.base_url + path,
             data=body,
@@ -189,6 +190,8 @@ def test_each_channel_uses_its_store_and_each_store_its_own_webhook_secret(
     )
     assert webhook(f"/xpay/webhook/{b_id}", url_b, a.webhook_secret).status_code == 401
     assert webhook("/xpay/webhook", url_b, stack.webhook_secret).status_code == 401
+    # The id with a space the event strips: still store B's link, still not the environment's.
+    assert webhook("/xpay/webhook", url_b, stack.webhook_secret, pad=" ").status_code == 401
     assert webhook("/xpay/webhook/999999", url_b, b.webhook_secret).status_code == 404
     flow.idle()
     assert "Awaiting payment" in flow.status(card_b.ts)
