@@ -356,24 +356,40 @@ def _installations(settings: Settings, engine: Engine) -> str:
 
 def create(settings: Settings, fields: dict[str, Any], *, flags: dict[str, str]) -> int:
     """Create a link at XPay now and print its URL and reference; ``flags`` names the
-    command-line flag of each field, for the error messages."""
-    fields = {  # PAYLINK_SUCCESS_URL / PAYLINK_FAILURE_URL are the defaults, as in the modal
-        **fields,
-        "success_url": fields.get("success_url") or settings.paylink_success_url,
-        "failure_url": fields.get("failure_url") or settings.paylink_failure_url,
-    }
+    command-line flag of each field, for the error messages. The fields are checked, and
+    the policy applied, with the settings of SLACK_BOT_TOKEN's workspace, which the link
+    becomes (the environment's in multi-workspace mode: the link is nobody's)."""
+    runtime = Runtime(settings, slack=False)
     try:
-        request = parse_with_settings(fields, settings)
+        require_current(runtime.engine)
+        workspace = runtime.learn_workspace()
+        if (
+            workspace is None
+            and not settings.multi_workspace
+            and runtime.workspaces.any_settings_stored()
+        ):
+            # The link would become the workspace's once Slack answers: its thresholds and
+            # limits cannot be skipped by creating it while Slack does not.
+            _err(
+                "cannot tell which Slack workspace this is (SLACK_BOT_TOKEN unset, or Slack "
+                "did not answer auth.test) and workspaces have their own settings: "
+                "try again once Slack answers, or request it in Slack with /paylink"
+            )
+            return 2
+        effective = runtime.workspaces.for_team(workspace.team_id if workspace else None)
+        fields = {  # the Success/Failure URL settings are the defaults, as in the modal
+            **fields,
+            "success_url": fields.get("success_url") or effective.paylink_success_url,
+            "failure_url": fields.get("failure_url") or effective.paylink_failure_url,
+        }
+        request = parse_with_settings(fields, effective)
+        link = runtime.service.create_direct(
+            request, actor=fields.get("actor") or "cli", workspace=workspace
+        )
     except CheckoutInvalid as exc:
         for name, message in exc.errors.items():
             _err(f"{flags.get(name, name)}: {message}")
         return 2
-    runtime = Runtime(settings, slack=False)
-    try:
-        require_current(runtime.engine)
-        link = runtime.service.create_direct(
-            request, actor=fields.get("actor") or "cli", workspace=runtime.learn_workspace()
-        )
     except SchemaOutdated as exc:
         _err(str(exc))
         return 2

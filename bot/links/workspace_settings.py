@@ -285,6 +285,12 @@ class WorkspaceSettings:
             self._any_stores = (now, found)
         return found
 
+    def any_settings_stored(self) -> bool:
+        """True when some workspace's admins changed one of its settings (read now: the
+        command line asks once)."""
+        with self.store.reading() as s:
+            return any(s.scalars(select(WorkspaceSettingsRow.values)))
+
     def secret(self, store: StoreInfo, name: str) -> str:
         """A store's secret ``name`` in clear ("" when unset); NoSecretKey or WrongKey when
         PAYLINK_SECRET_KEY is missing or is not the key it was encrypted with."""
