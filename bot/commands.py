@@ -532,22 +532,29 @@ def settings_history(settings: Settings) -> int:
 
 
 def rotate_key(settings: Settings, new_key: str | None) -> int:
-    """Re-encrypt every stored secret with ``new_key`` (or PAYLINK_NEW_SECRET_KEY), in one
-    transaction, after checking PAYLINK_SECRET_KEY opens them all."""
+    """Re-encrypt every stored secret, in one transaction, after checking PAYLINK_SECRET_KEY
+    opens them all: with its first key, set as ``NEW,OLD`` on every process (which then
+    decrypt with either meanwhile), or with ``new_key`` (``--new-key``, or
+    PAYLINK_NEW_SECRET_KEY)."""
     from bot.secretbox import SecretBox
 
     new_key = new_key or os.environ.get("PAYLINK_NEW_SECRET_KEY")
-    if not new_key:
-        _err("--new-key (or PAYLINK_NEW_SECRET_KEY) is required: the key to encrypt with now")
-        return 2
-    try:
-        SecretBox(new_key)
-    except ValueError:  # never repeat the value: it is a secret
+    current = settings.paylink_secret_key.get_secret_value() if settings.paylink_secret_key else ""
+    if not new_key and "," not in current:
         _err(
-            "--new-key: expected a Fernet key (32 url-safe base64-encoded bytes), e.g. from "
-            "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+            "set PAYLINK_SECRET_KEY to the new key and the old one, comma-separated (NEW,OLD), "
+            "on every paylink process, then run this again to re-encrypt with NEW"
         )
         return 2
+    if new_key:
+        try:
+            SecretBox(new_key)
+        except ValueError:  # never repeat the value: it is a secret
+            _err(
+                "--new-key: expected a Fernet key (32 url-safe base64-encoded bytes), e.g. from "
+                "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+            )
+            return 2
     runtime = Runtime(settings, slack=False)
     try:
         require_current(runtime.engine)
@@ -561,10 +568,16 @@ def rotate_key(settings: Settings, new_key: str | None) -> int:
         return 2
     finally:
         runtime.engine.dispose()
-    print(
-        f"{count} stored secrets re-encrypted with the new key: set PAYLINK_SECRET_KEY to it "
-        "and restart every paylink process"
-    )
+    if new_key:
+        print(
+            f"{count} stored secrets re-encrypted with the new key: set PAYLINK_SECRET_KEY to it "
+            "and restart every paylink process"
+        )
+    else:
+        print(
+            f"{count} stored secrets re-encrypted with the first key of PAYLINK_SECRET_KEY: "
+            "the old key may now be dropped from it"
+        )
     return 0
 
 

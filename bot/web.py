@@ -20,6 +20,8 @@ from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
 from bot.links.stores import UnknownStore
+from bot.links.workspace_settings import NoSecretKey
+from bot.secretbox import WrongKey
 from bot.xpay.webhooks import (
     MAX_WEBHOOK_BYTES,
     WebhookError,
@@ -200,6 +202,13 @@ def front_routes(runtime: WebRuntime, fallback: WSGIApplication) -> WSGIApplicat
             keys, signer = webhook_secrets(peeked, store_id)
         except UnknownStore:
             return 404, {"success": False, "reason": "unknown store"}, []
+        except (NoSecretKey, WrongKey):
+            # XPay retries a 5xx: once PAYLINK_SECRET_KEY is right, the webhook gets through.
+            log.error(
+                "webhook: a store's webhook secret cannot be decrypted "
+                "(PAYLINK_SECRET_KEY is missing or another key): run `paylink check`"
+            )
+            return 503, {"success": False, "reason": "webhook secret unavailable"}, []
         try:
             data = verify_webhook(raw, environ.get("HTTP_X_SIGNATURE"), keys)
             event = parse_payment_event(data)

@@ -16,10 +16,11 @@ import requests
 from flask import Flask
 
 from bot.db import Base, make_engine, make_sessionmaker
+from bot.links.workspace_settings import XPayStore
 from bot.local.simulator import TEAM, state_values
 from bot.local.stack import APPROVAL_CHANNEL, APPROVER, REP, LocalStack
 from bot.local.standin import PostedMessage
-from bot.secretbox import new_key
+from bot.secretbox import SecretBox, new_key
 from bot.server import Server
 from bot.slack.blocks.settings import NOT_ADMIN
 from bot.xpay.sandbox import SandboxConfig, make_sandbox_blueprint
@@ -217,3 +218,31 @@ def test_each_channel_uses_its_store_and_each_store_its_own_webhook_secret(
     assert "*Store*" not in _text(flow.card(card_env.ts).blocks)
     flow.checkout(url_env)
     flow.wait_status(card_env.ts, "Paid")
+
+
+def test_a_webhook_for_a_store_whose_secret_this_key_cannot_open_is_a_503(
+    make_stack: Callable[..., LocalStack],
+) -> None:
+    """A store saved by a process with another PAYLINK_SECRET_KEY: its webhooks get a 503
+    with a reason (XPay retries), not a 500."""
+    stack = make_stack(paylink_secret_key=KEY)
+    saved = stack.runtime.workspaces.save_store(
+        TEAM["id"],
+        ADMIN,
+        {"name": "Store S", "environment": "live", "account_id": "acct-s", "is_default": True},
+        {"api_key": "k" * 16, "hmac_secret": "h" * 16, "webhook_secret": "w" * 16},
+    )
+    with stack.runtime.store.transaction() as s:
+        s.get(XPayStore, saved.id).webhook_secret = SecretBox(new_key()).seal("w" * 16)
+    stack.runtime.workspaces.forget()
+    body = js_stringify(webhook_payload("pi_any", amount=FIELDS["amount"]))
+    answer = requests.post(
+        f"{stack.base_url}/xpay/webhook/{saved.id}",
+        data=body,
+        headers={"Content-Type": "application/json", "x-signature": sign("w" * 16, body)},
+        timeout=10,
+    )
+    assert (answer.status_code, answer.json()) == (
+        503,
+        {"success": False, "reason": "webhook secret unavailable"},
+    )
