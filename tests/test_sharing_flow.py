@@ -214,6 +214,11 @@ def test_send_to_customer_emails_the_link_and_asks_before_sending_again(
     click_reply(flow, APPROVER, question, "paylink_send_again")
     stack.slack.wait_for(lambda s: len(smtp.inbox.messages) == 2)
     flow.wait_reply(card.ts, "by <@U0APPROVER>")
+    # The question stays on screen; once it has been answered, it sends nothing more.
+    click_reply(flow, APPROVER, question, "paylink_send_again")
+    flow.wait_ephemeral(APPROVER, "e-mailed (or tried) again after you were asked")
+    flow.idle()
+    assert len(smtp.inbox.messages) == 2
     assert "ayesha.khan" not in str([m.blocks for m in stack.slack.messages()])
 
 

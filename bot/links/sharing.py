@@ -54,10 +54,12 @@ class MailQueued:
 
 @dataclass(frozen=True)
 class AlreadySent:
-    """The link was e-mailed to ``to`` (masked) at ``at`` already: ask before another."""
+    """The link was e-mailed to ``to`` (masked) at ``at`` already: ask before another.
+    ``tried``: the sends tried so far, which a "Send again" must still find."""
 
     to: str
     at: datetime
+    tried: int
 
 
 def sent_at(session: Session, link_id: int) -> tuple[datetime | None, int]:
@@ -85,11 +87,13 @@ class Sharing:
     # Asking ---------------------------------------------------------------------------
 
     def request_mail(
-        self, link_id: int, user_id: str, origin: Workspace | None, *, again: bool = False
+        self, link_id: int, user_id: str, origin: Workspace | None, *, again: int | None = None
     ) -> MailQueued | AlreadySent:
         """Queue the e-mail of the link to its customer for ``user_id`` (the requester or an
-        approver, of the link's own workspace). A link e-mailed before is only sent
-        ``again`` when asked so: otherwise :class:`AlreadySent`. Refused says why not."""
+        approver, of the link's own workspace). A link e-mailed before is only sent again
+        when asked so, ``again`` being :attr:`AlreadySent.tried` of that question: otherwise
+        :class:`AlreadySent`. A question that another send overtook is refused, so one
+        click is one e-mail however often it is clicked. Refused says why not."""
         if not self.settings.mail_enabled:
             raise NotAllowed("E-mailing links is not set up (PAYLINK_SMTP_URL).")
         try:
@@ -99,8 +103,13 @@ class Sharing:
                     raise LinkGone()
                 self._check(link, user_id, origin)
                 last, tried = sent_at(s, link.id)
-                if last is not None and not again:
-                    return AlreadySent(mask_email(link.customer_email), last)
+                if again is not None and again != tried:
+                    raise AlreadyDecided(
+                        "Nothing sent: the link was e-mailed (or tried) again after you were "
+                        "asked. Use Send to customer in the thread to send it once more."
+                    )
+                if last is not None and again is None:
+                    return AlreadySent(mask_email(link.customer_email), last, tried)
                 if self._pending(s, link.id):
                     raise AlreadyDecided("This link is being e-mailed already.")
                 # One job per attempt number: two clicks at once make one e-mail.
