@@ -33,6 +33,7 @@ from bot.links.tables import History, Job, Link
 from bot.links.workspaces import Workspace
 from bot.logs import redact
 from bot.mail import MailFailed, SmtpServer
+from bot.money import money_text
 
 log = logging.getLogger(__name__)
 
@@ -218,10 +219,6 @@ class Sharing:
 # The message ------------------------------------------------------------------------------
 
 
-def _money(link: Link) -> str:
-    return f"{link.currency} {link.amount:,.2f}"
-
-
 def _expiry(link: Link, timezone: ZoneInfo) -> str | None:
     """The link's expiry in ``timezone``, when the link records one."""
     expires = getattr(link, "expires_at", None)  # links made before expiry existed have none
@@ -235,7 +232,11 @@ def customer_email(link: Link, settings: Settings) -> EmailMessage:
     naming the company, the amount, the reference, the link and its expiry (if it has one)."""
     company = settings.paylink_company_name or ""
     sender = company or "We"
-    amount, reference, url = _money(link), link.reference, link.checkout_url or ""
+    amount, reference, url = (
+        money_text(link.amount, link.currency),
+        link.reference,
+        link.checkout_url or "",
+    )
     expiry = _expiry(link, settings.timezone)
     test = link.sandbox
     message = EmailMessage()
