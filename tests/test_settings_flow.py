@@ -136,6 +136,19 @@ def test_an_admin_changes_settings_in_slack_and_anyone_else_is_refused(
     assert "amount" in answer["errors"]
 
 
+@pytest.mark.integration
+def test_an_admin_is_told_when_slack_cannot_say_who_is_an_admin() -> None:
+    """users.info refused (an app upgraded without a reinstall lacks users:read): the admin
+    is told Paylink cannot check, not that they are no admin. (Not make_stack: a Slack call
+    fails on purpose.)"""
+    with LocalStack(paylink_secret_key=KEY) as stack:
+        stack.slack.users[ADMIN] = {"is_admin": True}
+        stack.slack.fail_next("users.info", error="missing_scope")
+        assert stack.simulator.command(ADMIN, "settings").status_code == 200
+        (told,) = Flow(stack).wait_ephemeral(ADMIN, "Paylink cannot check who is an admin")
+        assert "users:read" in told and NOT_ADMIN not in told
+
+
 def test_each_channel_uses_its_store_and_each_store_its_own_webhook_secret(
     make_stack: Callable[..., LocalStack], gateways: Callable[[str], SandboxConfig]
 ) -> None:
