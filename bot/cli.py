@@ -85,7 +85,11 @@ def _parser() -> argparse.ArgumentParser:
     rotate = sub.add_parser(
         "rotate-key", help="re-encrypt the stored XPay secrets with a new PAYLINK_SECRET_KEY"
     )
-    rotate.add_argument("--new-key", help="the new Fernet key (default: PAYLINK_NEW_SECRET_KEY)")
+    rotate.add_argument(
+        "--new-key",
+        help="the new Fernet key (default: PAYLINK_NEW_SECRET_KEY); preferred: no flag, "
+        "with PAYLINK_SECRET_KEY=NEW,OLD",
+    )
 
     export = sub.add_parser(
         "export", help="CSV of the links created between two dates (PAYLINK_TIMEZONE)"

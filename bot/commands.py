@@ -357,24 +357,40 @@ def _installations(settings: Settings, engine: Engine) -> str:
 
 def create(settings: Settings, fields: dict[str, Any], *, flags: dict[str, str]) -> int:
     """Create a link at XPay now and print its URL and reference; ``flags`` names the
-    command-line flag of each field, for the error messages."""
-    fields = {  # PAYLINK_SUCCESS_URL / PAYLINK_FAILURE_URL are the defaults, as in the modal
-        **fields,
-        "success_url": fields.get("success_url") or settings.paylink_success_url,
-        "failure_url": fields.get("failure_url") or settings.paylink_failure_url,
-    }
+    command-line flag of each field, for the error messages. The fields are checked, and
+    the policy applied, with the settings of SLACK_BOT_TOKEN's workspace, which the link
+    becomes (the environment's in multi-workspace mode: the link is nobody's)."""
+    runtime = Runtime(settings, slack=False)
     try:
-        request = parse_with_settings(fields, settings)
+        require_current(runtime.engine)
+        workspace = runtime.learn_workspace()
+        if (
+            workspace is None
+            and not settings.multi_workspace
+            and runtime.workspaces.any_settings_stored()
+        ):
+            # The link would become the workspace's once Slack answers: its thresholds and
+            # limits cannot be skipped by creating it while Slack does not.
+            _err(
+                "cannot tell which Slack workspace this is (SLACK_BOT_TOKEN unset, or Slack "
+                "did not answer auth.test) and workspaces have their own settings: "
+                "try again once Slack answers, or request it in Slack with /paylink"
+            )
+            return 2
+        effective = runtime.workspaces.for_team(workspace.team_id if workspace else None)
+        fields = {  # the Success/Failure URL settings are the defaults, as in the modal
+            **fields,
+            "success_url": fields.get("success_url") or effective.paylink_success_url,
+            "failure_url": fields.get("failure_url") or effective.paylink_failure_url,
+        }
+        request = parse_with_settings(fields, effective)
+        link = runtime.service.create_direct(
+            request, actor=fields.get("actor") or "cli", workspace=workspace
+        )
     except CheckoutInvalid as exc:
         for name, message in exc.errors.items():
             _err(f"{flags.get(name, name)}: {message}")
         return 2
-    runtime = Runtime(settings, slack=False)
-    try:
-        require_current(runtime.engine)
-        link = runtime.service.create_direct(
-            request, actor=fields.get("actor") or "cli", workspace=runtime.learn_workspace()
-        )
     except SchemaOutdated as exc:
         _err(str(exc))
         return 2
@@ -496,22 +512,29 @@ def settings_history(settings: Settings) -> int:
 
 
 def rotate_key(settings: Settings, new_key: str | None) -> int:
-    """Re-encrypt every stored secret with ``new_key`` (or PAYLINK_NEW_SECRET_KEY), in one
-    transaction, after checking PAYLINK_SECRET_KEY opens them all."""
+    """Re-encrypt every stored secret, in one transaction, after checking PAYLINK_SECRET_KEY
+    opens them all: with its first key, set as ``NEW,OLD`` on every process (which then
+    decrypt with either meanwhile), or with ``new_key`` (``--new-key``, or
+    PAYLINK_NEW_SECRET_KEY)."""
     from bot.secretbox import SecretBox
 
     new_key = new_key or os.environ.get("PAYLINK_NEW_SECRET_KEY")
-    if not new_key:
-        _err("--new-key (or PAYLINK_NEW_SECRET_KEY) is required: the key to encrypt with now")
-        return 2
-    try:
-        SecretBox(new_key)
-    except ValueError:  # never repeat the value: it is a secret
+    current = settings.paylink_secret_key.get_secret_value() if settings.paylink_secret_key else ""
+    if not new_key and "," not in current:
         _err(
-            "--new-key: expected a Fernet key (32 url-safe base64-encoded bytes), e.g. from "
-            "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+            "set PAYLINK_SECRET_KEY to the new key and the old one, comma-separated (NEW,OLD), "
+            "on every paylink process, then run this again to re-encrypt with NEW"
         )
         return 2
+    if new_key:
+        try:
+            SecretBox(new_key)
+        except ValueError:  # never repeat the value: it is a secret
+            _err(
+                "--new-key: expected a Fernet key (32 url-safe base64-encoded bytes), e.g. from "
+                "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+            )
+            return 2
     runtime = Runtime(settings, slack=False)
     try:
         require_current(runtime.engine)
@@ -525,10 +548,16 @@ def rotate_key(settings: Settings, new_key: str | None) -> int:
         return 2
     finally:
         runtime.engine.dispose()
-    print(
-        f"{count} stored secrets re-encrypted with the new key: set PAYLINK_SECRET_KEY to it "
-        "and restart every paylink process"
-    )
+    if new_key:
+        print(
+            f"{count} stored secrets re-encrypted with the new key: set PAYLINK_SECRET_KEY to it "
+            "and restart every paylink process"
+        )
+    else:
+        print(
+            f"{count} stored secrets re-encrypted with the first key of PAYLINK_SECRET_KEY: "
+            "the old key may now be dropped from it"
+        )
     return 0
 
 

@@ -264,16 +264,19 @@ class Settings(BaseSettings):
     def _secret_key(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value():
             return None
-        try:
-            key = base64.urlsafe_b64decode(value.get_secret_value().encode())
-        except (binascii.Error, ValueError):
-            key = b""
-        if len(key) != 32:
-            # Never repeat the value: it is a secret.
-            raise ValueError(
-                "expected a Fernet key (32 url-safe base64-encoded bytes), e.g. from "
-                "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
-            )
+        for part in value.get_secret_value().split(","):  # during a rotation: NEW,OLD
+            try:
+                key = base64.urlsafe_b64decode(part.strip().encode())
+            except (binascii.Error, ValueError):
+                key = b""
+            if len(key) != 32:
+                # Never repeat the value: it is a secret.
+                raise ValueError(
+                    "expected a Fernet key (32 url-safe base64-encoded bytes), or during a "
+                    "rotation the new key and the old one, comma-separated (NEW,OLD); make a "
+                    "key with python -c 'from cryptography.fernet import Fernet; "
+                    "print(Fernet.generate_key().decode())'"
+                )
         return value
 
     @model_validator(mode="after")

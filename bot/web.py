@@ -20,6 +20,8 @@ from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
 from bot.links.stores import UnknownStore
+from bot.links.workspace_settings import NoSecretKey
+from bot.secretbox import WrongKey
 from bot.xpay.webhooks import (
     MAX_WEBHOOK_BYTES,
     WebhookError,
@@ -175,15 +177,17 @@ def front_routes(runtime: WebRuntime, fallback: WSGIApplication) -> WSGIApplicat
         else None
     )
 
-    def webhook_secrets(raw: bytes, store_id: int | None) -> list[str]:
-        """The secrets a webhook must be signed with: store ``store_id``'s for its own URL;
-        on the plain URL, those of the store the payment intent is in (the environment's
-        for its links, and always while no workspace has a store)."""
+    def webhook_secrets(intent: str | None, store_id: int | None) -> tuple[list[str], int | None]:
+        """The secrets a webhook must be signed with, and the store they are of (None: the
+        environment's): store ``store_id``'s for its own URL; on the plain URL, those of the
+        store payment intent ``intent`` is in (the environment's for its links, and always
+        while no workspace has a store)."""
         if store_id is not None:
-            return stores.webhook_secrets(store_id)
+            return stores.webhook_secrets(store_id), store_id
         if not stores.workspaces.any_stores():
-            return secrets
-        return stores.webhook_secrets(stores.store_of_intent(_peek_intent(raw))[1])
+            return secrets, None
+        owner = stores.store_of_intent(intent)[1]
+        return stores.webhook_secrets(owner), owner
 
     def webhook(environ: WSGIEnvironment, store_id: int | None = None) -> Answer:
         """The answer to one payment webhook (to store ``store_id``'s own URL, if given)."""
@@ -193,17 +197,31 @@ def front_routes(runtime: WebRuntime, fallback: WSGIApplication) -> WSGIApplicat
             return 400, {"success": False, "reason": "invalid Content-Length"}, []
         # Never more than one byte past the limit: verify_webhook then answers 413.
         raw = environ["wsgi.input"].read(min(max(length, 0), MAX_WEBHOOK_BYTES + 1))
+        peeked = _peek_intent(raw) if store_id is None else None
         try:
-            keys = webhook_secrets(raw, store_id)
+            keys, signer = webhook_secrets(peeked, store_id)
         except UnknownStore:
             return 404, {"success": False, "reason": "unknown store"}, []
+        except (NoSecretKey, WrongKey):
+            # XPay retries a 5xx: once PAYLINK_SECRET_KEY is right, the webhook gets through.
+            log.error(
+                "webhook: a store's webhook secret cannot be decrypted "
+                "(PAYLINK_SECRET_KEY is missing or another key): run `paylink check`"
+            )
+            return 503, {"success": False, "reason": "webhook secret unavailable"}, []
         try:
             data = verify_webhook(raw, environ.get("HTTP_X_SIGNATURE"), keys)
             event = parse_payment_event(data)
         except WebhookError as exc:
             metrics.webhooks.labels(type(exc).__name__).inc()
             return exc.http_status, {"success": False, "reason": exc.reason}, []
-        if store_id is not None:
+        if store_id is None and event.payment_intent_id != peeked:
+            # The body names another intent than the one whose store's secret was asked
+            # for: the intent's own store must have signed it (or the environment, for its).
+            if stores.store_of_intent(event.payment_intent_id)[1] != signer:
+                metrics.webhooks.labels("WebhookSignatureError").inc()
+                return 401, {"success": False, "reason": "not signed by the intent's store"}, []
+        elif store_id is not None:
             found, owner = stores.store_of_intent(event.payment_intent_id)
             if found and owner != store_id:
                 # Signed by this store, about another's link: this store cannot change it.
@@ -287,7 +305,8 @@ def _peek_intent(raw: bytes) -> str | None:
     except (ValueError, RecursionError):
         return None
     intent = data.get("payment_intent_id") if isinstance(data, dict) else None
-    return intent if isinstance(intent, str) and intent else None
+    # Stripped as PaymentEvent strips it: the key is chosen for the id the event is about.
+    return (intent.strip() or None) if isinstance(intent, str) else None
 
 
 def _unsigned(verifier: SignatureVerifier, body: str, headers: Mapping[str, Any]) -> str | None:

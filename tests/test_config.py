@@ -450,6 +450,7 @@ def test_thresholds_and_durations_are_read_exactly(monkeypatch: pytest.MonkeyPat
         ("PAYLINK_TIMEZONE", "Mars/Olympus", "Asia/Karachi"),
         ("PAYLINK_SMTP_URL", "http://mail.example.com", "smtps://"),
         ("PAYLINK_SECRET_KEY", "not-a-key", "Fernet"),
+        ("PAYLINK_SECRET_KEY", base64.urlsafe_b64encode(bytes(32)).decode() + ",old", "NEW,OLD"),
     ],
 )
 def test_policy_sharing_and_key_settings_say_what_they_expect(
@@ -467,4 +468,8 @@ def test_settings_that_go_together_are_refused_alone(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("SLACK_CLIENT_SECRET", "shh")
     assert "PAYLINK_SECRET_KEY" in errors_for(monkeypatch, "SLACK_CLIENT_ID", "123.456")[0]
     monkeypatch.setenv("PAYLINK_SECRET_KEY", base64.urlsafe_b64encode(bytes(32)).decode())
+    assert load().multi_workspace
+    # During a rotation: the new key and the old one.
+    keys = [base64.urlsafe_b64encode(bytes([n]) * 32).decode() for n in (1, 2)]
+    monkeypatch.setenv("PAYLINK_SECRET_KEY", " , ".join(keys))
     assert load().multi_workspace

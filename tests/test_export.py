@@ -7,6 +7,7 @@ import csv
 import io
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -16,6 +17,7 @@ from bot.cli import _parser
 from bot.commands import export as export_command
 from bot.config import load_settings
 from bot.links import export
+from bot.links.policy import ApprovalPolicy
 from bot.links.service import LinkService
 from bot.links.states import Status
 from bot.links.store import LinkStore
@@ -109,6 +111,37 @@ def test_a_paid_link_has_every_column(store: LinkStore, service: LinkService) ->
     paid = datetime.strptime(cells["paid at (Asia/Karachi)"], "%Y-%m-%d %H:%M:%S")
     now = datetime.now(KARACHI).replace(tzinfo=None)
     assert abs((now - created).total_seconds()) < 60 and created <= paid
+
+
+def test_both_approvers_of_a_two_approver_request_in_the_order_they_approved(
+    store: LinkStore,
+) -> None:
+    policy = ApprovalPolicy(second_from={"PKR": Decimal("100000")})
+    service = LinkService(
+        store,
+        FakeGateway(),
+        is_approver=lambda user: user in ("U0B", "U0A", "U0C"),
+        policy_for=lambda _team: policy,
+    )
+
+    def request(amount: str, hour: int) -> Link:
+        link = service.request_link(
+            checkout_request(amount=amount), requester_id="U0REP", channel_id="C0", workspace=HOME
+        )
+        with store.transaction() as s:
+            store.update_fields(s, link.id, created_at=datetime(2026, 11, 10, hour, tzinfo=UTC))
+        return link
+
+    both = request("150000", 9)
+    service.approve(both.id, "U0B", origin=HOME)
+    service.approve(both.id, "U0A", origin=HOME)
+    waiting = request("150000", 10)
+    service.approve(waiting.id, "U0C", origin=HOME)
+    one = request("5000", 11)
+    service.approve(one.id, "U0A", origin=HOME)
+    header, *body = table(store)
+    column = header.index("approver(s)")
+    assert [row[column] for row in body] == ["U0B, U0A", "U0C", "U0A"]
 
 
 def test_the_file_is_utf8_with_a_bom_and_urdu_names_survive(

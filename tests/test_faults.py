@@ -203,8 +203,8 @@ def test_slack_hanging_past_client_timeout_delivers_the_card_once(
     still posts the message when it finally answers, so a blind re-post would show the card
     twice."""
     flow = make_faulty()
-    flow.stack.runtime.delivery_client.timeout = 1.0  # the WebClient's own knob (10 s in prod)
-    flow.slack.set_delay("chat.postMessage", 2.5)
+    flow.stack.runtime.delivery_client.timeout = 0.5  # the WebClient's own knob (10 s in prod)
+    flow.slack.set_delay("chat.postMessage", 1.2)
     flow.submit()
     # The first attempt times out on the bot's side, then lands at the stand-in.
     flow.slack.wait_for(lambda s: len(cards(flow)) >= 1, timeout=15)
@@ -214,6 +214,22 @@ def test_slack_hanging_past_client_timeout_delivers_the_card_once(
     with flow.stack.runtime.store.reading() as s:
         link = s.scalars(select(Link)).one()
     assert link.message_ts == cards(flow)[0].ts  # later updates go to the card people see
+
+
+def test_a_qr_upload_that_timed_out_but_landed_is_not_uploaded_again(
+    make_faulty: Callable[..., Flow],
+) -> None:
+    """files.completeUploadExternal answers later than the WebClient waits, and shares the
+    file all the same: the retry finds it in the thread rather than post a second QR code."""
+    flow = make_faulty()
+    flow.stack.runtime.delivery_client.timeout = 0.5
+    flow.slack.set_delay("files.completeUploadExternal", 1.0)
+    flow.approve(flow.request().ts)
+    flow.slack.wait_for(lambda s: s.files, timeout=15)
+    flow.slack.set_delay("files.completeUploadExternal", 0)
+    flow.idle(timeout=20)
+    assert len(flow.slack.files) == 1, [f.filename for f in flow.slack.files]
+    assert len(flow.slack.calls_of("files.completeUploadExternal")) == 1
 
 
 @pytest.mark.slow  # the job runner's backoff runs its course

@@ -25,6 +25,7 @@ from bot.links.service import LinkService
 from bot.links.states import Status
 from bot.links.store import LinkStore
 from bot.links.tables import Job, Link, LinkApproval
+from bot.links.workspace_settings import WorkspaceSettings
 from bot.links.workspaces import Workspace
 from tests.dbs import BACKENDS, migrated_engine
 from tests.factories import checkout_request
@@ -337,17 +338,17 @@ def test_duplicate_guard_never_counts_the_submission_itself(service: LinkService
 # The command line -------------------------------------------------------------------------
 
 
-def cli_settings(tmp_path: Path) -> Any:
+def cli_settings(tmp_path: Path, **overrides: object) -> Any:
     with migrated_engine("sqlite", tmp_path):
         pass  # the schema, made once
-    return load_settings(
-        _env_file=None,
-        database_url=f"sqlite:///{tmp_path / 'paylink-test.db'}",
-        xpay_env="sandbox",
-        paylink_public_url="http://127.0.0.1:9",
-        paylink_second_approval_from="PKR:100000",
-        paylink_auto_approve_under="PKR:10000",
-    )
+    values: dict[str, object] = {
+        "database_url": f"sqlite:///{tmp_path / 'paylink-test.db'}",
+        "xpay_env": "sandbox",
+        "paylink_public_url": "http://127.0.0.1:9",
+        "paylink_second_approval_from": "PKR:100000",
+        "paylink_auto_approve_under": "PKR:10000",
+    }
+    return load_settings(_env_file=None, **(values | overrides))
 
 
 def test_cli_create_refuses_what_needs_two_approvers(
@@ -365,6 +366,31 @@ def test_cli_create_refuses_what_needs_two_approvers(
         "paylink: --amount: PKR 100,000 or more needs two approvers "
         "(PAYLINK_SECOND_APPROVAL_FROM): request it in Slack with /paylink\n"
     )
+
+
+def test_cli_create_refuses_when_it_cannot_tell_whose_settings_apply(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without SLACK_BOT_TOKEN (or while Slack does not answer) the workspace is unknown and
+    the link would become its later: once a workspace has settings of its own (here a second
+    approval the environment does not ask for), the environment's are not applied instead."""
+    settings = cli_settings(tmp_path, paylink_second_approval_from="")
+    store = LinkStore(make_engine(settings.database_url))
+    WorkspaceSettings(settings, store).save_settings(
+        HOME.team_id, "U0ADMIN", {"paylink_second_approval_from": "PKR:100000"}
+    )
+    fields = {
+        "amount": "500000",
+        "currency": "PKR",
+        "customer_name": "A",
+        "customer_phone": "03415682456",
+    }
+    assert commands.create(settings, fields, flags={"amount": "--amount"}) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot tell which Slack workspace this is" in err, err
+    with store.reading() as s:
+        assert s.scalar(select(func.count()).select_from(Link)) == 0
+    store.close()
 
 
 def test_status_shows_the_policy_decisions(

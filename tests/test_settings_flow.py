@@ -16,10 +16,11 @@ import requests
 from flask import Flask
 
 from bot.db import Base, make_engine, make_sessionmaker
+from bot.links.workspace_settings import XPayStore
 from bot.local.simulator import TEAM, state_values
 from bot.local.stack import APPROVAL_CHANNEL, APPROVER, REP, LocalStack
 from bot.local.standin import PostedMessage
-from bot.secretbox import new_key
+from bot.secretbox import SecretBox, new_key
 from bot.server import Server
 from bot.slack.blocks.settings import NOT_ADMIN
 from bot.xpay.sandbox import SandboxConfig, make_sandbox_blueprint
@@ -135,6 +136,19 @@ def test_an_admin_changes_settings_in_slack_and_anyone_else_is_refused(
     assert "amount" in answer["errors"]
 
 
+@pytest.mark.integration
+def test_an_admin_is_told_when_slack_cannot_say_who_is_an_admin() -> None:
+    """users.info refused (an app upgraded without a reinstall lacks users:read): the admin
+    is told Paylink cannot check, not that they are no admin. (Not make_stack: a Slack call
+    fails on purpose.)"""
+    with LocalStack(paylink_secret_key=KEY) as stack:
+        stack.slack.users[ADMIN] = {"is_admin": True}
+        stack.slack.fail_next("users.info", error="missing_scope")
+        assert stack.simulator.command(ADMIN, "settings").status_code == 200
+        (told,) = Flow(stack).wait_ephemeral(ADMIN, "Paylink cannot check who is an admin")
+        assert "users:read" in told and NOT_ADMIN not in told
+
+
 def test_each_channel_uses_its_store_and_each_store_its_own_webhook_secret(
     make_stack: Callable[..., LocalStack], gateways: Callable[[str], SandboxConfig]
 ) -> None:
@@ -172,8 +186,9 @@ def test_each_channel_uses_its_store_and_each_store_its_own_webhook_secret(
     url_a, url_b = flow.approve(card_a.ts), flow.approve(card_b.ts)
     assert url_a.startswith(a.public_url) and url_b.startswith(b.public_url)
 
-    def webhook(path: str, url: str, secret: str) -> requests.Response:
-        body = js_stringify(webhook_payload(url.rsplit("/", 1)[1], amount=FIELDS["amount"]))
+    def webhook(path: str, url: str, secret: str, *, pad: str = "") -> requests.Response:
+        intent = url.rsplit("/", 1)[1] + pad
+        body = js_stringify(webhook_payload(intent, amount=FIELDS["amount"]))
         return requests.post(
             stack.base_url + path,
             data=body,
@@ -189,6 +204,8 @@ def test_each_channel_uses_its_store_and_each_store_its_own_webhook_secret(
     )
     assert webhook(f"/xpay/webhook/{b_id}", url_b, a.webhook_secret).status_code == 401
     assert webhook("/xpay/webhook", url_b, stack.webhook_secret).status_code == 401
+    # The id with a space the event strips: still store B's link, still not the environment's.
+    assert webhook("/xpay/webhook", url_b, stack.webhook_secret, pad=" ").status_code == 401
     assert webhook("/xpay/webhook/999999", url_b, b.webhook_secret).status_code == 404
     flow.idle()
     assert "Awaiting payment" in flow.status(card_b.ts)
@@ -214,3 +231,31 @@ def test_each_channel_uses_its_store_and_each_store_its_own_webhook_secret(
     assert "*Store*" not in _text(flow.card(card_env.ts).blocks)
     flow.checkout(url_env)
     flow.wait_status(card_env.ts, "Paid")
+
+
+def test_a_webhook_for_a_store_whose_secret_this_key_cannot_open_is_a_503(
+    make_stack: Callable[..., LocalStack],
+) -> None:
+    """A store saved by a process with another PAYLINK_SECRET_KEY: its webhooks get a 503
+    with a reason (XPay retries), not a 500."""
+    stack = make_stack(paylink_secret_key=KEY)
+    saved = stack.runtime.workspaces.save_store(
+        TEAM["id"],
+        ADMIN,
+        {"name": "Store S", "environment": "live", "account_id": "acct-s", "is_default": True},
+        {"api_key": "k" * 16, "hmac_secret": "h" * 16, "webhook_secret": "w" * 16},
+    )
+    with stack.runtime.store.transaction() as s:
+        s.get(XPayStore, saved.id).webhook_secret = SecretBox(new_key()).seal("w" * 16)
+    stack.runtime.workspaces.forget()
+    body = js_stringify(webhook_payload("pi_any", amount=FIELDS["amount"]))
+    answer = requests.post(
+        f"{stack.base_url}/xpay/webhook/{saved.id}",
+        data=body,
+        headers={"Content-Type": "application/json", "x-signature": sign("w" * 16, body)},
+        timeout=10,
+    )
+    assert (answer.status_code, answer.json()) == (
+        503,
+        {"success": False, "reason": "webhook secret unavailable"},
+    )

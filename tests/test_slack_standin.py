@@ -530,6 +530,8 @@ def test_files_arrive_through_slacks_upload_flow(slack: SlackStandIn, client: We
     )
     assert (shared.channel, shared.thread_ts, shared.alt_txt) == ("C1", parent, "a QR code")
     assert slack.thread("C1", parent)[1:] == []  # a file is not a message here
+    (_, share) = client.conversations_replies(channel="C1", ts=parent)["messages"]
+    assert share["files"] == [{"id": shared.id, "name": "qr.png", "title": "QR code"}]
     client.files_upload_v2(content="a,b\r\n", filename="x.csv", channel=dm, initial_comment="hi")
     assert (slack.files[1].channel, slack.files[1].initial_comment) == ("D1", "hi")
     with pytest.raises(SlackApiError) as exc:

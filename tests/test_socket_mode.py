@@ -9,12 +9,22 @@ exactly once per delivery, within Slack's 3 seconds.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import re
+import socket
+import struct
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
+from slack_bolt import App
+from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.socket_mode.request import SocketModeRequest
 
 from bot.local.simulator import (
@@ -27,9 +37,10 @@ from bot.local.socketmode import ACK_WITHIN, Envelope, SocketModeStandIn
 from bot.local.stack import APPROVAL_CHANNEL, APPROVER, REP, LocalStack
 from bot.local.standin import PostedMessage
 from bot.slack.blocks import ActionId
-from bot.slack.socket_mode import Deliveries, Repeat
+from bot.slack.socket_mode import Deliveries, Repeat, SocketMode
 from tests.conftest import FIELDS
 from tests.procs import PAYLINK, Proc, Procs
+from tests.waiting import wait_until
 
 # Upper bounds, not sleeps: on a busy 2-core machine a process's step can take seconds.
 WAIT = 20.0
@@ -212,6 +223,77 @@ def test_the_bot_token_in_place_of_the_app_token_is_refused_in_one_line(
     ), result.stderr
     assert env["SLACK_BOT_TOKEN"] not in result.stderr
     assert socket_of(stack).connections == []
+
+
+def _ws_frame(text: bytes) -> bytes:
+    """An unmasked WebSocket text frame, as a server sends it."""
+    n = len(text)
+    if n < 126:
+        return bytes([0x81, n]) + text
+    if n < 65536:
+        return bytes([0x81, 126]) + struct.pack("!H", n) + text
+    return bytes([0x81, 127]) + struct.pack("!Q", n) + text
+
+
+def _serve_one_split_envelope(server: socket.socket, envelope: dict[str, Any]) -> None:
+    """Accept one WebSocket connection, say hello, then send ``envelope`` with a 0.4 s gap
+    mid-frame: a lost TCP segment (Linux retransmits after at least 200 ms)."""
+    conn, _ = server.accept()
+    request = b""
+    while b"\r\n\r\n" not in request:
+        request += conn.recv(4096)
+    key = next(
+        line.split(b":", 1)[1].strip()
+        for line in request.split(b"\r\n")
+        if line.lower().startswith(b"sec-websocket-key")
+    )
+    guid = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+    accept = base64.b64encode(hashlib.sha1(key + guid).digest())  # noqa: S324  (RFC 6455)
+    conn.sendall(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+    )
+    conn.sendall(_ws_frame(json.dumps({"type": "hello", "num_connections": 1}).encode()))
+    data = _ws_frame(json.dumps(envelope).encode())
+    conn.sendall(data[:5000])
+    time.sleep(0.4)
+    conn.sendall(data[5000:])
+    conn.recv(4096)  # until the client acks or closes
+
+
+@pytest.mark.integration
+def test_an_envelope_paused_mid_frame_is_read_whole() -> None:
+    """A 20 KB envelope (a large modal's submission) whose second half comes 0.4 s after its
+    first still reaches the listener: the read does not time out mid-frame."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    event = {"type": "app_home_opened", "user": "U1", "tab": "home", "pad": "x" * 20000}
+    envelope = {
+        "envelope_id": "E1",
+        "type": "events_api",
+        "accepts_response_payload": False,
+        "payload": {"type": "event_callback", "event_id": "Ev1", "team_id": "T1", "event": event},
+    }
+    threading.Thread(target=_serve_one_split_envelope, args=(server, envelope), daemon=True).start()
+    got: list[int] = []
+    app = App(
+        signing_secret="s",
+        authorize=lambda **_: AuthorizeResult(
+            enterprise_id=None, team_id="T1", bot_token="xoxb-x", bot_user_id="UB", bot_id="B"
+        ),
+    )
+    app.event("app_home_opened")(lambda event: got.append(len(event["pad"])))
+    handler = SocketMode(app, "xapp-1-x")
+    handler.client.wss_uri = f"ws://127.0.0.1:{server.getsockname()[1]}/"
+    handler.client.auto_reconnect_enabled = False
+    handler.connect()
+    try:
+        wait_until(lambda: got, timeout=3.0)
+    finally:
+        handler.client.close()
+        server.close()
+    assert got == [20000]
 
 
 # -- which deliveries run (unit) --------------------------------------------------------

@@ -266,6 +266,37 @@ def test_a_wrong_or_missing_key_is_one_line_and_rotation_re_encrypts_everything(
     assert rotated.secret(rotated.store_by_id(a.id), "webhook_secret") == WEBHOOK
 
 
+def test_a_rotation_with_both_keys_set_keeps_every_process_working(
+    db: tuple[str, LinkStore],
+    workspaces: WorkspaceSettings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """PAYLINK_SECRET_KEY=NEW,OLD: a process restarted with both reads what OLD sealed and
+    seals with NEW; `paylink rotate-key`, the new key read from that variable, re-encrypts
+    everything with NEW while it keeps working; then NEW alone opens everything."""
+    url, store = db
+    old = workspaces.save_store(TEAM, ADMIN, live_store("A", ["C0A"]), STORE_KEYS)
+    rotated_to = new_key()
+    both = env(url, paylink_secret_key=f"{rotated_to},{KEY}")
+    running = WorkspaceSettings(both, store)
+    assert running.secret(running.store_by_id(old.id), "api_key") == API_KEY
+    made = running.save_store(TEAM, ADMIN, live_store("B", ["C0B"]), STORE_KEYS)
+    assert (
+        WorkspaceSettings(env(url, paylink_secret_key=rotated_to), store).secret(
+            running.store_by_id(made.id), "api_key"
+        )
+        == API_KEY
+    )
+
+    assert rotate_key(env(url), None) == 2  # one key: nothing to rotate to
+    assert "NEW,OLD" in capsys.readouterr().err
+    assert rotate_key(both, None) == 0
+    assert "6 stored secrets re-encrypted" in capsys.readouterr().out
+    assert running.secret(running.store_by_id(old.id), "webhook_secret") == WEBHOOK
+    assert WorkspaceSettings(env(url, paylink_secret_key=rotated_to), store).check_key() is None
+    assert WorkspaceSettings(env(url), store).check_key() is not None  # OLD alone: no more
+
+
 def test_settings_history_prints_who_changed_what_and_never_a_secret(
     db: tuple[str, LinkStore],
     workspaces: WorkspaceSettings,

@@ -14,6 +14,7 @@ import pytest
 import requests
 from sqlalchemy import select, text, update
 
+from bot import commands
 from bot.links.tables import Link
 from bot.local.simulator import TEAM, Origin, state_values
 from bot.local.stack import APPROVAL_CHANNEL, APPROVER, REP, LocalStack
@@ -207,6 +208,23 @@ def test_a_link_created_from_the_command_line_belongs_to_the_workspace(
             text("SELECT team_id, enterprise_id FROM links WHERE reference = 'CLI-TEAM'")
         ).one()
     assert tuple(row) == (TEAM["id"], None)
+
+
+def test_the_command_line_checks_a_request_with_its_workspaces_settings(
+    stack: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`paylink create` learns SLACK_BOT_TOKEN's workspace and checks the fields with the
+    settings its admins stored (a lower Maximum amount), not the environment's."""
+    stack.runtime.workspaces.save_settings(TEAM["id"], "U0ADMIN", {"paylink_max_amount": "90000"})
+    fields = {
+        "amount": "95000",
+        "currency": "PKR",
+        "customer_name": "A",
+        "customer_phone": "03415682456",
+    }
+    assert commands.create(stack.settings, fields, flags={"amount": "--amount"}) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("paylink: --amount: ") and "90,000" in err, err
 
 
 def test_a_worker_refuses_a_stored_click_from_elsewhere(

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from bot.links.states import Status
 from bot.links.store import LinkStore
-from bot.links.tables import History, Link
+from bot.links.tables import History, Link, LinkApproval
 from bot.links.workspaces import Workspace
 
 #: Rows fetched from the database at a time.
@@ -132,12 +132,24 @@ def rows(
         .where(History.link_id == Link.id, History.to_status == Status.PAID.value)
         .scalar_subquery()
     )
+    # A request for two approvers has one link_approvals row each (at most two, the second
+    # decides): both, in the order they approved. No portable ordered string aggregate
+    # spans SQLite and PostgreSQL, so the first and the second are read apart.
+    approvals = (
+        select(LinkApproval.approver_id)
+        .where(LinkApproval.link_id == Link.id)
+        .order_by(LinkApproval.at, LinkApproval.id)
+    )
+    first_approver = approvals.limit(1).scalar_subquery()
+    second_approver = approvals.offset(1).limit(1).scalar_subquery()
     query = (
         select(
             Link.reference,
             Link.created_at,
             Link.requester_id,
             Link.decided_by,
+            first_approver.label("first_approver"),
+            second_approver.label("second_approver"),
             Link.status,
             Link.amount,
             Link.currency,
@@ -169,7 +181,7 @@ def rows(
                 row.reference,
                 _local(row.created_at, timezone),
                 row.requester_id,
-                row.decided_by or "",
+                _approvers(row.first_approver, row.second_approver, row.decided_by),
                 Status(row.status).label,
                 f"{row.amount:f}",  # a plain number: no separators, never negative
                 row.currency,
@@ -182,6 +194,14 @@ def rows(
                 row.bank_message or "",
                 "TEST" if row.sandbox else "",
             ]
+
+
+def _approvers(first: str | None, second: str | None, decided_by: str | None) -> str:
+    """The approver(s) cell: both approvers of a request two approved, in order; else
+    whoever decided it (approved, rejected, cancelled), or its first approver so far."""
+    if first and second:
+        return f"{first}, {second}"
+    return decided_by or first or ""
 
 
 def _local(at: datetime | None, timezone: ZoneInfo) -> str:

@@ -33,6 +33,7 @@ from bot.links.tables import History, Job, Link
 from bot.links.workspaces import Workspace
 from bot.logs import redact
 from bot.mail import MailFailed, SmtpServer
+from bot.money import money_text
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,12 @@ class MailQueued:
 
 @dataclass(frozen=True)
 class AlreadySent:
-    """The link was e-mailed to ``to`` (masked) at ``at`` already: ask before another."""
+    """The link was e-mailed to ``to`` (masked) at ``at`` already: ask before another.
+    ``tried``: the sends tried so far, which a "Send again" must still find."""
 
     to: str
     at: datetime
+    tried: int
 
 
 def sent_at(session: Session, link_id: int) -> tuple[datetime | None, int]:
@@ -85,11 +88,13 @@ class Sharing:
     # Asking ---------------------------------------------------------------------------
 
     def request_mail(
-        self, link_id: int, user_id: str, origin: Workspace | None, *, again: bool = False
+        self, link_id: int, user_id: str, origin: Workspace | None, *, again: int | None = None
     ) -> MailQueued | AlreadySent:
         """Queue the e-mail of the link to its customer for ``user_id`` (the requester or an
-        approver, of the link's own workspace). A link e-mailed before is only sent
-        ``again`` when asked so: otherwise :class:`AlreadySent`. Refused says why not."""
+        approver, of the link's own workspace). A link e-mailed before is only sent again
+        when asked so, ``again`` being :attr:`AlreadySent.tried` of that question: otherwise
+        :class:`AlreadySent`. A question that another send overtook is refused, so one
+        click is one e-mail however often it is clicked. Refused says why not."""
         if not self.settings.mail_enabled:
             raise NotAllowed("E-mailing links is not set up (PAYLINK_SMTP_URL).")
         try:
@@ -99,8 +104,13 @@ class Sharing:
                     raise LinkGone()
                 self._check(link, user_id, origin)
                 last, tried = sent_at(s, link.id)
-                if last is not None and not again:
-                    return AlreadySent(mask_email(link.customer_email), last)
+                if again is not None and again != tried:
+                    raise AlreadyDecided(
+                        "Nothing sent: the link was e-mailed (or tried) again after you were "
+                        "asked. Use Send to customer in the thread to send it once more."
+                    )
+                if last is not None and again is None:
+                    return AlreadySent(mask_email(link.customer_email), last, tried)
                 if self._pending(s, link.id):
                     raise AlreadyDecided("This link is being e-mailed already.")
                 # One job per attempt number: two clicks at once make one e-mail.
@@ -209,10 +219,6 @@ class Sharing:
 # The message ------------------------------------------------------------------------------
 
 
-def _money(link: Link) -> str:
-    return f"{link.currency} {link.amount:,.2f}"
-
-
 def _expiry(link: Link, timezone: ZoneInfo) -> str | None:
     """The link's expiry in ``timezone``, when the link records one."""
     expires = getattr(link, "expires_at", None)  # links made before expiry existed have none
@@ -226,7 +232,11 @@ def customer_email(link: Link, settings: Settings) -> EmailMessage:
     naming the company, the amount, the reference, the link and its expiry (if it has one)."""
     company = settings.paylink_company_name or ""
     sender = company or "We"
-    amount, reference, url = _money(link), link.reference, link.checkout_url or ""
+    amount, reference, url = (
+        money_text(link.amount, link.currency),
+        link.reference,
+        link.checkout_url or "",
+    )
     expiry = _expiry(link, settings.timezone)
     test = link.sandbox
     message = EmailMessage()

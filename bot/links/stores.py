@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from bot.links.tables import Link
+from bot.links.tables import Link, LinkIntent
 from bot.links.workspace_settings import NoSecretKey, StoreInfo, WorkspaceSettings, base_url_of
 from bot.secretbox import WrongKey
 from bot.xpay.client import XPayClient, XPayKeys, XPayUnavailable
@@ -110,11 +110,17 @@ class StoreGateways:
         return [part.strip() for part in secrets.split(",") if part.strip()]
 
     def store_of_intent(self, intent_id: str | None) -> tuple[bool, int | None]:
-        """(a link has this payment intent, its store id)."""
+        """(a link has this payment intent, its store id). Any of a link's checkout links,
+        as a payment is applied (``LinkStore.by_intents``): a renewed link's earlier intent
+        is its store's too."""
         if not intent_id:
             return False, None
         with self.workspaces.store.reading() as s:
-            found = s.execute(select(Link.store_id).where(Link.intent_id == intent_id)).first()
+            found = s.execute(
+                select(Link.store_id)
+                .join(LinkIntent, LinkIntent.link_id == Link.id)
+                .where(LinkIntent.intent_id == intent_id)
+            ).first()
         return (True, found[0]) if found is not None else (False, None)
 
     def close(self) -> None:

@@ -285,6 +285,12 @@ class WorkspaceSettings:
             self._any_stores = (now, found)
         return found
 
+    def any_settings_stored(self) -> bool:
+        """True when some workspace's admins changed one of its settings (read now: the
+        command line asks once)."""
+        with self.store.reading() as s:
+            return any(s.scalars(select(WorkspaceSettingsRow.values)))
+
     def secret(self, store: StoreInfo, name: str) -> str:
         """A store's secret ``name`` in clear ("" when unset); NoSecretKey or WrongKey when
         PAYLINK_SECRET_KEY is missing or is not the key it was encrypted with."""
@@ -494,10 +500,13 @@ class WorkspaceSettings:
                     )
         return problems
 
-    def rotate_key(self, new_key: str) -> int:
-        """Re-encrypt every stored secret with ``new_key``, in one transaction; returns how
-        many. WrongKey when PAYLINK_SECRET_KEY does not open one (nothing changes then)."""
-        new_box = SecretBox(new_key)
+    def rotate_key(self, new_key: str | None = None) -> int:
+        """Re-encrypt every stored secret with ``new_key``, or else with the first key of
+        PAYLINK_SECRET_KEY, in one transaction; returns how many. WrongKey when no key opens
+        one, NoSecretKey when there is none (nothing changes then)."""
+        keys = self.env.paylink_secret_key
+        current = keys.get_secret_value() if keys else ""
+        box = SecretBox(",".join(k for k in (new_key, current) if k)) if new_key else self.box
         count = 0
         with self.store.transaction() as s:
             for row in s.scalars(select(XPayStore)):
@@ -505,11 +514,11 @@ class WorkspaceSettings:
                     token = getattr(row, column)
                     if not token:
                         continue
-                    if self.box is None:
+                    if box is None or self.box is None:
                         raise NoSecretKey()
-                    setattr(row, column, new_box.seal(self.box.open(token)))
+                    setattr(row, column, box.rotate(token))
                     count += 1
-        self.box = new_box
+        self.box = box
         self.forget()
         return count
 

@@ -34,7 +34,8 @@ Behaviour worth knowing:
   ``files.getUploadURLExternal`` hands out an ``upload_url`` on the stand-in, the bytes are
   POSTed there, and ``files.completeUploadExternal`` shares them in a channel (and thread);
   ``files`` lists them with their bytes. They are not messages: ``messages()`` and
-  ``thread()`` stay as they were.
+  ``thread()`` stay as they were; ``conversations.replies`` shows one shared in a thread as
+  Slack does, a reply with ``files`` (``id``, ``name``, ``title``).
 * ``scopes``: the bot token's scopes. None (the default) grants every scope; a set makes the
   methods that need a scope missing from it answer ``missing_scope`` as Slack does.
 * ``apps.connections.open`` (Socket Mode) exists once a Socket Mode stand-in is attached
@@ -530,6 +531,8 @@ class UploadedFile:
     thread_ts: str | None
     initial_comment: str | None = None
     alt_txt: str | None = None
+    ts: str | None = None  # the ts of its share in the channel
+    posted_at: float = 0.0
 
 
 # The scope each method that needs one asks for (Slack's method reference).
@@ -1329,17 +1332,33 @@ class SlackStandIn:
         if (channel, ts) not in self._messages:
             raise _ApiError("thread_not_found")
         limit, oldest = int(params.get("limit") or 100), float(params.get("oldest") or 0)
-        found = [self._messages[(channel, ts)]] + sorted(
-            (
-                m
-                for m in self._messages.values()
-                if m.channel == channel and m.thread_ts == ts and m.posted_at >= oldest
-            ),
-            key=lambda m: _ts_key(m.ts),
+        replies = [
+            self._history_payload(m, params)
+            for m in self._messages.values()
+            if m.channel == channel and m.thread_ts == ts and m.ts != ts and m.posted_at >= oldest
+        ] + [
+            self._file_share_payload(f, ts)
+            for f in self._files
+            if f.channel == channel and f.thread_ts == ts and f.ts and f.posted_at >= oldest
+        ]
+        found = [self._history_payload(self._messages[(channel, ts)], params)] + sorted(
+            replies, key=lambda m: _ts_key(m["ts"])
         )
+        return {"messages": found[:limit], "has_more": len(found) > limit}
+
+    def _file_share_payload(self, shared: UploadedFile, thread_ts: str) -> dict[str, Any]:
+        """A file shared in a thread, as conversations.replies shows it."""
         return {
-            "messages": [self._history_payload(m, params) for m in found[:limit]],
-            "has_more": len(found) > limit,
+            "type": "message",
+            "user": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "ts": shared.ts,
+            "thread_ts": thread_ts,
+            "parent_user_id": self.bot_user_id,
+            "text": shared.initial_comment or "",
+            "files": [
+                {"id": shared.id, "name": shared.filename, "title": shared.title or shared.filename}
+            ],
         }
 
     def _views_open(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
@@ -1457,6 +1476,8 @@ class SlackStandIn:
                     thread_ts=thread_ts,
                     initial_comment=params.get("initial_comment") or None,
                     alt_txt=upload["alt_txt"],
+                    ts=self._next_ts() if channel else None,
+                    posted_at=call.at,
                 )
             )
             out.append(

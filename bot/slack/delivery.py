@@ -164,12 +164,24 @@ class SlackDelivery:
         if link.message_ts is None:
             raise RetryLater("the card is not posted yet", 1.0)
         test = "TEST " if link.sandbox else ""
+        filename = f"{link.reference}-qr.png"
         client = self._client(link)
         with self._slack_errors(job, link, client):
+            # An upload whose answer never came (a timeout) may have landed: files have no
+            # metadata, so the thread is searched for the file by its name.
+            if self._earlier(
+                job,
+                client,
+                link.channel_id,
+                lambda posted: any(f.get("name") == filename for f in posted.get("files") or []),
+                since=job.created_at,
+                thread_ts=link.message_ts,
+            ):
+                return
             try:
                 client.files_upload_v2(
                     content=qr_png(link.checkout_url),
-                    filename=f"{link.reference}-qr.png",
+                    filename=filename,
                     title=f"{test}QR code of the checkout link for {link.reference}",
                     alt_txt=f"{test}QR code of the checkout link",
                     channel=link.channel_id,
@@ -307,8 +319,31 @@ class SlackDelivery:
         thread_ts: str | None = None,
     ) -> str | None:
         """The ts of a post an earlier attempt made for this effect in ``channel`` (in the
-        thread ``thread_ts``) since ``since``, if it landed. Slack's 429 is raised: the next
-        attempt looks again, rather than post a second time."""
+        thread ``thread_ts``) since ``since``, if it landed: named ``key`` in metadata of
+        type ``event``. Slack's 429 is raised: the next attempt looks again, rather than
+        post a second time."""
+
+        def ours(posted: dict[str, Any]) -> bool:
+            metadata = posted.get("metadata") or {}
+            return metadata.get("event_type") == event and (
+                (metadata.get("event_payload") or {}).get("key") == key
+            )
+
+        return self._earlier(message, client, channel, ours, since=since, thread_ts=thread_ts)
+
+    def _earlier(
+        self,
+        message: Job,
+        client: WebClient,
+        channel: str | None,
+        ours: Callable[[dict[str, Any]], bool],
+        *,
+        since: datetime,
+        thread_ts: str | None = None,
+    ) -> str | None:
+        """The ts of the first message in ``channel`` (in the thread ``thread_ts``) since
+        ``since`` that is ``ours``, looked for only after an earlier attempt of ``message``
+        (see :meth:`_earlier_post`)."""
         if not channel or not self.queue.attempted_before(message):
             return None  # nothing attempted yet (each claim is marked): nothing posted
         oldest = since - CLOCK_MARGIN
@@ -332,12 +367,7 @@ class SlackDelivery:
                 extra={"link_id": message.link_id, "kind": message.kind},
             )
             return None
-        matches = sorted(
-            m["ts"]
-            for m in found.get("messages") or []
-            if (m.get("metadata") or {}).get("event_type") == event
-            and ((m.get("metadata") or {}).get("event_payload") or {}).get("key") == key
-        )
+        matches = sorted(m["ts"] for m in found.get("messages") or [] if ours(m))
         if matches:
             log.info(
                 "an earlier post landed after all; not posting again",

@@ -12,13 +12,18 @@ other library), with two things that client leaves out (docs/decisions/0027).
   ``refresh_requested``). The client opens the new one, then closes the old one, which first
   waits for that connection's pending read: up to its 3-second socket timeout, while nothing
   is read from the new connection either. An envelope arriving then was acked after Slack's
-  3 seconds; the reads here time out after 0.2 s instead.
+  3 seconds. Here closing a connection first shuts its socket down, which ends the pending
+  read at once. (A shorter read timeout would do it too, but a read that times out mid-frame
+  loses the envelope: the client keeps the frame read so far only in that read.)
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -29,12 +34,12 @@ from slack_bolt import App
 from slack_bolt.adapter.socket_mode.base_handler import BaseSocketModeHandler
 from slack_bolt.adapter.socket_mode.internals import run_bolt_app, send_response
 from slack_sdk.socket_mode.builtin import SocketModeClient
+from slack_sdk.socket_mode.builtin.connection import Connection
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
 log = logging.getLogger(__name__)
 
-READ_TIMEOUT = 0.2  # seconds a connection's read waits; closing it waits at most this long
 REMEMBERED = 3600.0  # seconds a delivery is remembered: Slack's event retries end within it
 MAX_REMEMBERED = 10_000  # deliveries remembered at most (the oldest are forgotten first)
 PING_INTERVAL = 10.0  # seconds between the client's pings (Bolt's default)
@@ -97,8 +102,19 @@ class _Client(SocketModeClient):
     def connect(self) -> None:
         super().connect()
         session = self.current_session
-        if session is not None and session.sock is not None:
-            session.sock.settimeout(READ_TIMEOUT)
+        if session is not None:
+            # The client closes this connection when it opens the next, finds it stale or
+            # stops: shut its socket down first, so that its pending read returns now rather
+            # than after the 3 s read timeout (closing waits for the read to let go).
+            session.disconnect = functools.partial(_shut_down_then_disconnect, session)  # type: ignore[method-assign]
+
+
+def _shut_down_then_disconnect(session: Connection) -> None:
+    sock = session.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):  # closed meanwhile
+            sock.shutdown(socket.SHUT_RDWR)
+    Connection.disconnect(session)
 
 
 class SocketMode(BaseSocketModeHandler):

@@ -69,6 +69,8 @@ class PooledWebClient(WebClient):
                 body=req.data,
                 headers={k: str(v) for k, v in req.header_items()},
                 redirect=False,
+                # The client's timeout as it is now (WebClient's knob), not the pool's default.
+                timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout),
             )
         except urllib3.exceptions.ReadTimeoutError as exc:
             raise TimeoutError(str(exc)) from exc

@@ -77,6 +77,10 @@ NOT_ADMIN = (
     "Only the workspace's admins and owners (and the people in PAYLINK_ADMINS) can change "
     "Paylink's settings."
 )
+CANNOT_CHECK_ADMIN = (
+    "Paylink cannot check who is an admin here: Slack did not answer users.info (is the "
+    "users:read scope missing? Reinstalling the app adds it). Ask whoever runs Paylink."
+)
 
 
 def webhook_url(public_url: str, store_id: int) -> str:

@@ -17,9 +17,10 @@ def mail_queued_text(to: str) -> str:
     return f":email: Sending the checkout link to {safe(to, NAME_BUDGET)}… the thread will say when it is sent."
 
 
-def send_again(link_id: int, to: str, at: datetime) -> tuple[str, list[dict[str, Any]]]:
+def send_again(link_id: int, to: str, at: datetime, tried: int) -> tuple[str, list[dict[str, Any]]]:
     """The ephemeral question when the link was e-mailed already: ``(text, blocks)`` with a
-    "Send again" button."""
+    "Send again" button, whose value ``<link id>:<sends tried>`` lets a click on a question
+    that another send overtook be refused."""
     text = (
         f"The checkout link was already sent to {safe(to, NAME_BUDGET)} on {slack_date(at)}. "
         "Send it again?"
@@ -32,7 +33,7 @@ def send_again(link_id: int, to: str, at: datetime) -> tuple[str, list[dict[str,
                 ButtonElement(
                     text="Send again",
                     action_id=ActionId.SEND_AGAIN,
-                    value=str(link_id),
+                    value=f"{link_id}:{tried}",
                     style="primary",
                 )
             ],

@@ -43,9 +43,9 @@ def _channel(body: dict[str, Any]) -> str | None:
 def _clicked(action_id: ActionId, body: dict[str, Any]) -> tuple[int, str] | None:
     """The link id and user of a button click, or None (logged) when the click did not come
     from one of our buttons. Listeners run in the request's thread, so a parse error here
-    would answer Slack with a 500."""
+    would answer Slack with a 500. A value may carry more after the id (``<id>:…``)."""
     try:
-        return int(body["actions"][0]["value"]), str(body["user"]["id"])
+        return int(str(body["actions"][0]["value"]).partition(":")[0]), str(body["user"]["id"])
     except (KeyError, IndexError, TypeError, ValueError):
         log.warning("%s click without a link id or user: ignored", action_id)
         return None

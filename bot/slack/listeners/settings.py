@@ -12,10 +12,9 @@ from slack_sdk.errors import SlackApiError
 
 from bot.links.workspace_settings import StoreProblems
 from bot.links.workspaces import Workspace
-from bot.slack.admins import is_admin
+from bot.slack.admins import settings_refusal
 from bot.slack.blocks.ids import ActionId, BlockId, CallbackId
 from bot.slack.blocks.settings import (
-    NOT_ADMIN,
     STORE_ERROR_BLOCKS,
     read_settings,
     read_store,
@@ -55,9 +54,10 @@ def open_settings(ctx: SlackContext, ack: Ack, body: dict[str, Any]) -> None:
     user, channel, team = body.get("user_id", ""), body.get("channel_id"), body.get("team_id")
 
     def work() -> None:
-        if ctx.workspaces is None or not team or not is_admin(ctx, user, team):
+        refusal = settings_refusal(ctx, user, team or None)
+        if refusal is not None:
             if team:
-                tell(ctx.client_of(team), channel, user, NOT_ADMIN)
+                tell(ctx.client_of(team), channel, user, refusal)
             return
         _open(ctx, team, body["trigger_id"], _modal(ctx, team, ActionId.OPEN_SETTINGS, ""))
 
@@ -76,10 +76,12 @@ def register(app: App, ctx: SlackContext) -> None:
             value = str(((body.get("actions") or [{}])[0]).get("value") or "")
 
             def work() -> None:
-                if ctx.workspaces is None or team is None or not is_admin(ctx, user, team):
-                    view = refused_modal(NOT_ADMIN)
-                else:
-                    view = _modal(ctx, team, action_id, value)
+                refusal = settings_refusal(ctx, user, team)
+                view = (
+                    _modal(ctx, team, action_id, value)
+                    if refusal is None
+                    else refused_modal(refusal)
+                )
                 _open(ctx, team, body["trigger_id"], view)
 
             ctx.later(ctx.after_ack, work)
@@ -90,8 +92,9 @@ def register(app: App, ctx: SlackContext) -> None:
     def admitted(ack: Ack, body: dict[str, Any], first_block: str) -> str | None:
         """The workspace of a submission by an admin; None after refusing it inline."""
         team = sender(body).team_id
-        if ctx.workspaces is None or team is None or not is_admin(ctx, body["user"]["id"], team):
-            ack(response_action="errors", errors={first_block: NOT_ADMIN})
+        refusal = settings_refusal(ctx, body["user"]["id"], team)
+        if refusal is not None:
+            ack(response_action="errors", errors={first_block: refusal})
             return None
         return team
 

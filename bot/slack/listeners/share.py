@@ -24,7 +24,7 @@ def register(app: App, ctx: SlackContext) -> None:
     """Register the sharing buttons' listeners."""
     sharing = Sharing(ctx.service, ctx.settings)
 
-    def on_send(action_id: ActionId, again: bool) -> None:
+    def on_send(action_id: ActionId) -> None:
         @app.action(action_id)
         def handler(ack: Ack, body: dict[str, Any]) -> None:
             ack()
@@ -32,10 +32,11 @@ def register(app: App, ctx: SlackContext) -> None:
             if clicked is None:
                 return
             link_id, user = clicked
+            tried = _tried(body)
 
             def decide() -> None:
                 try:
-                    answer = sharing.request_mail(link_id, user, sender(body), again=again)
+                    answer = sharing.request_mail(link_id, user, sender(body), again=tried)
                 except Refused as exc:
                     _tell(ctx.client_of(sender(body).team_id), body, exc.message)
                     return
@@ -48,7 +49,7 @@ def register(app: App, ctx: SlackContext) -> None:
             ctx.later(ctx.decisions, decide)
 
     def ask(body: dict[str, Any], link_id: int, sent: AlreadySent) -> None:
-        text, blocks = send_again(link_id, sent.to, sent.at)
+        text, blocks = send_again(link_id, sent.to, sent.at, sent.tried)
         try:
             ctx.client_of(sender(body).team_id).chat_postEphemeral(
                 channel=_channel(body), user=body["user"]["id"], text=text, blocks=blocks
@@ -56,5 +57,12 @@ def register(app: App, ctx: SlackContext) -> None:
         except SlackApiError as exc:
             log.warning("could not ask before sending again: %s", exc.response.get("error"))
 
-    on_send(ActionId.SEND_TO_CUSTOMER, again=False)
-    on_send(ActionId.SEND_AGAIN, again=True)
+    on_send(ActionId.SEND_TO_CUSTOMER)
+    on_send(ActionId.SEND_AGAIN)
+
+
+def _tried(body: dict[str, Any]) -> int | None:
+    """The sends tried when "Send again" was asked (its value's ``:N``); None for "Send to
+    customer", and for a question from before the count (it is then asked again)."""
+    _, _, tried = str(body["actions"][0]["value"]).partition(":")
+    return int(tried) if tried.isdigit() else None
