@@ -76,3 +76,26 @@ def test_demo_prints_the_thread_as_slack_shows_it(
     assert len(replies) == 2, thread
     for line in lines[replies[0] + 1 :]:
         assert line.startswith("      ") or line.strip() == "↳ reply", line
+
+
+@pytest.mark.integration  # the demo runs a whole local stack in this process
+def test_demo_policy_prints_auto_approval_two_approvers_a_reminder_and_a_renewal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 21: one run, four threads, oldest first, each ending Paid."""
+    assert run_demo(policy=True) == 0
+    steps, threads = capsys.readouterr().out.split("The threads in #C0APPROVALS, oldest first:\n")
+    assert "the policy approves it at once" in steps and "@Hina approves too" in steps
+    assert "the approvers are reminded" in steps and "@Sara clicks Renew" in steps
+    assert "Approved automatically: under PKR 10,000" in threads
+    assert "Approved by @Omar: waiting for a second approver." in threads
+    assert "Approved by @Omar and @Hina " in threads
+    # The approvers' reminder, then the rep's, the expiry and the renewal (reference -2).
+    assert re.search(r"🔔 @Omar @Hina this request has waited \d seconds for approval", threads)
+    assert re.search(r"🔔 @Sara the checkout link has waited \d seconds for payment", threads)
+    expired = re.search(r"⌛ @Sara The checkout link (PL-\w+) expired without payment", threads)
+    assert expired, threads
+    assert f"the new checkout link is ready (reference {expired.group(1)}-2)" in threads
+    assert threads.count("the checkout link is ready") == 4
+    assert threads.count("Status: ✅ Paid") == 4 and threads.count("✅ Paid: PKR") == 4
+    assert "Done in" in threads and "4 requests" in threads

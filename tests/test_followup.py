@@ -304,6 +304,43 @@ def test_the_digest_counts_sums_and_names_what_waits(
     assert text == "Paylink digest: 2 awaiting approval, 3 awaiting payment, 1 paid, 2 need action"
 
 
+def test_the_digest_lists_links_expiring_within_a_day_soonest_first(
+    store: LinkStore, service: LinkService, gateway: FakeGateway
+) -> None:
+    made = busy_day(service, gateway)  # links approved now expire in 7 days
+    now = utcnow()
+    expiry = {"pkr": timedelta(hours=5), "usd": timedelta(hours=2), "failed": timedelta(hours=1)}
+    with store.transaction() as s:
+        for name, left in expiry.items():
+            store.update_fields(s, made[name].id, expires_at=now + left)
+    with store.reading() as s:
+        report = read_report(s, now - timedelta(days=1), now)
+    # Soonest first; the failed payment is listed under its status, not here.
+    assert report.expiring_count == 2
+    assert [i.reference for i in report.expiring] == [made["usd"].reference, made["pkr"].reference]
+    assert Report.from_json(json.loads(json.dumps(report.to_json()))) == report
+
+    card = "https://example.slack.com/archives/C0APPROVALS/p2"
+    text, blocks = b.digest(report, {made["usd"].id: card})
+    check_message(text, blocks)
+    (shown,) = (x["text"]["text"] for x in blocks if x["block_id"] == "digest_expiring")
+    assert shown.splitlines()[0] == ":hourglass: *Expiring within a day:* 2"
+    assert shown.splitlines()[1].startswith(
+        f"• <{card}|{made['usd'].reference}> USD 30, expires in 2 hours ("
+    )
+    assert shown.splitlines()[2].startswith(
+        f"• {made['pkr'].reference} PKR 1,000, expires in 5 hours ("
+    )
+    assert text.endswith("2 need action, 2 expiring within a day")
+
+    # Only expiring links: still a digest.
+    alone = Report(
+        since=report.since, until=report.until, expiring_count=1, expiring=report.expiring[:1]
+    )
+    assert not alone.empty
+    assert b.digest(alone, {})[0] == "Paylink digest: 1 expiring within a day"
+
+
 def test_the_digest_escapes_references_and_marks_test_links() -> None:
     link = nasty_link(Status.AWAITING_PAYMENT)
     link.sandbox = True

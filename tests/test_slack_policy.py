@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from bot.links.states import Status
-from bot.local.demo import run_demo
 from bot.local.stack import APPROVAL_CHANNEL, APPROVER, REP, SECOND_APPROVER, LocalStack
 from bot.local.standin import validate_blocks
 from bot.slack import blocks as b
@@ -131,19 +130,6 @@ def test_duplicate_guard_warns_lets_the_rep_go_back_or_confirm(guarded: Flow) ->
     assert submit_json(flow, view=form) == {}
     flow.idle()
     assert len([m for m in flow.slack.messages(APPROVAL_CHANNEL) if m.thread_ts is None]) == 3
-
-
-@pytest.mark.integration  # the demo runs a whole local stack in this process
-def test_demo_policy_prints_auto_approval_and_two_approvers(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    assert run_demo(policy=True) == 0
-    steps, threads = capsys.readouterr().out.split("The threads in #C0APPROVALS, oldest first:\n")
-    assert "the policy approves it at once" in steps and "@Hina approves too" in steps
-    assert "Approved automatically: under PKR 10,000" in threads
-    assert "Approved by @Omar: waiting for a second approver." in threads
-    assert "Approved by @Omar and @Hina " in threads
-    assert threads.count("the checkout link is ready") == 2
 
 
 # The Block Kit of it -------------------------------------------------------------------------

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 OLDEST_SHOWN = 5  # links awaiting payment listed by name, oldest first
 ACTION_SHOWN = 10  # links needing action listed
+EXPIRING_SHOWN = 5  # links expiring within a day listed, soonest first
+EXPIRING_WITHIN = timedelta(days=1)
 # Before the first digest, "paid since the last digest" looks back this far.
 FIRST_LOOKBACK = timedelta(days=1)
 NEEDS_ACTION = (Status.PAYMENT_FAILED, Status.LINK_FAILED, Status.LINK_UNKNOWN)
@@ -50,6 +52,7 @@ class Item:
     sandbox: bool
     channel_id: str | None
     message_ts: str | None
+    expires_at: str | None = None  # ISO time; reports stored before expiry existed have none
 
     @classmethod
     def of(cls, link: Link, since: datetime) -> Item:
@@ -64,6 +67,7 @@ class Item:
             sandbox=link.sandbox,
             channel_id=link.channel_id,
             message_ts=link.message_ts,
+            expires_at=link.expires_at.isoformat() if link.expires_at else None,
         )
 
 
@@ -91,19 +95,24 @@ class Report:
     paid_sums: list[Sum] = field(default_factory=list)
     action_count: int = 0
     action: list[Item] = field(default_factory=list)
-    # Links expiring within a day belong here once links have an expiry (PAYLINK_LINK_TTL).
+    expiring_count: int = 0
+    expiring: list[Item] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
         """Nothing to report: no message."""
         return not (
-            self.approval_count or self.payment_count or self.paid_count or self.action_count
+            self.approval_count
+            or self.payment_count
+            or self.paid_count
+            or self.action_count
+            or self.expiring_count
         )
 
     def named(self) -> list[Item]:
         """Every link the digest names (each is linked to its card)."""
         first = [self.approval_oldest] if self.approval_oldest else []
-        return first + self.payment_oldest + self.action
+        return first + self.payment_oldest + self.action + self.expiring
 
     def to_json(self) -> dict[str, Any]:
         """The report as the digest job's payload."""
@@ -119,6 +128,7 @@ class Report:
                 "approval_oldest": Item(**oldest) if oldest else None,
                 "payment_oldest": [Item(**v) for v in data.get("payment_oldest", [])],
                 "action": [Item(**v) for v in data.get("action", [])],
+                "expiring": [Item(**v) for v in data.get("expiring", [])],
                 "payment_sums": [Sum(**v) for v in data.get("payment_sums", [])],
                 "paid_sums": [Sum(**v) for v in data.get("paid_sums", [])],
             }
@@ -173,6 +183,18 @@ def read_report(session: Session, since: datetime, until: datetime) -> Report:
         )
     )
     action = list(session.scalars(select(Link).where(_in(*NEEDS_ACTION)).order_by(Link.updated_at)))
+    # Awaiting payment only: a failed payment's link is listed under its status already.
+    expiring = list(
+        session.scalars(
+            select(Link)
+            .where(
+                _in(Status.AWAITING_PAYMENT),
+                Link.expires_at.is_not(None),
+                Link.expires_at <= until + EXPIRING_WITHIN,
+            )
+            .order_by(Link.expires_at, Link.id)
+        )
+    )
     return Report(
         since=since.isoformat(),
         until=until.isoformat(),
@@ -187,6 +209,8 @@ def read_report(session: Session, since: datetime, until: datetime) -> Report:
         paid_sums=_sums(paid),
         action_count=len(action),
         action=[Item.of(link, link.updated_at) for link in action[:ACTION_SHOWN]],
+        expiring_count=len(expiring),
+        expiring=[Item.of(link, link.updated_at) for link in expiring[:EXPIRING_SHOWN]],
     )
 
 

@@ -87,12 +87,7 @@ def play_flow(
     checkout_url = reply
 
     step(f"the customer opens {checkout_url} and {'declines' if decline else 'pays'}")
-    page = requests.get(checkout_url, timeout=10)
-    page.raise_for_status()
-    pay_url = checkout_url.rstrip("/") + "/pay"
-    requests.post(
-        pay_url, data={"outcome": "decline" if decline else "pay", "method": "card"}, timeout=10
-    ).raise_for_status()
+    _checkout(checkout_url, "decline" if decline else "pay")
 
     final = "Payment failed" if decline else "Paid"
     step(f"XPay's webhook arrives; the card shows {final}")
@@ -106,13 +101,24 @@ def play_flow(
     return {"channel": APPROVAL_CHANNEL, "ts": card.ts, "final": final}
 
 
+def _checkout(checkout_url: str, outcome: str = "pay") -> None:
+    """The customer opens the sandbox checkout page and clicks Pay (or Decline)."""
+    requests.get(checkout_url, timeout=10).raise_for_status()
+    requests.post(
+        checkout_url.rstrip("/") + "/pay", data={"outcome": outcome, "method": "card"}, timeout=10
+    ).raise_for_status()
+
+
 def _as_message(posted: Any) -> dict[str, Any]:
     return {"ts": posted.ts, "blocks": posted.blocks}
 
 
+CHECKOUT_URL = re.compile(r"https?://[^\s|>]+/sandbox/checkout/[\w-]+")
+
+
 def _reply_with_link(slack: Any, ts: str) -> str | None:
     for message in slack.thread(APPROVAL_CHANNEL, ts)[1:]:
-        match = re.search(r"https?://[^\s|>]+/sandbox/checkout/[\w-]+", str(message.blocks))
+        match = CHECKOUT_URL.search(str(message.blocks))
         if match:
             return match.group(0)
     return None
@@ -120,11 +126,16 @@ def _reply_with_link(slack: Any, ts: str) -> str | None:
 
 # --- paylink demo --policy -------------------------------------------------------------------
 
-#: The policy the ``--policy`` run plays under, and its two approvers.
+#: The policy the ``--policy`` run plays under, its two approvers and its timers.
 POLICY_SETTINGS: dict[str, Any] = {
     "paylink_auto_approve_under": "PKR:10000",
     "paylink_second_approval_from": "PKR:100000",
     "paylink_approvers": [APPROVER, SECOND_APPROVER],
+    # Second-scale timers, so that a reminder and an expiry happen within the run. The other
+    # scenes' links are paid at once, well before either reaches them.
+    "paylink_remind_approvers_after": "2s",
+    "paylink_remind_rep_after": "3s",
+    "paylink_link_ttl": "5s",
 }
 
 
@@ -145,14 +156,39 @@ class Scene:
         """Wait for the checkout link in the card's thread; returns it."""
         return self.stack.slack.wait_for(lambda s: _reply_with_link(s, ts))
 
+    def approve(self, card: Any) -> str:
+        """The (first) approver approves ``card``; returns the checkout link that follows."""
+        self.step(f"{_name(self.stack, APPROVER)} approves; the checkout link follows")
+        self.stack.simulator.click(
+            APPROVER, _as_message(card), blocks.ActionId.APPROVE, channel=APPROVAL_CHANNEL
+        )
+        return self.wait_link(card.ts)
+
+    def wait_reply(self, ts: str, needle: str, timeout: float = 10.0) -> str:
+        """Wait for a reply in the card's thread containing ``needle``; returns its blocks
+        as text (mrkdwn)."""
+
+        def found(slack: Any) -> str | None:
+            replies = (str(m.blocks) for m in slack.thread(APPROVAL_CHANNEL, ts)[1:])
+            return next((text for text in replies if needle in text), None)
+
+        return self.stack.slack.wait_for(found, timeout=timeout)
+
+    def pay(self, ts: str, checkout_url: str) -> None:
+        """The customer pays ``checkout_url``; wait for the card's Paid reply."""
+        self.step("the customer pays; XPay's webhook arrives and the card shows Paid")
+        _checkout(checkout_url)
+        self.wait_reply(ts, ":white_check_mark: Paid:")
+
 
 def _auto_approved(scene: Scene) -> None:
     """A small request: the policy approves it, nobody clicks."""
     card = _send_request(scene.stack, scene.step, "5000", "sends it: under PKR 10,000")
     scene.step("the policy approves it at once; the checkout link follows, nobody clicked")
-    scene.wait_link(card.ts)
+    checkout_url = scene.wait_link(card.ts)
     if "Approved automatically: under PKR 10,000" not in scene.card_status(card.ts):
         raise AssertionError("the card does not say it was approved automatically")
+    scene.pay(card.ts, checkout_url)
     scene.cards.append(card.ts)
 
 
@@ -169,12 +205,55 @@ def _two_approvers(scene: Scene) -> None:
     stack.simulator.click(
         SECOND_APPROVER, message, blocks.ActionId.APPROVE, channel=APPROVAL_CHANNEL
     )
-    scene.wait_link(card.ts)
+    scene.pay(card.ts, scene.wait_link(card.ts))
+    scene.cards.append(card.ts)
+
+
+def _approvers_reminded(scene: Scene) -> None:
+    """A request nobody decides on: the approvers are reminded in its thread."""
+    stack, step = scene.stack, scene.step
+    card = _send_request(stack, step, "25000", "sends it for approval")
+    after = stack.settings.paylink_remind_approvers_after.total_seconds()
+    step(f"nobody decides for {after:g} s: the approvers are reminded in the thread")
+    scene.wait_reply(card.ts, "for approval")
+    scene.pay(card.ts, scene.approve(card))
+    scene.cards.append(card.ts)
+
+
+def _renewed(scene: Scene) -> None:
+    """A link left unpaid: the rep is reminded, it expires, the rep renews it and the
+    customer pays the new link (the request's reference with ``-2``)."""
+    stack, step = scene.stack, scene.step
+    card = _send_request(stack, step, "40000", "sends it for approval")
+    scene.approve(card)
+    ttl = stack.settings.paylink_link_ttl.total_seconds()
+    step(f"the customer does not pay: the rep is reminded, and after {ttl:g} s the link expires")
+    scene.wait_reply(card.ts, "for payment")
+    expired = scene.wait_reply(card.ts, "expired without payment")
+    reference = re.search(r"checkout link (\S+) expired", expired)
+    if reference is None:
+        raise AssertionError(f"the expiry reply names no reference: {expired}")
+    renewal = f"{reference.group(1)}-2"
+    step(f"{_name(stack, REP)} clicks Renew; a new checkout link follows ({renewal})")
+    (current, *_) = stack.slack.thread(APPROVAL_CHANNEL, card.ts)  # the card shows Renew now
+    stack.simulator.click(
+        REP, _as_message(current), blocks.ActionId.RENEW, channel=APPROVAL_CHANNEL
+    )
+    renewed = scene.wait_reply(card.ts, "new checkout link is ready")
+    new_url = CHECKOUT_URL.search(renewed)
+    if f"(reference {renewal})" not in renewed or new_url is None:
+        raise AssertionError(f"the renewal reply is not for {renewal}: {renewed}")
+    scene.pay(card.ts, new_url.group(0))
     scene.cards.append(card.ts)
 
 
 #: The ``--policy`` run's scenes, played in order on one stack: append a scene to add it.
-POLICY_SCENES: list[Callable[[Scene], None]] = [_auto_approved, _two_approvers]
+POLICY_SCENES: list[Callable[[Scene], None]] = [
+    _auto_approved,
+    _two_approvers,
+    _approvers_reminded,
+    _renewed,
+]
 
 
 def play_policy(stack: LocalStack, *, say: Callable[[str], None] = print) -> list[str]:

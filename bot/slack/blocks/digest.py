@@ -1,6 +1,6 @@
 """The daily digest in the approval channel: what waits for approval and for payment, what
-was paid since the last digest, and what needs someone. Each request it names is its order
-reference, linked to its card."""
+was paid since the last digest, what needs someone and what expires within a day. Each
+request it names is its order reference, linked to its card."""
 
 from __future__ import annotations
 
@@ -37,15 +37,34 @@ def _sums(sums: list[Sum]) -> str:
     )
 
 
+def _named(item: Item, permalinks: dict[int, str]) -> str:
+    """``<card|PL-1> PKR 5,000``: the reference linked to its card, and the amount."""
+    reference = url_link(permalinks.get(item.link_id), item.reference) or escape(item.reference)
+    return f"{reference} {escape(format_amount(item.amount, item.currency))}"
+
+
+def _marked(line: str, item: Item) -> str:
+    return line + (f" {TEST_MARK}" if item.sandbox else "")
+
+
 def _item(item: Item, permalinks: dict[int, str], until: datetime) -> str:
     """``<card|PL-1> PKR 5,000, for 2 days (since …)``; a test link says so."""
-    reference = url_link(permalinks.get(item.link_id), item.reference) or escape(item.reference)
     since = datetime.fromisoformat(item.since)
-    line = (
-        f"{reference} {escape(format_amount(item.amount, item.currency))}, "
-        f"for {waited_text((until - since).total_seconds())} (since {slack_date(since)})"
+    return _marked(
+        f"{_named(item, permalinks)}, "
+        f"for {waited_text((until - since).total_seconds())} (since {slack_date(since)})",
+        item,
     )
-    return line + (f" {TEST_MARK}" if item.sandbox else "")
+
+
+def _expiring(item: Item, permalinks: dict[int, str], until: datetime) -> str:
+    """``<card|PL-1> PKR 5,000, expires in 5 hours (…)``; one past its time but not yet
+    swept expires "now"."""
+    # Listed only with an expiry (the report's query asks for one).
+    expires = datetime.fromisoformat(item.expires_at) if item.expires_at else until
+    left = (expires - until).total_seconds()
+    when = f"in {waited_text(left)}" if left >= 1 else "now"
+    return _marked(f"{_named(item, permalinks)}, expires {when} ({slack_date(expires)})", item)
 
 
 def digest(report: Report, permalinks: dict[int, str]) -> tuple[str, list[dict[str, Any]]]:
@@ -90,7 +109,13 @@ def digest(report: Report, permalinks: dict[int, str]) -> tuple[str, list[dict[s
             lines.append(f"and {report.action_count - len(report.action)} more")
         blocks.append(section(BlockId.DIGEST_ACTION, "\n".join(lines)))
         summary.append(f"{report.action_count} need action")
-    # Links expiring within a day join "Needs action" once links have an expiry.
+    if report.expiring_count:
+        lines = [f":hourglass: *Expiring within a day:* {report.expiring_count}"]
+        lines += [f"• {_expiring(i, permalinks, until)}" for i in report.expiring]
+        if report.expiring_count > len(report.expiring):
+            lines.append(f"and {report.expiring_count - len(report.expiring)} more")
+        blocks.append(section(BlockId.DIGEST_EXPIRING, "\n".join(lines)))
+        summary.append(f"{report.expiring_count} expiring within a day")
     blocks.append(
         context(
             BlockId.DIGEST_FOOTER,

@@ -118,6 +118,7 @@ class BlockId(StrEnum):
     ANSWER = "answer"
     NOTE = "note"
     STATUS_REPORT = "status_report"
+    DIGEST_EXPIRING = "digest_expiring"
 
 
 #: Checkout field name (as :func:`bot.checkout.parse_checkout` expects it) → modal block_id.
