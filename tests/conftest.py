@@ -22,19 +22,22 @@ from bot.xpay.sandbox import SandboxIntent, sandbox_webhook_payload
 from bot.xpay.signing import js_stringify, sign
 from tests.waiting import wait_until
 
-# The layer markers (tests/layers.py) and the ``procs`` fixture (tests/procs.py).
-pytest_plugins = ["tests.layers", "tests.procs"]
+# The layer markers (tests/layers.py), the ``procs`` fixture (tests/procs.py), and the
+# ``distributed`` and ``gateways`` fixtures (tests/workspaces.py).
+pytest_plugins = ["tests.layers", "tests.procs", "tests.workspaces"]
 
 FIELDS: dict[str, Any] = dict(DEMO_FIELDS, currency="PKR")
 
 
 class Flow:
-    """The steps of the Slack flow against one running LocalStack."""
+    """The steps of the Slack flow against one running LocalStack, whose cards are posted in
+    ``channel`` (the approval channel)."""
 
-    def __init__(self, stack: LocalStack):
+    def __init__(self, stack: LocalStack, channel: str = APPROVAL_CHANNEL):
         self.stack = stack
         self.slack = stack.slack
         self.sim = stack.simulator
+        self.channel = channel
 
     # -- the rep -----------------------------------------------------------------------
 
@@ -52,18 +55,18 @@ class Flow:
         view = view or self.open_modal(user)
         return self.sim.submit_view(user, view, state_values(view, {**FIELDS, **fields}))
 
-    def request(self, user: str = REP, **fields: Any) -> PostedMessage:
-        """Submit a valid request; returns the card posted in the approval channel."""
-        before = {m.ts for m in self.slack.messages(APPROVAL_CHANNEL)}
-        response = self.submit(user, **fields)
+    def request(
+        self, user: str = REP, view: dict | None = None, *, typed_in: str = "C0SALES", **fields: Any
+    ) -> PostedMessage:
+        """Submit a valid request (in ``view``, else ``/paylink`` typed in ``typed_in``);
+        returns the card posted in the approval channel."""
+        before = {m.ts for m in self.slack.messages(self.channel)}
+        view = view or self.open_modal(user, channel=typed_in)
+        response = self.submit(user, view, **fields)
         assert response.status_code == 200 and not response.content.strip(), response.text
         return self.slack.wait_for(
             lambda s: next(
-                (
-                    m
-                    for m in s.messages(APPROVAL_CHANNEL)
-                    if m.thread_ts is None and m.ts not in before
-                ),
+                (m for m in s.messages(self.channel) if m.thread_ts is None and m.ts not in before),
                 None,
             )
         )
@@ -72,7 +75,7 @@ class Flow:
 
     def card(self, ts: str) -> PostedMessage:
         """The card as it looks now."""
-        found = self.slack.message(APPROVAL_CHANNEL, ts)
+        found = self.slack.message(self.channel, ts)
         assert found is not None
         return found
 
@@ -83,7 +86,7 @@ class Flow:
 
     def replies(self, ts: str) -> list[str]:
         """The thread replies' texts (sections and contexts joined), oldest first."""
-        return [_text(m.blocks) for m in self.slack.thread(APPROVAL_CHANNEL, ts)[1:]]
+        return [_text(m.blocks) for m in self.slack.thread(self.channel, ts)[1:]]
 
     def wait_reply(self, ts: str, needle: str, timeout: float = 5.0) -> str:
         """The first thread reply containing ``needle`` (waits for it)."""
@@ -112,7 +115,7 @@ class Flow:
         """Click a button on the card as it looks now, as ``user``."""
         card = self.card(ts)
         response = self.sim.click(
-            user, {"ts": ts, "blocks": card.blocks}, action_id, channel=APPROVAL_CHANNEL
+            user, {"ts": ts, "blocks": card.blocks}, action_id, channel=self.channel
         )
         assert response.status_code == 200, response.text
         return response

@@ -41,6 +41,8 @@ SERVER_FIXTURES = frozenset(
         "stub",
         "xpay_stub",
         "recorder",
+        "distributed",
+        "gateways",
     }
 )
 PG_FIXTURES = frozenset({"pg"})

@@ -4,87 +4,21 @@ uninstall or a revoked token stops that workspace's Slack work and keeps its lin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 import requests
 from sqlalchemy import select
 
-from bot.links.tables import Job, Link
-from bot.local.simulator import Origin, state_values
+from bot.links.tables import Link
 from bot.local.stack import APPROVAL_CHANNEL, APPROVER, REP, LocalStack
 from bot.local.standin import PostedMessage
 from bot.slack.oauth import installation_store
-from tests.conftest import FIELDS, Flow, check_slack_calls
+from tests.conftest import check_slack_calls
 from tests.procs import Procs
+from tests.workspaces import TeamFlow, click_as, thanked
 
 TEAM_A, TEAM_B = "T0ALPHA", "T0BRAVO"
-
-
-class TeamFlow(Flow):
-    """The Slack flow as people of workspace ``team`` play it."""
-
-    def __init__(self, stack: LocalStack, team: str):
-        super().__init__(stack)
-        self.team = team
-        self.origin = Origin(team=team)
-
-    def open_modal(self, user: str = REP, text: str = "", channel: str = "C0SALES") -> dict:
-        seen = len(self.slack.views_opened)
-        response = self.sim.command(user, text, channel=channel, team=self.team)
-        assert response.status_code == 200 and not response.content.strip(), response.text
-        return self.slack.wait_for(
-            lambda s: s.views_opened[seen] if len(s.views_opened) > seen else None
-        )
-
-    def submit(self, user: str = REP, view: dict | None = None, **fields: Any) -> Any:
-        view = view or self.open_modal(user)
-        values = state_values(view, {**FIELDS, **fields})
-        return self.sim.submit_view(user, view, values, origin=self.origin)
-
-    def click(self, user: str, ts: str, action_id: str) -> requests.Response:
-        return click_as(self, self.origin, user, ts, action_id)
-
-    def jobs(self) -> list[Job]:
-        with self.stack.runtime.store.reading() as s:
-            return list(s.scalars(select(Job).order_by(Job.id)))
-
-    def installed(self) -> bool:
-        store = installation_store(self.stack.settings, self.stack.runtime.engine)
-        return store.find_installation(enterprise_id=None, team_id=self.team) is not None
-
-
-def click_as(flow: Flow, origin: Origin, user: str, ts: str, action_id: str) -> requests.Response:
-    """Click a button of the card ``ts`` as ``user`` of ``origin``."""
-    card = flow.card(ts)
-    response = flow.sim.click(
-        user, {"ts": ts, "blocks": card.blocks}, action_id, channel=APPROVAL_CHANNEL, origin=origin
-    )
-    assert response.status_code == 200, response.text
-    return response
-
-
-def thanked(response: requests.Response) -> bool:
-    return response.status_code == 200 and "Thank you!" in response.text
-
-
-@pytest.fixture
-def distributed() -> Iterator[Callable[..., LocalStack]]:
-    """``distributed(**options)``: a LocalStack in multi-workspace mode, installed nowhere."""
-    stacks: list[LocalStack] = []
-
-    def make(**options: Any) -> LocalStack:
-        stack = LocalStack(multi_workspace=True, **options).__enter__()
-        stacks.append(stack)
-        return stack
-
-    yield make
-    for stack in stacks:
-        stack.close()
-
-
-pytestmark = pytest.mark.integration  # the local stack, through the fixture above
 
 
 def test_install_page_state_and_redirect_install_a_workspace(

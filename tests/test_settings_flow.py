@@ -6,79 +6,24 @@ URL and secret, beside a link of the environment's XPay made before them."""
 from __future__ import annotations
 
 import json
-import secrets
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import requests
-from flask import Flask
 
-from bot.db import Base, make_engine, make_sessionmaker
 from bot.links.workspace_settings import XPayStore
 from bot.local.simulator import TEAM, state_values
-from bot.local.stack import APPROVAL_CHANNEL, APPROVER, REP, LocalStack
-from bot.local.standin import PostedMessage
+from bot.local.stack import APPROVER, REP, LocalStack
 from bot.secretbox import SecretBox, new_key
-from bot.server import Server
 from bot.slack.blocks.settings import NOT_ADMIN
-from bot.xpay.sandbox import SandboxConfig, make_sandbox_blueprint
 from bot.xpay.signing import js_stringify, sign
 from tests.conftest import FIELDS, Flow, _text
 from tests.factories import webhook_payload
+from tests.workspaces import SandboxGateway
 
 ADMIN = "U0ADMIN"
 KEY = new_key()
-
-
-def request_in(flow: Flow, channel: str) -> PostedMessage:
-    """``/paylink`` typed in ``channel``, the modal submitted; the card posted."""
-    view = flow.open_modal(channel=channel)
-    before = {m.ts for m in flow.slack.messages(APPROVAL_CHANNEL)}
-    response = flow.submit(view=view)
-    assert response.status_code == 200 and not response.content.strip(), response.text
-    return flow.slack.wait_for(
-        lambda s: next(
-            (m for m in s.messages(APPROVAL_CHANNEL) if m.thread_ts is None and m.ts not in before),
-            None,
-        )
-    )
-
-
-@pytest.fixture
-def gateways(tmp_path: Path) -> Iterator[Callable[[str], SandboxConfig]]:
-    """``start(name)``: a sandbox gateway with keys of its own, on a port of its own (an
-    XPay store's stand-in); its webhook URL is set once the store exists."""
-    stops: list[Callable[[], None]] = []
-
-    def start(name: str) -> SandboxConfig:
-        engine = make_engine(f"sqlite:///{tmp_path / name}.db")
-        Base.metadata.create_all(engine)
-        config = SandboxConfig(
-            api_key=secrets.token_hex(16),
-            account_id=f"acct-{name}",
-            hmac_secret=secrets.token_hex(16),
-            webhook_secret=secrets.token_hex(16),
-            public_url="",
-            webhook_url="",
-            webhook_retry_delays=(0.05,),
-            webhook_background_delays=(),
-        )
-        app = Flask(f"gateway-{name}")
-        app.register_blueprint(
-            make_sandbox_blueprint(config, make_sessionmaker(engine)), url_prefix="/sandbox"
-        )
-        server = Server(app, host="127.0.0.1", port=0, threads=4)
-        config.public_url = f"http://127.0.0.1:{server.port}"
-        server.start()
-        stops.append(server.close)
-        stops.append(engine.dispose)
-        return config
-
-    yield start
-    for stop in stops:
-        stop()
 
 
 def test_an_admin_changes_settings_in_slack_and_anyone_else_is_refused(
@@ -150,7 +95,7 @@ def test_an_admin_is_told_when_slack_cannot_say_who_is_an_admin() -> None:
 
 
 def test_each_channel_uses_its_store_and_each_store_its_own_webhook_secret(
-    make_stack: Callable[..., LocalStack], gateways: Callable[[str], SandboxConfig]
+    make_stack: Callable[..., LocalStack], gateways: Callable[[str], SandboxGateway]
 ) -> None:
     stack = make_stack(paylink_secret_key=KEY)
     flow, workspaces = Flow(stack), stack.runtime.workspaces
@@ -159,7 +104,7 @@ def test_each_channel_uses_its_store_and_each_store_its_own_webhook_secret(
     url_env = flow.approve(card_env.ts)
     stores = {}
     for name, channel in (("Store A", "C0A"), ("Store B", "C0B")):
-        gateway = gateways(name[-1].lower())
+        gateway = gateways(name[-1].lower()).config
         saved = workspaces.save_store(
             TEAM["id"],
             ADMIN,
@@ -180,7 +125,7 @@ def test_each_channel_uses_its_store_and_each_store_its_own_webhook_secret(
         stores[name] = (saved.id, gateway)
     (a_id, a), (b_id, b) = stores["Store A"], stores["Store B"]
 
-    card_a, card_b = request_in(flow, "C0A"), request_in(flow, "C0B")
+    card_a, card_b = flow.request(typed_in="C0A"), flow.request(typed_in="C0B")
     assert "*Store*\nStore A" in _text(card_a.blocks)
     assert "*Store*\nStore B" in _text(card_b.blocks)
     url_a, url_b = flow.approve(card_a.ts), flow.approve(card_b.ts)

@@ -120,10 +120,17 @@ class SlackSimulator:
         )
 
     def click_view(
-        self, user: str, view: dict[str, Any], action_id: str, *, origin: Origin | None = None
+        self,
+        user: str,
+        view: dict[str, Any],
+        action_id: str,
+        *,
+        origin: Origin | None = None,
+        trigger_id: str | None = None,
     ) -> requests.Response:
         """Click the button ``action_id`` in a view the bot published or opened (App Home,
-        a modal), from the bot's own workspace unless ``origin`` says otherwise."""
+        a modal), from the bot's own workspace unless ``origin`` says otherwise; with
+        ``trigger_id``, the modal the click opens can be told from others."""
         button = find_action(view.get("blocks") or [], action_id)
         if button is None:
             raise LookupError(f"no {action_id} button in the view")
@@ -132,7 +139,7 @@ class SlackSimulator:
                 "type": "block_actions",
                 **(origin or Origin()).payload(user),
                 "api_app_id": "A0PAYLINK",
-                "trigger_id": new_trigger_id(),
+                "trigger_id": trigger_id or new_trigger_id(),
                 "container": {"type": "view", "view_id": view.get("id", "")},
                 "view": view,
                 "actions": [_pressed(action_id, button)],
