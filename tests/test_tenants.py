@@ -313,4 +313,6 @@ def test_two_workspaces_set_up_in_slack_run_the_flow_at_once_and_never_cross(
             if c.params.get("channel_id") == dm
         ]
         assert upload.team == tenant.team
+    # North's approver approves nothing in South: no export of South's links for them.
+    assert "Only approvers can export" in south.command(NORTH.approver, "export").text
     check_slack_calls(stack)
