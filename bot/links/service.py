@@ -710,8 +710,13 @@ class LinkService:
                     self._announce(s, moved, ThreadKind.LINK_RENEWED, key, details)
                 self._start_expiry(s, moved, created.intent_id, reference, expires)
                 if self.qr_codes:  # a job of its own, after the reply: that never waits on it
+                    # Of this checkout link, like its reply, whatever the link's is by then.
                     self.queue.enqueue(
-                        s, moved, JobKind.QR, dedupe_key=f"qr:{moved.id}:{created.intent_id}"
+                        s,
+                        moved,
+                        JobKind.QR,
+                        payload={"reference": reference, "url": created.checkout_url},
+                        dedupe_key=f"qr:{moved.id}:{created.intent_id}",
                     )
                 start_timer(self.queue, s, moved, self.remind_after_for(moved.team_id))
         if moved is None:
