@@ -261,7 +261,8 @@ def test_a_renewal_skips_a_reference_another_link_has_and_keeps_64_characters(
     link = expired(service, order_reference="INV-7")
     service.renew(link.id, REP)
     assert load(service, link.id).checkout_reference == "INV-7-3"
-    # A new request may not take a reference a renewal uses.
+    # A new request may not take a reference a renewal uses (the form says so first).
+    assert service.reference_used("INV-7-3") and not service.reference_used("INV-7-4")
     with pytest.raises(DuplicateReference):
         service.request_link(
             checkout_request(order_reference="INV-7-3"), requester_id=REP, channel_id="C0A"

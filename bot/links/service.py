@@ -210,9 +210,9 @@ class LinkService:
             )
 
     def reference_used(self, reference: str) -> bool:
-        """True when a link has this order reference."""
+        """True when a link, or a renewal's checkout link, has this order reference."""
         with self.store.reading() as s:
-            return self.store.by_reference(s, reference) is not None
+            return self.store.reference_taken(s, reference)
 
     def create_direct(
         self, request: CheckoutRequest, *, actor: str, workspace: Workspace | None = None
