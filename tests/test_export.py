@@ -277,3 +277,39 @@ def test_paylink_export_prints_the_csv(tmp_path: Path, procs: Procs) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("\ufeffreference,")
     assert "عائشہ خان" in result.stdout
+
+
+def test_a_renewed_link_shows_the_intent_that_was_paid(
+    store: LinkStore, service: LinkService
+) -> None:
+    """Renewed (``REF-2``) and then paid on the earlier link ``REF``: the row is the
+    request's (its own reference) with the intent the customer paid, not the current one.
+    Paid on both (a double payment): still one row, with the intent paid first."""
+
+    def renewed(hour: int) -> Link:
+        link = add(store, datetime(2026, 11, 10, hour, tzinfo=UTC))
+        service.approve(link.id, "U0APPROVER")
+        first = service._load(link.id).intent_id
+        assert first is not None
+        assert service.expire(link.id, first) is not None
+        service.renew(link.id, "U0REP")
+        renewed = service._load(link.id)
+        assert renewed.checkout_reference == f"{link.reference}-2"
+        assert renewed.intent_id != first
+        return renewed
+
+    old_paid = renewed(9)  # xpay_pi_1, then xpay_pi_2 (current)
+    service.apply_payment(payment_event("xpay_pi_1", method="card"))
+    twice = renewed(10)  # xpay_pi_3, then xpay_pi_4 (current)
+    service.apply_payment(payment_event("xpay_pi_4", method="easypaisa"))
+    service.apply_payment(payment_event("xpay_pi_3", method="card"))  # the double payment
+    unpaid = renewed(11)  # xpay_pi_5, then xpay_pi_6 (current)
+
+    header, *body = table(store)
+    rows = [dict(zip(header, row, strict=True)) for row in body]
+    assert [r["reference"] for r in rows] == [old_paid.reference, twice.reference, unpaid.reference]
+    assert [r["status"] for r in rows] == ["Paid", "Paid", "Awaiting payment"]
+    assert [r["XPay intent id"] for r in rows] == ["xpay_pi_1", "xpay_pi_4", "xpay_pi_6"]
+    assert [r["payment method"] for r in rows] == ["card", "easypaisa", ""]
+    assert rows[0]["paid at (Asia/Karachi)"] and rows[1]["paid at (Asia/Karachi)"]
+    assert rows[2]["paid at (Asia/Karachi)"] == ""

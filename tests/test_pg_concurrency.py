@@ -8,6 +8,7 @@ did in tables of the test's schema, which the test then counts.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import threading
@@ -29,10 +30,10 @@ from bot.links.queue import JobQueue
 from bot.links.runner import JobRunner
 from bot.links.service import LinkService, Refused
 from bot.links.states import Status
-from bot.links.store import LinkStore
-from bot.links.tables import History, Job, Link
+from bot.links.store import DuplicateReference, LinkStore
+from bot.links.tables import History, Job, Link, LinkIntent
 from bot.schema import upgrade
-from bot.xpay.client import CheckoutCreated, IntentDetails
+from bot.xpay.client import CheckoutCreated, IntentDetails, XPayRejected
 from tests.dbs import PG_ENV, database_url
 from tests.factories import checkout_request, give_intent
 from tests.waiting import wait_until
@@ -420,3 +421,111 @@ def test_ten_concurrent_approvals_have_one_effect(pg: tuple[str, Engine]) -> Non
     assert final.status == Status.AWAITING_PAYMENT.value
     assert final.attempts == 1
     assert final.decided_by in approvers
+
+
+# 5. A renewal and a new request wanting the same order reference at once -------------------
+
+
+class OnceEachReference(CountingGateway):
+    """Like XPay (and the sandbox gateway): an order reference it has seen is refused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused: list[str] = []
+
+    def create_checkout(self, payload: dict) -> CheckoutCreated:
+        reference = payload["metadata"]["order_reference"]
+        with self._lock:
+            if any(c["metadata"]["order_reference"] == reference for c in self.creates):
+                self.refused.append(reference)
+                raise XPayRejected("Order reference already used", 400)
+        return super().create_checkout(payload)
+
+
+@pytest.mark.parametrize("ahead", ["renewal", "request"])
+def test_a_renewal_and_a_new_request_never_share_an_order_reference(
+    pg: tuple[str, Engine], ahead: str
+) -> None:
+    """RACE-1 expired; its rep renews it (reserving RACE-1-2 in link_intents) while another
+    rep submits a new request typed RACE-1-2 (a row of links). Each side checks the other's
+    table before inserting into its own: with both checks made before either insert, both
+    committed, and the second link asked of XPay under RACE-1-2 was refused, on every Retry
+    too. Now exactly one gets RACE-1-2: the request is refused as a used reference (the
+    modal's inline error), or the renewal takes RACE-1-3; each link is created once.
+    ``ahead``: the side that starts first (by a little: both still check before either
+    inserts, unless one waits for the other)."""
+    _, engine = pg
+    store = LinkStore(engine)
+    gateway = OnceEachReference()
+    service = LinkService(store, gateway, is_approver=APPROVER.__eq__)
+    link = service.request_link(
+        checkout_request(order_reference="RACE-1"), requester_id=REP, channel_id=CHANNEL
+    )
+    service.approve(link.id, APPROVER)
+    assert service.expire(link.id, "xpay_pi_1") is not None
+
+    # Widen the window between each side's check and its insert, as a busy database would.
+    checked = threading.Barrier(2)
+
+    def slow(check: Any) -> Any:
+        def checking(*args: Any) -> Any:
+            found = check(*args)
+            with contextlib.suppress(threading.BrokenBarrierError):
+                checked.wait(timeout=1)  # both have checked (or the other waits its turn)
+            return found
+
+        return checking
+
+    store.reference_taken = slow(store.reference_taken)  # type: ignore[method-assign]
+    store._renewal_uses = slow(store._renewal_uses)  # type: ignore[method-assign]
+    start = threading.Barrier(2)
+
+    def go(side: str) -> None:
+        start.wait(timeout=30)
+        if side != ahead:
+            time.sleep(0.2)
+
+    def renew() -> str:
+        go("renewal")
+        service.renew(link.id, REP)
+        return "renewed"
+
+    def request() -> Link | str:
+        go("request")
+        try:
+            return service.request_link(
+                checkout_request(order_reference="RACE-1-2"),
+                requester_id="U0OTHERREP",
+                channel_id=CHANNEL,
+            )
+        except DuplicateReference:
+            return "reference in use"
+
+    with ThreadPoolExecutor(2) as pool:
+        renewed, requested = pool.submit(renew), pool.submit(request)
+        assert renewed.result(timeout=60) == "renewed"
+        new = requested.result(timeout=60)
+
+    created = [link.id]
+    if isinstance(new, Link):  # it took RACE-1-2 first: approved, its link is created too
+        created.append(new.id)
+        service.approve(new.id, APPROVER)
+        if service._load(new.id).status == Status.LINK_FAILED.value:
+            service.retry(new.id, APPROVER)  # as its approver would
+    with store.reading() as s:
+        links = [store.get(s, i) for i in created]
+        intents = [i.reference for i in s.scalars(select(LinkIntent))]
+    outcome = [(x.reference, x.status, x.gateway_message) for x in links if x is not None]
+    assert gateway.refused == [], f"XPay refused a used order reference: {outcome}"
+    assert [x[1] for x in outcome] == [Status.AWAITING_PAYMENT.value] * len(created), outcome
+    sent = [c["metadata"]["order_reference"] for c in gateway.creates]
+    assert new == "reference in use" if ahead == "renewal" else isinstance(new, Link)
+    if new == "reference in use":
+        assert links[0] is not None and links[0].checkout_reference == "RACE-1-2"
+        assert sent == ["RACE-1", "RACE-1-2"]
+    else:
+        assert links[0] is not None and links[0].checkout_reference == "RACE-1-3"
+        assert sorted(sent) == ["RACE-1", "RACE-1-2", "RACE-1-3"]
+    assert sorted(intents) == sorted(sent)
+    first = "the renewal" if new == "reference in use" else "the new request"
+    print(f"reference race: {first} took RACE-1-2; XPay was asked for {sent}")

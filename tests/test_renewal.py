@@ -261,7 +261,8 @@ def test_a_renewal_skips_a_reference_another_link_has_and_keeps_64_characters(
     link = expired(service, order_reference="INV-7")
     service.renew(link.id, REP)
     assert load(service, link.id).checkout_reference == "INV-7-3"
-    # A new request may not take a reference a renewal uses.
+    # A new request may not take a reference a renewal uses (the form says so first).
+    assert service.reference_used("INV-7-3") and not service.reference_used("INV-7-4")
     with pytest.raises(DuplicateReference):
         service.request_link(
             checkout_request(order_reference="INV-7-3"), requester_id=REP, channel_id="C0A"
@@ -447,6 +448,52 @@ def test_app_home_lists_the_links_expiring_within_a_day(service: LinkService) ->
     assert ":hourglass: expires <!date^" in row["text"]["text"]
     outsider = b.home_view(finder.home(Asker(OUTSIDER, HOME, False), b.HomeState()))
     assert "expiring_title" not in str(outsider)
+
+
+def test_a_renewals_reference_finds_its_link_within_its_workspace_only(
+    service: LinkService,
+) -> None:
+    """Customers and XPay's portal quote the checkout link's reference (``REF-2``):
+    ``/paylink status`` and ``/paylink find`` find the request by it, as typed or in small
+    letters, and only in the request's own workspace."""
+    link = expired(service)
+    service.renew(link.id, REP, origin=HOME)
+    elsewhere = Workspace("T0ELSE")
+    foreign = service.request_link(
+        checkout_request(), requester_id=REP, channel_id="C0ELSE", workspace=elsewhere
+    )
+    service.approve(foreign.id, APPROVER, origin=elsewhere)
+    service.expire(foreign.id, load(service, foreign.id).intent_id)
+    service.renew(foreign.id, REP, origin=elsewhere)
+    renewal, foreign_renewal = f"{link.reference}-2", f"{foreign.reference}-2"
+    assert load(service, foreign.id).checkout_reference == foreign_renewal
+    finder = Finder(
+        service.store,
+        currencies=["PKR"],
+        timezone=ZoneInfo("Asia/Karachi"),
+        allow_self_approval=False,
+        permalink=lambda _channel, _ts, _url: None,
+    )
+
+    for asker in (Asker(REP, HOME, False), Asker(APPROVER, HOME, True)):
+        for typed in (renewal, renewal.lower()):
+            text, blocks = finder.show_status(asker, [typed])
+            assert text == f"{link.reference}: Awaiting payment", text
+            assert f"{renewal}: created " in str(blocks)
+        text, blocks = finder.find_links(asker, [renewal])
+        assert text.startswith("1 link(s) matching"), text
+        assert f"*{link.reference}*" in str(blocks)
+
+    # Another workspace's renewal is not found from here, even by an approver.
+    text, _ = finder.show_status(Asker(APPROVER, HOME, True), [foreign_renewal])
+    assert text == f"No link with reference `{foreign_renewal}`."
+    text, _ = finder.find_links(Asker(APPROVER, HOME, True), [foreign_renewal])
+    assert text.startswith("No link matches"), text
+    text, _ = finder.show_status(Asker(REP, elsewhere, False), [foreign_renewal])
+    assert text == f"{foreign.reference}: Awaiting payment"
+    # Someone else's link stays someone else's for a rep.
+    text, _ = finder.show_status(Asker(OUTSIDER, HOME, False), [renewal])
+    assert text == f"No link with reference `{renewal}` among your links."
 
 
 def test_the_cli_status_shows_expiry_renewals_and_a_double_payment(

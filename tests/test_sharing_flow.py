@@ -7,13 +7,16 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import trustme
@@ -220,6 +223,55 @@ def test_send_to_customer_emails_the_link_and_asks_before_sending_again(
     flow.idle()
     assert len(smtp.inbox.messages) == 2
     assert "ayesha.khan" not in str([m.blocks for m in stack.slack.messages()])
+
+
+def test_after_a_renewal_the_qr_code_and_the_email_are_the_new_links(
+    make_stack: Callable[..., LocalStack], smtp: Smtp
+) -> None:
+    """The link expires and the rep renews it (``REF-2``): the QR code that follows is of
+    the new checkout URL and named after its reference, and "Send to customer" e-mails the
+    new link with its reference and expiry, not the first one's."""
+    stack = make_stack(paylink_smtp_url=smtp.url(), paylink_mail_from="sales@shop.example")
+    flow = Flow(stack)
+    card = flow.request()
+    old_url = flow.approve(card.ts)
+    reference = flow.intent(old_url).order_reference
+    flow.slack.wait_for(lambda s: s.files)
+    service, store = stack.runtime.service, stack.runtime.store
+    with store.transaction() as s:  # it expired on time, a while ago
+        link = store.by_reference(s, reference)
+        assert link is not None and link.intent_id is not None
+        gone = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+        store.update_fields(s, link.id, expires_at=gone)
+        store.update_intent(s, link.intent_id, expires_at=gone)
+    service.expire(link.id, link.intent_id)  # what its timer does
+    flow.wait_status(card.ts, "Expired")
+    flow.click(REP, card.ts, "paylink_renew")
+    renewed = flow.wait_reply(card.ts, "new checkout link is ready")
+    match = re.search(r"<(https?://[^|>]+/sandbox/checkout/[^|>]+)>", renewed)
+    assert match and match.group(1) != old_url
+    new_url = match.group(1)
+
+    first, second = flow.slack.wait_for(lambda s: len(s.files) == 2 and s.files)
+    assert first.filename == f"{reference}-qr.png" and read_png(first.content) == old_url
+    assert second.filename == f"{reference}-2-qr.png"
+    assert second.title and f"for {reference}-2" in second.title
+    assert (second.channel, second.thread_ts) == (APPROVAL_CHANNEL, card.ts)
+    assert read_png(second.content) == new_url
+
+    click_reply(flow, REP, link_reply(flow, card), "paylink_send_to_customer")
+    flow.wait_reply(card.ts, "was sent to")
+    (mail,) = smtp.inbox.messages
+    assert f"({reference}-2)" in mail["Subject"]
+    with store.reading() as s:
+        expires = store.by_reference(s, reference).expires_at
+    assert expires is not None and expires > gone
+    local = expires.astimezone(ZoneInfo("Asia/Karachi"))
+    text, html = mail.get_body(("plain",)).get_content(), mail.get_body(("html",)).get_content()
+    for body in (text, html):
+        assert new_url in body and old_url not in body
+        assert f"reference {reference}-2" in body
+        assert f"{local:%B %Y, %H:%M} (Asia/Karachi)" in body and "2 November 2026" not in body
 
 
 def test_a_refused_login_is_said_in_the_thread_and_not_retried(

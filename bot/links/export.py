@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from bot.links.states import Status
 from bot.links.store import LinkStore
-from bot.links.tables import History, Link, LinkApproval
+from bot.links.tables import History, Link, LinkApproval, LinkIntent
 from bot.links.workspaces import Workspace
 
 #: Rows fetched from the database at a time.
@@ -142,6 +142,16 @@ def rows(
     )
     first_approver = approvals.limit(1).scalar_subquery()
     second_approver = approvals.offset(1).limit(1).scalar_subquery()
+    # The intent the customer paid, which after a renewal may be an earlier checkout link
+    # than the current one (links.intent_id); paid on two (a double payment), the first,
+    # whose payment made the request Paid. Unpaid: the current checkout link.
+    paid_intent = (
+        select(LinkIntent.intent_id)
+        .where(LinkIntent.link_id == Link.id, LinkIntent.paid_at.is_not(None))
+        .order_by(LinkIntent.paid_at, LinkIntent.id)
+        .limit(1)
+        .scalar_subquery()
+    )
     query = (
         select(
             Link.reference,
@@ -156,7 +166,7 @@ def rows(
             Link.customer_name,
             Link.customer_email,
             Link.customer_phone,
-            Link.intent_id,
+            func.coalesce(paid_intent, Link.intent_id).label("intent_id"),
             paid_at.label("paid_at"),
             Link.paid_method,
             Link.bank_message,

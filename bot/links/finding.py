@@ -203,18 +203,19 @@ def counts(session: Session, scope: Scope) -> Counts:
 def search(
     session: Session, scope: Scope, text: str, *, contact: bool, limit: int = PAGE_SIZE
 ) -> tuple[list[Link], bool]:
-    """Links of ``scope`` whose reference or customer name contains ``text`` (any case),
-    and with ``contact`` also whose e-mail or phone does; newest first, at most ``limit``,
-    and whether more may match.
+    """Links of ``scope`` whose reference, current checkout link's reference (a renewal's
+    ``REF-2``) or customer name contains ``text`` (any case), and with ``contact`` also
+    whose e-mail or phone does; newest first, at most ``limit``, and whether more may match.
 
-    The link with exactly that reference comes first, however old (an index lookup);
+    The link with exactly that reference, or a checkout link of it with that reference (an
+    earlier renewal's too), comes first, however old (an index lookup);
     the rest are looked for among the newest :data:`SEARCH_WINDOW` links only, so a search
     reads a bounded number of rows however many links there are."""
     needle = " ".join(text.split()).lower()
     if scope.workspace.team_id is None or len(needle) < SEARCH_MIN:
         return [], False
     pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    columns = [Link.reference, Link.customer_name]
+    columns = [Link.reference, Link.checkout_reference, Link.customer_name]
     if contact:
         columns += [Link.customer_email, Link.customer_phone]
     matches = [func.lower(column).like(pattern, escape="\\") for column in columns]
@@ -246,12 +247,23 @@ def search(
 
 def by_reference(session: Session, scope: Scope, reference: str) -> Link | None:
     """The link of ``scope`` with this order reference, as typed, in capitals or in small
-    letters (references are unique; each spelling is an index lookup)."""
+    letters: its own, or one of its checkout links' (a renewal's ``REF-2``, which customers
+    and XPay's portal quote). References are unique; each spelling is an index lookup."""
     if scope.workspace.team_id is None:
         return None
     typed = reference.strip()
     spellings = {typed, typed.upper(), typed.lower()}
-    return session.scalar(select(Link).where(scope.where(), Link.reference.in_(spellings)).limit(1))
+    found = session.scalar(
+        select(Link).where(scope.where(), Link.reference.in_(spellings)).limit(1)
+    )
+    if found is None:
+        found = session.scalar(
+            select(Link)
+            .join(LinkIntent, LinkIntent.link_id == Link.id)
+            .where(scope.where(), LinkIntent.reference.in_(spellings))
+            .limit(1)
+        )
+    return found
 
 
 @dataclass

@@ -210,9 +210,9 @@ class LinkService:
             )
 
     def reference_used(self, reference: str) -> bool:
-        """True when a link has this order reference."""
+        """True when a link, or a renewal's checkout link, has this order reference."""
         with self.store.reading() as s:
-            return self.store.by_reference(s, reference) is not None
+            return self.store.reference_taken(s, reference)
 
     def create_direct(
         self, request: CheckoutRequest, *, actor: str, workspace: Workspace | None = None
@@ -710,8 +710,13 @@ class LinkService:
                     self._announce(s, moved, ThreadKind.LINK_RENEWED, key, details)
                 self._start_expiry(s, moved, created.intent_id, reference, expires)
                 if self.qr_codes:  # a job of its own, after the reply: that never waits on it
+                    # Of this checkout link, like its reply, whatever the link's is by then.
                     self.queue.enqueue(
-                        s, moved, JobKind.QR, dedupe_key=f"qr:{moved.id}:{created.intent_id}"
+                        s,
+                        moved,
+                        JobKind.QR,
+                        payload={"reference": reference, "url": created.checkout_url},
+                        dedupe_key=f"qr:{moved.id}:{created.intent_id}",
                     )
                 start_timer(self.queue, s, moved, self.remind_after_for(moved.team_id))
         if moved is None:

@@ -228,13 +228,15 @@ def _expiry(link: Link, timezone: ZoneInfo) -> str | None:
 
 
 def customer_email(link: Link, settings: Settings) -> EmailMessage:
-    """The e-mail that brings ``link`` to its customer: plain text with an HTML alternative,
-    naming the company, the amount, the reference, the link and its expiry (if it has one)."""
+    """The e-mail that brings ``link``'s current checkout link to its customer: plain text
+    with an HTML alternative, naming the company, the amount, the checkout link's order
+    reference (after a renewal ``REF-2``, which XPay's page and receipt show), the link and
+    its expiry (if it has one)."""
     company = settings.paylink_company_name or ""
     sender = company or "We"
     amount, reference, url = (
         money_text(link.amount, link.currency),
-        link.reference,
+        link.checkout_reference or link.reference,
         link.checkout_url or "",
     )
     expiry = _expiry(link, settings.timezone)

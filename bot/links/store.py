@@ -3,6 +3,7 @@ the queries the bot runs on links."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -10,7 +11,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, func, insert, or_, select, true, update
+from sqlalchemy import Engine, bindparam, func, insert, or_, select, text, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -54,6 +55,10 @@ _MOVE = (
     )
     .values(version=LINKS.c.version + 1)
 )
+# Taken before an order reference is checked and used (a new request's, a renewal's), so
+# that the two tables holding them (links, link_intents) never both take one: see
+# docs/decisions/0028-one-order-reference-lock.md.
+_LOCK_REFERENCE = text("SELECT pg_advisory_xact_lock(:key)")
 # How long a lease on a link's creation lasts: after that a stuck creation is resumed.
 LEASE = timedelta(seconds=60)
 _QUEUED = "paylink_jobs_queued"  # Session.info key: this transaction queues jobs
@@ -176,7 +181,9 @@ class LinkStore:
         RepeatedView when ``workspace``'s modal ``view_id`` made a link already (the unique
         index decides, so copies of a submission that race make one link);
         DuplicateReference when another link has the order reference (or a renewal of
-        another link uses it)."""
+        another link uses it: checked holding the reference's lock, which a renewal takes
+        too)."""
+        self.lock_reference(session, request.order_reference)
         if self._renewal_uses(session, request.order_reference):
             raise DuplicateReference(request.order_reference)
         now = utcnow()
@@ -379,6 +386,21 @@ class LinkStore:
 
     # A link's checkout links (link_intents) ---------------------------------------------
 
+    def lock_reference(self, session: Session, reference: str) -> None:
+        """Hold the lock of the order reference ``reference`` until ``session``'s transaction
+        ends, so that checking it is free and using it are one step: a new request and a
+        renewal wanting the same reference take turns, and the second sees the first's row
+        (links and link_intents each keep their references unique, but neither sees the
+        other's uncommitted ones). A PostgreSQL transaction-level advisory lock keyed on a
+        hash of the reference (another reference sharing the hash only waits its turn); on
+        SQLite nothing, as its write transactions take turns already. See
+        docs/decisions/0028-one-order-reference-lock.md."""
+        if not self.is_postgres:
+            return
+        digest = hashlib.blake2b(f"paylink reference {reference}".encode(), digest_size=8)
+        key = int.from_bytes(digest.digest(), "big", signed=True)
+        session.execute(_LOCK_REFERENCE, {"key": key})
+
     def reference_taken(self, session: Session, reference: str) -> bool:
         """True when a link or any of the links' checkout links has ``reference``."""
         if session.scalar(select(LinkIntent.id).where(LinkIntent.reference == reference)):
@@ -400,13 +422,15 @@ class LinkStore:
     def reserve_renewal(self, session: Session, link: Link) -> str:
         """Reserve the order reference of ``link``'s next checkout link: ``<reference>-N``,
         N its number among the link's checkout links (2 for the first renewal), or the next
-        one free of every link's and checkout link's reference; clipped to 64 characters.
-        Its row has no intent until XPay creates it (:meth:`record_intent`)."""
+        one free of every link's and checkout link's reference (each checked holding its
+        lock, which a new request takes too); clipped to 64 characters. Its row has no
+        intent until XPay creates it (:meth:`record_intent`)."""
         count = session.scalar(select(func.count()).where(LinkIntent.link_id == link.id)) or 0
         number = max(count + 1, 2)
         while True:
             suffix = f"-{number}"
             reference = link.reference[: 64 - len(suffix)] + suffix
+            self.lock_reference(session, reference)
             if not self.reference_taken(session, reference):
                 break
             number += 1

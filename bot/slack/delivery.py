@@ -157,14 +157,18 @@ class SlackDelivery:
 
     def qr(self, job: Job, link: Link) -> None:
         """Post a QR code image of the checkout URL in the thread, after the link's reply (a
-        job of its own: the reply never waits for it). Without the files:write scope the
-        thread keeps the link alone, and the log says why, once."""
-        if not link.checkout_url:
+        job of its own: the reply never waits for it), named after that checkout link's
+        order reference (a renewal's ``REF-2``). Without the files:write scope the thread
+        keeps the link alone, and the log says why, once."""
+        # The job names its checkout link (jobs queued before it did: the link's current).
+        url = job.payload.get("url") or link.checkout_url
+        reference = job.payload.get("reference") or link.checkout_reference or link.reference
+        if not url:
             return
         if link.message_ts is None:
             raise RetryLater("the card is not posted yet", 1.0)
         test = "TEST " if link.sandbox else ""
-        filename = f"{link.reference}-qr.png"
+        filename = f"{reference}-qr.png"
         client = self._client(link)
         with self._slack_errors(job, link, client):
             # An upload whose answer never came (a timeout) may have landed: files have no
@@ -180,9 +184,9 @@ class SlackDelivery:
                 return
             try:
                 client.files_upload_v2(
-                    content=qr_png(link.checkout_url),
+                    content=qr_png(url),
                     filename=filename,
-                    title=f"{test}QR code of the checkout link for {link.reference}",
+                    title=f"{test}QR code of the checkout link for {reference}",
                     alt_txt=f"{test}QR code of the checkout link",
                     channel=link.channel_id,
                     thread_ts=link.message_ts,
