@@ -187,6 +187,8 @@ def test_the_link_reply_has_a_send_button_only_with_smtp_and_an_email() -> None:
     text, with_mail = b.thread_reply(link, ThreadKind.LINK_READY, mail=True)
     check_message(text, with_mail)
     assert buttons(with_mail)["paylink_send_to_customer"]["value"] == "42"
+    _, renewed = b.thread_reply(link, ThreadKind.LINK_RENEWED, {"reference": "R-2"}, mail=True)
+    assert buttons(renewed)["paylink_send_to_customer"]["value"] == "42"
     _, without = b.thread_reply(link, ThreadKind.LINK_READY)
     assert not buttons(without)
     link.customer_email = None

@@ -259,7 +259,12 @@ def test_after_a_renewal_the_qr_code_and_the_email_are_the_new_links(
     assert (second.channel, second.thread_ts) == (APPROVAL_CHANNEL, card.ts)
     assert read_png(second.content) == new_url
 
-    click_reply(flow, REP, link_reply(flow, card), "paylink_send_to_customer")
+    renewal_reply = next(
+        m
+        for m in flow.slack.thread(APPROVAL_CHANNEL, card.ts)
+        if "new checkout link is ready" in _text(m.blocks)
+    )
+    click_reply(flow, REP, renewal_reply, "paylink_send_to_customer")
     flow.wait_reply(card.ts, "was sent to")
     (mail,) = smtp.inbox.messages
     assert f"({reference}-2)" in mail["Subject"]

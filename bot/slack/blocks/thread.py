@@ -308,6 +308,10 @@ _SHOW_MONEY = frozenset(
 )
 
 
+# The replies that bring a checkout link: the first, and each renewal's.
+_OFFER_SEND = frozenset({ThreadKind.LINK_READY, ThreadKind.LINK_RENEWED})
+
+
 def thread_reply(
     link: Link,
     kind: ThreadKind | str,
@@ -320,8 +324,8 @@ def thread_reply(
     ``details`` is the reply's payload; an amount mismatch reads the ``amount`` and
     ``currency`` XPay reported from it, an e-mail's notes who sent it (``by``), to which
     masked address (``to``) and why it failed (``reason``). ``mail``: links can be e-mailed
-    (PAYLINK_SMTP_URL), so the link's reply has a "Send to customer" button when the customer
-    has an e-mail address. A ``kind`` that is not a :class:`ThreadKind` raises ValueError.
+    (PAYLINK_SMTP_URL), so the reply bringing a checkout link (the first or a renewal's) has a
+    "Send to customer" button when the customer has an e-mail address. A ``kind`` that is not a :class:`ThreadKind` raises ValueError.
     """
     kind = ThreadKind(kind)
     reply = _RENDERERS[kind](link, details or {})
@@ -331,7 +335,7 @@ def thread_reply(
     blocks: list[Block] = [section(BlockId.REPLY, reply.text)]
     if lines:
         blocks.append(context(BlockId.REPLY_DETAILS, "\n".join(lines)))
-    if mail and kind is ThreadKind.LINK_READY and link.customer_email and link.checkout_url:
+    if mail and kind in _OFFER_SEND and link.customer_email and link.checkout_url:
         blocks.append(
             ActionsBlock(
                 block_id=BlockId.REPLY_ACTIONS,
