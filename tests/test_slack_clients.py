@@ -227,10 +227,16 @@ def test_installation_tokens_are_stored_sealed_and_read_plain(backend: str, tmp_
             raw = conn.scalar(select(BOTS.c.bot_token))
         assert raw is not None and box.open(raw) == "xoxe.xoxb-1-refreshed"
         assert installed_workspaces(settings, engine) == 1
-        # Another key opens none of it.
-        other = installation_store(multi(paylink_secret_key=new_key()), engine)
-        with pytest.raises(WrongKey):
+        # Another key opens none of it: an error naming the workspace, never a token.
+        wrong = multi(paylink_secret_key=new_key())
+        other = installation_store(wrong, engine)
+        unopened = "tokens of workspace T0ALPHA do not decrypt with PAYLINK_SECRET_KEY"
+        with pytest.raises(WrongKey, match=unopened):
             other.find_installation(enterprise_id=None, team_id=ALPHA.team_id)
+        with pytest.raises(WrongKey, match=unopened):
+            other.find_bot(enterprise_id=None, team_id=ALPHA.team_id)
+        with pytest.raises(WrongKey, match=unopened):  # a job: retried, not stopped
+            slack_clients(wrong, make_web_client(wrong), engine).for_workspace(ALPHA)
 
 
 def test_a_token_stored_in_plain_text_before_is_read_as_it_is(engine: Engine) -> None:
