@@ -83,7 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     workspace = sub.add_parser("settings", help="what admins changed in Slack's Settings")
     workspace.add_argument("action", choices=["history"], help="history: every change")
     rotate = sub.add_parser(
-        "rotate-key", help="re-encrypt the stored XPay secrets with a new PAYLINK_SECRET_KEY"
+        "rotate-key",
+        help="re-encrypt the stored XPay secrets and Slack tokens with a new PAYLINK_SECRET_KEY",
     )
     rotate.add_argument(
         "--new-key",

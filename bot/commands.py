@@ -512,8 +512,9 @@ def settings_history(settings: Settings) -> int:
 
 
 def rotate_key(settings: Settings, new_key: str | None) -> int:
-    """Re-encrypt every stored secret, in one transaction, after checking PAYLINK_SECRET_KEY
-    opens them all: with its first key, set as ``NEW,OLD`` on every process (which then
+    """Re-encrypt every stored secret (XPay stores' keys, Slack installations' tokens, sealing
+    those still in plain text), in one transaction, after checking PAYLINK_SECRET_KEY opens
+    them all: with its first key, set as ``NEW,OLD`` on every process (which then
     decrypt with either meanwhile), or with ``new_key`` (``--new-key``, or
     PAYLINK_NEW_SECRET_KEY)."""
     from bot.secretbox import SecretBox

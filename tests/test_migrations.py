@@ -123,3 +123,51 @@ def test_link_intents_are_backfilled_from_links_and_dropped_on_downgrade(
         _migrate(engine, "head")
         require_current(engine)
         engine.dispose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_slack_token_columns_widen_for_sealed_tokens_and_downgrade_only_when_plain(
+    backend: str, tmp_path: Path
+) -> None:
+    """0013 makes the token columns Text (a sealed rotating token is some 300 characters),
+    keeping the rows; its downgrade refuses while a token is sealed."""
+    sealed = "gAAAAA" + "x" * 300
+    installation = (
+        "INSERT INTO slack_installations (client_id, app_id, team_id, bot_token,"
+        " bot_refresh_token, user_id, is_enterprise_install, installed_at)"
+        " VALUES ('1.2', 'A1', 'T1', :token, 'xoxe-1-plain', 'U1', false, CURRENT_TIMESTAMP)"
+    )
+    bot = (
+        "INSERT INTO slack_bots (client_id, app_id, team_id, bot_token, is_enterprise_install,"
+        " installed_at) VALUES ('1.2', 'A1', 'T1', :token, false, CURRENT_TIMESTAMP)"
+    )
+    with database_url(backend, tmp_path) as url:
+        engine = make_engine(url)
+        _migrate(engine, "0012")
+        with engine.begin() as conn:
+            conn.execute(text(installation), {"token": "xoxb-plain"})
+            conn.execute(text(bot), {"token": "xoxb-plain"})
+        _migrate(engine, "0013")
+        with engine.connect() as conn:
+            columns = {c["name"]: c["type"] for c in inspect(conn).get_columns("slack_bots")}
+            assert "TEXT" in str(columns["bot_token"]).upper()
+            assert {i["name"] for i in inspect(conn).get_indexes("slack_bots")} == {
+                "slack_bots_idx"
+            }
+            assert conn.execute(text("SELECT bot_token FROM slack_installations")).all() == [
+                ("xoxb-plain",)
+            ]
+            conn.execute(text(bot), {"token": sealed})
+            conn.commit()
+        with pytest.raises(RuntimeError, match=r"slack_bots\.bot_token holds tokens sealed"):
+            _migrate(engine, "0012", down=True)
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM slack_bots WHERE bot_token <> 'xoxb-plain'"))
+        _migrate(engine, "0012", down=True)
+        with engine.connect() as conn:
+            columns = {c["name"]: c["type"] for c in inspect(conn).get_columns("slack_bots")}
+            assert getattr(columns["bot_token"], "length", None) == 200
+            assert conn.execute(text("SELECT bot_token FROM slack_bots")).all() == [("xoxb-plain",)]
+        _migrate(engine, "head")
+        require_current(engine)
+        engine.dispose()

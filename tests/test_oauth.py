@@ -1,6 +1,7 @@
 """Multi-workspace mode end to end: Paylink installed through Bolt's OAuth flow against the
-Slack stand-in, over real HTTP; each workspace runs the flow with its own token, and an
-uninstall or a revoked token stops that workspace's Slack work and keeps its links."""
+Slack stand-in, over real HTTP; each workspace runs the flow with its own token, stored
+sealed with PAYLINK_SECRET_KEY, and an uninstall or a revoked token stops that workspace's
+Slack work and keeps its links."""
 
 from __future__ import annotations
 
@@ -8,17 +9,38 @@ from collections.abc import Callable
 
 import pytest
 import requests
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from bot.commands import rotate_key
+from bot.config import with_overrides
+from bot.links.installations import BOTS, INSTALLATIONS
 from bot.links.tables import Link
 from bot.local.stack import APPROVAL_CHANNEL, APPROVER, REP, LocalStack
 from bot.local.standin import PostedMessage
+from bot.secretbox import SecretBox, new_key
 from bot.slack.oauth import installation_store
 from tests.conftest import check_slack_calls
 from tests.procs import Procs
 from tests.workspaces import TeamFlow, click_as, thanked
 
 TEAM_A, TEAM_B = "T0ALPHA", "T0BRAVO"
+
+
+def stored_tokens(stack: LocalStack, team: str) -> dict[str, str]:
+    """The token columns of ``team``'s installation and bot rows, as the database holds them
+    (``bots.bot_token`` …), the empty ones left out."""
+    stored: dict[str, str] = {}
+    with stack.runtime.engine.connect() as conn:
+        for table, prefix in ((INSTALLATIONS, ""), (BOTS, "bots.")):
+            columns = [c for c in ("bot_token", "bot_refresh_token", "user_token") if c in table.c]
+            query = select(*(table.c[c] for c in columns)).where(table.c.team_id == team)
+            for row in conn.execute(query).mappings():
+                stored.update({prefix + c: v for c, v in row.items() if v})
+    return stored
+
+
+def stack_box(stack: LocalStack) -> SecretBox:
+    return SecretBox(stack.settings.paylink_secret_key.get_secret_value())  # type: ignore[union-attr]
 
 
 def test_install_page_state_and_redirect_install_a_workspace(
@@ -36,6 +58,55 @@ def test_install_page_state_and_redirect_install_a_workspace(
     exchange = stack.slack.calls_of("oauth.v2.access")[-1]
     assert exchange.ok and exchange.team == TEAM_A
     assert exchange.params["redirect_uri"] == stack.base_url + "/slack/oauth_redirect"
+    check_slack_calls(stack)
+
+
+def test_an_install_stores_its_token_sealed_and_the_workspace_works_with_it(
+    distributed: Callable[..., LocalStack],
+) -> None:
+    stack = distributed()
+    assert thanked(stack.install(TEAM_A))
+    token = stack.slack.calls_of("oauth.v2.access")[-1].response["access_token"]
+    stored = stored_tokens(stack, TEAM_A)
+    assert stored.keys() == {"bot_token", "bots.bot_token"}
+    assert not any(token in raw or raw.startswith("xox") for raw in stored.values())
+    assert {stack_box(stack).open(raw) for raw in stored.values()} == {token}
+    # The workspace's whole flow, with that token (the stand-in answers it for TEAM_A only).
+    flow = TeamFlow(stack, TEAM_A)
+    card = flow.request()
+    assert card.team == TEAM_A
+    flow.checkout(flow.approve(card.ts))
+    flow.wait_status(card.ts, "Paid")
+    check_slack_calls(stack)
+
+
+def test_a_token_stored_in_plain_text_before_still_works_and_rotate_key_seals_it(
+    distributed: Callable[..., LocalStack], capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack = distributed()
+    assert thanked(stack.install(TEAM_A))
+    token = stack.slack.calls_of("oauth.v2.access")[-1].response["access_token"]
+    with stack.runtime.engine.begin() as conn:  # as a version before 0013 stored it
+        for table in (INSTALLATIONS, BOTS):
+            conn.execute(update(table).where(table.c.team_id == TEAM_A).values(bot_token=token))
+    assert set(stored_tokens(stack, TEAM_A).values()) == {token}
+    flow = TeamFlow(stack, TEAM_A)
+    assert flow.request().team == TEAM_A
+
+    # `paylink rotate-key`, PAYLINK_SECRET_KEY=NEW,OLD with the stack's own key as NEW.
+    key = stack.settings.paylink_secret_key.get_secret_value()  # type: ignore[union-attr]
+    assert (
+        rotate_key(with_overrides(stack.settings, paylink_secret_key=f"{key},{new_key()}"), None)
+        == 0
+    )
+    assert "2 stored secrets re-encrypted" in capsys.readouterr().out
+    stored = stored_tokens(stack, TEAM_A)
+    assert len(stored) == 2 and token not in "".join(stored.values())
+    assert {stack_box(stack).open(raw) for raw in stored.values()} == {token}
+    card = flow.request()
+    assert card.team == TEAM_A
+    flow.checkout(flow.approve(card.ts))
+    flow.wait_status(card.ts, "Paid")
     check_slack_calls(stack)
 
 
@@ -209,6 +280,18 @@ def test_rotating_tokens_are_refreshed_with_the_refresh_token(
     )
     assert installation is not None and installation.bot_token in issued
     assert post.team == TEAM_A and card.team == TEAM_A
+    # The refreshed token and its refresh token are stored sealed, like the first ones.
+    stored = stored_tokens(stack, TEAM_A)
+    assert stored.keys() == {
+        "bot_token",
+        "bot_refresh_token",
+        "bots.bot_token",
+        "bots.bot_refresh_token",
+    }
+    opened = {column: stack_box(stack).open(raw) for column, raw in stored.items()}
+    assert opened["bot_token"] == opened["bots.bot_token"] == installation.bot_token
+    assert opened["bot_refresh_token"] == installation.bot_refresh_token
+    assert not any(value in "".join(stored.values()) for value in opened.values())
     check_slack_calls(stack)
 
 
@@ -237,6 +320,15 @@ def test_check_counts_installed_workspaces_and_needs_no_bot_token(
     ) in result.stdout
     assert "SLACK_BOT_TOKEN" not in result.stdout
     assert stack.slack.calls[calls:] == []  # no auth.test with any one token
+
+    # Another key cannot open the workspaces' tokens: refused, in one line naming the key.
+    refused = procs.paylink("check", **{**env, "PAYLINK_SECRET_KEY": new_key()})
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    [line] = [line for line in refused.stdout.splitlines() if "PAYLINK_SECRET_KEY" in line]
+    assert line.startswith(
+        "problem: PAYLINK_SECRET_KEY does not decrypt the Slack installation tokens"
+    )
+    assert "Traceback" not in refused.stdout + refused.stderr
 
 
 def test_a_token_slack_refuses_stops_the_job_even_with_no_event_to_say_so(

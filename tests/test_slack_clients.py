@@ -10,14 +10,16 @@ from pathlib import Path
 import pytest
 from slack_sdk.oauth.installation_store import Installation
 from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 
 from bot.config import load_settings, with_overrides
+from bot.links.installations import BOTS, INSTALLATIONS
 from bot.links.kinds import JobKind
 from bot.links.service import LinkService
 from bot.links.store import LinkStore
 from bot.links.tables import Job
 from bot.links.workspaces import Workspace
+from bot.secretbox import SecretBox, WrongKey, new_key
 from bot.slack.app import make_web_client
 from bot.slack.approvers import ApprovalsPaused, WorkspaceApprovers
 from bot.slack.clients import NotInstalled
@@ -38,14 +40,13 @@ KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="  # 32 bytes, base64: a Fern
 
 
 def multi(**changes: object):  # noqa: ANN201  (Settings)
-    return load_settings(
-        _env_file=None,
-        slack_client_id="1.2",
-        slack_client_secret="shh",  # noqa: S106
-        paylink_secret_key=KEY,
-        slack_api_url="http://127.0.0.1:9/api/",
-        **changes,
-    )
+    values: dict[str, object] = {
+        "slack_client_id": "1.2",
+        "slack_client_secret": "shh",
+        "paylink_secret_key": KEY,
+        "slack_api_url": "http://127.0.0.1:9/api/",
+    }
+    return load_settings(_env_file=None, **(values | changes))
 
 
 @pytest.fixture
@@ -166,3 +167,93 @@ def test_bolt_remembers_auth_test_for_a_bounded_number_of_tokens(engine: Engine)
         cache[f"xoxb-{n}"] = n
     assert len(cache) == AUTH_CACHE_SIZE
     assert "xoxb-0" not in cache and f"xoxb-{AUTH_CACHE_SIZE + 4}" in cache
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_installation_tokens_are_stored_sealed_and_read_plain(backend: str, tmp_path: Path) -> None:
+    """Every token column is written sealed with PAYLINK_SECRET_KEY, by save and save_bot,
+    and read opened by find_installation and find_bot; a rotating token's ciphertext fits."""
+    rotating = "xoxe.xoxb-1-" + "Mn0p" * 35  # about the length of Slack's
+    tokens = {
+        "bot_token": rotating,
+        "bot_refresh_token": "xoxe-1-" + "r" * 140,
+        "user_token": "xoxp-user-1",
+        "user_refresh_token": "xoxe-1-user",
+    }
+    with migrated_engine(backend, tmp_path) as engine:
+        settings = multi()
+        store = installation_store(settings, engine)
+        store.save(
+            Installation(
+                app_id="A0PAYLINK",
+                team_id=ALPHA.team_id,
+                user_id="U0ADMIN",
+                bot_id="B0PAYBOT",
+                bot_user_id="U0PAYBOT",
+                bot_token_expires_in=43200,
+                user_token_expires_in=43200,
+                installed_at=datetime.now(UTC).timestamp(),
+                **tokens,
+            )
+        )
+        with engine.connect() as conn:
+            stored = dict(
+                conn.execute(select(*(INSTALLATIONS.c[c] for c in tokens))).mappings().one()
+            )
+            bot = dict(
+                conn.execute(select(BOTS.c.bot_token, BOTS.c.bot_refresh_token)).mappings().one()
+            )
+        assert stored.keys() == tokens.keys()
+        for column, raw in [*stored.items(), *(("bots." + c, v) for c, v in bot.items())]:
+            assert raw and not raw.startswith("xox"), column
+            assert not any(token in raw for token in tokens.values()), column
+        box = SecretBox(KEY)
+        assert {c: box.open(raw) for c, raw in stored.items()} == tokens
+        assert box.open(bot["bot_token"]) == rotating
+
+        found = store.find_installation(enterprise_id=None, team_id=ALPHA.team_id)
+        assert found is not None
+        assert {c: getattr(found, c) for c in tokens} == tokens
+        found_bot = store.find_bot(enterprise_id=None, team_id=ALPHA.team_id)
+        assert found_bot is not None
+        assert (found_bot.bot_token, found_bot.bot_refresh_token) == (
+            rotating,
+            tokens["bot_refresh_token"],
+        )
+        # Saved again (a refresh: same installation, new token), still sealed.
+        found_bot.bot_token = "xoxe.xoxb-1-refreshed"
+        store.save_bot(found_bot)
+        with engine.connect() as conn:
+            raw = conn.scalar(select(BOTS.c.bot_token))
+        assert raw is not None and box.open(raw) == "xoxe.xoxb-1-refreshed"
+        assert installed_workspaces(settings, engine) == 1
+        # Another key opens none of it: an error naming the workspace, never a token.
+        wrong = multi(paylink_secret_key=new_key())
+        other = installation_store(wrong, engine)
+        unopened = "tokens of workspace T0ALPHA do not decrypt with PAYLINK_SECRET_KEY"
+        with pytest.raises(WrongKey, match=unopened):
+            other.find_installation(enterprise_id=None, team_id=ALPHA.team_id)
+        with pytest.raises(WrongKey, match=unopened):
+            other.find_bot(enterprise_id=None, team_id=ALPHA.team_id)
+        with pytest.raises(WrongKey, match=unopened):  # a job: retried, not stopped
+            slack_clients(wrong, make_web_client(wrong), engine).for_workspace(ALPHA)
+
+
+def test_a_token_stored_in_plain_text_before_is_read_as_it_is(engine: Engine) -> None:
+    plain = {
+        "client_id": "1.2",
+        "app_id": "A0PAYLINK",
+        "team_id": ALPHA.team_id,
+        "bot_token": "xoxb-from-before",
+        "bot_id": "B0PAYBOT",
+        "is_enterprise_install": False,
+        "installed_at": datetime.now(UTC).replace(tzinfo=None),
+    }
+    with engine.begin() as conn:
+        conn.execute(insert(INSTALLATIONS).values(user_id="U0ADMIN", **plain))
+        conn.execute(insert(BOTS).values(**plain))
+    settings = multi()
+    clients = slack_clients(settings, make_web_client(settings), engine)
+    assert clients.for_workspace(ALPHA).token == "xoxb-from-before"
+    bot = installation_store(settings, engine).find_bot(enterprise_id=None, team_id=ALPHA.team_id)
+    assert bot is not None and bot.bot_token == "xoxb-from-before"

@@ -5,13 +5,16 @@ key checked and rotated; which store a request uses."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from bot.commands import rotate_key, settings_history
 from bot.config import Settings, load_settings
+from bot.db import make_engine
+from bot.links.installations import BOTS, INSTALLATIONS
 from bot.links.service import LinkService
 from bot.links.store import LinkStore
 from bot.links.stores import StoreGateways
@@ -22,9 +25,11 @@ from bot.links.workspace_settings import (
     XPayStore,
 )
 from bot.links.workspaces import Workspace
+from bot.schema import upgrade
 from bot.secretbox import SecretBox, WrongKey, new_key
+from bot.slack.installation_store import SealedInstallationStore
 from bot.xpay.keys import GatewayKeys
-from tests.dbs import migrated_engine
+from tests.dbs import BACKENDS, database_url, migrated_engine
 from tests.factories import checkout_request
 from tests.fakes import FakeGateway
 
@@ -313,3 +318,90 @@ def test_settings_history_prints_who_changed_what_and_never_a_secret(
     assert not any(secret in out for secret in STORE_KEYS.values())
     with workspaces.store.reading() as s:
         assert len(list(s.scalars(select(SettingsChange)))) == len(out.strip().splitlines())
+
+
+def _installed(store: LinkStore, team: str, tokens: dict[str, str]) -> None:
+    """An installation row and its bot's, with ``tokens`` as stored (sealed or plain)."""
+    row = {
+        "client_id": "1.2",
+        "app_id": "A0PAYLINK",
+        "team_id": team,
+        "bot_id": "B0PAYBOT",
+        "is_enterprise_install": False,
+        "installed_at": datetime.now(UTC).replace(tzinfo=None),
+    }
+    bot = {c: v for c, v in tokens.items() if c.startswith("bot_")}
+    with store.engine.begin() as conn:
+        conn.execute(insert(INSTALLATIONS).values(user_id=ADMIN, **row, **tokens))
+        conn.execute(insert(BOTS).values(**row, **bot))
+
+
+def _raw_tokens(store: LinkStore) -> list[str]:
+    with store.engine.connect() as conn:
+        return [
+            token
+            for table, columns in (
+                (INSTALLATIONS, ("bot_token", "user_token")),
+                (BOTS, ("bot_token",)),
+            )
+            for row in conn.execute(select(*(table.c[c] for c in columns)))
+            for token in row
+            if token
+        ]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_slack_tokens_are_checked_and_rotated_with_the_xpay_secrets_plain_ones_sealed(
+    backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Multi-workspace mode's Slack tokens are sealed with the same key: `paylink check`
+    names a key that does not open them, and `paylink rotate-key` re-encrypts them, sealing
+    the ones stored in plain text before tokens were sealed, and counts them."""
+    with database_url(backend, tmp_path) as url:
+        engine = make_engine(url)
+        upgrade(engine)
+        store = LinkStore(engine)
+        workspaces = WorkspaceSettings(env(url), store)
+        workspaces.save_store(TEAM, ADMIN, live_store("A", ["C0A"]), STORE_KEYS)
+        box = SecretBox(KEY)
+        _installed(
+            store,
+            TEAM,
+            {"bot_token": box.seal("xoxb-sealed"), "user_token": box.seal("xoxp-sealed")},
+        )
+        _installed(store, OTHER_TEAM, {"bot_token": "xoxb-plain"})  # from before 0013
+        assert workspaces.check_key() is None
+
+        wrong = WorkspaceSettings(env(url, paylink_secret_key=new_key()), store).check_key()
+        assert wrong == (
+            "PAYLINK_SECRET_KEY does not decrypt the XPay store secrets and the Slack "
+            "installation tokens in the database: set it to the key they were encrypted with "
+            "(the new one after `paylink rotate-key`)"
+        )
+        missing = WorkspaceSettings(env(url, paylink_secret_key=None), store).check_key()
+        assert (
+            missing is not None
+            and "3 XPay store secrets and 3 Slack installation tokens" in missing
+        )
+        with store.transaction() as s:  # the XPay keys unset: only the tokens are wrong
+            row = s.scalars(select(XPayStore)).one()
+            row.api_key = row.hmac_secret = row.webhook_secret = None
+        wrong = WorkspaceSettings(env(url, paylink_secret_key=new_key()), store).check_key()
+        assert wrong is not None and "does not decrypt the Slack installation tokens in" in wrong
+
+        rotated_to = new_key()
+        assert rotate_key(env(url, paylink_secret_key=f"{rotated_to},{KEY}"), None) == 0
+        # No XPay keys left; three tokens sealed (the installation's two, its bot's one), two
+        # plain (an installation's and its bot's).
+        assert "5 stored secrets re-encrypted" in capsys.readouterr().out
+        raw = _raw_tokens(store)
+        assert len(raw) == 5 and not any(token.startswith("xox") for token in raw)
+        assert sorted(SecretBox(rotated_to).open(token) for token in raw) == sorted(
+            ["xoxb-sealed", "xoxp-sealed", "xoxb-sealed", "xoxb-plain", "xoxb-plain"]
+        )
+        assert WorkspaceSettings(env(url), store).check_key() is not None  # the old key alone
+        found = SealedInstallationStore("1.2", engine, SecretBox(rotated_to)).find_installation(
+            enterprise_id=None, team_id=OTHER_TEAM
+        )
+        assert found is not None and found.bot_token == "xoxb-plain"
+        engine.dispose()

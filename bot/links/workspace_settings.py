@@ -5,7 +5,8 @@ with the values it stored put over the environment's, parsed and validated the s
 Store secrets (API key, API HMAC secret, webhook secret) are kept encrypted with
 PAYLINK_SECRET_KEY (:mod:`bot.secretbox`) and are never read back to anyone: Slack only ever
 shows when and by whom each was set. Every change is a :class:`SettingsChange` row naming
-who changed which setting, never a secret's value.
+who changed which setting, never a secret's value. The same key seals multi-workspace mode's
+Slack tokens (:mod:`bot.links.installations`): checking and rotating the key covers both.
 """
 
 from __future__ import annotations
@@ -19,12 +20,23 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import JSON, Boolean, Integer, String, Text, UniqueConstraint, false, select
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from bot.config import XPAY_BASE_URLS, Settings, with_overrides
 from bot.db import Base, UTCDateTime, utcnow
 from bot.errors import ConfigError
+from bot.links.installations import BOTS, INSTALLATIONS, is_plain, reseal, token_columns
 from bot.links.store import LinkStore
 from bot.secretbox import SecretBox, WrongKey
 from bot.urls import is_http_url
@@ -55,6 +67,8 @@ STORE_SECRETS: dict[str, str] = {
     "webhook_secret": "Webhook HMAC secret",
 }
 ENVIRONMENTS = ("sandbox", "staging", "live", "url")
+#: The tables of multi-workspace mode's installations, whose Slack tokens are sealed too.
+SLACK_TABLES = (INSTALLATIONS, BOTS)
 
 # Another process (serve's worker child, a replica) sees a change within this many seconds;
 # this one at once. A workspace's settings are read for every command and submission.
@@ -502,8 +516,10 @@ class WorkspaceSettings:
 
     def rotate_key(self, new_key: str | None = None) -> int:
         """Re-encrypt every stored secret with ``new_key``, or else with the first key of
-        PAYLINK_SECRET_KEY, in one transaction; returns how many. WrongKey when no key opens
-        one, NoSecretKey when there is none (nothing changes then)."""
+        PAYLINK_SECRET_KEY, in one transaction; returns how many. The secrets: XPay stores'
+        and the Slack installations' tokens, those stored in plain text before tokens were
+        sealed (migration 0013) sealed now. WrongKey when no key opens one, NoSecretKey when
+        there is none (nothing changes then)."""
         keys = self.env.paylink_secret_key
         current = keys.get_secret_value() if keys else ""
         box = SecretBox(",".join(k for k in (new_key, current) if k)) if new_key else self.box
@@ -518,6 +534,19 @@ class WorkspaceSettings:
                         raise NoSecretKey()
                     setattr(row, column, box.rotate(token))
                     count += 1
+            for table in SLACK_TABLES:
+                columns = token_columns(table)
+                # Locked (PostgreSQL): a token refreshed meanwhile is not written back stale.
+                query = select(table.c.id, *(table.c[c] for c in columns)).with_for_update()
+                for row in s.execute(query).mappings().all():
+                    stored = {c: row[c] for c in columns if row[c]}
+                    if not stored:
+                        continue
+                    if box is None:
+                        raise NoSecretKey()
+                    resealed = {c: reseal(box, token) for c, token in stored.items()}
+                    s.execute(update(table).where(table.c.id == row["id"]).values(resealed))
+                    count += len(stored)
         self.box = box
         self.forget()
         return count
@@ -529,26 +558,48 @@ class WorkspaceSettings:
         return sum(1 for row in rows for column in STORE_SECRETS if getattr(row, column))
 
     def check_key(self) -> str | None:
-        """Why PAYLINK_SECRET_KEY cannot open the stored secrets (one line), or None."""
+        """Why PAYLINK_SECRET_KEY cannot open the stored secrets (XPay stores' and the sealed
+        Slack installation tokens; one line), or None."""
         with self.store.reading() as s:
             rows = list(s.scalars(select(XPayStore)))
-        tokens = [getattr(row, c) for row in rows for c in STORE_SECRETS if getattr(row, c)]
-        if not tokens:
+            installed = [
+                token
+                for table in SLACK_TABLES
+                for row in s.execute(select(*(table.c[c] for c in token_columns(table))))
+                for token in row
+                if token and not is_plain(token)
+            ]
+        stored = {
+            "XPay store secrets": [
+                getattr(row, c) for row in rows for c in STORE_SECRETS if getattr(row, c)
+            ],
+            "Slack installation tokens": installed,
+        }
+        stored = {what: tokens for what, tokens in stored.items() if tokens}
+        if not stored:
             return None
         if self.box is None:
+            counted = " and ".join(f"{len(tokens)} {what}" for what, tokens in stored.items())
             return (
-                f"PAYLINK_SECRET_KEY is not set, but {len(tokens)} XPay store secrets are stored "
-                "encrypted: set it to the key they were encrypted with"
+                f"PAYLINK_SECRET_KEY is not set, but {counted} are stored encrypted: set it to "
+                "the key they were encrypted with"
             )
-        try:
-            for token in tokens:
-                self.box.open(token)
-        except WrongKey:
+        unopened = [what for what, tokens in stored.items() if not self._opens(tokens)]
+        if unopened:
             return (
-                "PAYLINK_SECRET_KEY does not decrypt the XPay store secrets in the database: "
-                "set it to the key they were encrypted with (the new one after `paylink rotate-key`)"
+                f"PAYLINK_SECRET_KEY does not decrypt the {' and the '.join(unopened)} in the "
+                "database: set it to the key they were encrypted with (the new one after "
+                "`paylink rotate-key`)"
             )
         return None
+
+    def _opens(self, tokens: list[str]) -> bool:
+        try:
+            for token in tokens:
+                self.box.open(token)  # type: ignore[union-attr]
+        except WrongKey:
+            return False
+        return True
 
 
 def base_url_of(store: StoreInfo, settings: Settings) -> str:

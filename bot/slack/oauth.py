@@ -1,7 +1,8 @@
 """Multi-workspace mode (SLACK_CLIENT_ID, SLACK_CLIENT_SECRET): Bolt's OAuth flow, with
 installations and OAuth states kept in our database by slack_sdk's SQLAlchemy stores
-(tables: bot/links/installations.py, migration 0011), and the Web API client of each
-workspace (bot/slack/clients.py)."""
+(tables: bot/links/installations.py, migrations 0011 and 0013; the installations' tokens
+sealed with PAYLINK_SECRET_KEY, bot/slack/installation_store.py), and the Web API client of
+each workspace (bot/slack/clients.py)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,15 @@ from slack_bolt.authorization.authorize import InstallationStoreAuthorize
 from slack_bolt.oauth.callback_options import CallbackOptions, FailureArgs, SuccessArgs
 from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_bolt.response import BoltResponse
-from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
 from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 from slack_sdk.oauth.token_rotation import TokenRotator
 from sqlalchemy import Engine, func, select
 
 from bot.config import Settings
+from bot.errors import ConfigError
+from bot.secretbox import SecretBox
 from bot.slack.clients import ROTATE_BEFORE_MINUTES, InstalledTokens, SlackClients
+from bot.slack.installation_store import SealedInstallationStore
 from bot.slack.transport import PooledWebClient
 
 log = logging.getLogger("bot.slack")
@@ -61,9 +64,18 @@ FAILURES = {
 }
 
 
-def installation_store(settings: Settings, engine: Engine) -> SQLAlchemyInstallationStore:
-    """The installations of this app (SLACK_CLIENT_ID) in our database."""
-    return SQLAlchemyInstallationStore(client_id=str(settings.slack_client_id), engine=engine)
+def installation_store(settings: Settings, engine: Engine) -> SealedInstallationStore:
+    """The installations of this app (SLACK_CLIENT_ID) in our database, their tokens sealed
+    with PAYLINK_SECRET_KEY (which multi-workspace mode requires)."""
+    key = settings.paylink_secret_key
+    if key is None:
+        raise ConfigError(
+            [
+                "PAYLINK_SECRET_KEY is not set: multi-workspace mode stores Slack tokens sealed with it"
+            ]
+        )
+    box = SecretBox(key.get_secret_value())
+    return SealedInstallationStore(str(settings.slack_client_id), engine, box)
 
 
 def installed_workspaces(settings: Settings, engine: Engine) -> int:
