@@ -25,6 +25,7 @@ from bot.config import load_settings
 from bot.db import make_engine, utcnow
 from bot.links.digest import Digests, Item, Report, Sum, read_report
 from bot.links.kinds import JobKind, ThreadKind
+from bot.links.policy import ApprovalPolicy
 from bot.links.queue import JobQueue
 from bot.links.reminders import Reminders
 from bot.links.service import LinkService
@@ -182,6 +183,36 @@ def test_no_approvers_no_approvers_reminder(store: LinkStore, service: LinkServi
     assert jobs(store, JobKind.THREAD) == []
 
 
+def test_the_approvers_reminder_mentions_only_who_can_still_decide(
+    store: LinkStore, gateway: FakeGateway
+) -> None:
+    """After the first of two approvals: not that approver, not the requester (groups stay
+    groups); with nobody left to mention, no reminder, as with no approvers."""
+    second = "U0CFO"
+    two = LinkService(
+        store,
+        gateway,
+        is_approver={APPROVER, second}.__contains__,
+        remind_after_for=lambda _team: WAIT,
+        policy_for=lambda _team: ApprovalPolicy(second_from={"PKR": Decimal(1000)}),
+    )
+    waiting, nobody_left = request(two), request(two)
+    for link in (waiting, nobody_left):
+        two.approve(link.id, APPROVER)  # the first of two
+    everyone = [APPROVER, REP, second, "S0FINANCE"]
+    run_reminder(Reminders(JobQueue(store), lambda _team: everyone), fall_due(store, waiting.id))
+    run_reminder(
+        Reminders(JobQueue(store), lambda _team: [APPROVER, REP]), fall_due(store, nobody_left.id)
+    )
+    (reply,) = [
+        j for j in jobs(store, JobKind.THREAD) if j.payload["kind"] == ThreadKind.REMIND_APPROVERS
+    ]
+    assert reply.link_id == waiting.id
+    assert reply.payload["approvers"] == [second, "S0FINANCE"]
+    assert reply.payload["approved_by"] == [APPROVER]
+    assert "reminder sent to approvers" not in reminder_rows(store, nobody_left.id)
+
+
 def test_status_shows_the_reminders(
     gateway: FakeGateway, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -210,6 +241,13 @@ def test_reminder_replies_mention_who_is_waited_for() -> None:
     assert "waited 4 hours 2 minutes for approval" in reply and "PKR 1,500.50" in reply
     assert "Requested by <@U0REP>" in reply
     assert validate_blocks(blocks, surface="message") == []
+
+    second = {"approvers": ["U0CFO"], "approved_by": [APPROVER], "waited": 3600}
+    text, blocks = b.thread_reply(make_link(), ThreadKind.REMIND_APPROVERS, second)
+    reply = "\n".join(mrkdwn_texts(blocks))
+    assert reply.startswith(":bell: <@U0CFO> this request has waited 1 hour for a second approver")
+    assert "Approved by <@U0APPROVER>: one more approval creates the link." in reply
+    assert text == "Reminder: a request of PKR 1,500.50 has waited 1 hour for a second approver"
 
     text, blocks = b.thread_reply(
         make_link(Status.AWAITING_PAYMENT), ThreadKind.REMIND_REP, {"waited": 86400}

@@ -70,7 +70,8 @@ def start_timer(
 
 class Reminders:
     """The job runner's handler for due reminders; ``approvers_for(team_id)`` are that
-    workspace's approvers (user and user-group IDs), mentioned in the approvers' reminder."""
+    workspace's approvers (user and user-group IDs): those who can still decide are
+    mentioned in the approvers' reminder."""
 
     def __init__(self, queue: JobQueue, approvers_for: Callable[[str | None], Sequence[str]]):
         self.queue = queue
@@ -93,12 +94,15 @@ class Reminders:
             current = self._locked(s, link.id)
             if current is None or current.status != status.value:
                 return  # moved on meanwhile: nothing to remind of
-            payload = {
+            payload: dict[str, object] = {
                 "kind": reminder.reply.value,
                 "waited": max(0, int((utcnow() - job.created_at).total_seconds())),
             }
             if status is Status.AWAITING_APPROVAL:
-                payload["approvers"] = approvers
+                deciders = self._deciders(s, current, approvers)
+                if deciders is None:
+                    return  # everyone who could decide has: as with no approvers
+                payload.update(deciders)
             queued = self.queue.enqueue(
                 s,
                 current,
@@ -112,6 +116,19 @@ class Reminders:
                 )
         if queued:
             log.info(reminder.history, extra={"ref": current.reference})
+
+    def _deciders(
+        self, session: Session, link: Link, approvers: Sequence[str]
+    ) -> dict[str, list[str]] | None:
+        """Who the approvers' reminder mentions: the approvers who can still decide, that is
+        neither the requester nor whoever gave a first approval (user groups are mentioned
+        as groups); and, after a first approval, who gave it (``approved_by``). None when
+        nobody is left to mention."""
+        approved = self.store.approvers(session, link.id)
+        left = [a for a in approvers if a != link.requester_id and a not in approved]
+        if not left:
+            return None
+        return {"approvers": left, "approved_by": approved} if approved else {"approvers": left}
 
     def _locked(self, session: Session, link_id: int) -> Link | None:
         """The link, its row locked on PostgreSQL until the transaction ends: a decision

@@ -205,13 +205,19 @@ def _first_approval(link: Link, details: dict[str, Any]) -> _Reply:
 def _remind_approvers(link: Link, details: dict[str, Any]) -> _Reply:
     waited = waited_text(details.get("waited", 0))
     who = " ".join(approver_mention(str(a)) for a in details.get("approvers") or [])
+    approved = ", ".join(mention(str(a)) for a in details.get("approved_by") or [])
+    awaited = "a second approver" if approved else "approval"
+    first = [f"Approved by {approved}: one more approval creates the link."] if approved else []
     return _Reply(
         text=(
-            f":bell: {who} this request has waited {waited} for approval: "
+            f":bell: {who} this request has waited {waited} for {awaited}: "
             f"{amount_text(link)} for {_name(link)}."
         ),
-        details=[f"Requested by {mention(link.requester_id)}. Approve or reject it above."],
-        fallback=f"Reminder: a request of {amount_text(link)} has waited {waited} for approval",
+        details=[
+            *first,
+            f"Requested by {mention(link.requester_id)}. Approve or reject it above.",
+        ],
+        fallback=f"Reminder: a request of {amount_text(link)} has waited {waited} for {awaited}",
     )
 
 
