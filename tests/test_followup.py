@@ -177,6 +177,46 @@ def test_entering_a_status_again_queues_no_second_reminder(
         assert s.get(Link, link.id).customer_name == "Still written"
 
 
+def test_the_rep_s_reminder_is_about_the_current_checkout_link_once_it_has_waited(
+    store: LinkStore, service: LinkService
+) -> None:
+    """Renewed before its reminder (the timer waiting, or passed while the link was
+    expired), the wait starts again from the new checkout link, which the reminder shows
+    with its own age; a link whose reminder was sent is not reminded again."""
+    reminders = Reminders(JobQueue(store), lambda _team: APPROVERS)
+
+    def run_and_finish(job: Job) -> None:  # as the job runner does
+        run_reminder(reminders, job)
+        JobQueue(store).finish([job])
+
+    sent, waiting, passed = (request(service) for _ in range(3))
+    for link in (sent, waiting, passed):
+        service.approve(link.id, APPROVER)  # the fake gateway: xpay_pi_1, _2, _3
+    run_and_finish(fall_due(store, sent.id))
+    for link, intent in ((sent, "xpay_pi_1"), (waiting, "xpay_pi_2"), (passed, "xpay_pi_3")):
+        service.expire(link.id, intent)
+    run_and_finish(fall_due(store, passed.id))  # expired: nothing to remind of
+    renewed_at = utcnow()
+    for link in (sent, waiting, passed):
+        service.renew(link.id, REP)
+    for link in (waiting, passed):
+        timer = fall_due(store, link.id)
+        assert timer.done_at is None
+        assert timer.next_attempt_at >= renewed_at + WAIT[Status.AWAITING_PAYMENT]
+        run_reminder(reminders, timer)
+    assert fall_due(store, sent.id).done_at is not None  # sent once: not restarted
+
+    rep_replies = [
+        j for j in jobs(store, JobKind.THREAD) if j.payload["kind"] == ThreadKind.REMIND_REP
+    ]
+    assert [j.link_id for j in rep_replies] == [sent.id, waiting.id, passed.id]
+    for reply, link in zip(rep_replies[1:], (waiting, passed), strict=True):
+        assert reply.payload["reference"] == f"{link.reference}-2"
+        assert reply.payload["url"].startswith("https://checkout.example.test/xpay_pi_")
+        assert reply.payload["waited"] < 60  # the new link's age, not the first one's
+    assert rep_replies[0].payload["reference"] == sent.reference
+
+
 def test_no_approvers_no_approvers_reminder(store: LinkStore, service: LinkService) -> None:
     link = request(service)
     run_reminder(Reminders(JobQueue(store), lambda _team: []), fall_due(store, link.id))
@@ -255,6 +295,13 @@ def test_reminder_replies_mention_who_is_waited_for() -> None:
     reply = "\n".join(mrkdwn_texts(blocks))
     assert "<@U0REP> the checkout link has waited 1 day for payment" in reply
     assert "<https://xstak-pay.xstak.com/checkout/pi_1?a=1&amp;b=2>" in reply
+    renewed = {"waited": 7200, "reference": "PL-1-2", "url": "https://xstak-pay.xstak.com/c/pi_2"}
+    text, blocks = b.thread_reply(
+        make_link(Status.AWAITING_PAYMENT, reference="PL-1"), ThreadKind.REMIND_REP, renewed
+    )
+    reply = "\n".join(mrkdwn_texts(blocks))
+    assert "<@U0REP> the checkout link PL-1-2 has waited 2 hours for payment: " in reply
+    assert "<https://xstak-pay.xstak.com/c/pi_2>" in reply and "pi_1" not in reply
     for kind, status in (
         (ThreadKind.REMIND_APPROVERS, Status.AWAITING_APPROVAL),
         (ThreadKind.REMIND_REP, Status.AWAITING_PAYMENT),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -14,7 +15,8 @@ import pytest
 import requests
 
 from bot.commands import digest
-from bot.local.stack import APPROVAL_CHANNEL, APPROVER, BOT_TOKEN, LocalStack
+from bot.local.simulator import TEAM
+from bot.local.stack import APPROVAL_CHANNEL, APPROVER, BOT_TOKEN, REP, LocalStack
 from tests.conftest import Flow
 from tests.dbs import PG_ENV, database_url
 from tests.procs import Proc, Procs
@@ -72,6 +74,38 @@ def test_reminders_once_each_and_never_after_the_link_moved_on(
     assert "*Paid since the last digest:* 1, :test_tube: TEST PKR 15,000" in str(posted.blocks)
     # The link to the waiting request's card, from chat.getPermalink.
     assert f"/archives/{APPROVAL_CHANNEL}/p{waiting.ts.replace('.', '')}" in str(posted.blocks)
+
+
+@pytest.mark.slow  # a link expires, is renewed, then waits for the rep's reminder
+def test_after_a_renewal_the_rep_s_reminder_shows_the_new_link_and_its_own_age(
+    make_stack: Callable[..., LocalStack],
+) -> None:
+    stack = make_stack(
+        paylink_link_ttl=timedelta(seconds=2), paylink_remind_rep_after=timedelta(seconds=4)
+    )
+    flow = Flow(stack)
+    card = flow.request()
+    flow.approve(card.ts)  # the first checkout link expires before its reminder is due
+    flow.wait_reply(card.ts, "expired without payment", timeout=10)
+    # An admin gives links longer, so that the new one outlives the reminder's wait.
+    stack.runtime.workspaces.save_settings(TEAM["id"], "U0ADMIN", {"paylink_link_ttl": "1m"})
+    renewed_at = time.monotonic()
+    flow.click(REP, card.ts, "paylink_renew")
+    ready = flow.wait_reply(card.ts, "new checkout link is ready", timeout=10)
+    reference = re.search(r"\(reference ([^)]+)\)", ready)
+    url = re.search(r"<(https?://[^|>]+/sandbox/checkout/[^|>]+)>", ready)
+    assert reference and url, ready
+
+    reminder = flow.wait_reply(card.ts, REP_REMINDER, timeout=15)
+    seen = time.monotonic()
+    assert f"<@U0REP> the checkout link {reference.group(1)} has waited" in reminder
+    assert url.group(1) in reminder
+    waited = re.search(r"has waited (\d+) seconds? for payment", reminder)
+    assert waited, reminder
+    # The new link's own age, after it waited the whole time: not the first link's.
+    assert 4 <= int(waited.group(1)) <= seen - renewed_at
+    flow.idle()
+    assert count(flow.replies(card.ts), REP_REMINDER) == 1
 
 
 @pytest.fixture

@@ -6,7 +6,9 @@ The service queues the timer when the link enters the status; when it falls due,
 here looks whether the link still waits there, and if so queues the reply (delivered like
 every reply, posted once) and records the reminder in the link's history, in one
 transaction. Both the timer and the reply have unique keys, so a link is reminded at most
-once per status, across restarts and replicas.
+once per status, across restarts and replicas. A link entering the status again (a renewed
+link awaits payment again) before its reminder was sent restarts the timer: the rep's
+reminder is about the current checkout link, once that has waited the whole time.
 """
 
 from __future__ import annotations
@@ -52,20 +54,22 @@ def start_timer(
     queue: JobQueue, session: Session, link: Link, after: Mapping[Status, timedelta]
 ) -> None:
     """In the transaction that moved ``link`` into its status: queue the reminder due when
-    it has waited ``after[status]`` there (nothing for a status without one, or when that
-    reminder was queued before: a link is reminded once)."""
+    it has waited ``after[status]`` there (nothing for a status without one). Queued before
+    (the link is there again, renewed), the timer waits from now once more, unless its
+    reminder was sent: a link is reminded once."""
     status = Status(link.status)
     reminder, wait = REMINDERS.get(status), after.get(status)
     if reminder is None or wait is None:
         return
-    queue.enqueue(
-        session,
-        link,
-        JobKind.REMIND,
-        payload={"status": status.value},
-        dedupe_key=f"{reminder.key}:{link.id}",
-        due=utcnow() + wait,
-    )
+    key, due = f"{reminder.key}:{link.id}", utcnow() + wait
+    payload = {"status": status.value}
+    if not queue.enqueue(session, link, JobKind.REMIND, payload=payload, dedupe_key=key, due=due):
+        queue.restart_timer(session, key, due, unless=_reply_key(link.id, reminder))
+
+
+def _reply_key(link_id: int, reminder: Reminder) -> str:
+    """The reminder reply's dedupe key: queued once per link."""
+    return f"thread:{link_id}:{reminder.reply.value}"
 
 
 class Reminders:
@@ -103,12 +107,14 @@ class Reminders:
                 if deciders is None:
                     return  # everyone who could decide has: as with no approvers
                 payload.update(deciders)
+            else:
+                payload.update(self._checkout_link(s, current))
             queued = self.queue.enqueue(
                 s,
                 current,
                 JobKind.THREAD,
                 payload=payload,
-                dedupe_key=f"thread:{current.id}:{reminder.reply.value}",
+                dedupe_key=_reply_key(current.id, reminder),
             )
             if queued:  # another runner's attempt at this timer queued it first otherwise
                 self.store.record_event(
@@ -129,6 +135,18 @@ class Reminders:
         if not left:
             return None
         return {"approvers": left, "approved_by": approved} if approved else {"approvers": left}
+
+    def _checkout_link(self, session: Session, link: Link) -> dict[str, object]:
+        """What the rep's reminder shows: the current checkout link (a renewal's, after a
+        renewal), with its reference and how long it has waited since it was created."""
+        intent = self.store.intent(session, link.intent_id) if link.intent_id else None
+        if intent is None:  # only a link that never had one: the reply shows what it has
+            return {}
+        return {
+            "waited": max(0, int((utcnow() - intent.created_at).total_seconds())),
+            "reference": intent.reference,
+            "url": intent.checkout_url,
+        }
 
     def _locked(self, session: Session, link_id: int) -> Link | None:
         """The link, its row locked on PostgreSQL until the transaction ends: a decision

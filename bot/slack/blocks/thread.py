@@ -223,11 +223,15 @@ def _remind_approvers(link: Link, details: dict[str, Any]) -> _Reply:
 
 def _remind_rep(link: Link, details: dict[str, Any]) -> _Reply:
     waited = waited_text(details.get("waited", 0))
-    url = url_link(link.checkout_url) or "(no address)"
+    # The reply keeps the checkout link it was about (reminders queued before they said
+    # which show the link's current one).
+    url = url_link(details.get("url") or link.checkout_url) or "(no address)"
+    reference = details.get("reference")
+    renewal = f" {safe(reference, 64)}" if reference and reference != link.reference else ""
     return _Reply(
         text=(
-            f":bell: {mention(link.requester_id)} the checkout link has waited {waited} for "
-            f"payment: {url}"
+            f":bell: {mention(link.requester_id)} the checkout link{renewal} has waited "
+            f"{waited} for payment: {url}"
         ),
         details=[
             f"{_name(link)} has not paid {amount_text(link)} yet. Send the link again, or "
