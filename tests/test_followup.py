@@ -325,7 +325,7 @@ def at_karachi(hour: int, minute: int = 0, day: int = 2) -> datetime:
 
 
 def digests(store: LinkStore, at: time | None = time(9, 0)) -> Digests:
-    return Digests(JobQueue(store), at=at, zone=KARACHI, channel=CHANNEL)
+    return Digests(JobQueue(store), at=at, zone=KARACHI, channel=lambda: CHANNEL)
 
 
 def busy_day(service: LinkService, gateway: FakeGateway) -> dict[str, Link]:
@@ -487,11 +487,12 @@ def test_without_an_approval_channel_the_newest_card_s_channel(
 ) -> None:
     request(service)
     elsewhere = service.request_link(checkout_request(), requester_id=REP, channel_id="C0OTHER")
-    report, channel = Digests(JobQueue(store), at=None, zone=KARACHI, channel=None).read_now()
+    unset = Digests(JobQueue(store), at=None, zone=KARACHI, channel=lambda: None)
+    report, channel = unset.read_now()
     assert channel == CHANNEL  # C0OTHER's card is not posted yet
     with store.transaction() as s:
         store.update_fields(s, elsewhere.id, message_ts="1700000001.000001")
-    assert Digests(JobQueue(store), at=None, zone=KARACHI, channel=None).read_now()[1] == "C0OTHER"
+    assert unset.read_now()[1] == "C0OTHER"
 
 
 def test_two_processes_at_once_take_one_digest(
