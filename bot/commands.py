@@ -442,13 +442,20 @@ def status(settings: Settings, reference: str) -> int:
 
 def digest(settings: Settings) -> int:
     """Post a digest in the approval channel now and print it ("nothing to report" when
-    there is none); the next digest's "paid since" starts from it."""
+    there is none); the next digest's "paid since" starts from it. Single-workspace mode
+    only: the digest covers every link of the deployment."""
     from slack_sdk.errors import SlackApiError
 
     from bot.slack.app import make_web_client
     from bot.slack.delivery import post_digest
     from bot.slack.failures import slack_failure
 
+    if settings.multi_workspace:
+        _err(
+            "the digest is per deployment and not available with several workspaces "
+            "(SLACK_CLIENT_ID is set): it would show one workspace's links in another's"
+        )
+        return 1
     settings.require("slack_bot_token")
     runtime = Runtime(settings, slack=False)
     try:
@@ -458,7 +465,10 @@ def digest(settings: Settings) -> int:
             print("nothing to report")
             return 0
         if channel is None:
-            _err("no channel to post the digest in: set PAYLINK_APPROVAL_CHANNEL")
+            _err(
+                "no channel to post the digest in: set the approval channel in Settings, or "
+                "PAYLINK_APPROVAL_CHANNEL"
+            )
             return 1
         client = make_web_client(settings)
         try:

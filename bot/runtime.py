@@ -105,6 +105,8 @@ class Runtime:
         self._wake_listener: WakeListener | None = None
         self._wake_sender: WakeSender | None = None
         self.team_url: str | None = None  # the workspace's address, from auth.test
+        # The single workspace (SLACK_BOT_TOKEN's), once auth.test has said which it is.
+        self.workspace: Workspace | None = None
         self.workspace_retry = 30.0  # seconds between auth.test calls until Slack answers one
         self._stopping = threading.Event()
 
@@ -146,13 +148,18 @@ class Runtime:
             self.queue,
             at=settings.paylink_digest_at,
             zone=settings.timezone,
-            channel=settings.paylink_approval_channel,
+            channel=self.digest_channel,
         )
-        # The daily digest is posted by whoever runs the jobs, so only with Slack to post to.
+        # The daily digest is posted by whoever runs the jobs, so only with Slack to post to;
+        # it reads every link, so never with several workspaces (see start()).
         self.periodic = Periodic(
             self.service,
             interval=jobs_interval,
-            digests=self.digests if self.slack_client is not None else None,
+            digests=(
+                self.digests
+                if self.slack_client is not None and not settings.multi_workspace
+                else None
+            ),
         )
         if self.slack_client is not None and self.plan.answers_slack:
             self._build_bolt_app()
@@ -221,6 +228,14 @@ class Runtime:
             Status.AWAITING_PAYMENT: settings.paylink_remind_rep_after,
         }
 
+    def digest_channel(self) -> str | None:
+        """Where the digest goes: the approval channel set in the workspace's Settings, else
+        PAYLINK_APPROVAL_CHANNEL (None: neither). The workspace is SLACK_BOT_TOKEN's, asked
+        of auth.test by a process that has not asked yet (a worker, the command line)."""
+        workspace = self.workspace or self.learn_workspace()
+        team = workspace.team_id if workspace else None
+        return self.workspaces.for_team(team).paylink_approval_channel
+
     def _store_label(self, team_id: str | None, store_id: int | None) -> str | None:
         """The name of a link's store, for its card, when its workspace has several."""
         stores = self.workspaces.stores(team_id)
@@ -250,6 +265,7 @@ class Runtime:
         self.team_url = auth.get("url")
         workspace = of_auth_test(auth)
         if workspace.team_id is not None:
+            self.workspace = workspace
             with self.store.transaction() as s:
                 adopted = self.store.adopt(s, workspace)
             if adopted:
@@ -287,6 +303,12 @@ class Runtime:
             self.checkpointer.start()
         if not self.plan.runs_jobs:
             return
+        if self.settings.multi_workspace and self.settings.paylink_digest_at is not None:
+            log.info(
+                "no daily digest: it covers every link of the deployment, and with several "
+                "workspaces (SLACK_CLIENT_ID) it would show one workspace's links in another's "
+                "channel"
+            )
         if self.runner:
             self.runner.start()
             if self.plan.woken_by_socket:

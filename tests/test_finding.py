@@ -71,7 +71,7 @@ def permalink(channel: str | None, ts: str | None, _team_url: str | None = None)
 def make_finder(store: LinkStore, **kw: Any) -> Finder:
     return Finder(
         store,
-        currencies=["PKR", "USD"],
+        currencies_for=lambda _team: ["PKR", "USD"],
         timezone=KARACHI,
         allow_self_approval=False,
         permalink=permalink,

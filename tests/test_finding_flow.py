@@ -63,6 +63,21 @@ def test_list_status_and_show_contact(flow: Flow) -> None:
     assert "contact shown to &lt;@U0APPROVER&gt; (by U0APPROVER)" in _text(status["blocks"])
 
 
+def test_help_and_pre_fill_offer_the_workspace_s_currencies(flow: Flow) -> None:
+    """The environment offers PKR only; the workspace's Settings offer USD too."""
+    changed = flow.stack.runtime.workspaces.save_settings(
+        TEAM["id"], "U0ADMIN", {"paylink_currencies": "PKR,USD"}
+    )
+    assert changed == ["Currencies"]
+    helped = answer(flow.sim.command(REP, "help"))
+    assert "• `/paylink 5000 USD`: amount and currency filled in" in helped["text"]
+
+    view = flow.open_modal(text="5000 USD")
+    fields = {block["block_id"]: block["element"] for block in view["blocks"] if "element" in block}
+    assert fields["amount"]["initial_value"] == "5000"
+    assert fields["currency"]["initial_option"]["value"] == "USD"
+
+
 def test_app_home_pages_and_searches(flow: Flow) -> None:
     insert_links(flow.stack.runtime.store, 45, workspace=Workspace(TEAM["id"]), prefix="HOME")
     flow.sim.home_opened(REP).raise_for_status()

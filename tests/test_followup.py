@@ -25,6 +25,7 @@ from bot.config import load_settings
 from bot.db import make_engine, utcnow
 from bot.links.digest import Digests, Item, Report, Sum, read_report
 from bot.links.kinds import JobKind, ThreadKind
+from bot.links.policy import ApprovalPolicy
 from bot.links.queue import JobQueue
 from bot.links.reminders import Reminders
 from bot.links.service import LinkService
@@ -176,10 +177,80 @@ def test_entering_a_status_again_queues_no_second_reminder(
         assert s.get(Link, link.id).customer_name == "Still written"
 
 
+def test_the_rep_s_reminder_is_about_the_current_checkout_link_once_it_has_waited(
+    store: LinkStore, service: LinkService
+) -> None:
+    """Renewed before its reminder (the timer waiting, or passed while the link was
+    expired), the wait starts again from the new checkout link, which the reminder shows
+    with its own age; a link whose reminder was sent is not reminded again."""
+    reminders = Reminders(JobQueue(store), lambda _team: APPROVERS)
+
+    def run_and_finish(job: Job) -> None:  # as the job runner does
+        run_reminder(reminders, job)
+        JobQueue(store).finish([job])
+
+    sent, waiting, passed = (request(service) for _ in range(3))
+    for link in (sent, waiting, passed):
+        service.approve(link.id, APPROVER)  # the fake gateway: xpay_pi_1, _2, _3
+    run_and_finish(fall_due(store, sent.id))
+    for link, intent in ((sent, "xpay_pi_1"), (waiting, "xpay_pi_2"), (passed, "xpay_pi_3")):
+        service.expire(link.id, intent)
+    run_and_finish(fall_due(store, passed.id))  # expired: nothing to remind of
+    renewed_at = utcnow()
+    for link in (sent, waiting, passed):
+        service.renew(link.id, REP)
+    for link in (waiting, passed):
+        timer = fall_due(store, link.id)
+        assert timer.done_at is None
+        assert timer.next_attempt_at >= renewed_at + WAIT[Status.AWAITING_PAYMENT]
+        run_reminder(reminders, timer)
+    assert fall_due(store, sent.id).done_at is not None  # sent once: not restarted
+
+    rep_replies = [
+        j for j in jobs(store, JobKind.THREAD) if j.payload["kind"] == ThreadKind.REMIND_REP
+    ]
+    assert [j.link_id for j in rep_replies] == [sent.id, waiting.id, passed.id]
+    for reply, link in zip(rep_replies[1:], (waiting, passed), strict=True):
+        assert reply.payload["reference"] == f"{link.reference}-2"
+        assert reply.payload["url"].startswith("https://checkout.example.test/xpay_pi_")
+        assert reply.payload["waited"] < 60  # the new link's age, not the first one's
+    assert rep_replies[0].payload["reference"] == sent.reference
+
+
 def test_no_approvers_no_approvers_reminder(store: LinkStore, service: LinkService) -> None:
     link = request(service)
     run_reminder(Reminders(JobQueue(store), lambda _team: []), fall_due(store, link.id))
     assert jobs(store, JobKind.THREAD) == []
+
+
+def test_the_approvers_reminder_mentions_only_who_can_still_decide(
+    store: LinkStore, gateway: FakeGateway
+) -> None:
+    """After the first of two approvals: not that approver, not the requester (groups stay
+    groups); with nobody left to mention, no reminder, as with no approvers."""
+    second = "U0CFO"
+    two = LinkService(
+        store,
+        gateway,
+        is_approver={APPROVER, second}.__contains__,
+        remind_after_for=lambda _team: WAIT,
+        policy_for=lambda _team: ApprovalPolicy(second_from={"PKR": Decimal(1000)}),
+    )
+    waiting, nobody_left = request(two), request(two)
+    for link in (waiting, nobody_left):
+        two.approve(link.id, APPROVER)  # the first of two
+    everyone = [APPROVER, REP, second, "S0FINANCE"]
+    run_reminder(Reminders(JobQueue(store), lambda _team: everyone), fall_due(store, waiting.id))
+    run_reminder(
+        Reminders(JobQueue(store), lambda _team: [APPROVER, REP]), fall_due(store, nobody_left.id)
+    )
+    (reply,) = [
+        j for j in jobs(store, JobKind.THREAD) if j.payload["kind"] == ThreadKind.REMIND_APPROVERS
+    ]
+    assert reply.link_id == waiting.id
+    assert reply.payload["approvers"] == [second, "S0FINANCE"]
+    assert reply.payload["approved_by"] == [APPROVER]
+    assert "reminder sent to approvers" not in reminder_rows(store, nobody_left.id)
 
 
 def test_status_shows_the_reminders(
@@ -211,12 +282,26 @@ def test_reminder_replies_mention_who_is_waited_for() -> None:
     assert "Requested by <@U0REP>" in reply
     assert validate_blocks(blocks, surface="message") == []
 
+    second = {"approvers": ["U0CFO"], "approved_by": [APPROVER], "waited": 3600}
+    text, blocks = b.thread_reply(make_link(), ThreadKind.REMIND_APPROVERS, second)
+    reply = "\n".join(mrkdwn_texts(blocks))
+    assert reply.startswith(":bell: <@U0CFO> this request has waited 1 hour for a second approver")
+    assert "Approved by <@U0APPROVER>: one more approval creates the link." in reply
+    assert text == "Reminder: a request of PKR 1,500.50 has waited 1 hour for a second approver"
+
     text, blocks = b.thread_reply(
         make_link(Status.AWAITING_PAYMENT), ThreadKind.REMIND_REP, {"waited": 86400}
     )
     reply = "\n".join(mrkdwn_texts(blocks))
     assert "<@U0REP> the checkout link has waited 1 day for payment" in reply
     assert "<https://xstak-pay.xstak.com/checkout/pi_1?a=1&amp;b=2>" in reply
+    renewed = {"waited": 7200, "reference": "PL-1-2", "url": "https://xstak-pay.xstak.com/c/pi_2"}
+    text, blocks = b.thread_reply(
+        make_link(Status.AWAITING_PAYMENT, reference="PL-1"), ThreadKind.REMIND_REP, renewed
+    )
+    reply = "\n".join(mrkdwn_texts(blocks))
+    assert "<@U0REP> the checkout link PL-1-2 has waited 2 hours for payment: " in reply
+    assert "<https://xstak-pay.xstak.com/c/pi_2>" in reply and "pi_1" not in reply
     for kind, status in (
         (ThreadKind.REMIND_APPROVERS, Status.AWAITING_APPROVAL),
         (ThreadKind.REMIND_REP, Status.AWAITING_PAYMENT),
@@ -240,7 +325,7 @@ def at_karachi(hour: int, minute: int = 0, day: int = 2) -> datetime:
 
 
 def digests(store: LinkStore, at: time | None = time(9, 0)) -> Digests:
-    return Digests(JobQueue(store), at=at, zone=KARACHI, channel=CHANNEL)
+    return Digests(JobQueue(store), at=at, zone=KARACHI, channel=lambda: CHANNEL)
 
 
 def busy_day(service: LinkService, gateway: FakeGateway) -> dict[str, Link]:
@@ -402,11 +487,12 @@ def test_without_an_approval_channel_the_newest_card_s_channel(
 ) -> None:
     request(service)
     elsewhere = service.request_link(checkout_request(), requester_id=REP, channel_id="C0OTHER")
-    report, channel = Digests(JobQueue(store), at=None, zone=KARACHI, channel=None).read_now()
+    unset = Digests(JobQueue(store), at=None, zone=KARACHI, channel=lambda: None)
+    report, channel = unset.read_now()
     assert channel == CHANNEL  # C0OTHER's card is not posted yet
     with store.transaction() as s:
         store.update_fields(s, elsewhere.id, message_ts="1700000001.000001")
-    assert Digests(JobQueue(store), at=None, zone=KARACHI, channel=None).read_now()[1] == "C0OTHER"
+    assert unset.read_now()[1] == "C0OTHER"
 
 
 def test_two_processes_at_once_take_one_digest(

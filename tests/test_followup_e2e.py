@@ -3,20 +3,31 @@ second-scale waits; across a worker's restart, and with two workers on PostgreSQ
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Iterator
+from datetime import time as time_of_day
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import requests
+from sqlalchemy import func, select
 
 from bot.commands import digest
-from bot.local.stack import APPROVAL_CHANNEL, APPROVER, BOT_TOKEN, LocalStack
-from tests.conftest import Flow
+from bot.links.states import Status
+from bot.links.tables import Job
+from bot.links.workspaces import Workspace
+from bot.local.simulator import TEAM
+from bot.local.stack import APPROVAL_CHANNEL, APPROVER, BOT_TOKEN, CLIENT_ID, REP, LocalStack
+from bot.local.standin import PostedMessage
+from bot.secretbox import new_key
+from tests.conftest import Flow, check_slack_calls
 from tests.dbs import PG_ENV, database_url
+from tests.factories import insert_links
 from tests.procs import Proc, Procs
 from tests.test_crash_recovery import (
     BotProcess,
@@ -72,6 +83,38 @@ def test_reminders_once_each_and_never_after_the_link_moved_on(
     assert "*Paid since the last digest:* 1, :test_tube: TEST PKR 15,000" in str(posted.blocks)
     # The link to the waiting request's card, from chat.getPermalink.
     assert f"/archives/{APPROVAL_CHANNEL}/p{waiting.ts.replace('.', '')}" in str(posted.blocks)
+
+
+@pytest.mark.slow  # a link expires, is renewed, then waits for the rep's reminder
+def test_after_a_renewal_the_rep_s_reminder_shows_the_new_link_and_its_own_age(
+    make_stack: Callable[..., LocalStack],
+) -> None:
+    stack = make_stack(
+        paylink_link_ttl=timedelta(seconds=2), paylink_remind_rep_after=timedelta(seconds=4)
+    )
+    flow = Flow(stack)
+    card = flow.request()
+    flow.approve(card.ts)  # the first checkout link expires before its reminder is due
+    flow.wait_reply(card.ts, "expired without payment", timeout=10)
+    # An admin gives links longer, so that the new one outlives the reminder's wait.
+    stack.runtime.workspaces.save_settings(TEAM["id"], "U0ADMIN", {"paylink_link_ttl": "1m"})
+    renewed_at = time.monotonic()
+    flow.click(REP, card.ts, "paylink_renew")
+    ready = flow.wait_reply(card.ts, "new checkout link is ready", timeout=10)
+    reference = re.search(r"\(reference ([^)]+)\)", ready)
+    url = re.search(r"<(https?://[^|>]+/sandbox/checkout/[^|>]+)>", ready)
+    assert reference and url, ready
+
+    reminder = flow.wait_reply(card.ts, REP_REMINDER, timeout=15)
+    seen = time.monotonic()
+    assert f"<@U0REP> the checkout link {reference.group(1)} has waited" in reminder
+    assert url.group(1) in reminder
+    waited = re.search(r"has waited (\d+) seconds? for payment", reminder)
+    assert waited, reminder
+    # The new link's own age, after it waited the whole time: not the first link's.
+    assert 4 <= int(waited.group(1)) <= seen - renewed_at
+    flow.idle()
+    assert count(flow.replies(card.ts), REP_REMINDER) == 1
 
 
 @pytest.fixture
@@ -150,6 +193,84 @@ def _two_workers(bot: TwoWorkers, slack: WatchedStandIn) -> None:
     assert count(texts, APPROVERS_REMINDER) == 1 and count(texts, REP_REMINDER) == 1
     digests = [m for m in cards(slack) if "digest" in (m.text or "")]
     assert len(digests) == 1 and "1 awaiting approval" in (digests[0].text or "")
+
+
+FINANCE = "C0FINANCE"
+
+
+def digests_in(stack: LocalStack, channel: str) -> list[PostedMessage]:
+    return [m for m in stack.slack.messages(channel) if "Paylink digest" in (m.text or "")]
+
+
+@pytest.mark.integration  # the local stack, started by hand: its links come first
+def test_the_digest_goes_to_the_approval_channel_set_in_settings(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stack = LocalStack(paylink_digest_at=time_of_day(0, 0))  # due whenever the test runs
+    try:
+        stack.runtime.workspaces.save_settings(
+            TEAM["id"], "U0ADMIN", {"paylink_approval_channel": FINANCE}
+        )
+        insert_links(
+            stack.runtime.store,
+            2,
+            workspace=Workspace(TEAM["id"]),
+            statuses=[Status.AWAITING_APPROVAL],
+            prefix="DIG",
+            message_ts=None,  # no cards to link to
+        )
+        stack.__enter__()  # the first periodic pass takes the day's digest
+        (daily,) = stack.slack.wait_for(lambda s: digests_in(stack, FINANCE), 10)
+        assert (daily.text or "").startswith("Paylink digest: 2 awaiting approval")
+        assert digest(stack.settings) == 0  # and `paylink digest`
+        out = capsys.readouterr().out
+        assert out.startswith(f"posted in {FINANCE}: Paylink digest: 2 awaiting approval")
+        assert len(digests_in(stack, FINANCE)) == 2
+        assert digests_in(stack, APPROVAL_CHANNEL) == []  # PAYLINK_APPROVAL_CHANNEL's
+        check_slack_calls(stack)
+    finally:
+        stack.close()
+
+
+@pytest.mark.integration  # the local stack, started by hand: its links come first
+def test_with_several_workspaces_there_is_no_digest(caplog: pytest.LogCaptureFixture) -> None:
+    """The digest reads every link: in one workspace's channel it would show the others'."""
+    caplog.set_level(logging.INFO, logger="bot.runtime")
+    stack = LocalStack(multi_workspace=True, paylink_digest_at=time_of_day(0, 0))
+    try:
+        for team in ("T0ALPHA", "T0BRAVO"):
+            insert_links(
+                stack.runtime.store,
+                2,
+                workspace=Workspace(team),
+                statuses=[Status.AWAITING_APPROVAL],
+                prefix=team,
+            )
+        stack.__enter__()
+        assert stack.runtime.periodic.run_once()["digests"] == 0
+        Flow(stack).idle()
+        assert stack.slack.calls_of("chat.postMessage") == []
+        with stack.runtime.store.reading() as s:
+            assert s.scalar(select(func.count()).select_from(Job).where(Job.kind == "digest")) == 0
+        (said,) = [r for r in caplog.records if "no daily digest" in r.getMessage()]
+        assert said.levelno == logging.INFO and "several workspaces" in said.getMessage()
+    finally:
+        stack.close()
+
+
+def test_paylink_digest_refuses_with_several_workspaces(procs: Procs, tmp_path: Path) -> None:
+    several = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'paylink.db'}",
+        "SLACK_CLIENT_ID": CLIENT_ID,
+        "SLACK_CLIENT_SECRET": "client-secret",
+        "PAYLINK_SECRET_KEY": new_key(),
+    }
+    refused = procs.paylink("digest", **several)
+    assert (refused.returncode, refused.stdout) == (1, "")
+    assert refused.stderr == (
+        "paylink: the digest is per deployment and not available with several workspaces "
+        "(SLACK_CLIENT_ID is set): it would show one workspace's links in another's\n"
+    )
 
 
 def test_paylink_digest_from_the_console(procs: Procs, tmp_path: Path) -> None:

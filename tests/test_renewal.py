@@ -435,7 +435,7 @@ def test_app_home_lists_the_links_expiring_within_a_day(service: LinkService) ->
         assert service.store.expiring_for(s, OUTSIDER, utcnow() + EXPIRING_WITHIN) == []
     finder = Finder(
         service.store,
-        currencies=["PKR"],
+        currencies_for=lambda _team: ["PKR"],
         timezone=ZoneInfo("Asia/Karachi"),
         allow_self_approval=False,
         permalink=lambda _channel, _ts, _url: None,

@@ -4,6 +4,7 @@ Slack stand-in and the sandbox gateway (tests/conftest.py's Flow)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -76,6 +77,31 @@ def test_two_approvers_decide_a_large_request(policy_flow: Flow) -> None:
     status = flow.wait_status(card.ts, "Awaiting payment")
     assert f"Approved by <@{APPROVER}> and <@{SECOND_APPROVER}>" in status
     assert flow.intent_count() == 1
+
+
+@pytest.mark.slow  # waits for the approvers' reminder
+def test_the_reminder_after_a_first_approval_mentions_who_can_still_approve(
+    make_stack: Callable[..., LocalStack],
+) -> None:
+    flow = Flow(
+        make_stack(
+            **POLICY,
+            paylink_approvers=[APPROVER, SECOND_APPROVER, REP, "S0FINANCE"],
+            paylink_remind_approvers_after=timedelta(seconds=3),
+        )
+    )
+    card = flow.request(amount="100000")
+    flow.click(APPROVER, card.ts, "paylink_approve")
+    flow.wait_status(card.ts, "waiting for a second approver")
+
+    reminder = flow.wait_reply(card.ts, "this request has waited", timeout=10)
+    # Neither the approver who approved nor the rep who asked; the group as a group.
+    first_line = reminder.splitlines()[0]
+    assert first_line.startswith(
+        f":bell: <@{SECOND_APPROVER}> <!subteam^S0FINANCE> this request has waited"
+    )
+    assert "for a second approver: PKR 100,000 for" in first_line
+    assert f"Approved by <@{APPROVER}>: one more approval creates the link." in reminder
 
 
 def submit_json(flow: Flow, view: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:

@@ -6,11 +6,16 @@ in PAYLINK_TIMEZONE, one transaction reads the report, records the day in ``dige
 unique key decides between replicas) and queues the post as a job of no link; a report with
 nothing in it is recorded but not posted. ``paylink digest`` reads one now
 (:meth:`Digests.read_now`) and records it once posted (:meth:`Digests.record_now`).
+
+A digest reads every link in the database: it is the deployment's, so it exists in
+single-workspace mode only (with several workspaces it would show one workspace's links in
+another's channel).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, time, timedelta
 from decimal import Decimal
@@ -216,9 +221,17 @@ def read_report(session: Session, since: datetime, until: datetime) -> Report:
 
 class Digests:
     """Takes digests: ``at`` o'clock in ``zone`` daily (None: never by itself), posted in
-    ``channel`` (None: the channel of the newest card)."""
+    the channel ``channel()`` names when one is taken (None: the channel of the newest
+    card)."""
 
-    def __init__(self, queue: JobQueue, *, at: time | None, zone: ZoneInfo, channel: str | None):
+    def __init__(
+        self,
+        queue: JobQueue,
+        *,
+        at: time | None,
+        zone: ZoneInfo,
+        channel: Callable[[], str | None],
+    ):
         self.queue = queue
         self.store = queue.store
         self.at = at
@@ -248,9 +261,10 @@ class Digests:
         day = self.day_due(now)
         if day is None or day == self._taken:
             return False
+        configured = self.channel()  # may ask Slack: not while holding a transaction
         with self.store.transaction() as s:
             if s.scalar(select(Digest.id).where(Digest.key == day)) is None:
-                report, channel = self._read(s, now)
+                report, channel = self._read(s, now, configured)
                 queued = self._recorded(s, day, now, channel) and channel is not None
                 if queued:
                     self.queue.enqueue(
@@ -269,8 +283,9 @@ class Digests:
 
     def read_now(self, now: datetime | None = None) -> tuple[Report, str | None]:
         """A digest as of now (``paylink digest``) and the channel it goes to."""
+        configured = self.channel()
         with self.store.reading() as s:
-            return self._read(s, now or utcnow())
+            return self._read(s, now or utcnow(), configured)
 
     def record_now(self, report: Report, channel: str) -> None:
         """Record a digest ``paylink digest`` posted: the next one's "paid since" starts at
@@ -279,19 +294,24 @@ class Digests:
         with self.store.transaction() as s:
             self._recorded(s, f"now:{report.until}", until, channel)
 
-    def _read(self, session: Session, now: datetime) -> tuple[Report, str | None]:
+    def _read(
+        self, session: Session, now: datetime, configured: str | None
+    ) -> tuple[Report, str | None]:
         last = session.scalar(select(func.max(Digest.covered_until)))
         report = read_report(session, last or now - FIRST_LOOKBACK, now)
         if report.empty:
             return report, None
-        channel = self.channel or session.scalar(
+        channel = configured or session.scalar(
             select(Link.channel_id)
             .where(Link.message_ts.is_not(None))
             .order_by(Link.created_at.desc(), Link.id.desc())
             .limit(1)
         )
         if channel is None:
-            log.warning("digest: no channel to post it in (set PAYLINK_APPROVAL_CHANNEL)")
+            log.warning(
+                "digest: no channel to post it in (set the approval channel in Settings, "
+                "or PAYLINK_APPROVAL_CHANNEL)"
+            )
         return report, channel
 
     def _recorded(self, session: Session, key: str, until: datetime, channel: str | None) -> bool:

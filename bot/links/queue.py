@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, insert, or_, select, update
+from sqlalchemy import bindparam, case, exists, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -98,6 +98,27 @@ class JobQueue:
             return False
         self.store.mark_queued(session)
         return True
+
+    def restart_timer(self, session: Session, key: str, due: datetime, *, unless: str) -> bool:
+        """In the caller's transaction, make the timer ``key`` due at ``due``, whether it is
+        waiting or done already, unless the job ``unless`` (the timer's effect) was queued,
+        or a runner holds the timer now (it decides, with what it finds). True when
+        restarted."""
+        now = utcnow()
+        effect = JOBS.alias("effect")
+        restarted = session.execute(
+            update(JOBS)
+            .where(
+                Job.dedupe_key == key,
+                or_(Job.claimed_until.is_(None), Job.claimed_until < now),
+                ~exists().where(effect.c.dedupe_key == unless),
+            )
+            # As if queued now: a timer not due yet is no backlog (see backlog()).
+            .values(
+                next_attempt_at=due, done_at=None, claimed_until=None, attempts=0, last_error=None
+            )
+        )
+        return bool(restarted.rowcount)
 
     def attempted_before(self, job: Job) -> bool:
         """True when ``job`` was attempted before this claim, or, for a card, any other card

@@ -6,7 +6,9 @@ The service queues the timer when the link enters the status; when it falls due,
 here looks whether the link still waits there, and if so queues the reply (delivered like
 every reply, posted once) and records the reminder in the link's history, in one
 transaction. Both the timer and the reply have unique keys, so a link is reminded at most
-once per status, across restarts and replicas.
+once per status, across restarts and replicas. A link entering the status again (a renewed
+link awaits payment again) before its reminder was sent restarts the timer: the rep's
+reminder is about the current checkout link, once that has waited the whole time.
 """
 
 from __future__ import annotations
@@ -52,25 +54,28 @@ def start_timer(
     queue: JobQueue, session: Session, link: Link, after: Mapping[Status, timedelta]
 ) -> None:
     """In the transaction that moved ``link`` into its status: queue the reminder due when
-    it has waited ``after[status]`` there (nothing for a status without one, or when that
-    reminder was queued before: a link is reminded once)."""
+    it has waited ``after[status]`` there (nothing for a status without one). Queued before
+    (the link is there again, renewed), the timer waits from now once more, unless its
+    reminder was sent: a link is reminded once."""
     status = Status(link.status)
     reminder, wait = REMINDERS.get(status), after.get(status)
     if reminder is None or wait is None:
         return
-    queue.enqueue(
-        session,
-        link,
-        JobKind.REMIND,
-        payload={"status": status.value},
-        dedupe_key=f"{reminder.key}:{link.id}",
-        due=utcnow() + wait,
-    )
+    key, due = f"{reminder.key}:{link.id}", utcnow() + wait
+    payload = {"status": status.value}
+    if not queue.enqueue(session, link, JobKind.REMIND, payload=payload, dedupe_key=key, due=due):
+        queue.restart_timer(session, key, due, unless=_reply_key(link.id, reminder))
+
+
+def _reply_key(link_id: int, reminder: Reminder) -> str:
+    """The reminder reply's dedupe key: queued once per link."""
+    return f"thread:{link_id}:{reminder.reply.value}"
 
 
 class Reminders:
     """The job runner's handler for due reminders; ``approvers_for(team_id)`` are that
-    workspace's approvers (user and user-group IDs), mentioned in the approvers' reminder."""
+    workspace's approvers (user and user-group IDs): those who can still decide are
+    mentioned in the approvers' reminder."""
 
     def __init__(self, queue: JobQueue, approvers_for: Callable[[str | None], Sequence[str]]):
         self.queue = queue
@@ -93,18 +98,23 @@ class Reminders:
             current = self._locked(s, link.id)
             if current is None or current.status != status.value:
                 return  # moved on meanwhile: nothing to remind of
-            payload = {
+            payload: dict[str, object] = {
                 "kind": reminder.reply.value,
                 "waited": max(0, int((utcnow() - job.created_at).total_seconds())),
             }
             if status is Status.AWAITING_APPROVAL:
-                payload["approvers"] = approvers
+                deciders = self._deciders(s, current, approvers)
+                if deciders is None:
+                    return  # everyone who could decide has: as with no approvers
+                payload.update(deciders)
+            else:
+                payload.update(self._checkout_link(s, current))
             queued = self.queue.enqueue(
                 s,
                 current,
                 JobKind.THREAD,
                 payload=payload,
-                dedupe_key=f"thread:{current.id}:{reminder.reply.value}",
+                dedupe_key=_reply_key(current.id, reminder),
             )
             if queued:  # another runner's attempt at this timer queued it first otherwise
                 self.store.record_event(
@@ -112,6 +122,31 @@ class Reminders:
                 )
         if queued:
             log.info(reminder.history, extra={"ref": current.reference})
+
+    def _deciders(
+        self, session: Session, link: Link, approvers: Sequence[str]
+    ) -> dict[str, list[str]] | None:
+        """Who the approvers' reminder mentions: the approvers who can still decide, that is
+        neither the requester nor whoever gave a first approval (user groups are mentioned
+        as groups); and, after a first approval, who gave it (``approved_by``). None when
+        nobody is left to mention."""
+        approved = self.store.approvers(session, link.id)
+        left = [a for a in approvers if a != link.requester_id and a not in approved]
+        if not left:
+            return None
+        return {"approvers": left, "approved_by": approved} if approved else {"approvers": left}
+
+    def _checkout_link(self, session: Session, link: Link) -> dict[str, object]:
+        """What the rep's reminder shows: the current checkout link (a renewal's, after a
+        renewal), with its reference and how long it has waited since it was created."""
+        intent = self.store.intent(session, link.intent_id) if link.intent_id else None
+        if intent is None:  # only a link that never had one: the reply shows what it has
+            return {}
+        return {
+            "waited": max(0, int((utcnow() - intent.created_at).total_seconds())),
+            "reference": intent.reference,
+            "url": intent.checkout_url,
+        }
 
     def _locked(self, session: Session, link_id: int) -> Link | None:
         """The link, its row locked on PostgreSQL until the transaction ends: a decision

@@ -50,7 +50,7 @@ class SlackContext:
         """Reads links for ``/paylink list|find|status``, App Home and its search."""
         return Finder(
             self.service.store,
-            currencies=self.settings.paylink_currencies,
+            currencies_for=lambda team: self.settings_for(team).paylink_currencies,
             timezone=self.settings.timezone,
             allow_self_approval=self.service.allow_self_approval,
             permalink=self.permalink,

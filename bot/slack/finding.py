@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -66,16 +66,18 @@ class Finder:
         self,
         store: LinkStore,
         *,
-        currencies: list[str],
+        currencies_for: Callable[[str | None], Sequence[str]],
         timezone: ZoneInfo,
         allow_self_approval: bool,
         permalink: Permalink,
         clock: Callable[[], datetime] = utcnow,
     ):
-        """``clock``: now, in UTC (ages, this month)."""
+        """``currencies_for(team_id)``: the currencies that workspace offers (its Settings,
+        else the environment's), for help and the pre-fill; ``clock``: now, in UTC (ages,
+        this month)."""
         self.store = store
         self.clock = clock
-        self.currencies = currencies
+        self.currencies_for = currencies_for
         self.timezone = timezone
         self.allow_self_approval = allow_self_approval
         self.permalink = permalink
@@ -106,18 +108,23 @@ class Finder:
         subcommand = self.subcommands.get(words[0].lower())
         if subcommand is not None:
             return subcommand(asker, words[1:])
-        if prefill(text, self.currencies) is not None:
+        if prefill(text, self._currencies(asker)) is not None:
             return None
-        return self.unknown(text)
+        return self.unknown(asker, text)
+
+    def _currencies(self, asker: Asker) -> list[str]:
+        """The currencies of the asker's workspace."""
+        return list(self.currencies_for(asker.workspace.team_id))
 
     def help(self, asker: Asker, args: list[str]) -> Answer:
-        """``/paylink help``: usage (text only)."""
-        return blocks.help_text(self.currencies), []
+        """``/paylink help``: usage (text only), with the asker's workspace's currencies."""
+        return blocks.help_text(self._currencies(asker)), []
 
-    def unknown(self, typed: str) -> Answer:
+    def unknown(self, asker: Asker, typed: str) -> Answer:
         """What text that is no subcommand (nor an amount and currency) answers: help."""
         said = blocks.escape(" ".join(typed.split())[:60])
-        return f"`{said}` is not a Paylink command.\n\n" + blocks.help_text(self.currencies), []
+        usage = blocks.help_text(self._currencies(asker))
+        return f"`{said}` is not a Paylink command.\n\n{usage}", []
 
     def list_links(self, asker: Asker, args: list[str]) -> Answer:
         """``/paylink list [pending|unpaid|paid|closed] [all]``: the 20 newest links."""
@@ -238,7 +245,7 @@ class Finder:
         )
 
 
-def prefill(text: str, currencies: list[str]) -> tuple[str | None, str | None] | None:
+def prefill(text: str, currencies: Sequence[str]) -> tuple[str | None, str | None] | None:
     """``5000 PKR`` → ("5000", "PKR"); an amount that does not parse (``0``, ``1.234``) is
     left blank for the modal to check. None when a word is neither a number nor a currency
     on offer, or a second number: that is no request to pre-fill."""

@@ -205,23 +205,33 @@ def _first_approval(link: Link, details: dict[str, Any]) -> _Reply:
 def _remind_approvers(link: Link, details: dict[str, Any]) -> _Reply:
     waited = waited_text(details.get("waited", 0))
     who = " ".join(approver_mention(str(a)) for a in details.get("approvers") or [])
+    approved = ", ".join(mention(str(a)) for a in details.get("approved_by") or [])
+    awaited = "a second approver" if approved else "approval"
+    first = [f"Approved by {approved}: one more approval creates the link."] if approved else []
     return _Reply(
         text=(
-            f":bell: {who} this request has waited {waited} for approval: "
+            f":bell: {who} this request has waited {waited} for {awaited}: "
             f"{amount_text(link)} for {_name(link)}."
         ),
-        details=[f"Requested by {mention(link.requester_id)}. Approve or reject it above."],
-        fallback=f"Reminder: a request of {amount_text(link)} has waited {waited} for approval",
+        details=[
+            *first,
+            f"Requested by {mention(link.requester_id)}. Approve or reject it above.",
+        ],
+        fallback=f"Reminder: a request of {amount_text(link)} has waited {waited} for {awaited}",
     )
 
 
 def _remind_rep(link: Link, details: dict[str, Any]) -> _Reply:
     waited = waited_text(details.get("waited", 0))
-    url = url_link(link.checkout_url) or "(no address)"
+    # The reply keeps the checkout link it was about (reminders queued before they said
+    # which show the link's current one).
+    url = url_link(details.get("url") or link.checkout_url) or "(no address)"
+    reference = details.get("reference")
+    renewal = f" {safe(reference, 64)}" if reference and reference != link.reference else ""
     return _Reply(
         text=(
-            f":bell: {mention(link.requester_id)} the checkout link has waited {waited} for "
-            f"payment: {url}"
+            f":bell: {mention(link.requester_id)} the checkout link{renewal} has waited "
+            f"{waited} for payment: {url}"
         ),
         details=[
             f"{_name(link)} has not paid {amount_text(link)} yet. Send the link again, or "
