@@ -469,7 +469,7 @@ def test_a_renewals_reference_finds_its_link_within_its_workspace_only(
     assert load(service, foreign.id).checkout_reference == foreign_renewal
     finder = Finder(
         service.store,
-        currencies=["PKR"],
+        currencies_for=lambda _team: ["PKR"],
         timezone=ZoneInfo("Asia/Karachi"),
         allow_self_approval=False,
         permalink=lambda _channel, _ts, _url: None,
