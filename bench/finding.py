@@ -99,10 +99,10 @@ def main() -> None:
         print(f"seeded {args.links:,} links in {time.perf_counter() - started:.1f} s")
         finder = Finder(
             store,
-            currencies=["PKR"],
+            currencies_for=lambda _team: ["PKR"],
             timezone=ZoneInfo("Asia/Karachi"),
             allow_self_approval=False,
-            permalink=lambda channel, ts: f"https://acme.slack.com/archives/{channel}/p{ts}",
+            permalink=lambda channel, ts, _url: f"https://acme.slack.com/archives/{channel}/p{ts}",
         )
         rep, approver = Asker(REP, TEAM, False), Asker(APPROVER, TEAM, True)
         middle = blocks.HomeState(page=101, before=args.links // 2)

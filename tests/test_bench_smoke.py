@@ -80,3 +80,17 @@ def test_a_step_that_only_stalled_is_run_again_and_one_that_fell_behind_is_not()
     assert not _stalled(step(3222.4, 5390.0))
     assert not _stalled(step(4.1, 12.0))  # sustained: nothing to run again
     assert not _stalled(step(4.1, 605.5, errors=3))  # refused or dropped webhooks are failures
+
+
+@pytest.mark.slow
+def test_the_finding_benchmark_runs_every_question(procs: Procs) -> None:
+    """``python -m bench.finding`` on a small store: it calls the Finder as the listeners
+    do, so a change of the Finder's signature breaks it here rather than at the next run."""
+    proc = procs.run(
+        [sys.executable, "-m", "bench.finding", "--links", "300", "--runs", "1"],
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for question in ("/paylink list", "/paylink find", "/paylink status REF", "App Home"):
+        assert question in proc.stdout
