@@ -103,7 +103,12 @@ def _parser() -> argparse.ArgumentParser:
         "--status", type=_status_name, help="only links with this status, e.g. paid"
     )
     export.add_argument("--output", metavar="FILE", help="write to FILE (default: stdout)")
-    sub.add_parser("digest", help="post the digest in the approval channel now")
+    digest = sub.add_parser("digest", help="post the digest in the approval channel now")
+    digest.add_argument(
+        "--team",
+        metavar="T0123",
+        help="the workspace's (required with several workspaces, SLACK_CLIENT_ID)",
+    )
     return parser
 
 
@@ -230,7 +235,7 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
 def _digest(settings: Settings, args: argparse.Namespace) -> int:
     from bot.commands import digest
 
-    return digest(settings)
+    return digest(settings, team=args.team)
 
 
 COMMANDS = {

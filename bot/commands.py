@@ -440,27 +440,38 @@ def status(settings: Settings, reference: str) -> int:
     return 0
 
 
-def digest(settings: Settings) -> int:
+def digest(settings: Settings, team: str | None = None) -> int:
     """Post a digest in the approval channel now and print it ("nothing to report" when
-    there is none); the next digest's "paid since" starts from it. Single-workspace mode
-    only: the digest covers every link of the deployment."""
+    there is none); the next digest's "paid since" starts from it. In multi-workspace mode
+    ``team`` names the workspace (required): its links only, its channel, its token."""
     from slack_sdk.errors import SlackApiError
 
     from bot.slack.app import make_web_client
+    from bot.slack.clients import NotInstalled
     from bot.slack.delivery import post_digest
     from bot.slack.failures import slack_failure
+    from bot.slack.oauth import installed_list, slack_clients
 
-    if settings.multi_workspace:
-        _err(
-            "the digest is per deployment and not available with several workspaces "
-            "(SLACK_CLIENT_ID is set): it would show one workspace's links in another's"
-        )
-        return 1
-    settings.require("slack_bot_token")
+    if settings.multi_workspace and not team:
+        _err("with several workspaces (SLACK_CLIENT_ID), name one: paylink digest --team T0123")
+        return 2
+    if team and not settings.multi_workspace:
+        _err("--team is for several workspaces (SLACK_CLIENT_ID): without it, leave it out")
+        return 2
+    if not settings.multi_workspace:
+        settings.require("slack_bot_token")
     runtime = Runtime(settings, slack=False)
+    base = None
     try:
         require_current(runtime.engine)
-        report, channel = runtime.digests.read_now()
+        workspace = None
+        if team:
+            installed = installed_list(settings, runtime.engine)
+            workspace = next((w for w in installed if w.team_id == team), None)
+            if workspace is None:
+                _err(f"Paylink is not installed in workspace {team}")
+                return 1
+        report, channel = runtime.digests.read_now(workspace=workspace)
         if report.empty:
             print("nothing to report")
             return 0
@@ -470,26 +481,32 @@ def digest(settings: Settings) -> int:
                 "PAYLINK_APPROVAL_CHANNEL"
             )
             return 1
-        client = make_web_client(settings)
+        base = make_web_client(settings)
+        setting = "SLACK_BOT_TOKEN"
         try:
+            if workspace is None:
+                client = base
+            else:
+                setting = "SLACK_CLIENT_ID"
+                client = slack_clients(settings, base, runtime.engine).for_workspace(workspace)
             text, posted = post_digest(client, channel, report, f"now:{report.until}")
+        except NotInstalled:
+            _err(f"Paylink is not installed in workspace {team}")
+            return 1
         except (SlackApiError, OSError) as exc:
             _err(
                 slack_failure(
-                    exc,
-                    call="chat.postMessage",
-                    setting="SLACK_BOT_TOKEN",
-                    api_url=settings.slack_api_url,
+                    exc, call="chat.postMessage", setting=setting, api_url=settings.slack_api_url
                 )
             )
             return 1
-        finally:
-            client.close()
-        runtime.digests.record_now(report, channel)
+        runtime.digests.record_now(report, channel, workspace)
     except SchemaOutdated as exc:
         _err(str(exc))
         return 2
     finally:
+        if base is not None:
+            base.close()
         runtime.engine.dispose()
     print(f"posted in {channel}: {text}")
     for block in posted:

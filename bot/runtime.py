@@ -149,17 +149,15 @@ class Runtime:
             at=settings.paylink_digest_at,
             zone=settings.timezone,
             channel=self.digest_channel,
+            # With several workspaces, one digest per installed workspace, of its links only.
+            installed=self.installed_workspaces if settings.multi_workspace else None,
+            channel_of=lambda w: self.workspaces.for_team(w.team_id).paylink_approval_channel,
         )
-        # The daily digest is posted by whoever runs the jobs, so only with Slack to post to;
-        # it reads every link, so never with several workspaces (see start()).
+        # The daily digest is posted by whoever runs the jobs, so only with Slack to post to.
         self.periodic = Periodic(
             self.service,
             interval=jobs_interval,
-            digests=(
-                self.digests
-                if self.slack_client is not None and not settings.multi_workspace
-                else None
-            ),
+            digests=self.digests if self.slack_client is not None else None,
         )
         if self.slack_client is not None and self.plan.answers_slack:
             self._build_bolt_app()
@@ -236,6 +234,12 @@ class Runtime:
         team = workspace.team_id if workspace else None
         return self.workspaces.for_team(team).paylink_approval_channel
 
+    def installed_workspaces(self) -> list[Workspace]:
+        """The workspaces Paylink is installed in now (multi-workspace mode)."""
+        from bot.slack.oauth import installed_list
+
+        return installed_list(self.settings, self.engine)
+
     def _store_label(self, team_id: str | None, store_id: int | None) -> str | None:
         """The name of a link's store, for its card, when its workspace has several."""
         stores = self.workspaces.stores(team_id)
@@ -303,12 +307,6 @@ class Runtime:
             self.checkpointer.start()
         if not self.plan.runs_jobs:
             return
-        if self.settings.multi_workspace and self.settings.paylink_digest_at is not None:
-            log.info(
-                "no daily digest: it covers every link of the deployment, and with several "
-                "workspaces (SLACK_CLIENT_ID) it would show one workspace's links in another's "
-                "channel"
-            )
         if self.runner:
             self.runner.start()
             if self.plan.woken_by_socket:

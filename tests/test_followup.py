@@ -32,13 +32,14 @@ from bot.links.service import LinkService
 from bot.links.states import Status
 from bot.links.store import LinkStore
 from bot.links.tables import Digest, History, Job, Link
+from bot.links.workspaces import Workspace
 from bot.local.standin import validate_blocks
 from bot.schema import MIGRATIONS, require_current, upgrade
 from bot.slack import blocks as b
 from bot.slack.blocks.common import waited_text
 from bot.xpay.client import XPayRejected
 from tests.dbs import BACKENDS, database_url, migrated_engine
-from tests.factories import checkout_request, payment_event
+from tests.factories import checkout_request, insert_links, payment_event
 from tests.fakes import FakeGateway
 from tests.test_slack_blocks import check_message, make_link, mrkdwn_texts, nasty_link
 
@@ -518,6 +519,98 @@ def test_two_processes_at_once_take_one_digest(
     with store.reading() as s:
         assert s.scalar(select(func.count()).select_from(Job).where(Job.kind == "digest")) == 1
     stores[1].close()
+
+
+ALPHA, BRAVO, CHARLIE = Workspace("T0ALPHA"), Workspace("T0BRAVO"), Workspace("T0CHARLIE")
+
+
+def per_workspace(store: LinkStore, installed: list[Workspace], at: time = time(9, 0)) -> Digests:
+    """A worker's digests in multi-workspace mode: ALPHA set its approval channel."""
+    return Digests(
+        JobQueue(store),
+        at=at,
+        zone=KARACHI,
+        channel=lambda: pytest.fail("the deployment's channel is not asked"),
+        installed=lambda: installed,
+        channel_of=lambda w: "C0ALPHAFIN" if w == ALPHA else None,
+    )
+
+
+def digest_jobs(store: LinkStore) -> dict[str, Job]:
+    with store.reading() as s:
+        jobs = s.scalars(select(Job).where(Job.kind == JobKind.DIGEST.value))
+        return {job.payload["team_id"]: job for job in jobs}
+
+
+def test_with_several_workspaces_each_installed_one_gets_its_own_digest(
+    store: LinkStore,
+) -> None:
+    """Issue 21/23: its links only, its sums, its channel; nothing to report, no post; a
+    workspace not installed gets none; the day is taken once per workspace across workers,
+    and one installed later that day gets its digest on the next pass."""
+    for workspace, amount, count in (
+        (ALPHA, "100", 2),
+        (BRAVO, "7", 3),
+        (Workspace("T0GONE"), "9", 1),
+    ):
+        insert_links(
+            store,
+            count,
+            workspace=workspace,
+            statuses=[Status.AWAITING_PAYMENT],
+            prefix=workspace.team_id,
+            amount=Decimal(amount),
+            channel_id=f"C0{workspace.team_id}",
+        )
+    installed = [ALPHA, BRAVO, CHARLIE]
+    worker = per_workspace(store, installed)
+    assert worker.take_daily(at_karachi(8, 59)) == 0
+    assert worker.take_daily(at_karachi(9, 1)) == 2  # CHARLIE has nothing to report
+    assert per_workspace(store, installed).take_daily(at_karachi(9, 2)) == 0  # another worker
+    jobs = digest_jobs(store)
+    assert set(jobs) == {"T0ALPHA", "T0BRAVO"}
+    alpha, bravo = (Report.from_json(jobs[t].payload["report"]) for t in ("T0ALPHA", "T0BRAVO"))
+    assert (alpha.payment_count, alpha.payment_sums) == (2, [Sum("PKR", "200.00")])
+    assert (bravo.payment_count, bravo.payment_sums) == (3, [Sum("PKR", "21.00")])
+    assert {i.reference[:7] for i in alpha.named()} == {"T0ALPHA"}
+    assert {i.reference[:7] for i in bravo.named()} == {"T0BRAVO"}
+    assert jobs["T0ALPHA"].payload["channel"] == "C0ALPHAFIN"  # its Settings' channel
+    assert jobs["T0BRAVO"].payload["channel"] == "C0T0BRAVO"  # its newest card's
+    assert jobs["T0BRAVO"].dedupe_key == "digest:T0BRAVO:2026-12-02"
+    with store.reading() as s:
+        rows = {(d.key, d.team_id, d.channel_id) for d in s.scalars(select(Digest))}
+    assert rows == {
+        ("T0ALPHA:2026-12-02", "T0ALPHA", "C0ALPHAFIN"),
+        ("T0BRAVO:2026-12-02", "T0BRAVO", "C0T0BRAVO"),
+        ("T0CHARLIE:2026-12-02", "T0CHARLIE", None),  # recorded, not posted
+    }
+    installed.append(Workspace("T0GONE"))  # installed (again) later that day
+    assert worker.take_daily(at_karachi(15, 0)) == 1
+    assert set(digest_jobs(store)) == {"T0ALPHA", "T0BRAVO", "T0GONE"}
+
+
+def test_paid_since_is_each_workspace_s_own(store: LinkStore) -> None:
+    """A paid link is counted in its workspace's next digest, whenever another's was taken."""
+    for workspace in (ALPHA, BRAVO):
+        insert_links(
+            store, 1, workspace=workspace, statuses=[Status.PAID], prefix=workspace.team_id
+        )
+        with store.transaction() as s:
+            s.add(
+                History(
+                    link_id=s.scalar(select(func.max(Link.id))),
+                    from_status=Status.AWAITING_PAYMENT.value,
+                    to_status=Status.PAID.value,
+                    actor="xpay",
+                    at=utcnow() - timedelta(hours=1),
+                )
+            )
+    daily = per_workspace(store, [ALPHA], at=time(0, 0))  # due whenever the test runs
+    assert daily.take_daily(utcnow()) == 1  # ALPHA's counts it
+    assert daily.read_now(workspace=ALPHA)[0].paid_count == 0  # counted in the last one
+    assert daily.read_now(workspace=BRAVO)[0].paid_count == 1  # BRAVO's is still to come
+    daily.record_now(daily.read_now(workspace=BRAVO)[0], "C0B", BRAVO)
+    assert daily.read_now(workspace=BRAVO)[0].paid_count == 0
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

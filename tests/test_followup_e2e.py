@@ -3,7 +3,6 @@ second-scale waits; across a worker's restart, and with two workers on PostgreSQ
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import sys
@@ -15,11 +14,15 @@ from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bot.commands import digest
+from bot.db import utcnow
+from bot.links.digest import Digests
+from bot.links.queue import JobQueue
 from bot.links.states import Status
-from bot.links.tables import Job
+from bot.links.store import LinkStore
+from bot.links.tables import Digest, Job
 from bot.links.workspaces import Workspace
 from bot.local.simulator import TEAM
 from bot.local.stack import APPROVAL_CHANNEL, APPROVER, BOT_TOKEN, CLIENT_ID, REP, LocalStack
@@ -39,6 +42,7 @@ from tests.test_crash_recovery import (
     submit_request,
 )
 from tests.waiting import wait_until
+from tests.workspaces import TeamFlow, thanked
 
 APPROVERS_REMINDER = "for approval"
 REP_REMINDER = "for payment"
@@ -232,33 +236,122 @@ def test_the_digest_goes_to_the_approval_channel_set_in_settings(
         stack.close()
 
 
+ALPHA_FINANCE = "C0ALPHAFIN"
+
+
+def references(message: PostedMessage) -> set[str]:
+    """The order references a digest names (the test's are ``<team>-00000`` …)."""
+    return set(re.findall(r"T0[A-Z]+-\d{5}", f"{message.text} {message.blocks}"))
+
+
 @pytest.mark.integration  # the local stack, started by hand: its links come first
-def test_with_several_workspaces_there_is_no_digest(caplog: pytest.LogCaptureFixture) -> None:
-    """The digest reads every link: in one workspace's channel it would show the others'."""
-    caplog.set_level(logging.INFO, logger="bot.runtime")
+def test_with_several_workspaces_each_installed_one_gets_its_own_digest(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 21/23: two installed workspaces with links each get one digest a day each, in
+    their own approval channel, posted with their own token, naming only their links; an
+    installed one with nothing to report, and one not installed, get none; a second worker
+    takes none again; `paylink digest --team` posts one workspace's now."""
     stack = LocalStack(multi_workspace=True, paylink_digest_at=time_of_day(0, 0))
     try:
-        for team in ("T0ALPHA", "T0BRAVO"):
+        store = stack.runtime.store
+        stack.runtime.workspaces.save_settings(
+            "T0ALPHA", "U0ADMIN", {"paylink_approval_channel": ALPHA_FINANCE}
+        )
+        for team, statuses in (
+            ("T0ALPHA", [Status.AWAITING_APPROVAL, Status.AWAITING_APPROVAL]),
+            ("T0BRAVO", [Status.AWAITING_PAYMENT]),
+            ("T0DELTA", [Status.AWAITING_APPROVAL]),  # never installed
+        ):
             insert_links(
-                stack.runtime.store,
-                2,
+                store,
+                len(statuses),
                 workspace=Workspace(team),
-                statuses=[Status.AWAITING_APPROVAL],
+                statuses=statuses,
                 prefix=team,
+                message_ts=None,  # no cards to link to
             )
-        stack.__enter__()
-        assert stack.runtime.periodic.run_once()["digests"] == 0
+        stack.__enter__()  # its first periodic pass finds no workspace installed
+        for team in ("T0ALPHA", "T0BRAVO", "T0CHARLIE"):  # CHARLIE has no links
+            assert thanked(stack.install(team))
+        assert stack.runtime.periodic.run_once()["digests"] == 2
         Flow(stack).idle()
-        assert stack.slack.calls_of("chat.postMessage") == []
-        with stack.runtime.store.reading() as s:
-            assert s.scalar(select(func.count()).select_from(Job).where(Job.kind == "digest")) == 0
-        (said,) = [r for r in caplog.records if "no daily digest" in r.getMessage()]
-        assert said.levelno == logging.INFO and "several workspaces" in said.getMessage()
+        (alpha,) = digests_in(stack, ALPHA_FINANCE)  # ALPHA's Settings' channel
+        (bravo,) = digests_in(stack, APPROVAL_CHANNEL)  # BRAVO's: PAYLINK_APPROVAL_CHANNEL
+        assert (alpha.team, bravo.team) == ("T0ALPHA", "T0BRAVO")  # each with its own token
+        assert (alpha.text or "").startswith("Paylink digest: 2 awaiting approval")
+        assert "1 awaiting payment" in (bravo.text or "") and "approval" not in (bravo.text or "")
+        assert references(alpha) == {"T0ALPHA-00000"}  # the oldest, named
+        assert references(bravo) == {"T0BRAVO-00000"}
+        posts = stack.slack.calls_of("chat.postMessage")
+        assert sorted(c.team for c in posts) == ["T0ALPHA", "T0BRAVO"]
+
+        # Another worker, and the next pass: the day is taken, once per workspace.
+        runtime = stack.runtime
+        other = Digests(
+            JobQueue(LinkStore(runtime.engine)),
+            at=time_of_day(0, 0),
+            zone=stack.settings.timezone,
+            channel=lambda: pytest.fail("the deployment's channel is not asked"),
+            installed=runtime.installed_workspaces,
+            channel_of=runtime.digests.channel_of,
+        )
+        assert other.take_daily() == 0 and runtime.periodic.run_once()["digests"] == 0
+        with store.reading() as s:
+            keys = set(s.scalars(select(Digest.key)))
+        day = runtime.digests.day_due(utcnow())
+        assert keys == {f"{t}:{day}" for t in ("T0ALPHA", "T0BRAVO", "T0CHARLIE")}
+
+        # paylink digest: one workspace's now, with its token, in its channel.
+        assert digest(stack.settings, team="T0ALPHA") == 0
+        assert capsys.readouterr().out.startswith(
+            f"posted in {ALPHA_FINANCE}: Paylink digest: 2 awaiting approval"
+        )
+        assert [m.team for m in digests_in(stack, ALPHA_FINANCE)] == ["T0ALPHA", "T0ALPHA"]
+        assert digest(stack.settings, team="T0DELTA") == 1
+        assert "not installed in workspace T0DELTA" in capsys.readouterr().err
+        Flow(stack).idle()
+        assert len(stack.slack.calls_of("chat.postMessage")) == 3
+        check_slack_calls(stack)
     finally:
         stack.close()
 
 
-def test_paylink_digest_refuses_with_several_workspaces(procs: Procs, tmp_path: Path) -> None:
+@pytest.mark.integration
+def test_a_digest_for_a_workspace_no_longer_installed_is_stopped(
+    distributed: Callable[..., LocalStack],
+) -> None:
+    """Its job is stopped like the workspace's other jobs: nothing is posted, never retried."""
+    stack = distributed(paylink_digest_at=None)  # no digest but the test's
+    assert thanked(stack.install("T0ALPHA"))
+    insert_links(
+        stack.runtime.store,
+        1,
+        workspace=Workspace("T0ALPHA"),
+        statuses=[Status.AWAITING_APPROVAL],
+        message_ts=None,
+    )
+    taken = Digests(
+        stack.runtime.queue,
+        at=time_of_day(0, 0),
+        zone=stack.settings.timezone,
+        channel=lambda: None,
+        installed=lambda: [Workspace("T0ALPHA")],  # as listed just before it was uninstalled
+        channel_of=lambda _w: APPROVAL_CHANNEL,
+    )
+    stack.slack.revoke("T0ALPHA")
+    gone = {"type": "app_uninstalled"}
+    assert TeamFlow(stack, "T0ALPHA").sim.event(gone, team="T0ALPHA").status_code == 200
+    assert taken.take_daily() == 1
+    Flow(stack).idle()
+    with stack.runtime.store.reading() as s:
+        (job,) = s.scalars(select(Job).where(Job.kind == "digest"))
+    assert job.done_at is not None and job.attempts == 1
+    assert "not installed in the digest's Slack workspace" in (job.last_error or "")
+    assert stack.slack.calls_of("chat.postMessage") == []
+
+
+def test_paylink_digest_asks_which_workspace_with_several(procs: Procs, tmp_path: Path) -> None:
     several = {
         "DATABASE_URL": f"sqlite:///{tmp_path / 'paylink.db'}",
         "SLACK_CLIENT_ID": CLIENT_ID,
@@ -266,10 +359,10 @@ def test_paylink_digest_refuses_with_several_workspaces(procs: Procs, tmp_path: 
         "PAYLINK_SECRET_KEY": new_key(),
     }
     refused = procs.paylink("digest", **several)
-    assert (refused.returncode, refused.stdout) == (1, "")
+    assert (refused.returncode, refused.stdout) == (2, "")
     assert refused.stderr == (
-        "paylink: the digest is per deployment and not available with several workspaces "
-        "(SLACK_CLIENT_ID is set): it would show one workspace's links in another's\n"
+        "paylink: with several workspaces (SLACK_CLIENT_ID), name one: "
+        "paylink digest --team T0123\n"
     )
 
 

@@ -171,3 +171,39 @@ def test_slack_token_columns_widen_for_sealed_tokens_and_downgrade_only_when_pla
         _migrate(engine, "head")
         require_current(engine)
         engine.dispose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_digests_gain_their_workspace_and_a_downgrade_keeps_the_deployment_s(
+    backend: str, tmp_path: Path
+) -> None:
+    """0014 adds the workspace of a digest (issue 21/23): the rows there are stay the
+    deployment's, keyed by their day; the downgrade drops the workspaces' digests, which
+    versions before it would read as the deployment's."""
+    digest = (
+        "INSERT INTO digests (key, covered_until, channel_id, created_at)"
+        " VALUES (:key, CURRENT_TIMESTAMP, 'C1', CURRENT_TIMESTAMP)"
+    )
+    with database_url(backend, tmp_path) as url:
+        engine = make_engine(url)
+        _migrate(engine, "0013")
+        with engine.begin() as conn:
+            conn.execute(text(digest), {"key": "2026-12-02"})
+        _migrate(engine, "0014")
+        with engine.begin() as conn:
+            assert conn.execute(text("SELECT key, team_id, enterprise_id FROM digests")).all() == [
+                ("2026-12-02", None, None)
+            ]
+            conn.execute(
+                text(
+                    "INSERT INTO digests (key, team_id, covered_until, created_at)"
+                    " VALUES ('T1:2026-12-03', 'T1', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                )
+            )
+        _migrate(engine, "0013", down=True)
+        with engine.connect() as conn:
+            assert "team_id" not in {c["name"] for c in inspect(conn).get_columns("digests")}
+            assert conn.execute(text("SELECT key FROM digests")).all() == [("2026-12-02",)]
+        _migrate(engine, "head")
+        require_current(engine)
+        engine.dispose()

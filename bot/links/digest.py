@@ -7,22 +7,24 @@ unique key decides between replicas) and queues the post as a job of no link; a 
 nothing in it is recorded but not posted. ``paylink digest`` reads one now
 (:meth:`Digests.read_now`) and records it once posted (:meth:`Digests.record_now`).
 
-A digest reads every link in the database: it is the deployment's, so it exists in
-single-workspace mode only (with several workspaces it would show one workspace's links in
-another's channel).
+In single-workspace mode a digest reads every link in the database: it is the deployment's,
+keyed by the day. In multi-workspace mode (``installed`` given) each installed workspace has
+its own: only its links, in its own approval channel, keyed ``<team>:<day>``, its "paid since"
+counted from its own last digest, posted with its own token (the job's payload names it). A
+workspace not installed (never, or no more) gets none.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, select, true
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -31,7 +33,8 @@ from bot.db import utcnow
 from bot.links.kinds import JobKind
 from bot.links.queue import JobQueue
 from bot.links.states import Status
-from bot.links.tables import Digest, History, Link
+from bot.links.tables import Digest, History, Link, of_workspace
+from bot.links.workspaces import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -157,25 +160,37 @@ def _in(*statuses: Status) -> Any:
     return Link.status.in_([s.value for s in statuses])
 
 
-def read_report(session: Session, since: datetime, until: datetime) -> Report:
-    """The figures of a digest taken at ``until``, paid counted after ``since``.
+def _links_of(workspace: Workspace | None) -> ColumnElement[bool]:
+    """Whose links a digest reads: ``workspace``'s, or every link (None: the deployment's)."""
+    return true() if workspace is None else of_workspace(workspace)
+
+
+def read_report(
+    session: Session, since: datetime, until: datetime, workspace: Workspace | None = None
+) -> Report:
+    """The figures of a digest taken at ``until``, paid counted after ``since``, of
+    ``workspace``'s links (None: every link, single-workspace mode).
 
     Every link in a status is read (sums need them all): a team's open links are counted in
     hundreds, not millions."""
+    mine = _links_of(workspace)
     approval = session.scalar(
-        select(func.count()).select_from(Link).where(_in(Status.AWAITING_APPROVAL))
+        select(func.count()).select_from(Link).where(mine, _in(Status.AWAITING_APPROVAL))
     )
     oldest_request = session.scalar(
-        select(Link).where(_in(Status.AWAITING_APPROVAL)).order_by(Link.created_at, Link.id)
+        select(Link).where(mine, _in(Status.AWAITING_APPROVAL)).order_by(Link.created_at, Link.id)
     )
     awaiting = list(
         session.scalars(
-            select(Link).where(_in(Status.AWAITING_PAYMENT)).order_by(Link.updated_at, Link.id)
+            select(Link)
+            .where(mine, _in(Status.AWAITING_PAYMENT))
+            .order_by(Link.updated_at, Link.id)
         )
     )
     paid = list(
         session.scalars(
             select(Link).where(
+                mine,
                 Link.id.in_(
                     select(History.link_id).where(
                         History.to_status == Status.PAID.value,
@@ -183,16 +198,19 @@ def read_report(session: Session, since: datetime, until: datetime) -> Report:
                         History.at > since,
                         History.at <= until,
                     )
-                )
+                ),
             )
         )
     )
-    action = list(session.scalars(select(Link).where(_in(*NEEDS_ACTION)).order_by(Link.updated_at)))
+    action = list(
+        session.scalars(select(Link).where(mine, _in(*NEEDS_ACTION)).order_by(Link.updated_at))
+    )
     # Awaiting payment only: a failed payment's link is listed under its status already.
     expiring = list(
         session.scalars(
             select(Link)
             .where(
+                mine,
                 _in(Status.AWAITING_PAYMENT),
                 Link.expires_at.is_not(None),
                 Link.expires_at <= until + EXPIRING_WITHIN,
@@ -222,7 +240,11 @@ def read_report(session: Session, since: datetime, until: datetime) -> Report:
 class Digests:
     """Takes digests: ``at`` o'clock in ``zone`` daily (None: never by itself), posted in
     the channel ``channel()`` names when one is taken (None: the channel of the newest
-    card)."""
+    card).
+
+    Multi-workspace mode: ``installed()`` lists the workspaces Paylink is installed in, each
+    of which gets its own digest, in the channel ``channel_of(workspace)`` names (None: the
+    channel of that workspace's newest card)."""
 
     def __init__(
         self,
@@ -231,19 +253,30 @@ class Digests:
         at: time | None,
         zone: ZoneInfo,
         channel: Callable[[], str | None],
+        installed: Callable[[], Sequence[Workspace]] | None = None,
+        channel_of: Callable[[Workspace], str | None] = lambda _w: None,
     ):
         self.queue = queue
         self.store = queue.store
         self.at = at
         self.zone = zone
         self.channel = channel
+        self.installed = installed
+        self.channel_of = channel_of
         self._taken: str | None = None  # the last day this process saw taken
+        # Multi-workspace mode: the day, and the workspaces' keys this process saw taken on it.
+        self._taken_keys: tuple[str, set[str]] = ("", set())
         insert_or_skip = pg_insert if self.store.is_postgres else sqlite_insert
         self._record = (
             insert_or_skip(Digest.__table__)
             .on_conflict_do_nothing(index_elements=["key"])
             .returning(Digest.__table__.c.id)
         )
+
+    @property
+    def per_workspace(self) -> bool:
+        """True in multi-workspace mode: a digest per installed workspace."""
+        return self.installed is not None
 
     def day_due(self, now: datetime) -> str | None:
         """The day (``2026-12-02``, in the digest's zone) whose digest is due at ``now``:
@@ -253,67 +286,171 @@ class Digests:
         local = now.astimezone(self.zone)
         return local.date().isoformat() if local.time() >= self.at else None
 
-    def take_daily(self, now: datetime | None = None) -> bool:
+    def take_daily(self, now: datetime | None = None) -> int:
         """Take today's digest if it is due and no process has taken it; True when this call
         queued its post. One transaction reads it, records the day (unique) and queues the
-        post, so of two processes one takes it."""
+        post, so of two processes one takes it. In multi-workspace mode, the same for each
+        installed workspace (one transaction each): how many posts this call queued."""
         now = now or utcnow()
         day = self.day_due(now)
-        if day is None or day == self._taken:
+        if day is None:
+            return False
+        if self.installed is not None:
+            return self._take_each(self.installed(), day, now)
+        if day == self._taken:
             return False
         configured = self.channel()  # may ask Slack: not while holding a transaction
-        with self.store.transaction() as s:
-            if s.scalar(select(Digest.id).where(Digest.key == day)) is None:
-                report, channel = self._read(s, now, configured)
-                queued = self._recorded(s, day, now, channel) and channel is not None
-                if queued:
-                    self.queue.enqueue(
-                        s,
-                        None,
-                        JobKind.DIGEST,
-                        payload={"channel": channel, "report": report.to_json()},
-                        dedupe_key=f"digest:{day}",
-                    )
-            else:
-                queued = False
+        queued = self._take(day, day, now, configured, None)
         self._taken = day
-        if queued:
-            log.info("daily digest queued for %s", day)
         return queued
 
-    def read_now(self, now: datetime | None = None) -> tuple[Report, str | None]:
-        """A digest as of now (``paylink digest``) and the channel it goes to."""
-        configured = self.channel()
-        with self.store.reading() as s:
-            return self._read(s, now or utcnow(), configured)
+    def _take_each(self, workspaces: Sequence[Workspace], day: str, now: datetime) -> int:
+        """Take ``day``'s digest of each workspace in ``workspaces`` no process took yet."""
+        if self._taken_keys[0] != day:
+            self._taken_keys = (day, set())
+        taken = self._taken_keys[1]
+        queued = 0
+        for workspace in workspaces:
+            key = workspace_key(workspace, day)
+            if key in taken:
+                continue
+            try:
+                configured = self.channel_of(workspace)
+                queued += self._take(day, key, now, configured, workspace)
+            except Exception:  # one workspace's trouble must not keep the others' digests
+                log.exception("digest not taken", extra={"team": workspace.team_id})
+                continue  # tried again on the next pass
+            taken.add(key)
+        return queued
 
-    def record_now(self, report: Report, channel: str) -> None:
-        """Record a digest ``paylink digest`` posted: the next one's "paid since" starts at
-        its figures' time."""
-        until = datetime.fromisoformat(report.until)
+    def _take(
+        self,
+        day: str,
+        key: str,
+        now: datetime,
+        configured: str | None,
+        workspace: Workspace | None,
+    ) -> bool:
+        """Read, record (``key``, unique) and queue one digest in one transaction; True when
+        its post was queued."""
         with self.store.transaction() as s:
-            self._recorded(s, f"now:{report.until}", until, channel)
+            if s.scalar(select(Digest.id).where(Digest.key == key)) is not None:
+                return False
+            report, channel = self._read(s, now, configured, workspace)
+            queued = self._recorded(s, key, now, channel, workspace) and channel is not None
+            if queued:
+                self.queue.enqueue(
+                    s,
+                    None,
+                    JobKind.DIGEST,
+                    payload={
+                        "channel": channel,
+                        "report": report.to_json(),
+                        **({} if workspace is None else _owner(workspace)),
+                    },
+                    dedupe_key=f"digest:{key}",
+                )
+        if queued:
+            extra = {"team": workspace.team_id} if workspace else {}
+            log.info("daily digest queued for %s", day, extra=extra)
+        return queued
+
+    def read_now(
+        self, now: datetime | None = None, workspace: Workspace | None = None
+    ) -> tuple[Report, str | None]:
+        """A digest as of now (``paylink digest``) and the channel it goes to: of
+        ``workspace`` (multi-workspace mode), or the deployment's (None)."""
+        configured = self.channel() if workspace is None else self.channel_of(workspace)
+        with self.store.reading() as s:
+            return self._read(s, now or utcnow(), configured, workspace)
+
+    def record_now(self, report: Report, channel: str, workspace: Workspace | None = None) -> None:
+        """Record a digest ``paylink digest`` posted: the next one's "paid since" (of
+        ``workspace``, when it is one's) starts at its figures' time."""
+        until = datetime.fromisoformat(report.until)
+        key = (
+            f"now:{report.until}"
+            if workspace is None
+            else f"now:{workspace_key(workspace, report.until)}"
+        )
+        with self.store.transaction() as s:
+            self._recorded(s, key, until, channel, workspace)
 
     def _read(
-        self, session: Session, now: datetime, configured: str | None
+        self,
+        session: Session,
+        now: datetime,
+        configured: str | None,
+        workspace: Workspace | None,
     ) -> tuple[Report, str | None]:
-        last = session.scalar(select(func.max(Digest.covered_until)))
-        report = read_report(session, last or now - FIRST_LOOKBACK, now)
+        last_of = select(func.max(Digest.covered_until))
+        if workspace is not None:
+            last_of = last_of.where(_digest_of(workspace))
+        last = session.scalar(last_of)
+        report = read_report(session, last or now - FIRST_LOOKBACK, now, workspace)
         if report.empty:
             return report, None
         channel = configured or session.scalar(
             select(Link.channel_id)
-            .where(Link.message_ts.is_not(None))
+            .where(_links_of(workspace), Link.message_ts.is_not(None))
             .order_by(Link.created_at.desc(), Link.id.desc())
             .limit(1)
         )
-        if channel is None:
+        if channel is None and workspace is None:
             log.warning(
                 "digest: no channel to post it in (set the approval channel in Settings, "
                 "or PAYLINK_APPROVAL_CHANNEL)"
             )
+        elif channel is None:
+            log.warning(
+                "digest: no channel to post workspace %s's in (set its approval channel in "
+                "Settings, or PAYLINK_APPROVAL_CHANNEL)",
+                workspace.team_id,
+                extra={"team": workspace.team_id},
+            )
         return report, channel
 
-    def _recorded(self, session: Session, key: str, until: datetime, channel: str | None) -> bool:
-        row = {"key": key, "covered_until": until, "channel_id": channel, "created_at": utcnow()}
+    def _recorded(
+        self,
+        session: Session,
+        key: str,
+        until: datetime,
+        channel: str | None,
+        workspace: Workspace | None,
+    ) -> bool:
+        row = {
+            "key": key,
+            "covered_until": until,
+            "channel_id": channel,
+            "created_at": utcnow(),
+            **_owner(workspace),
+        }
         return session.execute(self._record, row).first() is not None
+
+
+def workspace_key(workspace: Workspace, day: str) -> str:
+    """A workspace's digest's key: ``T0123:2026-12-02`` (the day alone is the deployment's)."""
+    return f"{workspace.team_id}:{day}"
+
+
+def digest_owner(payload: dict[str, Any]) -> Workspace | None:
+    """The workspace a digest job's post is for (None: the deployment's, single-workspace
+    mode)."""
+    team = payload.get("team_id")
+    return Workspace(team, payload.get("enterprise_id")) if team else None
+
+
+def _owner(workspace: Workspace | None) -> dict[str, str | None]:
+    if workspace is None:
+        return {"team_id": None, "enterprise_id": None}
+    return {"team_id": workspace.team_id, "enterprise_id": workspace.enterprise_id}
+
+
+def _digest_of(workspace: Workspace) -> ColumnElement[bool]:
+    enterprise = workspace.enterprise_id
+    return and_(
+        Digest.team_id == workspace.team_id,
+        Digest.enterprise_id.is_(None)
+        if enterprise is None
+        else Digest.enterprise_id == enterprise,
+    )

@@ -156,7 +156,8 @@ class JobRunner:
             log.warning(
                 "job stopped: %s",
                 exc,
-                extra={"link_id": job.link_id, "kind": job.kind, "ref": link.reference},
+                extra={"link_id": job.link_id, "kind": job.kind}
+                | ({"ref": link.reference} if link else {}),  # a digest's job has no link
             )
             self.queue.stop(job, f"stopped: {exc}")
             return False

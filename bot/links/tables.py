@@ -275,13 +275,19 @@ class Job(Base):
 
 class Digest(Base):
     """A digest taken: the daily one once per day (its ``key`` is the day, unique, so
-    replicas take one between them), or one asked for with ``paylink digest``."""
+    replicas take one between them), or one asked for with ``paylink digest``. In
+    multi-workspace mode each workspace has its own (``team_id``, ``enterprise_id``), keyed
+    ``<team>:<day>``; in single-workspace mode they are None, the digest the deployment's."""
 
     __tablename__ = "digests"
+    __table_args__ = (Index("ix_digests_team_covered", "team_id", "covered_until"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    # "2026-12-02" (the day, in PAYLINK_TIMEZONE) for the daily digest; "now:<time>" otherwise.
+    # "2026-12-02" (the day, in PAYLINK_TIMEZONE) for the daily digest; "now:<time>" otherwise;
+    # a workspace's: "T0123:2026-12-02", "now:T0123:<time>".
     key: Mapped[str] = mapped_column(String(64), unique=True)
+    team_id: Mapped[str | None] = mapped_column(String(32))
+    enterprise_id: Mapped[str | None] = mapped_column(String(32))
     # The moment its figures were read: the next digest's "paid since" starts here.
     covered_until: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     # Where it was posted; None when there was nothing to report (no message).

@@ -12,7 +12,7 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 
-from bot.links.digest import Report
+from bot.links.digest import Report, digest_owner
 from bot.links.kinds import JobKind
 from bot.links.policy import TWO
 from bot.links.queue import JobQueue
@@ -150,10 +150,14 @@ class SlackDelivery:
 
     def _client(self, link: Link) -> WebClient:
         """The client of the link's workspace; Stop when Paylink is not installed there."""
+        return self._client_of(link.workspace, "the link's")
+
+    def _client_of(self, workspace: Workspace, whose: str = "the digest's") -> WebClient:
+        """The client of ``workspace``; Stop when Paylink is not installed there."""
         try:
-            return self.clients.for_workspace(link.workspace)
+            return self.clients.for_workspace(workspace)
         except NotInstalled:
-            raise Stop("Paylink is not installed in the link's Slack workspace") from None
+            raise Stop(f"Paylink is not installed in {whose} Slack workspace") from None
 
     def qr(self, job: Job, link: Link) -> None:
         """Post a QR code image of the checkout URL in the thread, after the link's reply (a
@@ -204,10 +208,14 @@ class SlackDelivery:
                 raise RetryLater(f"file upload failed: {exc}") from None
 
     def digest(self, job: Job, link: Link | None) -> None:
-        """Post the daily digest (a job of no link), once. It covers the environment's
-        approval channel: the single workspace's (multi-workspace mode has no digest)."""
-        client = self.clients.base
-        with self._slack_errors(job, link, client):
+        """Post the daily digest (a job of no link), once: the single workspace's with the
+        one token, or in multi-workspace mode the workspace's its payload names with that
+        workspace's token (a workspace that uninstalled Paylink: the job is stopped)."""
+        owner = digest_owner(job.payload)
+        if owner is None and self.clients.multi_workspace:
+            raise Stop("a digest of no workspace: nobody to post it to")
+        client = self.clients.base if owner is None else self._client_of(owner)
+        with self._slack_errors(job, link, client, owner=owner):
             channel, key = job.payload["channel"], job.dedupe_key or f"job:{job.id}"
             found = self._earlier_post(
                 job, client, channel, DIGEST_EVENT, key, since=job.created_at
@@ -222,10 +230,11 @@ class SlackDelivery:
         link: Link | None,
         client: WebClient,
         gave_up: Callable[[Link, str, WebClient], None] | None = None,
+        owner: Workspace | None = None,
     ) -> Iterator[None]:
         """Slack's errors as the runner needs them: RetryLater, or for an error retrying
         will not fix, logged and given up on (``gave_up`` is told); Stop for a workspace
-        whose token Slack no longer takes."""
+        whose token Slack no longer takes (the link's, else ``owner``)."""
         try:
             yield
         except SlackApiError as exc:
@@ -234,8 +243,9 @@ class SlackDelivery:
             if status == 429:
                 retry_after = exc.response.headers.get("Retry-After", "1")
                 raise RetryLater("rate limited", float(retry_after or 1)) from None
-            if error in DEAD_TOKEN and self.clients.multi_workspace and link is not None:
-                self._check_installed(link, client, error)
+            workspace = link.workspace if link is not None else owner
+            if error in DEAD_TOKEN and self.clients.multi_workspace and workspace is not None:
+                self._check_installed(workspace, client, error)
             if error not in PERMANENT:
                 raise RetryLater(f"slack error {status} {error}") from None
             log.error("slack refused %s for link %s: %s", job.kind, job.link_id, error)
@@ -246,11 +256,11 @@ class SlackDelivery:
             # attempt looks for it (see _earlier_post), rather than racing it with a re-post.
             raise RetryLater("slack did not answer in time", 2.0 * client.timeout) from None
 
-    def _check_installed(self, link: Link, client: WebClient, error: str) -> None:
+    def _check_installed(self, workspace: Workspace, client: WebClient, error: str) -> None:
         """Slack refused the workspace's token: Stop when the installation is gone or still
         holds that token (no event may ever come to say so), else the next attempt uses the
         token that replaced it."""
-        if self._client(link).token == client.token:
+        if self._client_of(workspace, "the").token == client.token:
             raise Stop(f"Slack refuses the workspace's token ({error})")
 
     def _render(self, link: Link) -> tuple[str, list[dict]]:

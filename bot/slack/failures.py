@@ -22,6 +22,8 @@ TOKEN_ERRORS = frozenset(
 )
 TOKEN_FIXES = {
     "SLACK_BOT_TOKEN": "reinstall the app and copy the Bot User OAuth Token (xoxb-…)",
+    # a workspace's installation's token, in multi-workspace mode
+    "SLACK_CLIENT_ID": "install Paylink in that workspace again from /slack/install",
     "SLACK_APP_TOKEN": (
         "make an app-level token (xapp-…) with connections:write on your Slack app's "
         "Basic Information page"

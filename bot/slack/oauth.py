@@ -20,6 +20,8 @@ from sqlalchemy import Engine, func, select
 
 from bot.config import Settings
 from bot.errors import ConfigError
+from bot.links.installations import BOTS
+from bot.links.workspaces import Workspace
 from bot.secretbox import SecretBox
 from bot.slack.clients import ROTATE_BEFORE_MINUTES, InstalledTokens, SlackClients
 from bot.slack.installation_store import SealedInstallationStore
@@ -90,6 +92,23 @@ def installed_workspaces(settings: Settings, engine: Engine) -> int:
     query = select(func.count()).select_from(workspaces)
     with engine.connect() as conn:
         return int(conn.scalar(query) or 0)
+
+
+def installed_list(settings: Settings, engine: Engine) -> list[Workspace]:
+    """The workspaces that have this app's bot installed now (its bot token not revoked),
+    by team id: an organisation-wide install, which names no team, is left out."""
+    query = (
+        select(BOTS.c.enterprise_id, BOTS.c.team_id)
+        .where(
+            BOTS.c.client_id == settings.slack_client_id,
+            BOTS.c.bot_token.is_not(None),
+            BOTS.c.team_id.is_not(None),
+        )
+        .distinct()
+        .order_by(BOTS.c.team_id)
+    )
+    with engine.connect() as conn:
+        return [Workspace(row.team_id, row.enterprise_id) for row in conn.execute(query)]
 
 
 def token_rotator(settings: Settings, client: PooledWebClient) -> TokenRotator:
