@@ -470,6 +470,26 @@ def test_the_digest_waits_for_its_time_then_is_taken_once_a_day(
     assert digests(store).take_daily(at_karachi(9, 0, day=3)) is True  # the next day
 
 
+def test_the_channel_is_asked_for_only_when_a_digest_is_to_be_posted(
+    store: LinkStore, service: LinkService, gateway: FakeGateway
+) -> None:
+    """Learning the approval channel may ask Slack (auth.test): a day with nothing to
+    report, or a day another process took, does not ask."""
+    asked: list[str] = []
+
+    def channel() -> str:
+        asked.append(CHANNEL)
+        return CHANNEL
+
+    quiet = Digests(JobQueue(store), at=time(9, 0), zone=KARACHI, channel=channel)
+    assert quiet.take_daily(at_karachi(9, 0)) is False and asked == []  # nothing to report
+    busy_day(service, gateway)
+    daily = Digests(JobQueue(store), at=time(9, 0), zone=KARACHI, channel=channel)
+    assert daily.take_daily(at_karachi(9, 0, day=3)) is True and asked == [CHANNEL]
+    other = Digests(JobQueue(store), at=time(9, 0), zone=KARACHI, channel=channel)
+    assert other.take_daily(at_karachi(10, 0, day=3)) is False and asked == [CHANNEL]
+
+
 def test_paid_since_the_last_digest(
     store: LinkStore, service: LinkService, gateway: FakeGateway
 ) -> None:

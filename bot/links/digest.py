@@ -299,7 +299,9 @@ class Digests:
             return self._take_each(self.installed(), day, now)
         if day == self._taken:
             return False
-        configured = self.channel()  # may ask Slack: not while holding a transaction
+        # The channel may be asked of Slack: only for a digest to post, and not while
+        # holding a transaction.
+        configured = self.channel() if self._to_post(day, now) else None
         queued = self._take(day, day, now, configured, None)
         self._taken = day
         return queued
@@ -376,6 +378,22 @@ class Digests:
         with self.store.transaction() as s:
             self._recorded(s, key, until, channel, workspace)
 
+    def _to_post(self, day: str, now: datetime) -> bool:
+        """True when ``day``'s digest (the deployment's) is not taken yet and has something
+        to say as of ``now``."""
+        with self.store.reading() as s:
+            if s.scalar(select(Digest.id).where(Digest.key == day)) is not None:
+                return False
+            return not self._report(s, now, None).empty
+
+    def _report(self, session: Session, now: datetime, workspace: Workspace | None) -> Report:
+        """The report as of ``now``, "paid" counted since the last digest (``workspace``'s)."""
+        last_of = select(func.max(Digest.covered_until))
+        if workspace is not None:
+            last_of = last_of.where(_digest_of(workspace))
+        last = session.scalar(last_of)
+        return read_report(session, last or now - FIRST_LOOKBACK, now, workspace)
+
     def _read(
         self,
         session: Session,
@@ -383,11 +401,7 @@ class Digests:
         configured: str | None,
         workspace: Workspace | None,
     ) -> tuple[Report, str | None]:
-        last_of = select(func.max(Digest.covered_until))
-        if workspace is not None:
-            last_of = last_of.where(_digest_of(workspace))
-        last = session.scalar(last_of)
-        report = read_report(session, last or now - FIRST_LOOKBACK, now, workspace)
+        report = self._report(session, now, workspace)
         if report.empty:
             return report, None
         channel = configured or session.scalar(
