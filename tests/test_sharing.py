@@ -200,15 +200,18 @@ def test_the_link_reply_has_a_send_button_only_with_smtp_and_an_email() -> None:
 
 def test_the_mail_notes_in_the_thread_are_masked_and_escaped() -> None:
     link = make_link(Status.AWAITING_PAYMENT)
-    details = {"by": "U0REP", "to": "a•••n@example.com"}
+    details = {"by": "U0REP", "to": "a•••n@example.com", "reference": "INV-7-2"}
     text, sent = b.thread_reply(link, ThreadKind.MAILED, details)
     check_message(text, sent)
-    assert "sent to a•••n@example.com by <@U0REP>" in mrkdwn_texts(sent)[0]
+    assert "link INV-7-2 was sent to a•••n@example.com by <@U0REP>" in mrkdwn_texts(sent)[0]
     failed = {**details, "reason": "535 5.7.8 <!channel> bad credentials"}
     text, blocks = b.thread_reply(link, ThreadKind.MAIL_FAILED, failed)
     check_message(text, blocks)
     reply = "\n".join(mrkdwn_texts(blocks))
-    assert "could not be e-mailed to a•••n@example.com: 535 5.7.8 &lt;!channel&gt;" in reply
+    assert (
+        "link INV-7-2 could not be e-mailed to a•••n@example.com: 535 5.7.8 &lt;!channel&gt;"
+        in reply
+    )
     assert "Nothing was retried" in reply
     assert_masked([text, blocks, sent])
 

@@ -265,7 +265,7 @@ def test_after_a_renewal_the_qr_code_and_the_email_are_the_new_links(
         if "new checkout link is ready" in _text(m.blocks)
     )
     click_reply(flow, REP, renewal_reply, "paylink_send_to_customer")
-    flow.wait_reply(card.ts, "was sent to")
+    flow.wait_reply(card.ts, f"link {reference}-2 was sent to")
     (mail,) = smtp.inbox.messages
     assert f"({reference}-2)" in mail["Subject"]
     with store.reading() as s:

@@ -211,6 +211,8 @@ class Sharing:
                     "by": user,
                     "to": to,
                     "reason": reason,
+                    # Which checkout link: after a renewal, REF-2's.
+                    "reference": link.checkout_reference or link.reference,
                 },
                 dedupe_key=f"thread:{link.id}:mail:{job.id}",
             )

@@ -170,8 +170,10 @@ def _amount_mismatch(link: Link, details: dict[str, Any]) -> _Reply:
 
 def _mailed(link: Link, details: dict[str, Any]) -> _Reply:
     to, by = safe(details.get("to"), NAME_BUDGET), mention(details.get("by"))
+    reference = safe(details.get("reference"), 64)  # replies queued before it was noted: none
+    which = f"The checkout link {reference}" if reference else "The checkout link"
     return _Reply(
-        text=f":email: The checkout link was sent to {to} by {by}.",
+        text=f":email: {which} was sent to {to} by {by}.",
         fallback=f"Checkout link e-mailed to {to}",
     )
 
@@ -179,8 +181,10 @@ def _mailed(link: Link, details: dict[str, Any]) -> _Reply:
 def _mail_failed(link: Link, details: dict[str, Any]) -> _Reply:
     to, by = safe(details.get("to"), NAME_BUDGET), mention(details.get("by"))
     reason = safe(details.get("reason"), MESSAGE_BUDGET) or "no reason given"
+    reference = safe(details.get("reference"), 64)
+    which = f"The checkout link {reference}" if reference else "The checkout link"
     return _Reply(
-        text=f":warning: {by} The checkout link could not be e-mailed to {to}: {reason}",
+        text=f":warning: {by} {which} could not be e-mailed to {to}: {reason}",
         details=[
             "Nothing was retried. Share the link another way, or try Send to customer again "
             "once the mail server is fixed."
