@@ -782,9 +782,10 @@ def test_slow_gateway_does_not_block_acks(
 
 @pytest.mark.slow  # slow answers are the scenario
 def test_slow_slack_does_not_block_acks(flow: Flow) -> None:
-    """Slack taking 2 s over each views.open: forty /paylink commands at once are all acked
-    at once (Slack shows "operation timed out" after 3 s), and every modal still opens."""
-    flow.slack.set_delay("views.open", 2.0)
+    """Slack taking 5 s over each views.open: forty /paylink commands at once are all acked
+    within Slack's 3 s (after that it shows "operation timed out"), so none waited for its
+    views.open, and every modal still opens."""
+    flow.slack.set_delay("views.open", 5.0)
     try:
         with ThreadPoolExecutor(max_workers=40) as pool:
 
@@ -794,8 +795,8 @@ def test_slow_slack_does_not_block_acks(flow: Flow) -> None:
                 return time.perf_counter() - started
 
             acks = list(pool.map(command, range(40)))
-        assert max(acks) < 1.0, sorted(acks)[-5:]
-        flow.slack.wait_for(lambda s: len(s.views_opened) == 40, timeout=15)
+        assert max(acks) < 3.0, sorted(acks)[-5:]
+        flow.slack.wait_for(lambda s: len(s.views_opened) == 40, timeout=20)
     finally:
         flow.slack.set_delay("views.open", 0)
 
