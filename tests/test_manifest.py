@@ -1,5 +1,6 @@
 """The Slack app manifests ask for exactly what the code uses: manifest.yml (one workspace,
-HTTP), manifests/socket.yml (Socket Mode) and manifests/distributed.yml (OAuth installs)."""
+HTTP), manifests/socket.yml (Socket Mode), manifests/distributed.yml (OAuth installs) and
+manifests/socket-distributed.yml (OAuth installs, Socket Mode)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ ROOT = Path(__file__).parent.parent
 MANIFEST = yaml.safe_load((ROOT / "manifest.yml").read_text())
 SOCKET = yaml.safe_load((ROOT / "manifests" / "socket.yml").read_text())
 DISTRIBUTED = yaml.safe_load((ROOT / "manifests" / "distributed.yml").read_text())
+SOCKET_DISTRIBUTED = yaml.safe_load((ROOT / "manifests" / "socket-distributed.yml").read_text())
 SCHEMA = json.loads((Path(__file__).parent / "data" / "slack_manifest.schema.json").read_text())
 
 # The bot scope each Web API method needs (methods with no scope map to None).
@@ -83,7 +85,9 @@ def test_manifest_scopes_are_the_ones_the_flow_uses() -> None:
 
 
 @pytest.mark.parametrize(
-    "manifest", [MANIFEST, SOCKET, DISTRIBUTED], ids=["manifest", "socket", "distributed"]
+    "manifest",
+    [MANIFEST, SOCKET, DISTRIBUTED, SOCKET_DISTRIBUTED],
+    ids=["manifest", "socket", "distributed", "socket-distributed"],
 )
 def test_every_manifest_is_one_slack_accepts(manifest: dict[str, Any]) -> None:
     jsonschema.validate(manifest, SCHEMA)
@@ -127,3 +131,17 @@ def test_distributed_manifest_redirects_to_the_oauth_route_and_hears_of_uninstal
     urls = _urls(DISTRIBUTED)
     assert len(urls) == 3 and all(u.endswith("/slack/events") for u in urls)
     assert DISTRIBUTED["settings"]["socket_mode_enabled"] is False
+
+
+def test_socket_distributed_manifest_is_distributed_s_app_over_socket_mode() -> None:
+    """manifests/distributed.yml's app (its redirect, scopes and events) with Socket Mode's
+    settings: no request URL; the OAuth redirect is the one URL Paylink still needs."""
+    assert SOCKET_DISTRIBUTED["settings"]["socket_mode_enabled"] is True
+    assert _urls(SOCKET_DISTRIBUTED) == []
+    assert SOCKET_DISTRIBUTED["oauth_config"] == DISTRIBUTED["oauth_config"]
+    assert (
+        SOCKET_DISTRIBUTED["settings"]["event_subscriptions"]["bot_events"]
+        == DISTRIBUTED["settings"]["event_subscriptions"]["bot_events"]
+    )
+    assert SOCKET_DISTRIBUTED["features"] == SOCKET["features"]
+    assert SOCKET_DISTRIBUTED["settings"]["interactivity"] == SOCKET["settings"]["interactivity"]

@@ -17,7 +17,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,9 @@ import requests
 from slack_bolt import App
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.socket_mode.request import SocketModeRequest
+from sqlalchemy import select
 
+from bot.links.tables import Link
 from bot.local.simulator import (
     click_payload,
     home_opened_payload,
@@ -38,9 +40,10 @@ from bot.local.stack import APPROVAL_CHANNEL, APPROVER, REP, LocalStack
 from bot.local.standin import PostedMessage
 from bot.slack.blocks import ActionId
 from bot.slack.socket_mode import Deliveries, Repeat, SocketMode
-from tests.conftest import FIELDS
+from tests.conftest import FIELDS, check_slack_calls
 from tests.procs import PAYLINK, Proc, Procs
 from tests.waiting import wait_until
+from tests.workspaces import SocketSimulator, TeamFlow, click_as, thanked
 
 # Upper bounds, not sleeps: on a busy 2-core machine a process's step can take seconds.
 WAIT = 20.0
@@ -158,6 +161,99 @@ def test_the_whole_flow_through_paylink_socket(stack: LocalStack, procs: Procs) 
 
     assert_acked_once_in_time(socket)
     assert len(stack.slack.calls_of("apps.connections.open")) == 1
+    assert "Traceback" not in proc.output()
+
+
+def test_two_workspaces_installed_by_oauth_run_the_flow_over_one_socket_connection(
+    distributed: Callable[..., LocalStack], procs: Procs
+) -> None:
+    """Socket Mode and several workspaces together (issue 23): `paylink socket` with
+    SLACK_CLIENT_ID and no SLACK_BOT_TOKEN serves the install flow on PORT, and each
+    workspace's envelopes, on the one connection, are answered with its own token."""
+    team_a, team_b = "T0ALPHA", "T0BRAVO"
+    stack = distributed(socket_mode=True)
+    socket = socket_of(stack)
+    env = stack.environment()
+    assert "SLACK_BOT_TOKEN" not in env and "SLACK_SIGNING_SECRET" not in env
+    proc = start_socket(stack, procs)
+
+    # Installed by OAuth through the process's own HTTP port (PAYLINK_PUBLIC_URL).
+    assert thanked(stack.install(team_a)) and thanked(stack.install(team_b))
+    exchanges = stack.slack.calls_of("oauth.v2.access")
+    assert [c.team for c in exchanges if c.ok] == [team_a, team_b]
+    assert {c.params["redirect_uri"] for c in exchanges} == {
+        stack.base_url + "/slack/oauth_redirect"
+    }
+    tokens = {c.team: c.response["access_token"] for c in exchanges}
+    assert tokens[team_a] != tokens[team_b]
+
+    sim = SocketSimulator(socket, timeout=WAIT)
+    flows = {team: TeamFlow(stack, team, sim=sim) for team in (team_a, team_b)}
+    cards: dict[str, PostedMessage] = {}
+    for team, flow in flows.items():
+        # /paylink, the modal (opened with the team's token), submitted with no errors: B's,
+        # the same as A's, is not taken for a duplicate of A's (the guard is on here).
+        card = flow.request()
+        assert card.team == team  # posted with the workspace's own token
+        flow.checkout(flow.approve(card.ts))
+        flow.wait_status(card.ts, "Paid", timeout=WAIT)
+        cards[team] = card
+    for team, card in cards.items():
+        thread = wait_paid(stack, card)  # the card, its link, its payment
+        assert len(thread) == 3 and {m.team for m in thread} == {team}
+    # Every call about a workspace's card went out with that workspace's token.
+    for call in stack.slack.calls:
+        if call.method in ("chat.update", "chat.postMessage") and call.ok:
+            ts = call.params.get("thread_ts") or call.params.get("ts") or call.response["ts"]
+            owner = next(t for t, c in cards.items() if ts == c.ts)
+            assert call.team == owner, call
+    assert {c.team for c in stack.slack.calls_of("views.open")} == {team_a, team_b}
+    # No Web API call with any other token (the app-level token only opens the connection).
+    for call in stack.slack.calls:
+        if call.method not in ("apps.connections.open", "oauth.v2.access"):
+            assert call.team in (team_a, team_b), call
+
+    # A new request of A; B's approver clicks Approve on it: refused in B, nothing changes.
+    flow_a, flow_b = flows[team_a], flows[team_b]
+    pending = flow_a.request(amount="16000")  # not a duplicate of A's first
+    flow_a.idle(timeout=WAIT)
+    before = flow_a.card(pending.ts)
+    click_as(flow_a, flow_b.origin, APPROVER, pending.ts, "paylink_approve")
+    assert flow_b.wait_ephemeral(APPROVER, "another Slack workspace")
+    refusal = next(
+        c for c in stack.slack.calls_of("chat.postEphemeral") if c.params["user"] == APPROVER
+    )
+    assert refusal.team == team_b
+    flow_a.idle(timeout=WAIT)
+    after = flow_a.card(pending.ts)
+    assert (after.blocks, after.updated) == (before.blocks, before.updated)
+    assert "Awaiting approval" in flow_a.status(pending.ts)
+
+    # App Home over events_api: each workspace's own links, published with its token.
+    with stack.runtime.store.reading() as s:
+        references = {
+            team: set(s.scalars(select(Link.reference).where(Link.team_id == team)))
+            for team in flows
+        }
+    for team, other in ((team_a, team_b), (team_b, team_a)):
+        home = str(flows[team].home(REP)["blocks"])
+        assert all(ref in home for ref in references[team])
+        assert not any(ref in home for ref in references[other])
+
+    # B uninstalls Paylink: told over the same connection, B's installation goes; A's
+    # approver still approves A's request, with A's token.
+    stack.slack.revoke(team_b)
+    flow_b.sim.event({"type": "app_uninstalled"}, team=team_b)
+    wait_until(lambda: not flow_b.installed(), timeout=WAIT)
+    assert flow_a.installed()
+    flow_a.approve(pending.ts)
+    assert {m.team for m in stack.slack.thread(APPROVAL_CHANNEL, pending.ts)} == {team_a}
+
+    # All of it on the one connection the app-level token opened.
+    assert_acked_once_in_time(socket)
+    assert len(stack.slack.calls_of("apps.connections.open")) == 1
+    assert {e.connection for e in socket.envelopes} == {1}
+    check_slack_calls(stack)
     assert "Traceback" not in proc.output()
 
 

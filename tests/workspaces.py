@@ -1,10 +1,12 @@
 """Several workspaces on one Paylink, and XPay stores on gateways of their own: the
 ``distributed`` fixture (a LocalStack in multi-workspace mode), ``TeamFlow`` (the Slack flow
-as one workspace's people play it) and the ``gateways`` fixture (sandbox gateways with keys
-of their own, each standing in for one XPay store). A pytest plugin (tests/conftest.py)."""
+as one workspace's people play it, over HTTP or with ``SocketSimulator`` over Socket Mode)
+and the ``gateways`` fixture (sandbox gateways with keys of their own, each standing in for
+one XPay store). A pytest plugin (tests/conftest.py)."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 from collections.abc import Callable, Iterator
@@ -20,7 +22,17 @@ from sqlalchemy.orm import sessionmaker
 
 from bot.db import Base, make_engine, make_sessionmaker
 from bot.links.tables import Job
-from bot.local.simulator import Origin, new_trigger_id, state_values
+from bot.local.simulator import (
+    Origin,
+    click_payload,
+    command_payload,
+    event_payload,
+    home_opened_payload,
+    new_trigger_id,
+    state_values,
+    view_submission_payload,
+)
+from bot.local.socketmode import Ack, Envelope, SocketModeStandIn
 from bot.local.stack import APPROVAL_CHANNEL, REP, LocalStack
 from bot.server import Server
 from bot.slack.oauth import installation_store
@@ -36,10 +48,19 @@ class TeamFlow(Flow):
     Modals are told apart by the trigger that opened them, so the flows of two workspaces
     may run at the same time on one stack."""
 
-    def __init__(self, stack: LocalStack, team: str, channel: str = APPROVAL_CHANNEL):
+    def __init__(
+        self,
+        stack: LocalStack,
+        team: str,
+        channel: str = APPROVAL_CHANNEL,
+        *,
+        sim: SocketSimulator | None = None,
+    ):
         super().__init__(stack, channel)
         self.team = team
         self.origin = Origin(team=team)
+        if sim is not None:  # Slack's side over Socket Mode rather than HTTP
+            self.sim = sim  # type: ignore[assignment]
 
     def command(self, user: str, text: str = "", channel: str = "C0SALES") -> requests.Response:
         """``/paylink <text>`` typed by ``user`` in ``channel``; the bot's answer to it."""
@@ -112,6 +133,77 @@ class TeamFlow(Flow):
     def installed(self) -> bool:
         store = installation_store(self.stack.settings, self.stack.runtime.engine)
         return store.find_installation(enterprise_id=None, team_id=self.team) is not None
+
+
+@dataclass(frozen=True)
+class Acked:
+    """An envelope's ack, read as the HTTP answer it stands in for: 200, with the payload
+    the app sent with the ack (if any) as the JSON body."""
+
+    envelope: Envelope
+    ack: Ack
+    status_code: int = 200
+
+    @property
+    def content(self) -> bytes:
+        return json.dumps(self.ack.payload).encode() if self.ack.payload else b""
+
+    @property
+    def text(self) -> str:
+        return self.content.decode()
+
+    def json(self) -> Any:
+        return self.ack.payload
+
+    def raise_for_status(self) -> None:
+        """An ack is never an error."""
+
+
+class SocketSimulator:
+    """``SlackSimulator``'s steps over the Socket Mode stand-in: each sends an envelope and
+    returns its ack (:class:`Acked`, waited for up to ``timeout`` seconds), so that
+    ``TeamFlow(stack, team, sim=SocketSimulator(stack.socket))`` plays a workspace's flow
+    over a ``paylink socket`` process's connection."""
+
+    def __init__(self, socket: SocketModeStandIn, *, timeout: float = 20.0):
+        self.socket = socket
+        self.timeout = timeout
+
+    def _acked(self, envelope: Envelope) -> Acked:
+        return Acked(envelope, self.socket.wait_for_ack(envelope, self.timeout))
+
+    def command(
+        self,
+        user: str,
+        text: str = "",
+        *,
+        channel: str = "C0SALES",
+        trigger_id: str | None = None,
+        team: str,
+    ) -> Acked:
+        payload = command_payload(user, text, channel, trigger_id, team)
+        return self._acked(
+            self.socket.send("slash_commands", payload, accepts_response_payload=True)
+        )
+
+    def submit_view(
+        self, user: str, view: dict[str, Any], values: dict[str, Any], *, origin: Origin
+    ) -> Acked:
+        return self._acked(
+            self.socket.interactive(view_submission_payload(user, view, values, origin))
+        )
+
+    def click(
+        self, user: str, message: dict[str, Any], action_id: str, *, channel: str, origin: Origin
+    ) -> Acked:
+        payload = click_payload(user, message, action_id, channel=channel, origin=origin)
+        return self._acked(self.socket.interactive(payload))
+
+    def home_opened(self, user: str, *, team: str) -> Acked:
+        return self._acked(self.socket.event(home_opened_payload(user, team)))
+
+    def event(self, event: dict[str, Any], *, team: str) -> Acked:
+        return self._acked(self.socket.event(event_payload(event, team)))
 
 
 def click_as(flow: Flow, origin: Origin, user: str, ts: str, action_id: str) -> requests.Response:

@@ -47,6 +47,9 @@ _PASSED_ON = (
     "slack_app_token",
     "slack_signing_secret",
     "slack_api_url",
+    "slack_client_id",
+    "slack_client_secret",
+    "paylink_secret_key",
     "xpay_env",
     "database_url",
     "paylink_approvers",
@@ -81,7 +84,8 @@ class LocalStack:
     gateway and webhook at ``base_url``); ``runtime`` then only reads the shared database.
     ``multi_workspace``: Paylink is distributed (SLACK_CLIENT_ID) and has no workspace until
     :meth:`install` installs it in one; ``token_rotation`` (with ``token_ttl`` seconds) makes
-    the stand-in issue expiring tokens with refresh tokens.
+    the stand-in issue expiring tokens with refresh tokens. Both: :meth:`install` goes through
+    the ``paylink socket`` process's PORT, and :meth:`environment` carries the OAuth settings.
     """
 
     def __init__(
