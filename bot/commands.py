@@ -446,6 +446,7 @@ def digest(settings: Settings, team: str | None = None) -> int:
     ``team`` names the workspace (required): its links only, its channel, its token."""
     from slack_sdk.errors import SlackApiError
 
+    from bot.secretbox import WrongKey
     from bot.slack.app import make_web_client
     from bot.slack.clients import NotInstalled
     from bot.slack.delivery import post_digest
@@ -492,6 +493,9 @@ def digest(settings: Settings, team: str | None = None) -> int:
             text, posted = post_digest(client, channel, report, f"now:{report.until}")
         except NotInstalled:
             _err(f"Paylink is not installed in workspace {team}")
+            return 1
+        except WrongKey as exc:  # names the workspace and what to run, never the token
+            _err(str(exc))
             return 1
         except (SlackApiError, OSError) as exc:
             _err(

@@ -235,10 +235,12 @@ class Runtime:
         return self.workspaces.for_team(team).paylink_approval_channel
 
     def installed_workspaces(self) -> list[Workspace]:
-        """The workspaces Paylink is installed in now (multi-workspace mode)."""
+        """The workspaces Paylink is installed in now (multi-workspace mode), each of which
+        gets a digest; an organisation-wide install names no team, so its workspaces get
+        none (not yet supported)."""
         from bot.slack.oauth import installed_list
 
-        return installed_list(self.settings, self.engine)
+        return [w for w in installed_list(self.settings, self.engine) if w.team_id is not None]
 
     def _store_label(self, team_id: str | None, store_id: int | None) -> str | None:
         """The name of a link's store, for its card, when its workspace has several."""

@@ -490,6 +490,30 @@ def test_the_channel_is_asked_for_only_when_a_digest_is_to_be_posted(
     assert other.take_daily(at_karachi(10, 0, day=3)) is False and asked == [CHANNEL]
 
 
+def test_requests_arriving_after_a_quiet_check_wait_for_their_channel(
+    store: LinkStore, service: LinkService, gateway: FakeGateway
+) -> None:
+    """Requests arrive between the look that found nothing to report (so no channel was
+    asked for) and the taking: nothing is recorded, and the next pass asks for the channel
+    and posts there, not in the newest card's channel."""
+
+    class Racing(Digests):
+        def _to_post(self, day: str, now: datetime) -> bool:
+            quiet = super()._to_post(day, now)
+            if not jobs(store, JobKind.DIGEST) and not arrived:
+                arrived.append(busy_day(service, gateway))  # right after the look
+            return quiet
+
+    arrived: list[dict[str, Link]] = []
+    daily = Racing(JobQueue(store), at=time(9, 0), zone=KARACHI, channel=lambda: "C0FINANCE")
+    assert daily.take_daily(at_karachi(9, 0)) is False and arrived
+    with store.reading() as s:
+        assert s.scalar(select(func.count()).select_from(Digest)) == 0
+    assert daily.take_daily(at_karachi(9, 1)) is True
+    (job,) = jobs(store, JobKind.DIGEST)
+    assert job.payload["channel"] == "C0FINANCE"
+
+
 def test_paid_since_the_last_digest(
     store: LinkStore, service: LinkService, gateway: FakeGateway
 ) -> None:

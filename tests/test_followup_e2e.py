@@ -17,6 +17,7 @@ import requests
 from sqlalchemy import select
 
 from bot.commands import digest
+from bot.config import with_overrides
 from bot.db import utcnow
 from bot.links.digest import Digests
 from bot.links.queue import JobQueue
@@ -310,6 +311,10 @@ def test_with_several_workspaces_each_installed_one_gets_its_own_digest(
         assert [m.team for m in digests_in(stack, ALPHA_FINANCE)] == ["T0ALPHA", "T0ALPHA"]
         assert digest(stack.settings, team="T0DELTA") == 1
         assert "not installed in workspace T0DELTA" in capsys.readouterr().err
+        wrong_key = with_overrides(stack.settings, paylink_secret_key=new_key())
+        assert digest(wrong_key, team="T0ALPHA") == 1  # one line, not a traceback
+        refused = capsys.readouterr().err.strip()
+        assert len(refused.splitlines()) == 1 and "PAYLINK_SECRET_KEY" in refused, refused
         Flow(stack).idle()
         assert len(stack.slack.calls_of("chat.postMessage")) == 3
         check_slack_calls(stack)

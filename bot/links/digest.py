@@ -273,11 +273,6 @@ class Digests:
             .returning(Digest.__table__.c.id)
         )
 
-    @property
-    def per_workspace(self) -> bool:
-        """True in multi-workspace mode: a digest per installed workspace."""
-        return self.installed is not None
-
     def day_due(self, now: datetime) -> str | None:
         """The day (``2026-12-02``, in the digest's zone) whose digest is due at ``now``:
         today's once its time has passed; None before, or with no digest time."""
@@ -301,8 +296,11 @@ class Digests:
             return False
         # The channel may be asked of Slack: only for a digest to post, and not while
         # holding a transaction.
-        configured = self.channel() if self._to_post(day, now) else None
-        queued = self._take(day, day, now, configured, None)
+        to_post = self._to_post(day, now)
+        configured = self.channel() if to_post else None
+        queued = self._take(day, day, now, configured, None, channel_asked=to_post)
+        if queued is None:  # something to report came meanwhile: its channel next pass
+            return False
         self._taken = day
         return queued
 
@@ -318,7 +316,7 @@ class Digests:
                 continue
             try:
                 configured = self.channel_of(workspace)
-                queued += self._take(day, key, now, configured, workspace)
+                queued += bool(self._take(day, key, now, configured, workspace))
             except Exception:  # one workspace's trouble must not keep the others' digests
                 log.exception("digest not taken", extra={"team": workspace.team_id})
                 continue  # tried again on the next pass
@@ -332,12 +330,17 @@ class Digests:
         now: datetime,
         configured: str | None,
         workspace: Workspace | None,
-    ) -> bool:
+        *,
+        channel_asked: bool = True,
+    ) -> bool | None:
         """Read, record (``key``, unique) and queue one digest in one transaction; True when
-        its post was queued."""
+        its post was queued. None, with nothing recorded, when there is something to report
+        although the channel was not asked for (``channel_asked``: it was empty before)."""
         with self.store.transaction() as s:
             if s.scalar(select(Digest.id).where(Digest.key == key)) is not None:
                 return False
+            if not channel_asked and not self._report(s, now, workspace).empty:
+                return None
             report, channel = self._read(s, now, configured, workspace)
             queued = self._recorded(s, key, now, channel, workspace) and channel is not None
             if queued:

@@ -16,7 +16,7 @@ from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_bolt.response import BoltResponse
 from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 from slack_sdk.oauth.token_rotation import TokenRotator
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from bot.config import Settings
 from bot.errors import ConfigError
@@ -81,29 +81,17 @@ def installation_store(settings: Settings, engine: Engine) -> SealedInstallation
 
 
 def installed_workspaces(settings: Settings, engine: Engine) -> int:
-    """How many workspaces have this app's bot installed now."""
-    bots = installation_store(settings, engine).bots
-    workspaces = (
-        select(bots.c.enterprise_id, bots.c.team_id)
-        .where(bots.c.client_id == settings.slack_client_id, bots.c.bot_token.is_not(None))
-        .distinct()
-        .subquery()
-    )
-    query = select(func.count()).select_from(workspaces)
-    with engine.connect() as conn:
-        return int(conn.scalar(query) or 0)
+    """How many workspaces (and Enterprise Grid organisations) have this app's bot
+    installed now."""
+    return len(installed_list(settings, engine))
 
 
 def installed_list(settings: Settings, engine: Engine) -> list[Workspace]:
-    """The workspaces that have this app's bot installed now (its bot token not revoked),
-    by team id: an organisation-wide install, which names no team, is left out."""
+    """The workspaces that have this app's bot installed now (its bot token not revoked);
+    an organisation-wide install names its organisation and no team."""
     query = (
         select(BOTS.c.enterprise_id, BOTS.c.team_id)
-        .where(
-            BOTS.c.client_id == settings.slack_client_id,
-            BOTS.c.bot_token.is_not(None),
-            BOTS.c.team_id.is_not(None),
-        )
+        .where(BOTS.c.client_id == settings.slack_client_id, BOTS.c.bot_token.is_not(None))
         .distinct()
         .order_by(BOTS.c.team_id)
     )
