@@ -421,6 +421,17 @@ def test_a_failure_on_the_earlier_link_does_not_touch_the_renewed_one(
     assert load(service, link.id).status == Status.AWAITING_PAYMENT.value
 
 
+def finder_of(service: LinkService) -> Finder:
+    """What answers /paylink list|find|status and App Home, on ``service``'s links."""
+    return Finder(
+        service.store,
+        currencies_for=lambda _team: ["PKR"],
+        timezone=ZoneInfo("Asia/Karachi"),
+        allow_self_approval=False,
+        permalink=lambda _channel, _ts, _url: None,
+    )
+
+
 # What people see ------------------------------------------------------------------------------
 
 
@@ -433,13 +444,7 @@ def test_app_home_lists_the_links_expiring_within_a_day(service: LinkService) ->
         expiring = service.store.expiring_for(s, REP, utcnow() + EXPIRING_WITHIN)
         assert [link.id for link in expiring] == [soon.id]
         assert service.store.expiring_for(s, OUTSIDER, utcnow() + EXPIRING_WITHIN) == []
-    finder = Finder(
-        service.store,
-        currencies_for=lambda _team: ["PKR"],
-        timezone=ZoneInfo("Asia/Karachi"),
-        allow_self_approval=False,
-        permalink=lambda _channel, _ts, _url: None,
-    )
+    finder = finder_of(service)
     view = b.home_view(finder.home(Asker(REP, HOME, False), b.HomeState()))
     ids = [block.get("block_id") for block in view["blocks"]]
     assert ids.index("expiring_title") < ids.index(f"expiring_{soon.id}") < ids.index("mine_title")
@@ -467,13 +472,7 @@ def test_a_renewals_reference_finds_its_link_within_its_workspace_only(
     service.renew(foreign.id, REP, origin=elsewhere)
     renewal, foreign_renewal = f"{link.reference}-2", f"{foreign.reference}-2"
     assert load(service, foreign.id).checkout_reference == foreign_renewal
-    finder = Finder(
-        service.store,
-        currencies_for=lambda _team: ["PKR"],
-        timezone=ZoneInfo("Asia/Karachi"),
-        allow_self_approval=False,
-        permalink=lambda _channel, _ts, _url: None,
-    )
+    finder = finder_of(service)
 
     for asker in (Asker(REP, HOME, False), Asker(APPROVER, HOME, True)):
         for typed in (renewal, renewal.lower()):
