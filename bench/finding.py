@@ -3,9 +3,12 @@ with many links in the store (SQLite file, as `paylink serve` uses it).
 
     python -m bench.finding                  # 100,000 links of one rep
     python -m bench.finding --links 500000 --runs 50
+    python -m bench.finding --http           # the slash commands' acks over HTTP
 
 Measures the Finder (the reads and the Block Kit answer: everything the slash command does
-before its ack) in this process, with no HTTP; prints the median and p95 per question.
+before its ack) in this process, with no HTTP; prints the median and p95 per question. With
+``--http``, the same store is served by the local stack (Paylink's server, Bolt, the Slack
+stand-in) and each slash command is timed from the signed POST to its ack, as Slack would.
 """
 
 from __future__ import annotations
@@ -29,12 +32,17 @@ from bot.links.states import Status
 from bot.links.store import LinkStore
 from bot.links.tables import Link
 from bot.links.workspaces import Workspace
+from bot.local.simulator import TEAM as STACK_TEAM
+from bot.local.stack import APPROVER as STACK_APPROVER
+from bot.local.stack import REP as STACK_REP
+from bot.local.stack import LocalStack
 from bot.schema import upgrade
 from bot.slack import blocks
 from bot.slack.finding import Asker, Finder
 
-TEAM = Workspace("T0BENCH")
-REP, OTHER, APPROVER = "U0REP", "U0OTHER", "U0APPROVER"
+# The local stack's workspace and people, so that --http asks as they do.
+TEAM = Workspace(STACK_TEAM["id"])
+REP, OTHER, APPROVER = STACK_REP, "U0OTHER", STACK_APPROVER
 BATCH = 10_000
 
 
@@ -89,6 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--links", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--http", action="store_true", help="time the acks over HTTP")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="paylink-bench-") as tmp:
         engine = make_engine(f"sqlite:///{Path(tmp) / 'paylink.db'}")
@@ -97,6 +106,10 @@ def main() -> None:
         started = time.perf_counter()
         seed(store, args.links)
         print(f"seeded {args.links:,} links in {time.perf_counter() - started:.1f} s")
+        if args.http:
+            engine.dispose()
+            http_acks(Path(tmp), args.runs)
+            return
         finder = Finder(
             store,
             currencies_for=lambda _team: ["PKR"],
@@ -125,6 +138,28 @@ def main() -> None:
             median, p95 = timed(work, args.runs)
             print(f"{name:38} {median:10.1f} {p95:8.1f}")
         engine.dispose()
+
+
+def http_acks(workdir: Path, runs: int) -> None:
+    """Serve the seeded store with the local stack and time each slash command's ack."""
+    commands = {
+        "/paylink list": (REP, "list"),
+        "/paylink list pending all (approver)": (APPROVER, "list pending all"),
+        "/paylink find Customer 4242": (REP, "find Customer 4242"),
+        "/paylink status REF": (REP, "status PL-00004242"),
+    }
+    url = f"sqlite:///{workdir / 'paylink.db'}"
+    with LocalStack(database_url=url, workdir=workdir / "stack") as stack:
+        print(f"{'slash command, signed POST to ack':38} {'median ms':>10} {'p95 ms':>8}")
+        for name, (user, text) in commands.items():
+
+            def ask(user: str = user, text: str = text) -> None:
+                response = stack.simulator.command(user, text)
+                if response.status_code != 200 or not response.text.strip():
+                    raise SystemExit(f"{text}: {response.status_code} {response.text[:200]}")
+
+            median, p95 = timed(ask, runs)
+            print(f"{name:38} {median:10.1f} {p95:8.1f}")
 
 
 if __name__ == "__main__":

@@ -84,13 +84,16 @@ def test_a_step_that_only_stalled_is_run_again_and_one_that_fell_behind_is_not()
 
 @pytest.mark.slow
 def test_the_finding_benchmark_runs_every_question(procs: Procs) -> None:
-    """``python -m bench.finding`` on a small store: it calls the Finder as the listeners
-    do, so a change of the Finder's signature breaks it here rather than at the next run."""
-    proc = procs.run(
-        [sys.executable, "-m", "bench.finding", "--links", "300", "--runs", "1"],
-        cwd=ROOT,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    for question in ("/paylink list", "/paylink find", "/paylink status REF", "App Home"):
-        assert question in proc.stdout
+    """``python -m bench.finding`` on a small store, in this process and over HTTP: it calls
+    the Finder as the listeners do, so a change of the Finder's signature breaks it here
+    rather than at the next run."""
+    for over_http in ([], ["--http"]):
+        proc = procs.run(
+            [sys.executable, "-m", "bench.finding", "--links", "300", "--runs", "1", *over_http],
+            cwd=ROOT,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        for question in ("/paylink list", "/paylink find", "/paylink status REF"):
+            assert question in proc.stdout
+        assert ("App Home" in proc.stdout) is not bool(over_http)
