@@ -109,6 +109,15 @@ class Link(Base):
         Index("ix_links_scope_requester_id", "team_id", "enterprise_id", "requester_id", "id"),
         Index("ix_links_scope_id", "team_id", "enterprise_id", "id"),
         Index("ix_links_scope_created", "team_id", "enterprise_id", "created_at"),
+        # App Home's "Expiring soon" (LinkStore.expiring_for): a range of expiry per status.
+        Index(
+            "ix_links_scope_requester_expiry",
+            "team_id",
+            "enterprise_id",
+            "requester_id",
+            "status",
+            "expires_at",
+        ),
     )
 
     @property

@@ -3,7 +3,7 @@ Text, to hold tokens sealed with PAYLINK_SECRET_KEY (issue 23)
 
 Revision ID: 0013
 Revises: 0012
-Create Date: 2026-12-16 10:00:00
+Create Date: 2026-12-03 06:30:00
 """
 
 import sqlalchemy as sa

@@ -5,7 +5,7 @@ single-workspace mode), so each workspace's "paid since the last digest" is its 
 
 Revision ID: 0014
 Revises: 0013
-Create Date: 2026-12-17 10:00:00
+Create Date: 2026-12-03 07:00:00
 """
 
 import sqlalchemy as sa
