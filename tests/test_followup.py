@@ -254,6 +254,45 @@ def test_the_approvers_reminder_mentions_only_who_can_still_decide(
     assert "reminder sent to approvers" not in reminder_rows(store, nobody_left.id)
 
 
+def test_with_self_approval_the_requester_who_approves_is_reminded_of_their_own_request(
+    store: LinkStore, gateway: FakeGateway
+) -> None:
+    """PAYLINK_ALLOW_SELF_APPROVAL lets an approver decide their own request that needs one
+    approval: its reminder mentions them (the only approver here), as it would anyone who
+    can decide, though they are its only approver. A request needing two approvals never
+    counts the requester; without
+    self-approval, nobody is left and no reminder comes."""
+    second = "U0CFO"
+    service = LinkService(
+        store,
+        gateway,
+        is_approver={REP, second}.__contains__,
+        allow_self_approval=True,
+        remind_after_for=lambda _team: WAIT,
+        policy_for=lambda _team: ApprovalPolicy(second_from={"PKR": Decimal(100_000)}),
+    )
+    own, big, other = request(service), request(service, amount=Decimal(150_000)), request(service)
+    alone = Reminders(JobQueue(store), lambda _team: [REP], allow_self_approval=True)
+    run_reminder(alone, fall_due(store, own.id))
+    two = Reminders(JobQueue(store), lambda _team: [REP, second], allow_self_approval=True)
+    run_reminder(two, fall_due(store, big.id))
+    run_reminder(Reminders(JobQueue(store), lambda _team: [REP]), fall_due(store, other.id))
+
+    replies = {
+        j.link_id: j
+        for j in jobs(store, JobKind.THREAD)
+        if j.payload["kind"] == ThreadKind.REMIND_APPROVERS
+    }
+    assert set(replies) == {own.id, big.id}
+    with store.reading() as s:
+        link = s.get(Link, own.id)
+        s.expunge(link)
+    _, blocks = b.thread_reply(link, ThreadKind.REMIND_APPROVERS, replies[own.id].payload)
+    assert ":bell: <@U0REP> this request has waited" in "\n".join(mrkdwn_texts(blocks))
+    assert replies[big.id].payload["approvers"] == [second]  # two approvals: others only
+    assert "reminder sent to approvers" not in reminder_rows(store, other.id)
+
+
 def test_status_shows_the_reminders(
     gateway: FakeGateway, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from bot.db import utcnow
 from bot.links.kinds import JobKind, ThreadKind
+from bot.links.policy import TWO
 from bot.links.queue import JobQueue
 from bot.links.runner import Handler
 from bot.links.states import Status
@@ -75,12 +76,21 @@ def _reply_key(link_id: int, reminder: Reminder) -> str:
 class Reminders:
     """The job runner's handler for due reminders; ``approvers_for(team_id)`` are that
     workspace's approvers (user and user-group IDs): those who can still decide are
-    mentioned in the approvers' reminder."""
+    mentioned in the approvers' reminder. ``allow_self_approval``: as the service's
+    (PAYLINK_ALLOW_SELF_APPROVAL), whether a requester who is an approver may decide a
+    request that needs one approval, and so is mentioned in its reminder."""
 
-    def __init__(self, queue: JobQueue, approvers_for: Callable[[str | None], Sequence[str]]):
+    def __init__(
+        self,
+        queue: JobQueue,
+        approvers_for: Callable[[str | None], Sequence[str]],
+        *,
+        allow_self_approval: bool = False,
+    ):
         self.queue = queue
         self.store = queue.store
         self.approvers_for = approvers_for
+        self.allow_self_approval = allow_self_approval
 
     def handlers(self) -> dict[JobKind, Handler]:
         """The reminder's handler, for the job runner."""
@@ -127,11 +137,17 @@ class Reminders:
         self, session: Session, link: Link, approvers: Sequence[str]
     ) -> dict[str, list[str]] | None:
         """Who the approvers' reminder mentions: the approvers who can still decide, that is
-        neither the requester nor whoever gave a first approval (user groups are mentioned
-        as groups); and, after a first approval, who gave it (``approved_by``). None when
-        nobody is left to mention."""
+        not whoever gave a first approval, nor the requester unless self-approval is
+        allowed and the request needs one approval (user groups are mentioned as groups);
+        and, after a first approval, who gave it (``approved_by``). None when nobody is left
+        to mention."""
         approved = self.store.approvers(session, link.id)
-        left = [a for a in approvers if a != link.requester_id and a not in approved]
+        requester_decides = self.allow_self_approval and link.approvals_needed != TWO
+        left = [
+            a
+            for a in approvers
+            if (requester_decides or a != link.requester_id) and a not in approved
+        ]
         if not left:
             return None
         return {"approvers": left, "approved_by": approved} if approved else {"approvers": left}
