@@ -213,6 +213,7 @@ class Runtime:
             self.queue,
             lambda team: self.workspaces.for_team(team).paylink_approvers,
             allow_self_approval=self.service.allow_self_approval,
+            remind_after_for=self._remind_after,
         )
         return JobRunner(
             self.queue,
