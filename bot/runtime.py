@@ -210,7 +210,10 @@ class Runtime:
         work = QueuedWork(self.service, self.inline, slack.tell)
         sharing = Sharing(self.service, self.settings)
         reminders = Reminders(
-            self.queue, lambda team: self.workspaces.for_team(team).paylink_approvers
+            self.queue,
+            lambda team: self.workspaces.for_team(team).paylink_approvers,
+            allow_self_approval=self.service.allow_self_approval,
+            remind_after_for=self._remind_after,
         )
         return JobRunner(
             self.queue,

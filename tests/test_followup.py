@@ -18,16 +18,19 @@ from zoneinfo import ZoneInfo
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select, text, update
 
 from bot.commands import status as status_command
 from bot.config import load_settings
 from bot.db import make_engine, utcnow
 from bot.links.digest import Digests, Item, Report, Sum, read_report
+from bot.links.followup import Queued
+from bot.links.intake import JobIntake
 from bot.links.kinds import JobKind, ThreadKind
 from bot.links.policy import ApprovalPolicy
 from bot.links.queue import JobQueue
 from bot.links.reminders import Reminders
+from bot.links.runner import JobRunner
 from bot.links.service import LinkService
 from bot.links.states import Status
 from bot.links.store import LinkStore
@@ -218,6 +221,103 @@ def test_the_rep_s_reminder_is_about_the_current_checkout_link_once_it_has_waite
     assert rep_replies[0].payload["reference"] == sent.reference
 
 
+def test_the_rep_s_timer_held_by_a_runner_during_a_renewal_is_neither_lost_nor_early(
+    store: LinkStore, gateway: FakeGateway
+) -> None:
+    """A renewal restarts the rep's timer, but not one a runner holds. (a) Claimed while the
+    renewal is in Creating link, with the renewal committing before the runner finishes
+    the job; (b) claimed before the renewal committed and run after it. Either way nothing
+    is posted then (no reminder lost to a timer marked done, none of REF-2 having "waited
+    0 seconds"), and the timer is due again once REF-2 has waited the whole wait, when the
+    rep is reminded of REF-2."""
+    service = LinkService(
+        store,
+        gateway,
+        is_approver=APPROVER.__eq__,
+        follow_up=Queued(JobIntake(store)),  # the creation waits for a worker: Creating link
+        remind_after_for=lambda _team: WAIT,
+    )
+    queue = JobQueue(store)
+    reminders = Reminders(queue, lambda _team: APPROVERS, remind_after_for=lambda _team: WAIT)
+    runner = JobRunner(queue, reminders.handlers(), workers=1)
+    wait = WAIT[Status.AWAITING_PAYMENT]
+
+    def create(link: Link) -> Link:  # the worker's creation job
+        assert service.claim_creation(link.id)
+        return service.create_at_gateway(link.id)
+
+    def renewing() -> Link:
+        link = request(service)
+        service.approve(link.id, APPROVER)
+        created = create(link)
+        assert created.intent_id is not None
+        service.expire(link.id, created.intent_id)
+        return service.renew(link.id, REP)  # Creating link
+
+    def claimed(link: Link) -> tuple[Job, Link]:
+        """The rep's timer, due now, as a runner claims it (with the link as it reads it)."""
+        with store.transaction() as s:
+            s.execute(
+                update(Job)
+                .where(Job.dedupe_key == f"remind-rep:{link.id}")
+                .values(next_attempt_at=utcnow() - timedelta(seconds=1))
+            )
+        return next((j, ln) for j, ln in queue.claim(100) if j.dedupe_key.startswith("remind-rep"))
+
+    def rep_replies() -> list[Job]:
+        return [
+            j for j in jobs(store, JobKind.THREAD) if j.payload["kind"] == ThreadKind.REMIND_REP
+        ]
+
+    def timer(link: Link) -> Job:
+        (job,) = [j for j in jobs(store, JobKind.REMIND) if j.dedupe_key == f"remind-rep:{link.id}"]
+        return job
+
+    # (a) Run while the renewal is under way; the renewal commits before the runner is done.
+    early = renewing()
+    job, seen = claimed(early)
+    assert seen is not None and seen.status == Status.CREATING_LINK.value
+    done = runner._run_one(job, seen)
+    renewed = create(early)  # Awaiting payment again, REF-2
+    if done:
+        queue.finish([job])
+    # (b) Claimed before the renewal committed, run after it.
+    late = renewing()
+    job, seen = claimed(late)
+    create(late)
+    if runner._run_one(job, seen):
+        queue.finish([job])
+    runner.stop()
+
+    assert [j.payload for j in rep_replies()] == []  # nothing yet: REF-2 has not waited
+    for link in (early, late):
+        with store.reading() as s:
+            now = store.get(s, link.id)
+            intent = store.intent(s, now.intent_id)
+        held = timer(link)
+        assert now.status == Status.AWAITING_PAYMENT.value
+        assert held.done_at is None and held.claimed_until is None  # not lost
+        assert held.next_attempt_at >= intent.created_at + wait  # not early
+        assert held.next_attempt_at <= utcnow() + wait
+    assert renewed.checkout_reference == f"{early.reference}-2"
+
+    # A day later (REF-2 made a day ago): the timers fall due and remind of REF-2.
+    for link in (early, late):
+        with store.transaction() as s:
+            store.update_intent(
+                s,
+                store.get(s, link.id).intent_id,
+                created_at=utcnow() - wait - timedelta(minutes=1),
+            )
+        job, seen = claimed(link)
+        run_reminder(reminders, job)
+    assert [(j.link_id, j.payload["reference"]) for j in rep_replies()] == [
+        (early.id, f"{early.reference}-2"),
+        (late.id, f"{late.reference}-2"),
+    ]
+    assert all(j.payload["waited"] >= wait.total_seconds() for j in rep_replies())
+
+
 def test_no_approvers_no_approvers_reminder(store: LinkStore, service: LinkService) -> None:
     link = request(service)
     run_reminder(Reminders(JobQueue(store), lambda _team: []), fall_due(store, link.id))
@@ -252,6 +352,45 @@ def test_the_approvers_reminder_mentions_only_who_can_still_decide(
     assert reply.payload["approvers"] == [second, "S0FINANCE"]
     assert reply.payload["approved_by"] == [APPROVER]
     assert "reminder sent to approvers" not in reminder_rows(store, nobody_left.id)
+
+
+def test_with_self_approval_the_requester_who_approves_is_reminded_of_their_own_request(
+    store: LinkStore, gateway: FakeGateway
+) -> None:
+    """PAYLINK_ALLOW_SELF_APPROVAL lets an approver decide their own request that needs one
+    approval: its reminder mentions them (the only approver here), as it would anyone who
+    can decide, though they are its only approver. A request needing two approvals never
+    counts the requester; without
+    self-approval, nobody is left and no reminder comes."""
+    second = "U0CFO"
+    service = LinkService(
+        store,
+        gateway,
+        is_approver={REP, second}.__contains__,
+        allow_self_approval=True,
+        remind_after_for=lambda _team: WAIT,
+        policy_for=lambda _team: ApprovalPolicy(second_from={"PKR": Decimal(100_000)}),
+    )
+    own, big, other = request(service), request(service, amount=Decimal(150_000)), request(service)
+    alone = Reminders(JobQueue(store), lambda _team: [REP], allow_self_approval=True)
+    run_reminder(alone, fall_due(store, own.id))
+    two = Reminders(JobQueue(store), lambda _team: [REP, second], allow_self_approval=True)
+    run_reminder(two, fall_due(store, big.id))
+    run_reminder(Reminders(JobQueue(store), lambda _team: [REP]), fall_due(store, other.id))
+
+    replies = {
+        j.link_id: j
+        for j in jobs(store, JobKind.THREAD)
+        if j.payload["kind"] == ThreadKind.REMIND_APPROVERS
+    }
+    assert set(replies) == {own.id, big.id}
+    with store.reading() as s:
+        link = s.get(Link, own.id)
+        s.expunge(link)
+    _, blocks = b.thread_reply(link, ThreadKind.REMIND_APPROVERS, replies[own.id].payload)
+    assert ":bell: <@U0REP> this request has waited" in "\n".join(mrkdwn_texts(blocks))
+    assert replies[big.id].payload["approvers"] == [second]  # two approvals: others only
+    assert "reminder sent to approvers" not in reminder_rows(store, other.id)
 
 
 def test_status_shows_the_reminders(

@@ -15,6 +15,7 @@ import zxingcpp
 from PIL import Image
 
 from bot.config import Settings, load_settings
+from bot.db import utcnow
 from bot.links.kinds import JobKind, ThreadKind
 from bot.links.outcomes import AlreadyDecided, NotAllowed, OtherWorkspace
 from bot.links.service import LinkService
@@ -156,7 +157,7 @@ def test_nothing_to_send_without_an_email_a_link_or_smtp(service: LinkService) -
 def test_a_link_sent_before_is_sent_again_only_when_asked(service: LinkService) -> None:
     sharing = Sharing(service, settings())
     link = made(service)
-    at = datetime(2026, 12, 1, 10, tzinfo=UTC)
+    at = utcnow()  # after its checkout link was made
     with service.store.transaction() as s:  # as the mail job records a send
         s.add(
             History(
@@ -169,13 +170,13 @@ def test_a_link_sent_before_is_sent_again_only_when_asked(service: LinkService) 
             )
         )
     asked = sharing.request_mail(link.id, "U0APPROVER", HOME)
-    assert asked == AlreadySent("a•••n@example.com", at, tried=1)
+    assert asked == AlreadySent("a•••n@example.com", at, tried=1, reference=link.reference)
     assert sharing.request_mail(link.id, "U0APPROVER", HOME, again=1) == MailQueued(
         "a•••n@example.com"
     )
-    text, blocks = send_again(link.id, asked.to, asked.at, asked.tried)
+    text, blocks = send_again(link.id, asked.to, asked.at, asked.tried, asked.reference)
     check_message(text, blocks)
-    assert "already sent to a•••n@example.com" in text
+    assert f"The checkout link {link.reference} was already sent to a•••n@example.com" in text
     assert buttons(blocks)["paylink_send_again"]["value"] == f"{link.id}:1"
 
 

@@ -11,7 +11,7 @@ import re
 import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -26,6 +26,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from PIL import Image
 
 from bot.config import Settings, load_settings
+from bot.db import utcnow
 from bot.links.sharing import customer_email
 from bot.links.states import Status
 from bot.local.stack import APPROVAL_CHANNEL, APPROVER, OUTSIDER, REP, LocalStack, free_port
@@ -277,6 +278,54 @@ def test_after_a_renewal_the_qr_code_and_the_email_are_the_new_links(
         assert new_url in body and old_url not in body
         assert f"reference {reference}-2" in body
         assert f"{local:%B %Y, %H:%M} (Asia/Karachi)" in body and "2 November 2026" not in body
+
+
+def test_after_a_renewal_the_new_link_is_sent_without_asking_though_the_first_was_sent(
+    make_stack: Callable[..., LocalStack], smtp: Smtp
+) -> None:
+    """The rep e-mailed REF, it expired and was renewed (REF-2): Send to customer on the
+    renewal's reply sends REF-2 at once (it was never sent), and only a second click asks,
+    naming REF-2."""
+    stack = make_stack(paylink_smtp_url=smtp.url(), paylink_mail_from="sales@shop.example")
+    flow = Flow(stack)
+    card = flow.request()
+    old_url = flow.approve(card.ts)
+    reference = flow.intent(old_url).order_reference
+    click_reply(flow, REP, link_reply(flow, card), "paylink_send_to_customer")
+    flow.wait_reply(card.ts, f"link {reference} was sent to")
+    service, store = stack.runtime.service, stack.runtime.store
+    with store.transaction() as s:  # it expired on time
+        link = store.by_reference(s, reference)
+        assert link is not None and link.intent_id is not None
+        gone = utcnow() - timedelta(minutes=1)
+        store.update_fields(s, link.id, expires_at=gone)
+        store.update_intent(s, link.intent_id, expires_at=gone)
+    service.expire(link.id, link.intent_id)
+    flow.wait_status(card.ts, "Expired")
+    flow.click(REP, card.ts, "paylink_renew")
+    flow.wait_reply(card.ts, "new checkout link is ready")
+    renewal_reply = next(
+        m
+        for m in flow.slack.thread(APPROVAL_CHANNEL, card.ts)
+        if "new checkout link is ready" in _text(m.blocks)
+    )
+
+    click_reply(flow, REP, renewal_reply, "paylink_send_to_customer")
+    flow.wait_reply(card.ts, f"link {reference}-2 was sent to")
+    first, second = smtp.inbox.messages
+    assert f"({reference})" in first["Subject"] and f"({reference}-2)" in second["Subject"]
+    assert flow.wait_ephemeral(REP, "Sending the checkout link", count=2)
+    assert not [e for e in stack.slack.ephemerals if e.user == REP and e.blocks]  # not asked
+
+    click_reply(flow, REP, renewal_reply, "paylink_send_to_customer")
+    (question,) = stack.slack.wait_for(
+        lambda s: [e for e in s.ephemerals if e.user == REP and e.blocks]
+    )
+    assert f"The checkout link {reference}-2 was already sent to a•••n@example.com" in (
+        question.text or ""
+    )
+    flow.idle()
+    assert len(smtp.inbox.messages) == 2  # asked, not sent
 
 
 def test_a_refused_login_is_said_in_the_thread_and_not_retried(

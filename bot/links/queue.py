@@ -120,6 +120,21 @@ class JobQueue:
         )
         return bool(restarted.rowcount)
 
+    def rearm(self, session: Session, job: Job, due: datetime, *, unless: str) -> bool:
+        """In the caller's transaction, put the claimed timer ``job`` back, due at ``due`` and
+        no longer claimed, as if queued now (:meth:`restart_timer`'s reset), unless the job
+        ``unless`` (the timer's effect) was queued. True when re-armed; the handler then
+        raises :class:`~bot.links.runner.Rearmed` so that the runner leaves it so."""
+        effect = JOBS.alias("effect")
+        rearmed = session.execute(
+            update(JOBS)
+            .where(Job.id == job.id, ~exists().where(effect.c.dedupe_key == unless))
+            .values(
+                next_attempt_at=due, done_at=None, claimed_until=None, attempts=0, last_error=None
+            )
+        )
+        return bool(rearmed.rowcount)
+
     def attempted_before(self, job: Job) -> bool:
         """True when ``job`` was attempted before this claim, or, for a card, any other card
         job of its link (the newest card job runs for the older ones): the effect may have

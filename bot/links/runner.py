@@ -24,8 +24,9 @@ MAX_BACKOFF = 300.0
 BATCH = 50
 SQLITE_BATCH = 20
 
-# handler(job, link) does the job; raise RetryLater (or anything) to have it retried. The
-# link is None only for the one kind queued for no link (the digest).
+# handler(job, link) does the job; raise RetryLater (or anything) to have it retried, or
+# Rearmed once it has put the job back due later itself. The link is None only for the one
+# kind queued for no link (the digest).
 Handler = Callable[[Job, Link], None]
 # together(jobs) does several jobs of one kind at once (all or none).
 BatchHandler = Callable[[list[Job]], object]
@@ -37,6 +38,12 @@ class RetryLater(Exception):
     def __init__(self, reason: str, delay: float | None = None):
         super().__init__(reason)
         self.delay = delay
+
+
+class Rearmed(Exception):
+    """The handler put its job back itself, due again later, in the transaction that found
+    it too early (a timer whose moment moved, see :meth:`JobQueue.rearm`): the job is
+    neither done nor retried, and the runner writes nothing more to it."""
 
 
 class Stop(Exception):
@@ -152,6 +159,14 @@ class JobRunner:
             return True
         try:
             handler(job, link)
+        except Rearmed as exc:
+            log.info(
+                "job due again later: %s",
+                exc,
+                extra={"link_id": job.link_id, "kind": job.kind}
+                | ({"ref": link.reference} if link else {}),
+            )
+            return False
         except Stop as exc:
             log.warning(
                 "job stopped: %s",

@@ -2,7 +2,8 @@
 send, the message itself, and the job that hands it to the mail server and tells the thread.
 
 Each send is recorded in the link's history (``e-mail to a•••n@example.com: sent``), which is
-also how a second send is noticed. A send is never retried behind anyone's back: a refusal is
+also how a second send of the current checkout link is noticed (after a renewal, only the
+sends since the new link was made count). A send is never retried behind anyone's back: a refusal is
 final and said in the thread, and a send whose outcome was lost (the worker stopped during it)
 is reported as such rather than made again.
 """
@@ -29,7 +30,7 @@ from bot.links.outcomes import AlreadyDecided, LinkGone, NotAllowed, OtherWorksp
 from bot.links.runner import Handler
 from bot.links.service import LinkService
 from bot.links.states import SANDBOX_LABEL, Status
-from bot.links.tables import History, Job, Link
+from bot.links.tables import History, Job, Link, LinkIntent
 from bot.links.workspaces import Workspace
 from bot.logs import redact
 from bot.mail import MailFailed, SmtpServer
@@ -55,23 +56,33 @@ class MailQueued:
 
 @dataclass(frozen=True)
 class AlreadySent:
-    """The link was e-mailed to ``to`` (masked) at ``at`` already: ask before another.
-    ``tried``: the sends tried so far, which a "Send again" must still find."""
+    """The current checkout link ``reference`` was e-mailed to ``to`` (masked) at ``at``
+    already: ask before another. ``tried``: the sends of the request tried so far (of any
+    of its checkout links), which a "Send again" must still find."""
 
     to: str
     at: datetime
     tried: int
+    reference: str
 
 
-def sent_at(session: Session, link_id: int) -> tuple[datetime | None, int]:
-    """When the link was last e-mailed successfully (None: never), and how many sends were
-    tried (sent or failed)."""
+def sent_at(session: Session, link: Link) -> tuple[datetime | None, int]:
+    """When the link's current checkout link was last e-mailed successfully (None: never,
+    a renewal's new link counting only the sends since it was made), and how many sends of
+    the request were tried (sent or failed, of any of its checkout links)."""
     prefix = History.reason.startswith(MAIL_HISTORY, autoescape=True)
+    sent = History.reason.endswith(f": {SENT}")
+    intent = (
+        session.scalar(select(LinkIntent.created_at).where(LinkIntent.intent_id == link.intent_id))
+        if link.intent_id
+        else None
+    )
+    if intent is not None:  # the current checkout link was made then: earlier sends were others
+        sent = sent & (History.at >= intent)
     last, tried = session.execute(
-        select(
-            func.max(History.at).filter(History.reason.endswith(f": {SENT}")),
-            func.count(History.id),
-        ).where(History.link_id == link_id, prefix)
+        select(func.max(History.at).filter(sent), func.count(History.id)).where(
+            History.link_id == link.id, prefix
+        )
     ).one()
     return last, int(tried)
 
@@ -91,7 +102,8 @@ class Sharing:
         self, link_id: int, user_id: str, origin: Workspace | None, *, again: int | None = None
     ) -> MailQueued | AlreadySent:
         """Queue the e-mail of the link to its customer for ``user_id`` (the requester or an
-        approver, of the link's own workspace). A link e-mailed before is only sent again
+        approver, of the link's own workspace). A checkout link e-mailed before (the current
+        one: a renewal's new link was not, until it is) is only sent again
         when asked so, ``again`` being :attr:`AlreadySent.tried` of that question: otherwise
         :class:`AlreadySent`. A question that another send overtook is refused, so one
         click is one e-mail however often it is clicked. Refused says why not."""
@@ -103,14 +115,15 @@ class Sharing:
                 if link is None:
                     raise LinkGone()
                 self._check(link, user_id, origin)
-                last, tried = sent_at(s, link.id)
+                last, tried = sent_at(s, link)
                 if again is not None and again != tried:
                     raise AlreadyDecided(
                         "Nothing sent: the link was e-mailed (or tried) again after you were "
                         "asked. Use Send to customer in the thread to send it once more."
                     )
                 if last is not None and again is None:
-                    return AlreadySent(mask_email(link.customer_email), last, tried)
+                    reference = link.checkout_reference or link.reference
+                    return AlreadySent(mask_email(link.customer_email), last, tried, reference)
                 if self._pending(s, link.id):
                     raise AlreadyDecided("This link is being e-mailed already.")
                 # One job per attempt number: two clicks at once make one e-mail.

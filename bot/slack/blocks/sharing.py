@@ -17,12 +17,16 @@ def mail_queued_text(to: str) -> str:
     return f":email: Sending the checkout link to {safe(to, NAME_BUDGET)}… the thread will say when it is sent."
 
 
-def send_again(link_id: int, to: str, at: datetime, tried: int) -> tuple[str, list[dict[str, Any]]]:
-    """The ephemeral question when the link was e-mailed already: ``(text, blocks)`` with a
+def send_again(
+    link_id: int, to: str, at: datetime, tried: int, reference: str
+) -> tuple[str, list[dict[str, Any]]]:
+    """The ephemeral question when the checkout link ``reference`` (the current one) was
+    e-mailed already: ``(text, blocks)`` with a
     "Send again" button, whose value ``<link id>:<sends tried>`` lets a click on a question
     that another send overtook be refused."""
     text = (
-        f"The checkout link was already sent to {safe(to, NAME_BUDGET)} on {slack_date(at)}. "
+        f"The checkout link {safe(reference, NAME_BUDGET)} was already sent to "
+        f"{safe(to, NAME_BUDGET)} on {slack_date(at)}. "
         "Send it again?"
     )
     blocks = [
