@@ -24,14 +24,16 @@ import zxingcpp
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from PIL import Image
+from slack_sdk import WebClient
 
 from bot.config import Settings, load_settings
 from bot.db import utcnow
 from bot.links.sharing import customer_email
 from bot.links.states import Status
 from bot.local.stack import APPROVAL_CHANNEL, APPROVER, OUTSIDER, REP, LocalStack, free_port
-from bot.local.standin import PostedMessage
+from bot.local.standin import RESPONSE_URL, Ephemeral, PostedMessage
 from bot.mail import MailFailed, SmtpServer
+from bot.slack.listeners.share import _replace_question
 from tests.conftest import Flow, _text
 from tests.test_slack_blocks import make_link
 
@@ -113,6 +115,20 @@ def click_reply(flow: Flow, user: str, message: PostedMessage | Any, action_id: 
         user, {"ts": ts, "blocks": message.blocks}, action_id, channel=APPROVAL_CHANNEL
     )
     assert response.status_code == 200, response.text
+
+
+def click_ephemeral(flow: Flow, user: str, ephemeral: Ephemeral, action_id: str) -> None:
+    response = flow.sim.click_ephemeral(user, ephemeral, action_id)
+    assert response.status_code == 200, response.text
+
+
+def wait_answered(flow: Flow, question: Ephemeral) -> Ephemeral:
+    """``question`` once a response_url answer replaced it."""
+    return flow.slack.wait_for(
+        lambda s: next(
+            (e for e in s.ephemerals if e.message_ts == question.message_ts and e.replaced), None
+        )
+    )
 
 
 def answer(flow: Flow, user: str, text: str) -> str:
@@ -215,15 +231,67 @@ def test_send_to_customer_emails_the_link_and_asks_before_sending_again(
     )
     assert "already sent to a•••n@example.com" in (question.text or "")
     assert len(smtp.inbox.messages) == 1  # asked, not sent
-    click_reply(flow, APPROVER, question, "paylink_send_again")
+    click_ephemeral(flow, APPROVER, question, "paylink_send_again")
     stack.slack.wait_for(lambda s: len(smtp.inbox.messages) == 2)
     flow.wait_reply(card.ts, "by <@U0APPROVER>")
-    # The question stays on screen; once it has been answered, it sends nothing more.
-    click_reply(flow, APPROVER, question, "paylink_send_again")
-    flow.wait_ephemeral(APPROVER, "e-mailed (or tried) again after you were asked")
+    # The question gives way to what came of it, through the click's response_url: its
+    # button is gone, and no other ephemeral was posted.
+    answered = wait_answered(flow, question)
+    assert (answered.text or "").startswith(
+        ":email: Sending the checkout link to a•••n@example.com"
+    )
+    assert answered.blocks is None and not answered.deleted
+    (replace,) = stack.slack.calls_of(RESPONSE_URL)
+    assert replace.params == {"replace_original": True, "text": answered.text}
+    assert len(flow.ephemerals_for(APPROVER)) == 1
+    with pytest.raises(LookupError, match="no paylink_send_again button"):
+        click_ephemeral(flow, APPROVER, answered, "paylink_send_again")
     flow.idle()
     assert len(smtp.inbox.messages) == 2
     assert "ayesha.khan" not in str([m.blocks for m in stack.slack.messages()])
+
+
+def test_a_send_again_overtaken_is_refused_in_its_questions_place_and_a_failed_answer_falls_back(
+    smtp: Smtp, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two questions are out; the rep's is answered, and its response_url fails (HTTP 500):
+    the e-mail still goes and the note comes as a new ephemeral, logged without the URL.
+    The approver's question, overtaken, is replaced by the refusal and sends nothing."""
+    with (
+        LocalStack(paylink_smtp_url=smtp.url(), paylink_mail_from="sales@shop.example") as stack,
+        caplog.at_level(logging.WARNING),
+    ):
+        flow = Flow(stack)
+        card = flow.request()
+        flow.approve(card.ts)
+        reply = link_reply(flow, card)
+        click_reply(flow, REP, reply, "paylink_send_to_customer")
+        flow.wait_reply(card.ts, "was sent to")
+        click_reply(flow, APPROVER, reply, "paylink_send_to_customer")
+        click_reply(flow, REP, reply, "paylink_send_to_customer")
+        approvers, reps = (
+            stack.slack.wait_for(
+                lambda s, user=user: [e for e in s.ephemerals if e.user == user and e.blocks]
+            )[0]
+            for user in (APPROVER, REP)
+        )
+
+        stack.slack.fail_next(RESPONSE_URL, status=500)
+        click_ephemeral(flow, REP, reps, "paylink_send_again")
+        flow.wait_ephemeral(REP, "Sending the checkout link to a•••n@example.com", count=2)
+        stack.slack.wait_for(lambda s: len(smtp.inbox.messages) == 2)
+        assert next(e for e in stack.slack.ephemerals if e.message_ts == reps.message_ts).blocks
+
+        click_ephemeral(flow, APPROVER, approvers, "paylink_send_again")
+        refused = wait_answered(flow, approvers)
+        assert "e-mailed (or tried) again after you were asked" in (refused.text or "")
+        assert refused.blocks is None and len(flow.ephemerals_for(APPROVER)) == 1
+        flow.idle()
+        assert len(smtp.inbox.messages) == 2
+        assert [c.status for c in stack.slack.calls_of(RESPONSE_URL)] == [500, 200]
+    (warning,) = [r for r in caplog.records if "Send again question" in r.getMessage()]
+    assert warning.levelno == logging.WARNING and "HTTP 500" in warning.getMessage()
+    assert "/response/" not in caplog.text
 
 
 def test_after_a_renewal_the_qr_code_and_the_email_are_the_new_links(
@@ -383,3 +451,22 @@ def test_smtps_speaks_tls_from_the_first_byte_and_smtp_insists_on_starttls(
     finally:
         for server in servers:
             server.stop()
+
+
+def test_a_response_url_out_of_reach_is_a_warning_that_leaves_the_url_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Nothing listens at the click's response_url (or the click has none): the question
+    is not replaced, said at warning level, and the URL, which lets its holder write to
+    the user, is in no log line."""
+    url = f"http://127.0.0.1:{free_port()}/response/secret-path-123"
+    client = WebClient(token="xoxb-test", timeout=2)
+    with caplog.at_level(logging.WARNING):
+        assert not _replace_question(client, {"response_url": url}, "Sending…")
+        assert not _replace_question(client, {}, "Sending…")
+    ours = caplog.records  # and nothing from slack_sdk, which would log the URL
+    assert [(r.name, r.levelno) for r in ours] == [
+        ("bot.slack.listeners.share", logging.WARNING)
+    ] * 2
+    assert "URLError" in ours[0].getMessage() and "without a response_url" in ours[1].getMessage()
+    assert "secret-path-123" not in caplog.text

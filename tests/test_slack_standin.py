@@ -28,8 +28,10 @@ from slack_sdk.models.blocks import (
     StaticSelectElement,
 )
 from slack_sdk.models.views import View
+from slack_sdk.webhook import WebhookClient
 
-from bot.local.standin import SlackStandIn, validate_blocks
+from bot.local.simulator import ephemeral_click_payload
+from bot.local.standin import RESPONSE_URL, SlackStandIn, validate_blocks
 
 
 @pytest.fixture
@@ -155,6 +157,61 @@ def test_update_unknown_message_and_ephemeral(slack: SlackStandIn, client: WebCl
         client.chat_update(channel="C1", ts=eph["message_ts"], text="x")
     assert _error(exc) == "message_not_found"
     assert slack.messages() == []
+
+
+def test_an_ephemerals_response_url_replaces_deletes_or_follows_it(
+    slack: SlackStandIn, client: WebClient
+) -> None:
+    """What a click on an ephemeral may do with the ``response_url`` it came with, as
+    slack_sdk's WebhookClient (and Bolt's ``respond``) send it."""
+    question = card_blocks()[-1:]
+    client.chat_postEphemeral(channel="C1", user="U9", text="Send it?", blocks=question)
+    client.chat_postEphemeral(channel="C1", user="U9", text="Only approvers may approve")
+    first, second = slack.ephemerals
+    assert first.response_url and second.response_url
+    assert first.response_url.startswith(f"http://127.0.0.1:{slack.port}/response/")
+    assert first.response_url != second.response_url
+    click = ephemeral_click_payload("U9", first, "approve")
+    assert click["response_url"] == first.response_url and "message" not in click
+    assert click["container"] == {
+        "type": "message",
+        "message_ts": first.message_ts,
+        "channel_id": "C1",
+        "is_ephemeral": True,
+    }
+    assert click["actions"][0]["value"] == "L1"
+
+    replaced = WebhookClient(first.response_url).send_dict(
+        {"replace_original": True, "text": "Sending…"}
+    )
+    assert (replaced.status_code, replaced.body) == (200, "ok")
+    (call,) = slack.calls_of(RESPONSE_URL)
+    assert call.ok and call.params == {"replace_original": True, "text": "Sending…"}
+    first, _ = slack.ephemerals
+    assert (first.text, first.blocks, first.replaced, first.deleted) == ("Sending…", None, 1, False)
+    assert slack.messages() == []
+
+    followed = WebhookClient(first.response_url).send(text="And another thing")
+    assert followed.status_code == 200
+    assert [(e.user, e.channel, e.text) for e in slack.ephemerals[2:]] == [
+        ("U9", "C1", "And another thing")
+    ]
+    assert slack.ephemerals[0].text == "Sending…"
+
+    assert WebhookClient(second.response_url).send_dict({"delete_original": True}).body == "ok"
+    second = slack.ephemerals[1]
+    assert second.deleted and second.text is None and second.replaced == 0
+
+    no_text = WebhookClient(first.response_url).send_dict({"replace_original": True})
+    assert (no_text.status_code, no_text.body) == (400, "no_text")
+    base = first.response_url.rsplit("/", 1)[0]
+    unknown = WebhookClient(f"{base}/999").send(text="x")
+    assert (unknown.status_code, unknown.body) == (404, "expired_url")
+    slack.fail_next(RESPONSE_URL, status=500)
+    failed = WebhookClient(first.response_url).send_dict({"replace_original": True, "text": "y"})
+    assert failed.status_code == 500
+    assert slack.ephemerals[0].text == "Sending…"  # a failed answer changes nothing
+    assert [c.status for c in slack.calls_of(RESPONSE_URL)] == [200, 200, 200, 400, 404, 500]
 
 
 def test_form_encoded_body_with_json_blocks(slack: SlackStandIn, client: WebClient) -> None:

@@ -119,6 +119,19 @@ class SlackSimulator:
             click_payload(user, message, action_id, channel=channel, origin=origin)
         )
 
+    def click_ephemeral(
+        self,
+        user: str,
+        ephemeral: Any,
+        action_id: str,
+        *,
+        origin: Origin | None = None,
+    ) -> requests.Response:
+        """Click the button ``action_id`` on an ephemeral message the bot posted to ``user``
+        (the stand-in's :class:`~bot.local.standin.Ephemeral`): the payload carries the
+        ephemeral's ``response_url``, as Slack's does."""
+        return self.interactive(ephemeral_click_payload(user, ephemeral, action_id, origin=origin))
+
     def click_view(
         self,
         user: str,
@@ -237,6 +250,26 @@ def click_payload(
         "message": {"ts": message["ts"], "blocks": message.get("blocks")},
         "actions": [_pressed(action_id, button)],
     }
+
+
+def ephemeral_click_payload(
+    user: str, ephemeral: Any, action_id: str, *, origin: Origin | None = None
+) -> dict[str, Any]:
+    """The ``block_actions`` payload of ``user`` clicking the button ``action_id`` on
+    ``ephemeral`` (``message_ts``, ``channel``, ``blocks``, ``response_url``): the container
+    says ``is_ephemeral``, the ``response_url`` answers it, and there is no ``message``
+    (Slack keeps no copy of an ephemeral to send)."""
+    payload = click_payload(
+        user,
+        {"ts": ephemeral.message_ts, "blocks": ephemeral.blocks},
+        action_id,
+        channel=ephemeral.channel,
+        origin=origin,
+    )
+    del payload["message"]
+    payload["container"]["is_ephemeral"] = True
+    payload["response_url"] = ephemeral.response_url
+    return payload
 
 
 def _pressed(action_id: str, button: dict[str, Any]) -> dict[str, Any]:

@@ -51,6 +51,15 @@ Behaviour worth knowing:
   ``expires_in``; ``grant_type=refresh_token`` gives a new token (``invalid_refresh_token``
   for one it never issued). An expired token answers ``token_expired``; ``revoke(team)``
   makes the team's tokens answer ``token_revoked``, as after an uninstall.
+* Every ephemeral gets a ``response_url`` on the stand-in (``/response/<n>``), which the
+  simulator sends with a click on it (``SlackSimulator.click_ephemeral``). A JSON POST there
+  with ``replace_original`` replaces the ephemeral's text and blocks (``Ephemeral.replaced``
+  counts it), ``delete_original`` deletes it (``Ephemeral.deleted``), and neither posts a new
+  ephemeral to the same user; ``response_type: in_channel`` is not played. The answer is
+  ``ok`` (HTTP 200), or the error as text: 404 ``expired_url`` for an unknown URL, 400
+  otherwise (``no_text``, ``invalid_blocks``). Each POST is recorded as a call of
+  ``"response_url"`` (:data:`RESPONSE_URL`), and ``fail_next("response_url")`` fails the
+  next ones. Uses are not limited (Slack allows 5 within 30 minutes).
 """
 
 from __future__ import annotations
@@ -75,6 +84,7 @@ from bot.local.terminal import render_thread
 
 __all__ = [
     "Call",
+    "RESPONSE_URL",
     "Ephemeral",
     "PostedMessage",
     "SlackStandIn",
@@ -517,6 +527,11 @@ class Ephemeral:
     text: str | None
     blocks: list[dict[str, Any]] | None
     thread_ts: str | None = None
+    # Where a click on it may answer it (the simulator sends it with each click), and what
+    # answers came there: ``replaced`` times with ``replace_original``, or ``deleted``.
+    response_url: str | None = None
+    replaced: int = 0
+    deleted: bool = False
 
 
 @dataclass
@@ -589,6 +604,8 @@ class _ApiError(Exception):
 _APP_LEVEL = frozenset({"apps.connections.open"})
 _JSON_PARAMS = ("blocks", "view", "attachments", "metadata", "user_auth_blocks")
 _EPOCH_US = 1_700_000_000_000_000
+# What a POST to a response_url is recorded as (a Call's ``method``; ``fail_next`` takes it).
+RESPONSE_URL = "response_url"
 
 
 class _Server(ThreadingHTTPServer):
@@ -713,6 +730,8 @@ class SlackStandIn:
         self.calls: list[Call] = []
         self._messages: dict[tuple[str, str], PostedMessage] = {}
         self._ephemerals: list[Ephemeral] = []
+        self._answerable: dict[str, Ephemeral] = {}  # response_url id → its ephemeral
+        self._response_counter = itertools.count(1)
         self._views: dict[str, dict[str, Any]] = {}
         self._views_opened: list[str] = []
         self._home_views: dict[str, str] = {}
@@ -1279,8 +1298,84 @@ class SlackStandIn:
             blocks=blocks,
             thread_ts=params.get("thread_ts") or None,
         )
-        self._ephemerals.append(eph)
+        self._add_ephemeral(eph)
         return {"message_ts": eph.message_ts}
+
+    def _add_ephemeral(self, eph: Ephemeral) -> None:
+        answer_id = str(next(self._response_counter))
+        eph.response_url = f"http://{self._host}:{self.port}/response/{answer_id}"
+        self._answerable[answer_id] = eph
+        self._ephemerals.append(eph)
+
+    def _respond(self, answer_id: str, raw: bytes) -> tuple[int, str]:
+        """A POST to an ephemeral's ``response_url``; returns (HTTP status, text), Slack's
+        ``ok`` or the error. Recorded as a call of :data:`RESPONSE_URL`, whose faults
+        (``fail_next``, ``set_delay``) it takes like a Web API method."""
+        at = time.time()
+        with self._lock:
+            delay = self._delays.get(RESPONSE_URL, 0.0)
+        fault = self._take_fault(RESPONSE_URL)
+        if fault is not None:
+            delay += fault.delay
+        if delay > 0:
+            time.sleep(delay)
+        try:
+            params = json.loads(raw.decode("utf-8")) if raw else {}
+        except (ValueError, UnicodeDecodeError):
+            params = None
+        call = Call(method=RESPONSE_URL, params=params or {}, response={}, at=at)
+        headers: dict[str, str] = {}
+        if fault is not None and not fault.after_effect:
+            _apply_fault(fault, call, headers)
+        else:
+            with self._lock:
+                try:
+                    if not isinstance(params, dict):
+                        raise _ApiError("invalid_payload")
+                    self._answer(answer_id, params)
+                    call.response = {"ok": True}
+                except _ApiError as exc:
+                    call.response = exc.body
+                    call.status = 404 if exc.body["error"] == "expired_url" else 400
+            if fault is not None:
+                _apply_fault(fault, call, headers)
+        if call.status == 200 and not call.ok:  # an injected error: not HTTP 200 here
+            call.status = 400
+        with self._cond:
+            self.calls.append(call)
+            self._cond.notify_all()
+        return call.status, "ok" if call.ok else str(call.response.get("error"))
+
+    def _answer(self, answer_id: str, params: dict[str, Any]) -> None:
+        eph = self._answerable.get(answer_id)
+        if eph is None:
+            raise _ApiError("expired_url")
+        if params.get("delete_original"):
+            eph.deleted, eph.text, eph.blocks = True, None, None
+            return
+        text, blocks = params.get("text"), params.get("blocks")
+        if not text and not blocks:
+            raise _ApiError("no_text")
+        if blocks is not None:
+            self._require_blocks_ok(validate_blocks(blocks, surface="message"))
+        if params.get("replace_original"):
+            if eph.deleted:
+                raise _ApiError("message_not_found")
+            eph.text, eph.blocks = text, blocks
+            eph.replaced += 1
+            return
+        if params.get("response_type") == "in_channel":
+            raise _ApiError("in_channel_not_supported_by_the_stand_in")
+        self._add_ephemeral(
+            Ephemeral(
+                message_ts=self._next_ts(),
+                channel=eph.channel,
+                user=eph.user,
+                text=text,
+                blocks=blocks,
+                thread_ts=eph.thread_ts,
+            )
+        )
 
     def _chat_get_permalink(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
         channel = params.get("channel")
@@ -1620,8 +1715,21 @@ def _make_handler(standin: SlackStandIn) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
+        def _respond(self, answer_id: str) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            status, text = standin._respond(answer_id, self.rfile.read(length))
+            data = text.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
         def _serve(self) -> None:
             parts = urlsplit(self.path)
+            if parts.path.startswith("/response/") and self.command == "POST":
+                self._respond(parts.path.rsplit("/", 1)[1])
+                return
             if parts.path.startswith("/upload/v1/") and self.command == "POST":
                 self._upload(parts.path.rsplit("/", 1)[1])
                 return

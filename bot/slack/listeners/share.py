@@ -7,7 +7,9 @@ import logging
 from typing import Any
 
 from slack_bolt import Ack, App
+from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.webhook import WebhookClient
 
 from bot.links.outcomes import Refused
 from bot.links.sharing import AlreadySent, Sharing
@@ -18,6 +20,10 @@ from bot.slack.listeners.actions import _channel, _clicked, _tell
 from bot.slack.origin import sender
 
 log = logging.getLogger(__name__)
+# slack_sdk's WebhookClient logs the URL it posts to (debug, and info on a retry) and an error
+# of its own on a failure: it gets this silent logger, and _replace_question says what failed.
+_webhook_log = logging.getLogger(f"{__name__}.response_url")
+_webhook_log.setLevel(logging.CRITICAL + 1)
 
 
 def register(app: App, ctx: SlackContext) -> None:
@@ -38,12 +44,12 @@ def register(app: App, ctx: SlackContext) -> None:
                 try:
                     answer = sharing.request_mail(link_id, user, sender(body), again=tried)
                 except Refused as exc:
-                    _tell(ctx.client_of(sender(body).team_id), body, exc.message)
+                    outcome(body, exc.message)
                     return
                 if isinstance(answer, AlreadySent):
                     ask(body, link_id, answer)
                 else:
-                    _tell(ctx.client_of(sender(body).team_id), body, mail_queued_text(answer.to))
+                    outcome(body, mail_queued_text(answer.to))
 
             # After the ack, as the card's buttons are: the e-mail itself is a job.
             ctx.later(ctx.decisions, decide)
@@ -57,6 +63,16 @@ def register(app: App, ctx: SlackContext) -> None:
         except SlackApiError as exc:
             log.warning("could not ask before sending again: %s", exc.response.get("error"))
 
+    def outcome(body: dict[str, Any], text: str) -> None:
+        """Say what came of a click: a "Send again" question is replaced by it (through the
+        click's ``response_url``), so its button goes; anything else, a new ephemeral."""
+        client = ctx.client_of(sender(body).team_id)
+        if body["actions"][0].get("action_id") == ActionId.SEND_AGAIN and _replace_question(
+            client, body, text
+        ):
+            return
+        _tell(client, body, text)
+
     on_send(ActionId.SEND_TO_CUSTOMER)
     on_send(ActionId.SEND_AGAIN)
 
@@ -66,3 +82,25 @@ def _tried(body: dict[str, Any]) -> int | None:
     customer", and for a question from before the count (it is then asked again)."""
     _, _, tried = str(body["actions"][0]["value"]).partition(":")
     return int(tried) if tried.isdigit() else None
+
+
+def _replace_question(client: WebClient, body: dict[str, Any], text: str) -> bool:
+    """Replace the ephemeral message clicked with ``text`` through the click's
+    ``response_url``; False (logged) when that could not be done. The URL is never logged:
+    whoever has it may write to the user for 30 minutes."""
+    url = body.get("response_url")
+    if not url:
+        log.warning("a Send again click without a response_url: the question stays")
+        return False
+    try:
+        answer = WebhookClient(
+            url, timeout=client.timeout, ssl=client.ssl, logger=_webhook_log
+        ).send_dict({"replace_original": True, "text": text})
+    except Exception as exc:  # noqa: BLE001 - any failure falls back to a new ephemeral
+        why = type(exc).__name__
+    else:
+        if answer.status_code == 200:
+            return True
+        why = f"HTTP {answer.status_code} {answer.body[:40]!r}"
+    log.warning("could not replace the Send again question (%s): told in a new ephemeral", why)
+    return False
