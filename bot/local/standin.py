@@ -1690,8 +1690,12 @@ def _make_handler(standin: SlackStandIn) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def _upload(self, file_id: str) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            status, text = standin._receive_upload(file_id, self.rfile.read(length))
+            self._text_reply(*standin._receive_upload(file_id, self._body()))
+
+        def _body(self) -> bytes:
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+        def _text_reply(self, status: int, text: str) -> None:
             data = text.encode()
             self.send_response(status)
             self.send_header("Content-Type", "text/plain; charset=utf-8")
@@ -1716,14 +1720,7 @@ def _make_handler(standin: SlackStandIn) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
 
         def _respond(self, answer_id: str) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            status, text = standin._respond(answer_id, self.rfile.read(length))
-            data = text.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self._text_reply(*standin._respond(answer_id, self._body()))
 
         def _serve(self) -> None:
             parts = urlsplit(self.path)
