@@ -845,6 +845,18 @@ class SlackStandIn:
             else:
                 self._delays.pop(method, None)
 
+    def _delayed(self, method: str) -> _Fault | None:
+        """Wait as long as ``method`` is set to take (``set_delay``, plus its next fault's
+        delay), then return that fault, if one is queued."""
+        with self._lock:
+            delay = self._delays.get(method, 0.0)
+        fault = self._take_fault(method)
+        if fault is not None:
+            delay += fault.delay
+        if delay > 0:
+            time.sleep(delay)
+        return fault
+
     def _take_fault(self, method: str) -> _Fault | None:
         with self._lock:
             queue = self._faults.get(method)
@@ -988,13 +1000,7 @@ class SlackStandIn:
         token = params.pop("token", None)
         if auth_header and auth_header.lower().startswith("bearer "):
             token = auth_header[7:].strip()
-        with self._lock:
-            delay = self._delays.get(method, 0.0)
-        fault = self._take_fault(method)
-        if fault is not None:
-            delay += fault.delay
-        if delay > 0:
-            time.sleep(delay)
+        fault = self._delayed(method)
 
         call = Call(method=method, params=params, response={}, at=at)
         headers: dict[str, str] = {}
@@ -1312,13 +1318,7 @@ class SlackStandIn:
         ``ok`` or the error. Recorded as a call of :data:`RESPONSE_URL`, whose faults
         (``fail_next``, ``set_delay``) it takes like a Web API method."""
         at = time.time()
-        with self._lock:
-            delay = self._delays.get(RESPONSE_URL, 0.0)
-        fault = self._take_fault(RESPONSE_URL)
-        if fault is not None:
-            delay += fault.delay
-        if delay > 0:
-            time.sleep(delay)
+        fault = self._delayed(RESPONSE_URL)
         try:
             params = json.loads(raw.decode("utf-8")) if raw else {}
         except (ValueError, UnicodeDecodeError):
