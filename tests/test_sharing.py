@@ -174,7 +174,7 @@ def test_a_link_sent_before_is_sent_again_only_when_asked(service: LinkService) 
     assert sharing.request_mail(link.id, "U0APPROVER", HOME, again=1) == MailQueued(
         "a•••n@example.com"
     )
-    text, blocks = send_again(link.id, asked.to, asked.at, asked.tried, asked.reference)
+    text, blocks = send_again(link.id, asked)
     check_message(text, blocks)
     assert f"The checkout link {link.reference} was already sent to a•••n@example.com" in text
     assert buttons(blocks)["paylink_send_again"]["value"] == f"{link.id}:1"

@@ -336,9 +336,10 @@ class Digests:
         with self.store.transaction() as s:
             if s.scalar(select(Digest.id).where(Digest.key == key)) is not None:
                 return False
-            if not channel_asked and not self._report(s, now, workspace).empty:
+            report = self._report(s, now, workspace)
+            if not channel_asked and not report.empty:
                 return None
-            report, channel = self._read(s, now, configured, workspace)
+            channel = self._channel(s, report, configured, workspace)
             queued = self._recorded(s, key, now, channel, workspace) and channel is not None
             if queued:
                 self.queue.enqueue(
@@ -402,27 +403,34 @@ class Digests:
         workspace: Workspace | None,
     ) -> tuple[Report, str | None]:
         report = self._report(session, now, workspace)
+        return report, self._channel(session, report, configured, workspace)
+
+    def _channel(
+        self,
+        session: Session,
+        report: Report,
+        configured: str | None,
+        workspace: Workspace | None,
+    ) -> str | None:
+        """Where ``report`` goes: ``configured``, else the channel of the newest card (of
+        ``workspace``); None for an empty report, or with nowhere to post (logged)."""
         if report.empty:
-            return report, None
+            return None
         channel = configured or session.scalar(
             select(Link.channel_id)
             .where(_links_of(workspace), Link.message_ts.is_not(None))
             .order_by(Link.created_at.desc(), Link.id.desc())
             .limit(1)
         )
-        if channel is None and workspace is None:
+        if channel is None:
+            team = workspace.team_id if workspace else None
             log.warning(
-                "digest: no channel to post it in (set the approval channel in Settings, "
-                "or PAYLINK_APPROVAL_CHANNEL)"
+                "digest: no channel to post %s in (set the approval channel in Settings, or "
+                "PAYLINK_APPROVAL_CHANNEL)",
+                f"workspace {team}'s" if team else "it",
+                extra={"team": team} if team else {},
             )
-        elif channel is None:
-            log.warning(
-                "digest: no channel to post workspace %s's in (set its approval channel in "
-                "Settings, or PAYLINK_APPROVAL_CHANNEL)",
-                workspace.team_id,
-                extra={"team": workspace.team_id},
-            )
-        return report, channel
+        return channel
 
     def _recorded(
         self,

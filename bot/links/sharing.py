@@ -3,9 +3,9 @@ send, the message itself, and the job that hands it to the mail server and tells
 
 Each send is recorded in the link's history (``e-mail to a•••n@example.com: sent``), which is
 also how a second send of the current checkout link is noticed (after a renewal, only the
-sends since the new link was made count). A send is never retried behind anyone's back: a refusal is
-final and said in the thread, and a send whose outcome was lost (the worker stopped during it)
-is reported as such rather than made again.
+sends since the new link was made count). A send is never retried behind anyone's back: a
+refusal is final and said in the thread, and a send whose outcome was lost (the worker
+stopped during it) is reported as such rather than made again.
 """
 
 from __future__ import annotations
@@ -102,10 +102,9 @@ class Sharing:
         self, link_id: int, user_id: str, origin: Workspace | None, *, again: int | None = None
     ) -> MailQueued | AlreadySent:
         """Queue the e-mail of the link to its customer for ``user_id`` (the requester or an
-        approver, of the link's own workspace). A checkout link e-mailed before (the current
-        one: a renewal's new link was not, until it is) is only sent again
-        when asked so, ``again`` being :attr:`AlreadySent.tried` of that question: otherwise
-        :class:`AlreadySent`. A question that another send overtook is refused, so one
+        approver, of the link's own workspace). The current checkout link, once e-mailed, is
+        only sent again when asked so, ``again`` being :attr:`AlreadySent.tried` of that
+        question: otherwise :class:`AlreadySent`. A question that another send overtook is refused, so one
         click is one e-mail however often it is clicked. Refused says why not."""
         if not self.settings.mail_enabled:
             raise NotAllowed("E-mailing links is not set up (PAYLINK_SMTP_URL).")

@@ -35,7 +35,7 @@ REP, APPROVER, OUTSIDER = "U0REP", "U0APPROVER", "U0OUTSIDER"
 SECOND_APPROVER = "U0CFO"  # an approver when the settings name them (two-approver flows)
 APPROVAL_CHANNEL = "C0APPROVALS"
 BOT_TOKEN = "xoxb-local-stand-in"  # noqa: S105  (the stand-in's token, not a real one)
-APP_TOKEN = "xapp-1-A0PAYLINK-local-stand-in"  # noqa: S105  (likewise)
+APP_TOKEN = "xapp-local-stand-in"  # noqa: S105  (likewise)
 CLIENT_ID = "1000000000.2000000000"  # the app's, in multi-workspace mode
 #: The people of the stand-in's workspace, by the names Slack would show.
 PEOPLE = {REP: "Sara", APPROVER: "Omar", OUTSIDER: "Bilal", SECOND_APPROVER: "Hina"}

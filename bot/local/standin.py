@@ -667,7 +667,7 @@ class SlackStandIn:
         self,
         *,
         bot_token: str = "xoxb-test",  # noqa: S107 - a test token, not a secret
-        app_token: str = "xapp-1-A0PAYLINK-test",  # noqa: S107 - likewise
+        app_token: str = "xapp-stand-in-test",  # noqa: S107 - likewise
         usergroups: Mapping[str, Iterable[str]] | None = None,
         users: Mapping[str, Mapping[str, Any]] | None = None,
         team_id: str = "T0PAYLINK",

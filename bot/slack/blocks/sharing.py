@@ -3,11 +3,11 @@ second e-mail, and the export's notes."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from slack_sdk.models.blocks import ActionsBlock, ButtonElement
 
+from bot.links.sharing import AlreadySent
 from bot.slack.blocks.common import NAME_BUDGET, safe, section, slack_date, to_dicts
 from bot.slack.blocks.ids import ActionId, BlockId
 
@@ -17,17 +17,13 @@ def mail_queued_text(to: str) -> str:
     return f":email: Sending the checkout link to {safe(to, NAME_BUDGET)}… the thread will say when it is sent."
 
 
-def send_again(
-    link_id: int, to: str, at: datetime, tried: int, reference: str
-) -> tuple[str, list[dict[str, Any]]]:
-    """The ephemeral question when the checkout link ``reference`` (the current one) was
-    e-mailed already: ``(text, blocks)`` with a
-    "Send again" button, whose value ``<link id>:<sends tried>`` lets a click on a question
-    that another send overtook be refused."""
+def send_again(link_id: int, sent: AlreadySent) -> tuple[str, list[dict[str, Any]]]:
+    """The ephemeral question when the current checkout link was e-mailed already:
+    ``(text, blocks)`` with a "Send again" button, whose value ``<link id>:<sends tried>``
+    lets a click on a question that another send overtook be refused."""
     text = (
-        f"The checkout link {safe(reference, NAME_BUDGET)} was already sent to "
-        f"{safe(to, NAME_BUDGET)} on {slack_date(at)}. "
-        "Send it again?"
+        f"The checkout link {safe(sent.reference, NAME_BUDGET)} was already sent to "
+        f"{safe(sent.to, NAME_BUDGET)} on {slack_date(sent.at)}. Send it again?"
     )
     blocks = [
         section(BlockId.SEND_AGAIN, text),
@@ -37,7 +33,7 @@ def send_again(
                 ButtonElement(
                     text="Send again",
                     action_id=ActionId.SEND_AGAIN,
-                    value=f"{link_id}:{tried}",
+                    value=f"{link_id}:{sent.tried}",
                     style="primary",
                 )
             ],

@@ -55,7 +55,7 @@ def register(app: App, ctx: SlackContext) -> None:
             ctx.later(ctx.decisions, decide)
 
     def ask(body: dict[str, Any], link_id: int, sent: AlreadySent) -> None:
-        text, blocks = send_again(link_id, sent.to, sent.at, sent.tried, sent.reference)
+        text, blocks = send_again(link_id, sent)
         try:
             ctx.client_of(sender(body).team_id).chat_postEphemeral(
                 channel=_channel(body), user=body["user"]["id"], text=text, blocks=blocks
