@@ -52,6 +52,10 @@ _COVER_OLDER_CARDS = (
 Claimed = tuple[Job, Link | None]
 
 
+# A timer put back (restarted or re-armed): as if queued anew, claimed by nobody.
+_AS_QUEUED = {"done_at": None, "claimed_until": None, "attempts": 0, "last_error": None}
+
+
 class JobQueue:
     """The jobs table of ``store``'s database."""
 
@@ -114,9 +118,7 @@ class JobQueue:
                 ~exists().where(effect.c.dedupe_key == unless),
             )
             # As if queued now: a timer not due yet is no backlog (see backlog()).
-            .values(
-                next_attempt_at=due, done_at=None, claimed_until=None, attempts=0, last_error=None
-            )
+            .values(next_attempt_at=due, **_AS_QUEUED)
         )
         return bool(restarted.rowcount)
 
@@ -129,9 +131,7 @@ class JobQueue:
         rearmed = session.execute(
             update(JOBS)
             .where(Job.id == job.id, ~exists().where(effect.c.dedupe_key == unless))
-            .values(
-                next_attempt_at=due, done_at=None, claimed_until=None, attempts=0, last_error=None
-            )
+            .values(next_attempt_at=due, **_AS_QUEUED)
         )
         return bool(rearmed.rowcount)
 
